@@ -1,0 +1,79 @@
+import { randomUUID } from 'node:crypto';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import { RegistryError, writeRegistryError } from '@registry-proxy/registry-core';
+import type { Logger } from 'pino';
+import type { Metrics } from './metrics.js';
+import { registryHandler } from './routes/registry.js';
+import { tokenRouter } from './routes/token.js';
+import type { Runtime } from './runtime.js';
+
+/** The proxy's HTTP application: /v2 API, token endpoint, JWKS, health and metrics. */
+export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('query parser', 'simple');
+
+  // One log line per request with identity and repository, never headers or secrets.
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const started = process.hrtime.bigint();
+    const id = (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].slice(0, 64)) || randomUUID();
+    res.locals['log'] = logger.child({ req_id: id });
+    res.on('close', () => {
+      const route = (res.locals['route'] as string | undefined) ?? 'other';
+      metrics.requests.inc({ route, method: req.method, status: String(res.statusCode) });
+      (res.locals['log'] as Logger).info(
+        {
+          method: req.method,
+          path: req.originalUrl.split('?')[0]?.slice(0, 512),
+          route,
+          status: res.statusCode,
+          ms: Number(process.hrtime.bigint() - started) / 1e6,
+          subject: res.locals['subject'],
+          repository: res.locals['repository'],
+          upstream: res.locals['upstream'],
+          aborted: !res.writableFinished,
+        },
+        'request',
+      );
+    });
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.type('text/plain').send('ok');
+  });
+  app.get('/readyz', (_req, res) => {
+    res.type('text/plain').send('ready');
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  const jwks = (_req: Request, res: Response) => {
+    res.locals['route'] = 'jwks';
+    res.set('Cache-Control', 'public, max-age=300').json(runtime.keys.jwks());
+  };
+  app.get('/jwks', jwks);
+  app.get('/.well-known/jwks.json', jwks);
+  app.use('/token', tokenRouter(runtime, metrics, logger));
+  const v2 = registryHandler(runtime, metrics, logger);
+  app.use('/v2', (req, res, next) => {
+    void v2(req, res, next);
+  });
+
+  app.use((req: Request, res: Response) => {
+    writeRegistryError(res, new RegistryError('NAME_UNKNOWN', { status: 404, message: 'not found' }), req.method === 'HEAD');
+  });
+  // Malformed bodies and anything unexpected: a registry error, never a stack trace.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const status = (err as { status?: number }).status;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      writeRegistryError(res, new RegistryError('UNAUTHORIZED', { status, message: 'malformed request' }), req.method === 'HEAD');
+      return;
+    }
+    ((res.locals['log'] as Logger | undefined) ?? logger).error({ err }, 'unhandled error');
+    if (res.headersSent) res.destroy();
+    else writeRegistryError(res, new RegistryError('UNKNOWN'), req.method === 'HEAD');
+  });
+  return app;
+}

@@ -1,0 +1,85 @@
+import { isValidRepositoryName } from '@registry-proxy/registry-core';
+import { z } from 'zod';
+
+/** A secret: given inline, or read from an environment variable or a file at start-up. */
+const secret = z.union([z.string().min(1), z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })]);
+export type SecretSource = z.infer<typeof secret>;
+
+const list = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]));
+const repoPrefix = z.string().refine((s) => s === '' || isValidRepositoryName(s), 'must be empty or a valid repository name prefix');
+const httpUrl = z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, ''));
+
+const staticAuth = z.strictObject({
+  type: z.literal('static'),
+  name: z.string().min(1).default('htpasswd'),
+  htpasswd: list.optional(),
+  users: z
+    .array(z.strictObject({ username: z.string().min(1).regex(/^[^:]+$/, 'must not contain ":"'), passwordHash: z.string().min(1), groups: z.array(z.string().min(1)).default([]) }))
+    .default([]),
+  groups: z.record(z.string(), z.array(z.string().min(1))).default({}),
+});
+
+const credentials = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('anonymous') }),
+  z.strictObject({ type: z.literal('static'), username: z.string().min(1), password: secret }),
+  z.strictObject({ type: z.literal('bearer'), token: secret }),
+]);
+
+const upstream = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and "-"'),
+  /** Repositories of the proxy under this prefix go to this upstream; '' takes every name. */
+  prefix: repoPrefix.default(''),
+  url: httpUrl,
+  /** Prefix put in front of the remaining name on the upstream (e.g. a GCP project). */
+  namespace: repoPrefix.default(''),
+  /** Docker Hub naming: single-segment names get `library/`. Defaults to true for registry-1.docker.io. */
+  dockerHub: z.boolean().optional(),
+  credentials: credentials.default({ type: 'anonymous' }),
+  tokenRealms: z.array(httpUrl).default([]),
+  redirects: z.enum(['follow', 'pass']).default('follow'),
+  timeouts: z
+    .strictObject({
+      connectMs: z.number().int().positive().default(10_000),
+      headersMs: z.number().int().positive().default(30_000),
+      bodyIdleMs: z.number().int().positive().default(60_000),
+    })
+    .prefault({}),
+  attempts: z.number().int().min(1).max(10).default(3),
+});
+
+const rule = z.strictObject({
+  account: list.optional(),
+  groups: list.optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  repository: list,
+  actions: z.array(z.enum(['pull', 'push', 'delete', '*'])),
+});
+
+/** The proxy's configuration file. */
+export const ConfigSchema = z.strictObject({
+  listen: z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(5000) }).prefault({}),
+  /** The URL clients use to reach the proxy; the token realm is `<publicUrl>/token`. Default: from the request's Host. */
+  publicUrl: httpUrl.optional(),
+  service: z.string().min(1).default('registry-proxy'),
+  issuer: z.string().min(1).default('registry-proxy'),
+  tokens: z
+    .strictObject({
+      ttlSeconds: z.number().int().min(60).max(86_400).default(300),
+      refreshTtlSeconds: z.number().int().min(60).default(7 * 86_400),
+      clockToleranceSeconds: z.number().int().min(0).max(300).default(5),
+      algorithms: z.array(z.enum(['ES256', 'RS256'])).min(1).default(['ES256', 'RS256']),
+      /** PEM private key (EC P-256 or RSA). Without it an in-memory key is generated, with a warning. */
+      signingKey: secret.optional(),
+      /** More PEM public keys accepted on verification, for key rotation. */
+      verificationKeys: z.array(secret).default([]),
+    })
+    .prefault({}),
+  auth: z.array(z.discriminatedUnion('type', [staticAuth])).default([]),
+  rules: z.array(rule).default([]),
+  upstreams: z.array(upstream).min(1),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type UpstreamConfig = Config['upstreams'][number];
+export type SecretRef = SecretSource;

@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { ProxyError } from '@registry-proxy/registry-core';
+import { DEFAULT_CONFIG_YAML } from './config/default.js';
+import { loadConfigFile, parseConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { createLogger } from './logging.js';
+import { createRuntime } from './runtime.js';
+import { startProxy } from './server.js';
+
+const program = new Command()
+  .name('registry-proxy')
+  .description('An authenticating proxy for container registries (Registry v2 / OCI distribution).')
+  .option('-c, --config <file>', 'YAML configuration file (env REGISTRY_PROXY_CONFIG); without one the embedded default is used')
+  .option('--check-config', 'validate the configuration (and the files, keys and secrets it names), then exit')
+  .option('--print-default-config', 'print the embedded default configuration and exit')
+  .showHelpAfterError();
+
+async function main(): Promise<number> {
+  program.parse();
+  const opts = program.opts<{ config?: string; checkConfig?: boolean; printDefaultConfig?: boolean }>();
+  if (opts.printDefaultConfig) {
+    process.stdout.write(DEFAULT_CONFIG_YAML);
+    return 0;
+  }
+  const file = opts.config ?? process.env['REGISTRY_PROXY_CONFIG'];
+  let config: Config;
+  try {
+    config = file ? loadConfigFile(file) : parseConfig(DEFAULT_CONFIG_YAML, 'embedded default');
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  }
+  const logger = createLogger(opts.checkConfig ? 'warn' : config.log.level);
+  if (!file) logger.warn('no configuration file: using the embedded default (Docker Hub, user demo/demo, pull only); see --print-default-config');
+  if (opts.checkConfig) {
+    try {
+      const runtime = await createRuntime(config, logger);
+      await runtime.close();
+    } catch (err) {
+      process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+      return 2;
+    }
+    process.stdout.write(`configuration OK (${file ?? 'embedded default'})\n`);
+    return 0;
+  }
+  let proxy;
+  try {
+    proxy = await startProxy(config, logger);
+  } catch (err) {
+    if (err instanceof ProxyError) logger.fatal(err.message);
+    else logger.fatal({ err }, 'cannot start');
+    return 1;
+  }
+  const running = proxy;
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      void running.close().then(resolve);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`fatal: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

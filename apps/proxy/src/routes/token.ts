@@ -1,0 +1,55 @@
+import express, { type Request, type Response, type Router } from 'express';
+import { RegistryError, formatScope, parseTokenRequest, registryErrorBody, type Access } from '@registry-proxy/registry-core';
+import type { Logger } from 'pino';
+import type { Metrics } from '../metrics.js';
+import type { Runtime } from '../runtime.js';
+
+const scopes = (list: readonly Access[]) => list.map(formatScope);
+
+/** The token endpoint: GET with Basic credentials, POST with an OAuth2 form. */
+export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger): Router {
+  const router = express.Router();
+  const form = express.urlencoded({ extended: false, limit: '64kb', parameterLimit: 100 });
+
+  const handle = async (req: Request, res: Response) => {
+    res.locals['route'] = 'token';
+    let parsed;
+    try {
+      parsed = parseTokenRequest({
+        method: req.method,
+        query: new URL(req.originalUrl, 'http://x').searchParams,
+        form: req.method === 'POST' ? new URLSearchParams((req.body ?? {}) as Record<string, string>) : undefined,
+        authorization: req.headers.authorization,
+      });
+    } catch (err) {
+      if (!(err instanceof RegistryError)) throw err;
+      metrics.tokens.inc({ outcome: 'invalid' });
+      res.status(err.status).set(err.headers).type('application/json').send(registryErrorBody(err));
+      return;
+    }
+    const decision = await runtime.tokenEndpoint.handle(parsed);
+    metrics.tokens.inc({ outcome: decision.outcome });
+    const who = decision.identity ?? (parsed.grant === 'password' ? { subject: parsed.username, method: 'unknown' } : undefined);
+    // The audit line: who, how, what was asked and granted, the result. Never the secret.
+    logger.info(
+      {
+        audit: 'token',
+        grant: parsed.grant,
+        subject: who?.subject,
+        method: who?.method,
+        client: req.ip,
+        requested: scopes(decision.requested),
+        granted: scopes(decision.granted),
+        outcome: decision.outcome,
+        reason: decision.reason,
+      },
+      'token request',
+    );
+    res.locals['subject'] = who?.subject;
+    res.status(decision.status).set(decision.headers).type('application/json').send(decision.body);
+  };
+
+  router.get('/', handle);
+  router.post('/', form, handle);
+  return router;
+}

@@ -1,0 +1,104 @@
+import { StaticStrategy } from '@registry-proxy/auth-static';
+import {
+  AccessRules,
+  KeySet,
+  TokenEndpoint,
+  TokenService,
+  UpstreamClient,
+  VerifierChain,
+  anonymousProvider,
+  staticProvider,
+  type CredentialVerifier,
+  type UpstreamCredentialProvider,
+} from '@registry-proxy/registry-core';
+import type { Logger } from 'pino';
+import { readConfiguredFile, resolveSecret } from './config/load.js';
+import type { Config, UpstreamConfig } from './config/schema.js';
+import { Router } from './routing.js';
+
+/** Everything the HTTP layer needs, built once from a validated configuration. */
+export interface Runtime {
+  readonly config: Config;
+  readonly tokens: TokenService;
+  readonly keys: KeySet;
+  readonly tokenEndpoint: TokenEndpoint;
+  readonly router: Router;
+  close(): Promise<void>;
+}
+
+function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvider {
+  const c = u.credentials;
+  const key = `upstreams.${i}.credentials`;
+  if (c.type === 'static') return staticProvider({ kind: 'basic', username: c.username, password: resolveSecret(c.password, `${key}.password`) });
+  if (c.type === 'bearer') return staticProvider({ kind: 'bearer', token: resolveSecret(c.token, `${key}.token`) });
+  return anonymousProvider;
+}
+
+function verifiers(config: Config): CredentialVerifier[] {
+  return config.auth.map(
+    (a, i) =>
+      new StaticStrategy({
+        name: a.name,
+        realm: config.service,
+        htpasswd: (a.htpasswd ?? []).map((path, j) => ({ source: path, text: readConfiguredFile(path, `auth.${i}.htpasswd.${j}`) })),
+        users: a.users,
+        groups: a.groups,
+      }),
+  );
+}
+
+/** Builds the runtime; throws a ProxyError naming the configuration key when something is unusable. */
+export async function createRuntime(config: Config, logger: Logger): Promise<Runtime> {
+  const t = config.tokens;
+  let keys: KeySet;
+  if (t.signingKey === undefined) {
+    logger.warn('no tokens.signingKey configured: using an in-memory key; tokens die with this process and replicas cannot share it');
+    keys = await KeySet.ephemeral();
+  } else {
+    const extra = t.verificationKeys.map((k, i) => resolveSecret(k, `tokens.verificationKeys.${i}`));
+    keys = await KeySet.fromPem(resolveSecret(t.signingKey, 'tokens.signingKey'), extra);
+  }
+  const tokens = new TokenService({
+    issuer: config.issuer,
+    service: config.service,
+    keys,
+    accessTokenTtl: t.ttlSeconds,
+    refreshTokenTtl: t.refreshTtlSeconds,
+    algorithms: t.algorithms,
+    clockTolerance: t.clockToleranceSeconds,
+  });
+  if (!t.algorithms.includes(keys.signer.alg)) throw new Error(`tokens.algorithms does not include the signing key's ${keys.signer.alg}`);
+  const rules = new AccessRules(config.rules);
+  const tokenEndpoint = new TokenEndpoint({ tokens, verifier: new VerifierChain(verifiers(config)), rules, basicRealm: config.service });
+  const clients = config.upstreams.map(
+    (u, i) =>
+      new UpstreamClient({
+        name: u.name,
+        url: u.url,
+        credentials: credentialsFor(u, i),
+        followRedirects: u.redirects === 'follow',
+        tokenRealms: u.tokenRealms,
+        timeouts: u.timeouts,
+        retry: { attempts: u.attempts, baseDelayMs: 100, maxDelayMs: 2000 },
+        userAgent: 'registry-proxy/0.1',
+      }),
+  );
+  const router = new Router(
+    config.upstreams.map((u, i) => ({
+      prefix: u.prefix,
+      namespace: u.namespace,
+      dockerHub: u.dockerHub ?? new URL(u.url).hostname === 'registry-1.docker.io',
+      client: clients[i] as UpstreamClient,
+    })),
+  );
+  return {
+    config,
+    tokens,
+    keys,
+    tokenEndpoint,
+    router,
+    close: async () => {
+      await Promise.all(clients.map((c) => c.close()));
+    },
+  };
+}

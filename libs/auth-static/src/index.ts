@@ -1,0 +1,2 @@
+export { StaticStrategy, type StaticStrategyOptions, type StaticUser } from './strategy.js';
+export { parseHtpasswd, isBcryptHash } from './htpasswd.js';

@@ -1,0 +1,86 @@
+import type { Identity } from './identity.js';
+
+/** One access rule: who (all given matchers must match), which repositories, which actions. */
+export interface AccessRule {
+  /** Globs on the identity's subject; `anonymous` matches requests without credentials. */
+  readonly account?: readonly string[];
+  /** The identity must be in at least one group matching one of these globs. */
+  readonly groups?: readonly string[];
+  /** Each label must be present with a value matching the glob. */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** Repository globs: `*` stays within one path segment, `**` crosses segments, `${account}` is the subject. */
+  readonly repository: readonly string[];
+  /** Actions granted: `pull`, `push`, `delete`, or `*`. An empty list denies explicitly. */
+  readonly actions: readonly string[];
+}
+
+/** The identity of a request without credentials. */
+export const ANONYMOUS: Identity = Object.freeze({ subject: 'anonymous', method: 'anonymous', groups: [], labels: {} });
+
+const globCache = new Map<string, RegExp>();
+
+/** Compiles a glob: `**` any characters, `*` any except '/', `?` one character except '/', `\\x` a literal x. */
+export function globToRegExp(glob: string): RegExp {
+  let re = globCache.get(glob);
+  if (re) return re;
+  let src = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i] as string;
+    if (c === '\\' && i + 1 < glob.length) {
+      src += (glob[++i] as string).replace(/[.*?+^${}()|[\]\\]/g, '\\$&');
+    } else if (c === '*' && glob[i + 1] === '*') {
+      src += '.*';
+      i++;
+    } else if (c === '*') src += '[^/]*';
+    else if (c === '?') src += '[^/]';
+    else src += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+  }
+  re = new RegExp(`^${src}$`, 's');
+  if (globCache.size < 10_000) globCache.set(glob, re);
+  return re;
+}
+
+function matchAny(globs: readonly string[], value: string): boolean {
+  return globs.some((g) => globToRegExp(g).test(value));
+}
+
+function escapeGlob(s: string): string {
+  return s.replace(/[*?\\]/g, '\\$&');
+}
+
+function identityMatches(rule: AccessRule, id: Identity): boolean {
+  if (rule.account && !matchAny(rule.account, id.subject)) return false;
+  if (rule.groups && !id.groups.some((g) => matchAny(rule.groups as readonly string[], g))) return false;
+  if (rule.labels) {
+    for (const [k, glob] of Object.entries(rule.labels)) {
+      const v = id.labels[k];
+      if (v === undefined || !globToRegExp(glob).test(v)) return false;
+    }
+  }
+  // A rule that names no account only applies to authenticated identities.
+  if (!rule.account && id.method === 'anonymous') return false;
+  return true;
+}
+
+/**
+ * Ordered access rules: the first rule that matches both the identity and the repository
+ * decides the actions; when none matches, nothing is allowed.
+ */
+export class AccessRules {
+  private readonly rules: readonly AccessRule[];
+
+  constructor(rules: readonly AccessRule[]) {
+    this.rules = Object.freeze(rules.map((r) => Object.freeze({ ...r })));
+  }
+
+  /** The actions `identity` may perform on `repository`. */
+  allowedActions(identity: Identity, repository: string): readonly string[] {
+    const account = escapeGlob(identity.subject);
+    for (const rule of this.rules) {
+      if (!identityMatches(rule, identity)) continue;
+      const repoGlobs = rule.repository.map((g) => g.replaceAll('${account}', account));
+      if (matchAny(repoGlobs, repository)) return rule.actions;
+    }
+    return [];
+  }
+}

@@ -1,0 +1,105 @@
+import type { AccessRules } from '../access-rules.js';
+import { ANONYMOUS } from '../access-rules.js';
+import { formatChallenge } from '../challenge.js';
+import { RegistryError, registryErrorBody } from '../errors.js';
+import { AuthBackendError, type CredentialVerifier, type Identity } from '../identity.js';
+import { intersectActions, type Access } from '../scope.js';
+import type { TokenRequest } from './request.js';
+import { InvalidTokenError, type TokenService } from './service.js';
+
+/** What the token endpoint decided: the HTTP answer plus the facts for the audit log (never a secret). */
+export interface TokenDecision {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+  readonly outcome: 'issued' | 'denied' | 'unavailable' | 'invalid';
+  readonly identity?: Identity;
+  readonly requested: readonly Access[];
+  readonly granted: readonly Access[];
+  readonly reason?: string;
+}
+
+/** The framework-free core of the token endpoint: authenticate, evaluate rules, sign. */
+export class TokenEndpoint {
+  constructor(
+    private readonly opts: {
+      tokens: TokenService;
+      verifier: CredentialVerifier;
+      rules: AccessRules;
+      /** Realm named in the Basic challenge of a 401. */
+      basicRealm: string;
+    },
+  ) {}
+
+  private error(outcome: TokenDecision['outcome'], err: RegistryError, req: TokenRequest, reason: string): TokenDecision {
+    return { status: err.status, headers: err.headers, body: registryErrorBody(err), outcome, requested: req.scopes, granted: [], reason };
+  }
+
+  private unauthorized(req: TokenRequest, reason: string): TokenDecision {
+    const headers = { 'WWW-Authenticate': formatChallenge('Basic', { realm: this.opts.basicRealm }) };
+    return this.error('denied', new RegistryError('UNAUTHORIZED', { headers }), req, reason);
+  }
+
+  /** The access `identity` gets: requested ∩ allowed, per resource; resources with nothing granted are left out. */
+  grant(identity: Identity, requested: readonly Access[]): Access[] {
+    const out: Access[] = [];
+    for (const r of requested) {
+      if (r.type !== 'repository') continue;
+      const actions = intersectActions(r.actions, this.opts.rules.allowedActions(identity, r.name));
+      if (actions.length > 0) out.push({ type: r.type, name: r.name, actions });
+    }
+    return out;
+  }
+
+  async handle(req: TokenRequest): Promise<TokenDecision> {
+    const { tokens } = this.opts;
+    if (req.service !== undefined && req.service !== tokens.service) {
+      return this.error('invalid', new RegistryError('UNAUTHORIZED', { status: 400, message: `unknown service ${JSON.stringify(req.service)}` }), req, 'unknown service');
+    }
+    let identity: Identity;
+    if (req.grant === 'anonymous') {
+      identity = ANONYMOUS;
+    } else if (req.grant === 'refresh_token') {
+      try {
+        identity = await tokens.verifyRefreshToken(req.refreshToken);
+      } catch (err) {
+        if (err instanceof InvalidTokenError) return this.unauthorized(req, `refresh token: ${err.message}`);
+        throw err;
+      }
+    } else {
+      if (req.password.length === 0) return this.unauthorized(req, 'empty password');
+      try {
+        const outcome = await this.opts.verifier.verify(req.username, req.password);
+        if (outcome.result !== 'allow') return this.unauthorized(req, outcome.result === 'deny' ? outcome.reason : 'no strategy knows this user');
+        identity = outcome.identity;
+      } catch (err) {
+        if (err instanceof AuthBackendError) {
+          const e = new RegistryError('UNAVAILABLE', { message: 'authentication backend unavailable', headers: { 'Retry-After': '5' } });
+          return { ...this.error('unavailable', e, req, err.message) };
+        }
+        throw err;
+      }
+    }
+    const granted = this.grant(identity, req.scopes);
+    if (identity === ANONYMOUS && req.scopes.length > 0 && granted.length === 0) return this.unauthorized(req, 'anonymous access not allowed');
+
+    const issued = await tokens.issueAccessToken(identity.subject, granted);
+    const body: Record<string, unknown> = {
+      token: issued.token,
+      access_token: issued.token,
+      expires_in: issued.expiresIn,
+      issued_at: issued.issuedAt.toISOString(),
+    };
+    if (req.offline && req.grant === 'password') body['refresh_token'] = await tokens.issueRefreshToken(identity);
+    if (req.form) body['scope'] = granted.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`).join(' ');
+    return {
+      status: 200,
+      headers: { 'Cache-Control': 'no-store' },
+      body: JSON.stringify(body),
+      outcome: 'issued',
+      identity,
+      requested: req.scopes,
+      granted,
+    };
+  }
+}

@@ -1,0 +1,128 @@
+import { randomUUID } from 'node:crypto';
+import { SignJWT, errors as joseErrors, jwtVerify, type JWTHeaderParameters, type JWTPayload } from 'jose';
+import type { Identity } from '../identity.js';
+import type { Access } from '../scope.js';
+import type { KeySet, TokenAlgorithm } from './keys.js';
+
+/** Options of the token service; validated by whoever builds them (the proxy's config schema). */
+export interface TokenServiceOptions {
+  /** `iss` of issued tokens, checked on verification. */
+  readonly issuer: string;
+  /** The service name clients ask for: `aud` of issued tokens, checked on verification. */
+  readonly service: string;
+  readonly keys: KeySet;
+  /** Access token lifetime in seconds; the token spec's minimum is 60. */
+  readonly accessTokenTtl: number;
+  /** Refresh token lifetime in seconds (how long a `docker login` lasts). */
+  readonly refreshTokenTtl: number;
+  /** Algorithms accepted on verification. */
+  readonly algorithms: readonly TokenAlgorithm[];
+  /** Allowed clock skew in seconds when checking exp and nbf. */
+  readonly clockTolerance: number;
+}
+
+/** A token failed verification; the message is safe to show to the client. */
+export class InvalidTokenError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'InvalidTokenError';
+  }
+}
+
+/** An issued access token. */
+export interface IssuedToken {
+  readonly token: string;
+  readonly expiresIn: number;
+  readonly issuedAt: Date;
+}
+
+const REFRESH_USE = 'refresh';
+
+/** Issues and verifies the JWTs of the distribution token spec (docs/content/spec/auth/jwt.md). */
+export class TokenService {
+  constructor(private readonly opts: TokenServiceOptions) {
+    if (opts.accessTokenTtl < 60) throw new RangeError('accessTokenTtl must be at least 60 seconds');
+  }
+
+  get service(): string {
+    return this.opts.service;
+  }
+
+  private async sign(claims: JWTPayload, subject: string, ttl: number, now: Date): Promise<string> {
+    const { signer } = this.opts.keys;
+    const iat = Math.floor(now.getTime() / 1000);
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: signer.alg, typ: 'JWT', kid: signer.kid })
+      .setIssuer(this.opts.issuer)
+      .setSubject(subject)
+      .setAudience(this.opts.service)
+      .setIssuedAt(iat)
+      .setNotBefore(iat)
+      .setExpirationTime(iat + ttl)
+      .setJti(randomUUID())
+      .sign(signer.privateKey);
+  }
+
+  /** Signs an access token granting `access` to `subject`. */
+  async issueAccessToken(subject: string, access: readonly Access[], now = new Date()): Promise<IssuedToken> {
+    const claims = { access: access.map((a) => ({ type: a.type, name: a.name, actions: [...a.actions] })) };
+    const token = await this.sign(claims, subject, this.opts.accessTokenTtl, now);
+    return { token, expiresIn: this.opts.accessTokenTtl, issuedAt: new Date(Math.floor(now.getTime() / 1000) * 1000) };
+  }
+
+  /** Signs a refresh token that carries the identity, so access is re-evaluated on every refresh. */
+  async issueRefreshToken(identity: Identity, now = new Date()): Promise<string> {
+    const claims = { token_use: REFRESH_USE, method: identity.method, groups: [...identity.groups], labels: { ...identity.labels } };
+    return this.sign(claims, identity.subject, this.opts.refreshTokenTtl, now);
+  }
+
+  private async verify(token: string): Promise<JWTPayload> {
+    const verifiers = this.opts.keys.verifiers;
+    const keyFor = (header: JWTHeaderParameters) => {
+      const k = header.kid === undefined ? undefined : verifiers.get(header.kid);
+      if (!k || k.alg !== header.alg) throw new InvalidTokenError('token signed by an unknown key');
+      return k.key;
+    };
+    try {
+      const { payload } = await jwtVerify(token, keyFor, {
+        issuer: this.opts.issuer,
+        audience: this.opts.service,
+        algorithms: [...this.opts.algorithms],
+        clockTolerance: this.opts.clockTolerance,
+        requiredClaims: ['exp', 'sub'],
+      });
+      return payload;
+    } catch (err) {
+      if (err instanceof InvalidTokenError) throw err;
+      if (err instanceof joseErrors.JWTExpired) throw new InvalidTokenError('token expired', { cause: err });
+      if (err instanceof joseErrors.JOSEError) throw new InvalidTokenError(`token invalid: ${err.code}`, { cause: err });
+      throw new InvalidTokenError('token invalid', { cause: err });
+    }
+  }
+
+  /** Verifies an access token and returns its subject and granted access. */
+  async verifyAccessToken(token: string): Promise<{ subject: string; access: Access[] }> {
+    const p = await this.verify(token);
+    if (p['token_use'] !== undefined) throw new InvalidTokenError('not an access token');
+    const access = p['access'];
+    if (!Array.isArray(access)) throw new InvalidTokenError('token has no access claim');
+    const list: Access[] = [];
+    for (const a of access as unknown[]) {
+      const e = a as Partial<Access> | null;
+      if (!e || typeof e.type !== 'string' || typeof e.name !== 'string' || !Array.isArray(e.actions)) throw new InvalidTokenError('malformed access claim');
+      list.push({ type: e.type, name: e.name, actions: e.actions.filter((x): x is string => typeof x === 'string') });
+    }
+    return { subject: p.sub as string, access: list };
+  }
+
+  /** Verifies a refresh token and returns the identity it was issued to. */
+  async verifyRefreshToken(token: string): Promise<Identity> {
+    const p = await this.verify(token);
+    if (p['token_use'] !== REFRESH_USE) throw new InvalidTokenError('not a refresh token');
+    const groups = Array.isArray(p['groups']) ? (p['groups'] as unknown[]).filter((g): g is string => typeof g === 'string') : [];
+    const rawLabels = typeof p['labels'] === 'object' && p['labels'] !== null ? (p['labels'] as Record<string, unknown>) : {};
+    const labels = Object.fromEntries(Object.entries(rawLabels).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    const method = typeof p['method'] === 'string' ? p['method'] : 'unknown';
+    return { subject: p.sub as string, method, groups, labels };
+  }
+}

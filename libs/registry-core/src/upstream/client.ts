@@ -1,0 +1,206 @@
+import { Agent, type Dispatcher } from 'undici';
+import { parseChallenges, type Challenge } from '../challenge.js';
+import { CredentialError, credentialKey, type UpstreamCredentialProvider, type UpstreamCredentials } from '../credentials.js';
+import { UpstreamUnavailableError } from './errors.js';
+import { DEFAULT_RETRY, classify, withRetry, type RetryPolicy } from './retry.js';
+import { TokenCache, type CachedToken } from './token-cache.js';
+
+/** Options of one upstream registry. */
+export interface UpstreamClientOptions {
+  readonly name: string;
+  /** Base URL of the registry, e.g. `https://registry-1.docker.io`. */
+  readonly url: string;
+  readonly credentials: UpstreamCredentialProvider;
+  /** Follow blob redirects here (true) or hand them to the client with an absolute Location (false). */
+  readonly followRedirects: boolean;
+  /** Origins besides the registry's own that may receive credentials as token realms. */
+  readonly tokenRealms?: readonly string[];
+  readonly timeouts?: { readonly connectMs?: number; readonly headersMs?: number; readonly bodyIdleMs?: number };
+  readonly retry?: RetryPolicy;
+  readonly userAgent?: string;
+  /** A dispatcher to share between upstreams; by default each client has its own keep-alive agent. */
+  readonly dispatcher?: Dispatcher;
+}
+
+/** A request to the upstream; `path` starts with `/v2/` and may carry a query. */
+export interface UpstreamRequest {
+  readonly method: 'GET' | 'HEAD';
+  readonly path: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Token scope, e.g. `repository:library/alpine:pull`. */
+  readonly scope?: string;
+  readonly signal?: AbortSignal;
+}
+
+/** The upstream's answer; the caller must consume or destroy `body`. */
+export interface UpstreamResponse {
+  readonly statusCode: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Dispatcher.ResponseData['body'];
+  /** Where the response finally came from (after followed redirects). */
+  readonly url: URL;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
+
+type AuthMode = { scheme: 'none' } | { scheme: 'basic' } | { scheme: 'bearer'; realm: URL; service: string | undefined };
+
+function header(h: UpstreamResponse['headers'], name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/**
+ * A client for one upstream registry: answers the upstream's own challenge (anonymous, Basic or
+ * Bearer), caches bearer tokens per scope and credential, retries idempotent requests, and
+ * follows or passes on redirects without ever sending credentials to another host.
+ */
+export class UpstreamClient {
+  readonly name: string;
+  readonly origin: string;
+  private readonly dispatcher: Dispatcher;
+  private readonly tokens = new TokenCache();
+  private readonly realms: ReadonlySet<string>;
+  private readonly retry: RetryPolicy;
+  private readonly headersMs: number;
+  private readonly bodyIdleMs: number;
+  /** Learnt from the upstream's first challenge; one upstream, one scheme. */
+  private mode: AuthMode | undefined;
+
+  constructor(private readonly opts: UpstreamClientOptions) {
+    const base = new URL(opts.url);
+    this.name = opts.name;
+    this.origin = base.origin;
+    this.realms = new Set([this.origin, ...(opts.tokenRealms ?? []).map((r) => new URL(r).origin)]);
+    this.retry = opts.retry ?? DEFAULT_RETRY;
+    this.headersMs = opts.timeouts?.headersMs ?? 30_000;
+    this.bodyIdleMs = opts.timeouts?.bodyIdleMs ?? 60_000;
+    this.dispatcher = opts.dispatcher ?? new Agent({ connect: { timeout: opts.timeouts?.connectMs ?? 10_000 }, keepAliveTimeout: 30_000 });
+  }
+
+  /** Closes the client's own connections. */
+  async close(): Promise<void> {
+    if (!this.opts.dispatcher) await this.dispatcher.close();
+  }
+
+  /** Sends a request with whatever authorization the upstream asks for. */
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const creds = await this.opts.credentials.credentials({ registry: new URL(this.origin).host });
+    const key = `${req.scope ?? ''}\u0000${credentialKey(creds)}`;
+    for (let round = 0; ; round++) {
+      const authorization = await this.authorization(creds, key, req.scope, req.signal);
+      const res = await this.send(req, authorization);
+      if (res.statusCode !== 401 || round > 0) return res;
+      // A 401: learn (or re-learn) the challenge, forget the token, and try once more when that
+      // could change anything: a (new) bearer token, or Basic credentials not sent yet.
+      this.mode = this.modeFrom(res.headers);
+      this.tokens.delete(key);
+      const worthRetry = this.mode.scheme === 'bearer' || (this.mode.scheme === 'basic' && creds.kind === 'basic' && authorization === undefined);
+      if (!worthRetry) return res;
+      await res.body.dump();
+    }
+  }
+
+  private modeFrom(headers: UpstreamResponse['headers']): AuthMode {
+    const raw = headers['www-authenticate'];
+    const challenges: Challenge[] = (Array.isArray(raw) ? raw : raw ? [raw] : []).flatMap(parseChallenges);
+    const bearer = challenges.find((c) => c.scheme === 'bearer');
+    if (bearer?.params['realm']) {
+      try {
+        const realm = new URL(bearer.params['realm']);
+        if (realm.protocol === 'https:' || realm.protocol === 'http:') return { scheme: 'bearer', realm, service: bearer.params['service'] };
+      } catch {
+        /* an unusable realm: fall through */
+      }
+    }
+    if (challenges.some((c) => c.scheme === 'basic')) return { scheme: 'basic' };
+    return { scheme: 'none' };
+  }
+
+  private async authorization(creds: UpstreamCredentials, key: string, scope: string | undefined, signal?: AbortSignal): Promise<string | undefined> {
+    if (creds.kind === 'bearer') return `Bearer ${creds.token}`;
+    const mode = this.mode;
+    if (!mode || mode.scheme === 'none') return undefined;
+    if (mode.scheme === 'basic') return creds.kind === 'basic' ? basic(creds.username, creds.password) : undefined;
+    const token = await this.tokens.get(key, () => this.fetchToken(mode, creds, scope, signal));
+    return `Bearer ${token}`;
+  }
+
+  private async fetchToken(mode: Extract<AuthMode, { scheme: 'bearer' }>, creds: UpstreamCredentials, scope: string | undefined, signal?: AbortSignal): Promise<CachedToken> {
+    const url = new URL(mode.realm);
+    if (mode.service !== undefined) url.searchParams.set('service', mode.service);
+    if (scope !== undefined) url.searchParams.set('scope', scope);
+    const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'registry-proxy' };
+    if (creds.kind === 'basic') {
+      // Credentials go only to the registry itself and the token realms configured for it.
+      if (!this.realms.has(url.origin)) {
+        throw new CredentialError(this.name, `token realm ${url.origin} is not the upstream's origin; list it in tokenRealms to send credentials there`);
+      }
+      headers['authorization'] = basic(creds.username, creds.password);
+    }
+    const started = Date.now();
+    const res = await withRetry(this.name, this.retry, signal, () =>
+      this.dispatcher.request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers, headersTimeout: this.headersMs, bodyTimeout: this.bodyIdleMs, signal }),
+      (r) => r.body.dump(),
+    );
+    let text: string;
+    try {
+      text = await res.body.text();
+    } catch (err) {
+      throw classify(this.name, err);
+    }
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      throw new CredentialError(this.name, `token realm refused the credentials (HTTP ${res.statusCode})`);
+    }
+    if (res.statusCode !== 200) throw new UpstreamUnavailableError(this.name, 'status', `token realm answered ${res.statusCode}`);
+    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch (cause) {
+      throw new UpstreamUnavailableError(this.name, 'protocol', 'token realm sent invalid JSON', { cause });
+    }
+    const token = typeof body.token === 'string' && body.token ? body.token : body.access_token;
+    if (typeof token !== 'string' || !token) throw new UpstreamUnavailableError(this.name, 'protocol', 'token realm sent no token');
+    const expiresIn = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 60;
+    return { token, refreshAt: TokenCache.refreshAt(started, expiresIn) };
+  }
+
+  private async send(req: UpstreamRequest, authorization: string | undefined): Promise<UpstreamResponse> {
+    let url = new URL(req.path, this.origin);
+    let method: string = req.method;
+    let withAuth = authorization !== undefined;
+    for (let hops = 0; ; hops++) {
+      const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'registry-proxy', ...req.headers };
+      if (withAuth) headers['authorization'] = authorization as string;
+      const target = url;
+      const res = await withRetry(this.name, this.retry, req.signal, () =>
+        this.dispatcher.request({ origin: target.origin, path: target.pathname + target.search, method: method as Dispatcher.HttpMethod, headers, headersTimeout: this.headersMs, bodyTimeout: this.bodyIdleMs, signal: req.signal }),
+        (r) => r.body.dump(),
+      );
+      const location = header(res.headers, 'location');
+      if (!REDIRECTS.has(res.statusCode) || location === undefined) return { ...res, url: target };
+      let next: URL;
+      try {
+        next = new URL(location, target);
+      } catch {
+        await res.body.dump();
+        throw new UpstreamUnavailableError(this.name, 'protocol', 'redirect with an invalid Location');
+      }
+      if (!this.opts.followRedirects) {
+        res.headers['location'] = next.href; // relative Locations (Artifact Registry) made absolute
+        return { ...res, url: target };
+      }
+      await res.body.dump();
+      if (hops >= MAX_REDIRECTS) throw new UpstreamUnavailableError(this.name, 'protocol', 'too many redirects');
+      // Never forward the upstream's Authorization to another host (blob storage, CDN).
+      if (next.origin !== this.origin) withAuth = false;
+      if (res.statusCode === 303) method = 'GET';
+      url = next;
+    }
+  }
+}
+
+function basic(username: string, password: string): string {
+  return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+}
