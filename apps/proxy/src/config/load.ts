@@ -5,7 +5,10 @@ import type { z } from 'zod';
 import { ConfigSchema, type Config, type SecretRef } from './schema.js';
 
 function formatIssues(issues: z.core.$ZodIssue[], source: string): string {
-  return issues.map((i) => `${source}: ${i.path.length > 0 ? i.path.join('.') : '(top level)'}: ${i.message}`).join('\n');
+  const at = (path: readonly PropertyKey[]) => (path.length > 0 ? path.map(String).join('.') : '(top level)');
+  return issues
+    .flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => `${source}: ${at([...i.path, k])}: unknown key`) : [`${source}: ${at(i.path)}: ${i.message}`]))
+    .join('\n');
 }
 
 function deepFreeze<T>(o: T): T {

@@ -1,0 +1,69 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_CONFIG_YAML } from './default.js';
+import { loadConfigFile, parseConfig, resolveSecret } from './load.js';
+
+const minimal = 'upstreams:\n  - name: up\n    url: http://127.0.0.1:5000\n';
+
+function messageOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return 'no error';
+}
+
+describe('configuration', () => {
+  it('fills defaults and freezes the result', () => {
+    const c = parseConfig(minimal, 't');
+    expect(c.listen).toEqual({ host: '127.0.0.1', port: 5000 });
+    expect(c.tokens.ttlSeconds).toBe(300);
+    expect(c.upstreams[0]).toMatchObject({ prefix: '', namespace: '', redirects: 'follow', credentials: { type: 'anonymous' }, attempts: 3 });
+    expect(c.upstreams[0]?.timeouts).toEqual({ connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 60_000 });
+    expect(Object.isFrozen(c.upstreams[0]?.timeouts)).toBe(true);
+  });
+
+  it('parses the embedded default', () => {
+    const c = parseConfig(DEFAULT_CONFIG_YAML, 'default');
+    expect(c.upstreams[0]?.url).toBe('https://registry-1.docker.io');
+    expect(c.auth[0]?.users[0]?.username).toBe('demo');
+  });
+
+  it.each([
+    ['listen:\n  port: "80"\n' + minimal, 'listen.port'],
+    ['listen:\n  port: 70000\n' + minimal, 'listen.port'],
+    ['upstreams: []', 'upstreams'],
+    ['upstreams:\n  - name: Up\n    url: http://x', 'upstreams.0.name'],
+    ['upstreams:\n  - name: up\n    url: ftp://x', 'upstreams.0.url'],
+    ['upstreams:\n  - name: up\n    url: http://x\n    prefix: "Bad/"', 'upstreams.0.prefix'],
+    ['upstreams:\n  - name: up\n    url: http://x\n    redirects: sometimes', 'upstreams.0.redirects'],
+    ['upstreams:\n  - name: up\n    url: http://x\n    credentials: {type: static, username: u}', 'upstreams.0.credentials.password'],
+    [minimal + 'tokens:\n  ttlSeconds: 10\n', 'tokens.ttlSeconds'],
+    [minimal + 'rules:\n  - repository: "**"\n    actions: [fly]\n', 'rules.0.actions.0'],
+    [minimal + 'auth:\n  - type: kerberos\n', 'auth.0.type'],
+    [minimal + 'typo: 1\n', 'typo'],
+  ])('names the bad key: %j', (text, key) => {
+    const m = messageOf(() => parseConfig(text, 'proxy.yaml'));
+    expect(m).toMatch(/^RP_ERR_CONFIG_INVALID/);
+    expect(m).toContain(`proxy.yaml: ${key}:`);
+  });
+
+  it('refuses bad YAML and unreadable files', () => {
+    expect(messageOf(() => parseConfig('a: [', 'f'))).toMatch(/RP_ERR_CONFIG_INVALID: f: not valid YAML/);
+    expect(messageOf(() => loadConfigFile('/nonexistent/proxy.yaml'))).toMatch(/RP_ERR_CONFIG_READ: .*ENOENT/);
+  });
+
+  it('resolves secrets inline, from the environment and from files, naming the key on failure', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rp-cfg-'));
+    writeFileSync(join(dir, 'pw'), 's3cret\n');
+    expect(resolveSecret('inline', 'k')).toBe('inline');
+    expect(resolveSecret({ env: 'RP_TEST_PW' }, 'k', { RP_TEST_PW: 'fromenv' })).toBe('fromenv');
+    expect(resolveSecret({ file: join(dir, 'pw') }, 'k')).toBe('s3cret');
+    expect(messageOf(() => resolveSecret({ env: 'RP_MISSING' }, 'upstreams.0.credentials.password', {}))).toBe(
+      'RP_ERR_CONFIG_READ: upstreams.0.credentials.password: environment variable RP_MISSING is not set',
+    );
+    expect(messageOf(() => resolveSecret({ file: join(dir, 'nope') }, 'tokens.signingKey'))).toMatch(/tokens.signingKey: cannot read .*ENOENT/);
+  });
+});

@@ -1,0 +1,50 @@
+import { ANONYMOUS, AccessRules, globToRegExp } from './access-rules.js';
+import type { Identity } from './identity.js';
+
+const id = (subject: string, groups: string[] = [], labels: Record<string, string> = {}): Identity => ({ subject, method: 'test', groups, labels });
+
+describe('globs', () => {
+  it('* stays in a segment, ** crosses, \\ escapes', () => {
+    expect(globToRegExp('team/*').test('team/app')).toBe(true);
+    expect(globToRegExp('team/*').test('team/a/b')).toBe(false);
+    expect(globToRegExp('team/**').test('team/a/b')).toBe(true);
+    expect(globToRegExp('a\\*b').test('a*b')).toBe(true);
+    expect(globToRegExp('a\\*b').test('axb')).toBe(false);
+    expect(globToRegExp('a.b').test('axb')).toBe(false);
+  });
+});
+
+describe('AccessRules', () => {
+  const rules = new AccessRules([
+    { account: ['root'], repository: ['**'], actions: ['*'] },
+    { account: ['mallory'], repository: ['**'], actions: [] },
+    { groups: ['registry-admins'], repository: ['**'], actions: ['pull', 'push', 'delete'] },
+    { labels: { 'kubernetes.io/namespace': 'team-*' }, repository: ['apps/**'], actions: ['pull'] },
+    { repository: ['users/${account}/**'], actions: ['pull', 'push'] },
+    { repository: ['public/**'], actions: ['pull'] },
+    { account: ['anonymous'], repository: ['open/*'], actions: ['pull'] },
+  ]);
+
+  it('first match wins', () => {
+    expect(rules.allowedActions(id('root'), 'x/y')).toEqual(['*']);
+    expect(rules.allowedActions(id('mallory'), 'public/a')).toEqual([]);
+  });
+  it('matches groups and labels', () => {
+    expect(rules.allowedActions(id('ann', ['dev', 'registry-admins']), 'x')).toEqual(['pull', 'push', 'delete']);
+    expect(rules.allowedActions(id('sa', [], { 'kubernetes.io/namespace': 'team-a' }), 'apps/web')).toEqual(['pull']);
+    expect(rules.allowedActions(id('sa', [], { 'kubernetes.io/namespace': 'other' }), 'apps/web')).toEqual([]);
+  });
+  it('substitutes the account placeholder, escaped', () => {
+    expect(rules.allowedActions(id('bob'), 'users/bob/app')).toEqual(['pull', 'push']);
+    expect(rules.allowedActions(id('bob'), 'users/alice/app')).toEqual([]);
+    expect(rules.allowedActions(id('*'), 'users/alice/app')).toEqual([]);
+  });
+  it('denies by default', () => {
+    expect(rules.allowedActions(id('bob'), 'secret/x')).toEqual([]);
+  });
+  it('applies account-less rules to authenticated identities only', () => {
+    expect(rules.allowedActions(id('bob'), 'public/x')).toEqual(['pull']);
+    expect(rules.allowedActions(ANONYMOUS, 'public/x')).toEqual([]);
+    expect(rules.allowedActions(ANONYMOUS, 'open/x')).toEqual(['pull']);
+  });
+});

@@ -1,0 +1,118 @@
+import { AccessRules } from '../access-rules.js';
+import { AuthBackendError, type AuthOutcome, type CredentialVerifier } from '../identity.js';
+import { TokenEndpoint } from './endpoint.js';
+import { KeySet } from './keys.js';
+import { parseTokenRequest } from './request.js';
+import { TokenService } from './service.js';
+import { RegistryError } from '../errors.js';
+
+const verifier: CredentialVerifier = {
+  name: 'test',
+  async verify(u, p): Promise<AuthOutcome> {
+    if (u === 'down') throw new AuthBackendError('ldap down');
+    if (u === 'alice' && p === 'pw') return { result: 'allow', identity: { subject: 'alice', method: 'test', groups: ['dev'], labels: {} } };
+    if (u === 'alice') return { result: 'deny', reason: 'wrong password' };
+    return { result: 'skip' };
+  },
+};
+
+async function setup() {
+  const tokens = new TokenService({ issuer: 'i', service: 'svc', keys: await KeySet.ephemeral(), accessTokenTtl: 60, refreshTokenTtl: 600, algorithms: ['ES256'], clockTolerance: 0 });
+  const rules = new AccessRules([
+    { groups: ['dev'], repository: ['team/**'], actions: ['pull'] },
+    { account: ['anonymous'], repository: ['public/*'], actions: ['pull'] },
+  ]);
+  return { tokens, ep: new TokenEndpoint({ tokens, verifier, rules, basicRealm: 'svc' }) };
+}
+const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+const get = (qs: string, authorization?: string) => parseTokenRequest({ method: 'GET', query: new URLSearchParams(qs), ...(authorization ? { authorization } : {}) });
+const post = (form: string) => parseTokenRequest({ method: 'POST', query: new URLSearchParams(), form: new URLSearchParams(form) });
+
+describe('parseTokenRequest', () => {
+  it('GET with Basic', () => {
+    expect(get('service=svc&scope=repository:a:pull&scope=repository:b:push&offline_token=true&client_id=docker', basic('u', 'p:w'))).toMatchObject({
+      grant: 'password',
+      username: 'u',
+      password: 'p:w',
+      offline: true,
+      clientId: 'docker',
+      scopes: [
+        { type: 'repository', name: 'a', actions: ['pull'] },
+        { type: 'repository', name: 'b', actions: ['push'] },
+      ],
+    });
+  });
+  it('POST forms', () => {
+    expect(post('grant_type=password&username=u&password=p&scope=repository:a:pull repository:b:pull&access_type=offline&service=svc')).toMatchObject({
+      grant: 'password',
+      offline: true,
+      form: true,
+      scopes: [{ name: 'a' }, { name: 'b' }],
+    });
+    expect(post('grant_type=refresh_token&refresh_token=abc')).toMatchObject({ grant: 'refresh_token', refreshToken: 'abc' });
+  });
+  it.each([
+    ['POST without grant_type', () => post('username=u')],
+    ['POST with an unknown grant', () => post('grant_type=client_credentials')],
+    ['password grant without password', () => post('grant_type=password&username=u')],
+    ['refresh grant without token', () => post('grant_type=refresh_token')],
+    ['bad scope', () => get('scope=nonsense')],
+    ['malformed Basic', () => get('', 'Basic !!!')],
+    ['Basic without colon', () => get('', `Basic ${Buffer.from('nocolon').toString('base64')}`)],
+    ['another scheme', () => get('', 'Bearer x')],
+  ])('refuses %s with a registry error', (_label, f) => {
+    expect(f).toThrow(RegistryError);
+  });
+});
+
+describe('TokenEndpoint', () => {
+  it('grants requested ∩ allowed; a partial grant is not an error', async () => {
+    const { ep, tokens } = await setup();
+    const d = await ep.handle(get('service=svc&scope=repository:team/app:pull,push&scope=repository:other:pull', basic('alice', 'pw')));
+    expect(d.status).toBe(200);
+    const body = JSON.parse(d.body);
+    expect(body.token).toBe(body.access_token);
+    expect(body.expires_in).toBe(60);
+    expect(new Date(body.issued_at).toISOString()).toBe(body.issued_at);
+    expect(body).not.toHaveProperty('refresh_token');
+    expect((await tokens.verifyAccessToken(body.token)).access).toEqual([{ type: 'repository', name: 'team/app', actions: ['pull'] }]);
+  });
+  it('issues refresh tokens on offline requests, and they work as a grant', async () => {
+    const { ep } = await setup();
+    const d = await ep.handle(post('grant_type=password&username=alice&password=pw&access_type=offline&scope=repository:team/a:pull'));
+    const body = JSON.parse(d.body);
+    expect(body.scope).toBe('repository:team/a:pull');
+    expect(typeof body.refresh_token).toBe('string');
+    const r = await ep.handle(post(`grant_type=refresh_token&refresh_token=${body.refresh_token}&scope=repository:team/b:pull`));
+    expect(r.status).toBe(200);
+    expect(r.identity?.subject).toBe('alice');
+    expect(r.granted).toEqual([{ type: 'repository', name: 'team/b', actions: ['pull'] }]);
+    const bad = await ep.handle(post(`grant_type=refresh_token&refresh_token=${JSON.parse(r.body).access_token}`));
+    expect(bad.status).toBe(401);
+  });
+  it('answers 401 with a Basic challenge for bad, unknown and empty credentials', async () => {
+    const { ep } = await setup();
+    for (const [u, p] of [['alice', 'nope'], ['nobody', 'x'], ['alice', '']] as const) {
+      const d = await ep.handle(get('scope=repository:team/a:pull', basic(u, p)));
+      expect(d.status).toBe(401);
+      expect(d.headers['WWW-Authenticate']).toBe('Basic realm="svc"');
+      expect(JSON.parse(d.body).errors[0].code).toBe('UNAUTHORIZED');
+      expect(d.body).not.toContain(p || '\u0000');
+    }
+  });
+  it('answers 503 when the backend is down', async () => {
+    const { ep } = await setup();
+    const d = await ep.handle(get('scope=repository:team/a:pull', basic('down', 'x')));
+    expect(d.status).toBe(503);
+    expect(d.outcome).toBe('unavailable');
+  });
+  it('anonymous: granted by rules, otherwise 401', async () => {
+    const { ep } = await setup();
+    expect((await ep.handle(get('scope=repository:public/x:pull'))).status).toBe(200);
+    expect((await ep.handle(get('scope=repository:team/x:pull'))).status).toBe(401);
+  });
+  it('refuses another service', async () => {
+    const { ep } = await setup();
+    expect((await ep.handle(get('service=other', basic('alice', 'pw')))).status).toBe(400);
+  });
+});

@@ -1,0 +1,117 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT, UnsecuredJWT, createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { KeySet } from './keys.js';
+import { InvalidTokenError, TokenService, type TokenServiceOptions } from './service.js';
+
+const pem = (alg: 'ec' | 'rsa') =>
+  (alg === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('rsa', { modulusLength: 2048 })).privateKey
+    .export({ format: 'pem', type: 'pkcs8' })
+    .toString();
+
+async function service(over: Partial<TokenServiceOptions> = {}, keys?: KeySet) {
+  return new TokenService({
+    issuer: 'iss',
+    service: 'svc',
+    keys: keys ?? (await KeySet.ephemeral()),
+    accessTokenTtl: 300,
+    refreshTokenTtl: 3600,
+    algorithms: ['ES256', 'RS256'],
+    clockTolerance: 0,
+    ...over,
+  });
+}
+const access = [{ type: 'repository', name: 'a/b', actions: ['pull'] }];
+
+describe('KeySet', () => {
+  it('uses the RFC 7638 thumbprint as kid and publishes a JWKS', async () => {
+    const keys = await KeySet.fromPem(pem('ec'));
+    expect(keys.signer.alg).toBe('ES256');
+    expect(keys.signer.kid).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const jwks = keys.jwks();
+    expect(jwks.keys).toHaveLength(1);
+    expect(jwks.keys[0]).toMatchObject({ kid: keys.signer.kid, alg: 'ES256', kty: 'EC', crv: 'P-256', use: 'sig' });
+    expect(jwks.keys[0]).not.toHaveProperty('d');
+  });
+  it('supports RS256 and refuses weak or odd keys', async () => {
+    expect((await KeySet.fromPem(pem('rsa'))).signer.alg).toBe('RS256');
+    const small = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    await expect(KeySet.fromPem(small)).rejects.toThrow(/RP_ERR_KEY_INVALID/);
+    const ed = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    await expect(KeySet.fromPem(ed)).rejects.toThrow(/RP_ERR_KEY_INVALID/);
+    await expect(KeySet.fromPem('not a key')).rejects.toThrow(/RP_ERR_KEY_INVALID/);
+  });
+});
+
+describe('TokenService', () => {
+  it('issues access tokens that carry the distribution claims and verify', async () => {
+    const s = await service();
+    const t = await s.issueAccessToken('alice', access);
+    expect(t.expiresIn).toBe(300);
+    const header = decodeProtectedHeader(t.token);
+    expect(header).toMatchObject({ alg: 'ES256', typ: 'JWT' });
+    // A third party verifies it with nothing but the JWKS.
+    const { payload } = await jwtVerify(t.token, createLocalJWKSet(s['opts'].keys.jwks()), { issuer: 'iss', audience: 'svc' });
+    expect(payload).toMatchObject({ sub: 'alice', access });
+    for (const c of ['exp', 'nbf', 'iat', 'jti']) expect(payload).toHaveProperty(c);
+    expect(await s.verifyAccessToken(t.token)).toEqual({ subject: 'alice', access });
+  });
+
+  it('rejects alg none, other keys, other algorithms, audiences, issuers, expired tokens and refresh tokens', async () => {
+    const s = await service();
+    const unsigned = new UnsecuredJWT({ access }).setIssuer('iss').setAudience('svc').setSubject('x').setExpirationTime('1h').encode();
+    const other = await KeySet.ephemeral();
+    const foreign = (await service({}, other)).issueAccessToken('x', access);
+    const wrongAud = (await service({ service: 'other' }, s['opts'].keys)).issueAccessToken('x', access);
+    const wrongIss = (await service({ issuer: 'evil' }, s['opts'].keys)).issueAccessToken('x', access);
+    const expired = s.issueAccessToken('x', access, new Date(Date.now() - 3600_000));
+    const future = s.issueAccessToken('x', access, new Date(Date.now() + 3600_000));
+    const refresh = s.issueRefreshToken({ subject: 'x', method: 'm', groups: [], labels: {} });
+    // Same kid, but claims to be HS256 signed with the public key as a secret: the classic confusion.
+    const signer = s['opts'].keys.signer;
+    const hs = new SignJWT({ access }).setProtectedHeader({ alg: 'HS256', kid: signer.kid }).setIssuer('iss').setAudience('svc').setSubject('x').setExpirationTime('1h');
+    const confused = hs.sign(Buffer.from(JSON.stringify(signer.jwk)));
+    for (const [label, tok] of Object.entries({ unsigned, foreign: (await foreign).token, wrongAud: (await wrongAud).token, wrongIss: (await wrongIss).token, expired: (await expired).token, future: (await future).token, refresh: await refresh, confused: await confused, garbage: 'a.b.c' })) {
+      await expect(s.verifyAccessToken(tok)).rejects.toBeInstanceOf(InvalidTokenError);
+      void label;
+    }
+  });
+
+  it('only accepts the configured algorithms', async () => {
+    const keys = await KeySet.fromPem(pem('rsa'));
+    const rsOnly = await service({}, keys);
+    const esOnly = await service({ algorithms: ['ES256'] }, keys);
+    const t = await rsOnly.issueAccessToken('x', access);
+    await expect(rsOnly.verifyAccessToken(t.token)).resolves.toBeDefined();
+    await expect(esOnly.verifyAccessToken(t.token)).rejects.toBeInstanceOf(InvalidTokenError);
+  });
+
+  it('rotates keys without downtime', async () => {
+    const oldPem = pem('ec');
+    const newPem = pem('ec');
+    const before = await service({}, await KeySet.fromPem(oldPem));
+    const oldToken = (await before.issueAccessToken('x', access)).token;
+    // Step 1: publish the new key for verification; step 2: sign with it, keep the old for verification.
+    const during = await service({}, await KeySet.fromPem(newPem, [oldPem]));
+    await expect(during.verifyAccessToken(oldToken)).resolves.toBeDefined();
+    const newToken = (await during.issueAccessToken('x', access)).token;
+    expect(decodeProtectedHeader(newToken).kid).not.toBe(decodeProtectedHeader(oldToken).kid);
+    expect(during['opts'].keys.jwks().keys).toHaveLength(2);
+    // Step 3: drop the old key; its tokens stop working.
+    const after = await service({}, await KeySet.fromPem(newPem));
+    await expect(after.verifyAccessToken(newToken)).resolves.toBeDefined();
+    await expect(after.verifyAccessToken(oldToken)).rejects.toBeInstanceOf(InvalidTokenError);
+  });
+
+  it('refresh tokens carry the identity and are not access tokens', async () => {
+    const s = await service();
+    const id = { subject: 'bob', method: 'htpasswd', groups: ['g'], labels: { k: 'v' } };
+    const r = await s.issueRefreshToken(id);
+    expect(await s.verifyRefreshToken(r)).toEqual(id);
+    const a = await s.issueAccessToken('bob', access);
+    await expect(s.verifyRefreshToken(a.token)).rejects.toBeInstanceOf(InvalidTokenError);
+  });
+
+  it('refuses a ttl under the spec minimum of 60 s', async () => {
+    await expect(service({ accessTokenTtl: 30 })).rejects.toThrow(RangeError);
+  });
+});
