@@ -35,6 +35,7 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger):
       {
         audit: 'token',
         grant: parsed.grant,
+        form: parsed.form,
         subject: who?.subject,
         method: who?.method,
         client: req.ip,

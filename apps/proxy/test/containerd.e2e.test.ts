@@ -1,0 +1,53 @@
+/**
+ * A real containerd with `ctr images pull --user`: containerd asks for tokens with the POST
+ * OAuth2 form first (falling back to GET only on 400/401/404/405), so this suite exercises it.
+ */
+import { requireCommands } from './support/proc.js';
+import { startContainerd, type TestContainerd } from './support/engines.js';
+import { USERS, startWorld, type World } from './support/fixture.js';
+
+jest.setTimeout(180_000);
+let w: World;
+let c: TestContainerd;
+beforeAll(async () => {
+  await requireCommands('docker-registry', 'htpasswd', 'containerd', 'ctr');
+  w = await startWorld();
+  c = await startContainerd();
+});
+afterAll(async () => {
+  await c?.stop();
+  await w?.stop();
+});
+
+const pull = (ref: string, user: string, ...extra: string[]) => c.ctr(['images', 'pull', '--plain-http', '--user', user, ...extra, `${w.proxy.host}/${ref}`]);
+
+describe('containerd through the proxy', () => {
+  it('pulls by tag with the POST token flow', async () => {
+    const before = w.proxy.logs.length;
+    const r = await pull('team/app:v1', `alice:${USERS.alice}`);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const list = await c.ctr(['images', 'ls', '-q']);
+    expect(list.stdout).toContain(`${w.proxy.host}/team/app:v1`);
+    const check = await c.ctr(['images', 'check']);
+    expect(check.stdout).toMatch(new RegExp(`${w.proxy.host}/team/app:v1\\s+application/vnd.oci.image.manifest.v1\\+json\\s+${w.images.v1.digest}\\s+complete`));
+    const audits = w.proxy.logs.slice(before).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['audit'] === 'token');
+    expect(audits.some((a) => a['form'] === true && a['outcome'] === 'issued' && a['subject'] === 'alice')).toBe(true);
+  });
+
+  it('pulls by digest, and a multi-platform index with all platforms', async () => {
+    expect((await pull(`team/app@${w.images.v2.digest}`, `alice:${USERS.alice}`)).code).toBe(0);
+    const r = await pull('team/multi:latest', `alice:${USERS.alice}`, '--all-platforms');
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const check = await c.ctr(['images', 'check']);
+    expect(check.stdout).toMatch(new RegExp(`team/multi:latest\\s+application/vnd.oci.image.index.v1\\+json\\s+${w.indexDigest}\\s+complete \\(\\d+/\\d+\\)`));
+  });
+
+  it('fails with wrong credentials and on a forbidden repository', async () => {
+    const wrong = await pull('team/app:v1', 'alice:wrong-password');
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toMatch(/401|unauthorized/i);
+    const forbidden = await pull('secret/app:v1', `alice:${USERS.alice}`);
+    expect(forbidden.code).not.toBe(0);
+    expect(forbidden.stderr).toMatch(/401|403|unauthorized|denied/i);
+  });
+});
