@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { destination } from 'pino';
 import { ProxyError } from '@registry-proxy/registry-core';
 import { DEFAULT_CONFIG_YAML } from './config/default.js';
 import { loadConfigFile, parseConfig } from './config/load.js';
@@ -31,7 +32,8 @@ async function main(): Promise<number> {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     return 2;
   }
-  const logger = createLogger(opts.checkConfig ? 'warn' : config.log.level);
+  // With --check-config, stdout carries only the verdict; warnings go to stderr.
+  const logger = opts.checkConfig ? createLogger('warn', destination(2)) : createLogger(config.log.level);
   if (!file) logger.warn('no configuration file: using the embedded default (Docker Hub, user demo/demo, pull only); see --print-default-config');
   if (opts.checkConfig) {
     try {

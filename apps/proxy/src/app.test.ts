@@ -1,0 +1,138 @@
+/**
+ * The proxy against a small in-process upstream that speaks the registry API where the real
+ * docker-registry 2.8 cannot show a behaviour: tag pagination (distribution 3 / Docker Hub)
+ * and blob redirects to storage (S3, GCS, Artifact Registry's relative Locations).
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { stringify } from 'yaml';
+import { getGlobalDispatcher } from 'undici';
+import bcrypt from 'bcryptjs';
+import { parseConfig } from './config/load.js';
+import { createLogger } from './logging.js';
+import { startProxy, type RunningProxy } from './server.js';
+
+const DIGEST = `sha256:${'a'.repeat(64)}`;
+let upstream: Server;
+let upstreamUrl: string;
+const seen: IncomingMessage[] = [];
+let storage: Server;
+let storageUrl: string;
+const storageSeen: IncomingMessage[] = [];
+const proxies: RunningProxy[] = [];
+
+beforeAll(async () => {
+  storage = createServer((req, res) => {
+    storageSeen.push(req);
+    res.end('blob-from-storage');
+  });
+  await new Promise<void>((r) => storage.listen(0, '127.0.0.1', r));
+  storageUrl = `http://127.0.0.1:${(storage.address() as AddressInfo).port}`;
+  upstream = createServer((req, res) => {
+    seen.push(req);
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (req.headers.authorization !== 'Bearer upstream-token') {
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="x"' }).end();
+    } else if (url.pathname === '/v2/ns/app/tags/list') {
+      const all = ['a', 'b', 'c', 'd', 'e'];
+      const n = Number(url.searchParams.get('n') ?? all.length);
+      const from = url.searchParams.has('last') ? all.indexOf(url.searchParams.get('last') as string) + 1 : 0;
+      const tags = all.slice(from, from + n);
+      if (from + n < all.length) res.setHeader('link', `</v2/ns/app/tags/list?last=${tags[tags.length - 1]}&n=${n}>; rel="next"`);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ name: 'ns/app', tags }));
+    } else if (url.pathname === `/v2/ns/app/blobs/${DIGEST}`) {
+      res.writeHead(307, { location: `${storageUrl}/bucket/blob?signature=xyz` }).end();
+    } else if (url.pathname === `/v2/ns/rel/blobs/${DIGEST}`) {
+      res.writeHead(302, { location: '/artifacts-downloads/blob?sig=1' }).end();
+    } else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await Promise.all(proxies.map((p) => p.close()));
+  upstream.closeAllConnections();
+  storage.closeAllConnections();
+  await new Promise((r) => upstream.close(r));
+  await new Promise((r) => storage.close(r));
+  await getGlobalDispatcher().close();
+});
+
+async function proxy(redirects: 'follow' | 'pass', token = 'upstream-token'): Promise<{ url: string; logs: string[] }> {
+  const logs: string[] = [];
+  const sink = new Writable({ write: (c: Buffer, _e, cb) => (logs.push(c.toString()), cb()) });
+  const config = parseConfig(
+    stringify({
+      listen: { port: 0 },
+      auth: [{ type: 'static', users: [{ username: 'u', passwordHash: bcrypt.hashSync('p', 4) }] }],
+      rules: [{ account: 'u', repository: '**', actions: ['pull'] }],
+      upstreams: [{ name: 'up', prefix: 'x', namespace: 'ns', url: upstreamUrl, redirects, credentials: { type: 'bearer', token } }],
+    }),
+    'test',
+  );
+  const p = await startProxy(config, createLogger('debug', sink), { defaultMetrics: false });
+  proxies.push(p);
+  return { url: p.url, logs };
+}
+
+async function tokenFor(url: string, repo: string): Promise<string> {
+  const res = await fetch(`${url}/token?service=registry-proxy&scope=repository:${repo}:pull`, { headers: { authorization: `Basic ${Buffer.from('u:p').toString('base64')}` } });
+  return ((await res.json()) as { token: string }).token;
+}
+
+describe('tag pagination', () => {
+  it('passes n and last upstream and rewrites Link and name into the proxy namespace', async () => {
+    const p = await proxy('follow');
+    const t = await tokenFor(p.url, 'x/app');
+    const page1 = await fetch(`${p.url}/v2/x/app/tags/list?n=2`, { headers: { authorization: `Bearer ${t}` } });
+    expect(await page1.json()).toEqual({ name: 'x/app', tags: ['a', 'b'] });
+    const link = page1.headers.get('link') as string;
+    expect(link).toBe('</v2/x/app/tags/list?last=b&n=2>; rel="next"');
+    const next = link.slice(1, link.indexOf('>'));
+    const page2 = await fetch(`${p.url}${next}`, { headers: { authorization: `Bearer ${t}` } });
+    expect(await page2.json()).toEqual({ name: 'x/app', tags: ['c', 'd'] });
+    const page3 = await fetch(`${p.url}/v2/x/app/tags/list?n=2&last=d`, { headers: { authorization: `Bearer ${t}` } });
+    expect(await page3.json()).toEqual({ name: 'x/app', tags: ['e'] });
+    expect(page3.headers.get('link')).toBeNull();
+  });
+});
+
+describe('blob redirects', () => {
+  it('follows them in the proxy, without sending the upstream credentials to storage', async () => {
+    const p = await proxy('follow');
+    const t = await tokenFor(p.url, 'x/app');
+    const res = await fetch(`${p.url}/v2/x/app/blobs/${DIGEST}`, { headers: { authorization: `Bearer ${t}` }, redirect: 'manual' });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('blob-from-storage');
+    expect(storageSeen.at(-1)?.headers.authorization).toBeUndefined();
+    expect(storageSeen.at(-1)?.url).toBe('/bucket/blob?signature=xyz');
+  });
+  it('passes them to the client when configured, with relative Locations made absolute', async () => {
+    const p = await proxy('pass');
+    const t = await tokenFor(p.url, 'x/app');
+    const before = storageSeen.length;
+    const res = await fetch(`${p.url}/v2/x/app/blobs/${DIGEST}`, { headers: { authorization: `Bearer ${t}` }, redirect: 'manual' });
+    expect(res.status).toBe(307);
+    expect(res.headers.get('location')).toBe(`${storageUrl}/bucket/blob?signature=xyz`);
+    expect(storageSeen.length).toBe(before);
+    const t2 = await tokenFor(p.url, 'x/rel');
+    const rel = await fetch(`${p.url}/v2/x/rel/blobs/${DIGEST}`, { headers: { authorization: `Bearer ${t2}` }, redirect: 'manual' });
+    expect(rel.status).toBe(302);
+    expect(rel.headers.get('location')).toBe(`${upstreamUrl}/artifacts-downloads/blob?sig=1`);
+  });
+});
+
+describe('upstream refusing the proxy', () => {
+  it('answers 502 BAD_GATEWAY, not 401 (the client did nothing wrong), and logs no credential', async () => {
+    const p = await proxy('follow', 'revoked-upstream-token');
+    const t = await tokenFor(p.url, 'x/app');
+    const res = await fetch(`${p.url}/v2/x/app/tags/list`, { headers: { authorization: `Bearer ${t}` } });
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { errors: Array<{ code: string; message: string }> }).errors[0]).toEqual({ code: 'BAD_GATEWAY', message: "upstream registry refused the proxy's credentials" });
+    expect(p.logs.join('')).not.toContain('revoked-upstream-token');
+    expect(p.logs.join('')).not.toContain(t);
+  });
+});

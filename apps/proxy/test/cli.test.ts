@@ -1,0 +1,75 @@
+/** The built command line (`node apps/proxy/dist/main.js`), as README.md tells users to run it. */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run, waitFor } from './support/proc.js';
+
+jest.setTimeout(30_000);
+const MAIN = join(__dirname, '../dist/main.js');
+const cli = (...args: string[]) => run(process.execPath, [MAIN, ...args], { env: { ...process.env, REGISTRY_PROXY_CONFIG: '' } });
+
+beforeAll(() => {
+  if (!existsSync(MAIN)) throw new Error('apps/proxy is not built: run `npm run build` (npm test does it first)');
+});
+
+describe('registry-proxy CLI', () => {
+  it('prints help', async () => {
+    const r = await cli('--help');
+    expect(r.code).toBe(0);
+    for (const flag of ['--config', '--check-config', '--print-default-config']) expect(r.stdout).toContain(flag);
+  });
+
+  it('checks a good configuration, and refuses bad ones naming the key, with exit code 2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rp-cli-'));
+    const good = join(dir, 'good.yaml');
+    writeFileSync(good, 'upstreams:\n  - name: up\n    url: http://127.0.0.1:1\n');
+    const ok = await cli('--check-config', '--config', good);
+    expect([ok.code, ok.stdout]).toEqual([0, `configuration OK (${good})\n`]);
+
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'listen:\n  port: -1\nupstreams:\n  - name: up\n    url: http://127.0.0.1:1\n    credentials: {type: static, username: u, password: {env: RP_NOT_SET}}\n');
+    const r1 = await cli('--check-config', '--config', bad);
+    expect(r1.code).toBe(2);
+    expect(r1.stderr).toContain(`${bad}: listen.port:`);
+
+    const badSecret = join(dir, 'secret.yaml');
+    writeFileSync(badSecret, 'upstreams:\n  - name: up\n    url: http://127.0.0.1:1\n    credentials: {type: static, username: u, password: {env: RP_NOT_SET}}\n');
+    const r2 = await cli('--check-config', '--config', badSecret);
+    expect(r2.code).toBe(2);
+    expect(r2.stderr).toContain('RP_ERR_CONFIG_READ: upstreams.0.credentials.password: environment variable RP_NOT_SET is not set');
+
+    const r3 = await cli('--config', join(dir, 'missing.yaml'));
+    expect(r3.code).toBe(2);
+    expect(r3.stderr).toMatch(/RP_ERR_CONFIG_READ: cannot read configuration file .*missing.yaml: ENOENT/);
+  });
+
+  it('prints the embedded default, which checks clean', async () => {
+    const r = await cli('--print-default-config');
+    expect(r.stdout).toContain('url: https://registry-1.docker.io');
+    expect((await cli('--check-config')).code).toBe(0);
+  });
+
+  it('starts on the embedded default (127.0.0.1:5000, demo/demo) and stops cleanly on SIGTERM', async () => {
+    const child = spawn(process.execPath, [MAIN], { env: { ...process.env, REGISTRY_PROXY_CONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      await waitFor('proxy to listen', async () => out.includes('registry-proxy listening'), 10_000);
+      expect(out).toContain('using the embedded default');
+      expect(out).toContain('in-memory key');
+      const challenge = await fetch('http://127.0.0.1:5000/v2/');
+      expect(challenge.headers.get('www-authenticate')).toBe('Bearer realm="http://127.0.0.1:5000/token",service="registry-proxy"');
+      const t = await fetch('http://127.0.0.1:5000/token?service=registry-proxy&scope=repository:library/alpine:pull', {
+        headers: { authorization: `Basic ${Buffer.from('demo:demo').toString('base64')}` },
+      });
+      expect(t.status).toBe(200);
+      expect(((await t.json()) as { token: string }).token).toMatch(/^eyJ/);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(out).toContain('shutting down');
+  });
+});
