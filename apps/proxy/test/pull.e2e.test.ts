@@ -3,7 +3,7 @@
  * The client side here is plain fetch, so every header and status can be checked; the
  * skopeo, docker and containerd suites do the same pulls with real clients.
  */
-import { createLocalJWKSet, jwtVerify, SignJWT, UnsecuredJWT } from 'jose';
+import { createLocalJWKSet, jwtVerify, SignJWT, UnsecuredJWT, type JSONWebKeySet } from 'jose';
 import { generateKeyPairSync } from 'node:crypto';
 import { request } from 'node:http';
 import { KeySet, TokenService } from '@registry-proxy/registry-core';
@@ -256,7 +256,7 @@ describe('token endpoint', () => {
     }
   });
   it('publishes a JWKS that verifies its tokens', async () => {
-    const jwks = await (await fetch(`${w.proxy.url}/jwks`)).json();
+    const jwks = (await (await fetch(`${w.proxy.url}/jwks`)).json()) as JSONWebKeySet;
     const t = await tok('alice', pull('team/app'));
     const { payload } = await jwtVerify(t, createLocalJWKSet(jwks), { issuer: 'registry-proxy', audience: 'registry-proxy' });
     expect(payload['access']).toEqual([{ type: 'repository', name: 'team/app', actions: ['pull'] }]);

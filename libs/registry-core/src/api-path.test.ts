@@ -1,5 +1,5 @@
 import { parseApiPath } from './api-path.js';
-import { RegistryError } from './errors.js';
+import type { RegistryError } from './errors.js';
 
 const D = `sha256:${'0'.repeat(64)}`;
 

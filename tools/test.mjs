@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// The project's test command (`npm test`): build, lint, typecheck, the boundary check, then
+// every Jest suite (unit and end to end) in one run, closing with "N passed, N failed".
+// The end-to-end suites need the Debian packages of tools/install-deps.sh.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname, '..');
+const env = { ...process.env, NX_NO_CLOUD: 'true', NX_DAEMON: 'false', NX_TUI: 'false' };
+const step = (name, cmd, args) => {
+  console.log(`\n== ${name}: ${cmd} ${args.join(' ')}`);
+  const r = spawnSync(cmd, args, { cwd: root, env, stdio: 'inherit' });
+  if (r.status !== 0) {
+    console.error(`\n${name} failed (exit ${r.status ?? r.signal})`);
+    process.exit(r.status || 1);
+  }
+};
+
+step('build, lint, typecheck', 'npx', ['nx', 'run-many', '-t', 'build', 'lint', 'typecheck', '--outputStyle=static']);
+step('module boundaries', process.execPath, ['tools/check-boundaries.mjs']);
+
+mkdirSync(join(root, 'tmp'), { recursive: true });
+const report = join(root, 'tmp', 'jest-report.json');
+console.log('\n== tests: jest');
+const extra = process.argv.slice(2);
+const r = spawnSync('npx', ['jest', '--ci', '--json', `--outputFile=${report}`, ...extra], { cwd: root, env, stdio: 'inherit' });
+let summary;
+try {
+  summary = JSON.parse(readFileSync(report, 'utf8'));
+} catch {
+  console.error('jest wrote no report');
+  process.exit(r.status || 1);
+}
+const { numPassedTests: passed, numFailedTests: failed, numPendingTests: skipped, numTotalTests: total } = summary;
+console.log(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+if (r.status !== 0 || failed > 0 || total === 0) process.exit(r.status || 1);
