@@ -1,6 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isBcryptHash } from '@registry-proxy/auth-static';
 import { DEFAULT_CONFIG_YAML } from './default.js';
 import { loadConfigFile, parseConfig, resolveSecret } from './load.js';
 
@@ -29,6 +30,16 @@ describe('configuration', () => {
     const c = parseConfig(DEFAULT_CONFIG_YAML, 'default');
     expect(c.upstreams[0]?.url).toBe('https://registry-1.docker.io');
     expect(c.auth[0]?.users[0]?.username).toBe('demo');
+  });
+
+  it('parses the example in docs/configuration.md, so the documentation stays true', () => {
+    const doc = readFileSync(join(__dirname, '../../../../docs/configuration.md'), 'utf8');
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(doc)?.[1] ?? '';
+    const c = parseConfig(yaml, 'docs/configuration.md');
+    expect(c.upstreams.map((u) => u.name)).toEqual(['gcr', 'hub']);
+    expect(c.rules).toHaveLength(4);
+    expect(c.auth[0]?.groups).toEqual({ 'registry-admins': ['alice'] });
+    expect(isBcryptHash(c.auth[0]?.users[0]?.passwordHash ?? '')).toBe(true);
   });
 
   it.each([
