@@ -1,0 +1,219 @@
+#!/usr/bin/env node
+// Pull benchmark, side by side in one run against the same docker-registry:
+//   1. a large blob pulled directly, through nginx (the baseline an operator would pick) and
+//      through the proxy: MiB/s, and CPU seconds per GiB of the relaying process;
+//   2. manifest HEAD latency p50/p99 at 50 concurrent clients, directly and through the proxy;
+//   3. the proxy's peak RSS while 20 clients pull large blobs at once.
+// Prints numbers; asserts nothing. Loopback only. Needs tools/install-deps.sh and a build.
+// Env: BENCH_BLOB_MIB (512), BENCH_RUNS (3), BENCH_HEADS (20000), BENCH_PARALLEL (20).
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Pool } from 'undici';
+
+const MIB = 1024 * 1024;
+const BLOB_MIB = Number(process.env.BENCH_BLOB_MIB ?? 512);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const HEADS = Number(process.env.BENCH_HEADS ?? 20_000);
+const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 20);
+const root = join(import.meta.dirname, '../..');
+const dir = mkdtempSync(join(tmpdir(), 'rp-bench-'));
+const children = [];
+
+const port = async () => {
+  const s = createServer();
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  const p = s.address().port;
+  await new Promise((r) => s.close(r));
+  return p;
+};
+const start = (cmd, args, log) => {
+  const fd = openSync(join(dir, log), 'a');
+  const c = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
+  children.push(c);
+  return c;
+};
+const waitHttp = async (url, ok = (s) => s < 500) => {
+  for (let i = 0; i < 200; i++) {
+    try {
+      if (ok((await fetch(url)).status)) return;
+    } catch {}
+    await sleep(50);
+  }
+  throw new Error(`not up: ${url}`);
+};
+/** utime + stime of a process in seconds. */
+const cpu = (pid) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').slice(readFileSync(`/proc/${pid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+const status = (pid, key) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(key)) ?? '')?.[1] ?? 0) / 1024;
+const cleanup = async () => {
+  for (const c of children) c.kill('SIGTERM');
+  await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)));
+};
+process.on('SIGINT', () => cleanup().then(() => process.exit(130)));
+
+try {
+  // --- the registry, no auth (nginx and direct clients reach it the same way the proxy does)
+  const regPort = await port();
+  writeFileSync(join(dir, 'registry.yml'), `version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: ${dir}/data}}\nhttp: {addr: 127.0.0.1:${regPort}}\n`);
+  start('docker-registry', ['serve', join(dir, 'registry.yml')], 'registry.log');
+  const reg = `http://127.0.0.1:${regPort}`;
+  await waitHttp(`${reg}/v2/`);
+
+  // --- a large random blob, pushed with a streaming PUT
+  const blobFile = join(dir, 'blob');
+  const fd = openSync(blobFile, 'w');
+  const hash = createHash('sha256');
+  const chunk = randomBytes(4 * MIB);
+  for (let i = 0; i < BLOB_MIB / 4; i++) {
+    chunk.writeUInt32LE(i, 0);
+    hash.update(chunk);
+    writeSync(fd, chunk);
+  }
+  closeSync(fd);
+  const digest = `sha256:${hash.digest('hex')}`;
+  const up = await fetch(`${reg}/v2/bench/big/blobs/uploads/`, { method: 'POST' });
+  const loc = new URL(up.headers.get('location'), reg);
+  loc.searchParams.set('digest', digest);
+  execFileSync('curl', ['-sf', '-X', 'PUT', '-H', 'Content-Type: application/octet-stream', '-T', blobFile, loc.href]);
+  const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+  const cdigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
+  const up2 = await fetch(`${reg}/v2/bench/big/blobs/uploads/`, { method: 'POST' });
+  const loc2 = new URL(up2.headers.get('location'), reg);
+  loc2.searchParams.set('digest', cdigest);
+  await fetch(loc2, { method: 'PUT', body: config });
+  const manifest = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cdigest, size: config.length }, layers: [] });
+  await fetch(`${reg}/v2/bench/big/manifests/v1`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest });
+
+  // --- nginx, configured as an operator would put it in front of a registry
+  const ngPort = await port();
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    `worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/nginx-body; proxy_temp_path ${dir}/nginx-proxy;
+  fastcgi_temp_path ${dir}/nginx-fcgi; uwsgi_temp_path ${dir}/nginx-uwsgi; scgi_temp_path ${dir}/nginx-scgi;
+  upstream registry { server 127.0.0.1:${regPort}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${ngPort};
+    location / {
+      proxy_pass http://registry;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_buffering on;
+      proxy_buffers 32 64k;
+      proxy_max_temp_file_size 0;
+    }
+  }
+}
+`,
+  );
+  start('nginx', ['-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], 'nginx.log');
+  await waitHttp(`http://127.0.0.1:${ngPort}/v2/`);
+  const ngMaster = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8'));
+  const ngWorker = Number(execFileSync('pgrep', ['-P', String(ngMaster)]).toString().trim().split('\n')[0]);
+
+  // --- the proxy, as a user runs it
+  const pxPort = await port();
+  const hash5 = execFileSync('htpasswd', ['-nbB', 'bench', 'bench-pw']).toString().trim().split(':')[1];
+  writeFileSync(
+    join(dir, 'proxy.yaml'),
+    `listen: {host: 127.0.0.1, port: ${pxPort}}\nlog: {level: warn}\nauth: [{type: static, users: [{username: bench, passwordHash: "${hash5}"}]}]\nrules: [{account: bench, repository: "**", actions: [pull]}]\nupstreams: [{name: local, url: "${reg}"}]\n`,
+  );
+  const proxy = start(process.execPath, [join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy.yaml')], 'proxy.log');
+  const px = `http://127.0.0.1:${pxPort}`;
+  await waitHttp(`${px}/healthz`, (s) => s === 200);
+  const tokRes = await fetch(`${px}/token?service=registry-proxy&scope=repository:bench/big:pull`, { headers: { authorization: `Basic ${Buffer.from('bench:bench-pw').toString('base64')}` } });
+  const token = (await tokRes.json()).token;
+  const auth = ['-H', `Authorization: Bearer ${token}`];
+
+  // --- 1. large blob throughput and CPU per GiB
+  const pull = (base, extra, pid) => {
+    const before = pid ? cpu(pid) : 0;
+    const t0 = process.hrtime.bigint();
+    const out = execFileSync('curl', ['-sf', '-o', '/dev/null', '-w', '%{size_download}', ...extra, `${base}/v2/bench/big/blobs/${digest}`]).toString();
+    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (Number(out) !== BLOB_MIB * MIB) throw new Error(`short download: ${out}`);
+    return { mibs: BLOB_MIB / secs, cpuPerGiB: pid ? ((cpu(pid) - before) * 1024) / BLOB_MIB : NaN };
+  };
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const results = {};
+  for (const [name, base, extra, pid] of [
+    ['direct', reg, [], null],
+    ['nginx', `http://127.0.0.1:${ngPort}`, [], ngWorker],
+    ['proxy', px, auth, proxy.pid],
+  ]) {
+    pull(base, extra, pid); // warm up caches and connections
+    const runs = Array.from({ length: RUNS }, () => pull(base, extra, pid));
+    results[name] = { mibs: median(runs.map((r) => r.mibs)), cpu: median(runs.map((r) => r.cpuPerGiB)) };
+  }
+
+  // --- 2. manifest HEAD latency at 50 concurrent clients
+  const heads = async (base, headers) => {
+    const pool = new Pool(base, { connections: 50, pipelining: 1 });
+    const lat = [];
+    let next = 0;
+    const worker = async () => {
+      while (next++ < HEADS) {
+        const t0 = process.hrtime.bigint();
+        const r = await pool.request({ path: '/v2/bench/big/manifests/v1', method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json', ...headers } });
+        await r.body.dump();
+        if (r.statusCode !== 200) throw new Error(`HEAD ${r.statusCode}`);
+        lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+    };
+    await Promise.all(Array.from({ length: 50 }, worker)); // warm-up pass
+    next = 0;
+    lat.length = 0;
+    await Promise.all(Array.from({ length: 50 }, worker));
+    await pool.close();
+    lat.sort((a, b) => a - b);
+    return { p50: lat[Math.floor(lat.length * 0.5)], p99: lat[Math.floor(lat.length * 0.99)] };
+  };
+  const hDirect = await heads(reg, {});
+  const hProxy = await heads(px, { authorization: `Bearer ${token}` });
+
+  // --- 3. peak RSS with PARALLEL concurrent large pulls through the proxy
+  const rssBefore = status(proxy.pid, 'VmRSS');
+  let peak = 0;
+  const sampler = setInterval(() => (peak = Math.max(peak, status(proxy.pid, 'VmRSS'))), 50);
+  const t0 = Date.now();
+  await Promise.all(
+    Array.from(
+      { length: PARALLEL },
+      () =>
+        new Promise((resolve, reject) => {
+          const c = spawn('curl', ['-sf', '-o', '/dev/null', ...auth, `${px}/v2/bench/big/blobs/${digest}`]);
+          c.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`curl ${code}`))));
+        }),
+    ),
+  );
+  clearInterval(sampler);
+  const parallelSecs = (Date.now() - t0) / 1000;
+
+  const f = (n, d = 0) => n.toFixed(d).padStart(9);
+  console.log(`\nregistry-proxy pull benchmark (${BLOB_MIB} MiB blob, median of ${RUNS} runs; ${new Date().toISOString()})`);
+  console.log(`\n  large blob         ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}   (CPU of the relaying process)`);
+  for (const [name, r] of Object.entries(results)) console.log(`  ${name.padEnd(18)} ${f(r.mibs)} ${Number.isNaN(r.cpu) ? '        -' : f(r.cpu, 2)}`);
+  console.log(`  proxy / nginx CPU per GiB: ${(results.proxy.cpu / results.nginx.cpu).toFixed(2)}x (target <= 2.5x)`);
+  console.log(`\n  manifest HEAD, 50 clients, ${HEADS} requests   p50 ms    p99 ms`);
+  console.log(`  direct                                ${f(hDirect.p50, 2)} ${f(hDirect.p99, 2)}`);
+  console.log(`  proxy                                 ${f(hProxy.p50, 2)} ${f(hProxy.p99, 2)}`);
+  console.log(`  added by the proxy at p50: ${(hProxy.p50 - hDirect.p50).toFixed(2)} ms (target <= 2 ms)`);
+  console.log(`\n  ${PARALLEL} concurrent ${BLOB_MIB} MiB pulls through the proxy: ${((PARALLEL * BLOB_MIB) / parallelSecs).toFixed(0)} MiB/s in all`);
+  console.log(`  proxy RSS: ${rssBefore.toFixed(0)} MB before, peak ${peak.toFixed(0)} MB during (target <= 200 MB); VmHWM ${status(proxy.pid, 'VmHWM').toFixed(0)} MB`);
+} finally {
+  await cleanup();
+  execFileSync('rm', ['-rf', dir]);
+}
