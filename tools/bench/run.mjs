@@ -13,13 +13,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Pool } from 'undici';
+import http from 'node:http';
 
 const MIB = 1024 * 1024;
 const BLOB_MIB = Number(process.env.BENCH_BLOB_MIB ?? 512);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const HEADS = Number(process.env.BENCH_HEADS ?? 20_000);
 const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 20);
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'blob,head,rss').split(','));
 const root = join(import.meta.dirname, '../..');
 const dir = mkdtempSync(join(tmpdir(), 'rp-bench-'));
 const children = [];
@@ -131,7 +132,8 @@ http {
     join(dir, 'proxy.yaml'),
     `listen: {host: 127.0.0.1, port: ${pxPort}}\nlog: {level: warn}\nauth: [{type: static, users: [{username: bench, passwordHash: "${hash5}"}]}]\nrules: [{account: bench, repository: "**", actions: [pull]}]\nupstreams: [{name: local, url: "${reg}"}]\n`,
   );
-  const proxy = start(process.execPath, [join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy.yaml')], 'proxy.log');
+  const nodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : [];
+  const proxy = start(process.execPath, [...nodeArgs, join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy.yaml')], 'proxy.log');
   const px = `http://127.0.0.1:${pxPort}`;
   await waitHttp(`${px}/healthz`, (s) => s === 200);
   const tokRes = await fetch(`${px}/token?service=registry-proxy&scope=repository:bench/big:pull`, { headers: { authorization: `Basic ${Buffer.from('bench:bench-pw').toString('base64')}` } });
@@ -149,7 +151,7 @@ http {
   };
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const results = {};
-  for (const [name, base, extra, pid] of [
+  for (const [name, base, extra, pid] of !ONLY.has('blob') ? [] : [
     ['direct', reg, [], null],
     ['nginx', `http://127.0.0.1:${ngPort}`, [], ngWorker],
     ['proxy', px, auth, proxy.pid],
@@ -160,29 +162,40 @@ http {
   }
 
   // --- 2. manifest HEAD latency at 50 concurrent clients
+  // node:http with keep-alive, as docker (Go's net/http) keeps its connections across HEADs;
+  // undici would open a new connection for every HEAD.
   const heads = async (base, headers) => {
-    const pool = new Pool(base, { connections: 50, pipelining: 1 });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
+    const { hostname, port: p } = new URL(base);
+    const one = () =>
+      new Promise((resolve, reject) => {
+        const t0 = process.hrtime.bigint();
+        const req = http.request({ hostname, port: p, agent, method: 'HEAD', path: '/v2/bench/big/manifests/v1', headers: { accept: 'application/vnd.oci.image.manifest.v1+json', ...headers } }, (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 200 ? resolve(Number(process.hrtime.bigint() - t0) / 1e6) : reject(new Error(`HEAD ${res.statusCode}`))));
+        });
+        req.on('error', reject);
+        req.end();
+      });
     const lat = [];
     let next = 0;
     const worker = async () => {
-      while (next++ < HEADS) {
-        const t0 = process.hrtime.bigint();
-        const r = await pool.request({ path: '/v2/bench/big/manifests/v1', method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json', ...headers } });
-        await r.body.dump();
-        if (r.statusCode !== 200) throw new Error(`HEAD ${r.statusCode}`);
-        lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      }
+      while (next++ < HEADS) lat.push(await one());
     };
     await Promise.all(Array.from({ length: 50 }, worker)); // warm-up pass
     next = 0;
     lat.length = 0;
     await Promise.all(Array.from({ length: 50 }, worker));
-    await pool.close();
+    agent.destroy();
     lat.sort((a, b) => a - b);
     return { p50: lat[Math.floor(lat.length * 0.5)], p99: lat[Math.floor(lat.length * 0.99)] };
   };
-  const hDirect = await heads(reg, {});
-  const hProxy = await heads(px, { authorization: `Bearer ${token}` });
+  const skip = { p50: NaN, p99: NaN };
+  const hDirect = ONLY.has('head') ? await heads(reg, {}) : skip;
+  const hNginx = ONLY.has('head') ? await heads(`http://127.0.0.1:${ngPort}`, {}) : skip;
+  const cpuBeforeHeads = cpu(proxy.pid);
+  const hProxy = ONLY.has('head') ? await heads(px, { authorization: `Bearer ${token}` }) : skip;
+  const proxyCpuPerHead = ((cpu(proxy.pid) - cpuBeforeHeads) * 1e6) / (2 * HEADS);
 
   // --- 3. peak RSS with PARALLEL concurrent large pulls through the proxy
   const rssBefore = status(proxy.pid, 'VmRSS');
@@ -191,7 +204,7 @@ http {
   const t0 = Date.now();
   await Promise.all(
     Array.from(
-      { length: PARALLEL },
+      { length: ONLY.has('rss') ? PARALLEL : 0 },
       () =>
         new Promise((resolve, reject) => {
           const c = spawn('curl', ['-sf', '-o', '/dev/null', ...auth, `${px}/v2/bench/big/blobs/${digest}`]);
@@ -206,11 +219,12 @@ http {
   console.log(`\nregistry-proxy pull benchmark (${BLOB_MIB} MiB blob, median of ${RUNS} runs; ${new Date().toISOString()})`);
   console.log(`\n  large blob         ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}   (CPU of the relaying process)`);
   for (const [name, r] of Object.entries(results)) console.log(`  ${name.padEnd(18)} ${f(r.mibs)} ${Number.isNaN(r.cpu) ? '        -' : f(r.cpu, 2)}`);
-  console.log(`  proxy / nginx CPU per GiB: ${(results.proxy.cpu / results.nginx.cpu).toFixed(2)}x (target <= 2.5x)`);
+  if (results.proxy) console.log(`  proxy / nginx CPU per GiB: ${(results.proxy.cpu / results.nginx.cpu).toFixed(2)}x (target <= 2.5x)`);
   console.log(`\n  manifest HEAD, 50 clients, ${HEADS} requests   p50 ms    p99 ms`);
   console.log(`  direct                                ${f(hDirect.p50, 2)} ${f(hDirect.p99, 2)}`);
+  console.log(`  nginx                                 ${f(hNginx.p50, 2)} ${f(hNginx.p99, 2)}`);
   console.log(`  proxy                                 ${f(hProxy.p50, 2)} ${f(hProxy.p99, 2)}`);
-  console.log(`  added by the proxy at p50: ${(hProxy.p50 - hDirect.p50).toFixed(2)} ms (target <= 2 ms)`);
+  console.log(`  added by the proxy at p50: ${(hProxy.p50 - hDirect.p50).toFixed(2)} ms (target <= 2 ms); by nginx: ${(hNginx.p50 - hDirect.p50).toFixed(2)} ms; proxy CPU per HEAD: ${proxyCpuPerHead.toFixed(0)} us`);
   console.log(`\n  ${PARALLEL} concurrent ${BLOB_MIB} MiB pulls through the proxy: ${((PARALLEL * BLOB_MIB) / parallelSecs).toFixed(0)} MiB/s in all`);
   console.log(`  proxy RSS: ${rssBefore.toFixed(0)} MB before, peak ${peak.toFixed(0)} MB during (target <= 200 MB); VmHWM ${status(proxy.pid, 'VmHWM').toFixed(0)} MB`);
 } finally {

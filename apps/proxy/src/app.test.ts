@@ -4,7 +4,7 @@
  * and blob redirects to storage (S3, GCS, Artifact Registry's relative Locations).
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import { getGlobalDispatcher } from 'undici';
@@ -61,7 +61,11 @@ afterAll(async () => {
   await getGlobalDispatcher().close();
 });
 
-async function proxy(redirects: 'follow' | 'pass', token = 'upstream-token'): Promise<{ url: string; logs: string[] }> {
+function proxy(redirects: 'follow' | 'pass', token = 'upstream-token'): Promise<{ url: string; logs: string[] }> {
+  return proxyFor(upstreamUrl, redirects, token);
+}
+
+async function proxyFor(url: string, redirects: 'follow' | 'pass', token: string): Promise<{ url: string; logs: string[] }> {
   const logs: string[] = [];
   const sink = new Writable({ write: (c: Buffer, _e, cb) => (logs.push(c.toString()), cb()) });
   const config = parseConfig(
@@ -69,7 +73,7 @@ async function proxy(redirects: 'follow' | 'pass', token = 'upstream-token'): Pr
       listen: { port: 0 },
       auth: [{ type: 'static', users: [{ username: 'u', passwordHash: bcrypt.hashSync('p', 4) }] }],
       rules: [{ account: 'u', repository: '**', actions: ['pull'] }],
-      upstreams: [{ name: 'up', prefix: 'x', namespace: 'ns', url: upstreamUrl, redirects, credentials: { type: 'bearer', token } }],
+      upstreams: [{ name: 'up', prefix: 'x', namespace: 'ns', url, redirects, credentials: { type: 'bearer', token } }],
     }),
     'test',
   );
@@ -122,6 +126,22 @@ describe('blob redirects', () => {
     const rel = await fetch(`${p.url}/v2/x/rel/blobs/${DIGEST}`, { headers: { authorization: `Bearer ${t2}` }, redirect: 'manual' });
     expect(rel.status).toBe(302);
     expect(rel.headers.get('location')).toBe(`${upstreamUrl}/artifacts-downloads/blob?sig=1`);
+  });
+});
+
+describe('an upstream that breaks the protocol', () => {
+  // Regression: a protocol error in the packet that carried the headers destroyed the body
+  // before the relay listened, and the unhandled 'error' took the whole process down.
+  it('cuts that one response and keeps serving', async () => {
+    const bad = createNetServer((sock) =>
+      sock.once('data', () => sock.write('HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n')),
+    );
+    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', r));
+    const p = await proxyFor(`http://127.0.0.1:${(bad.address() as AddressInfo).port}`, 'follow', 'upstream-token');
+    const t = await tokenFor(p.url, 'x/app');
+    await expect(fetch(`${p.url}/v2/x/app/blobs/${DIGEST}`, { headers: { authorization: `Bearer ${t}` } }).then((r) => r.arrayBuffer())).rejects.toThrow();
+    expect((await fetch(`${p.url}/healthz`)).status).toBe(200);
+    bad.close();
   });
 });
 

@@ -16,3 +16,5 @@ export * from './upstream/errors.js';
 export * from './upstream/retry.js';
 export * from './upstream/token-cache.js';
 export * from './upstream/client.js';
+export * from './upstream/body.js';
+export * from './upstream/http1.js';

@@ -1,4 +1,3 @@
-import { pipeline } from 'node:stream/promises';
 import type { NextFunction, Request, Response } from 'express';
 import {
   CredentialError,
@@ -101,6 +100,11 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       res.locals['upstream'] = target.route.client.name;
       await relay(req, res, ep, target, metrics, logger);
     } catch (err) {
+      if (res.destroyed || req.socket.destroyed) {
+        // The client left while the upstream was answering: nobody to tell.
+        logger.debug({ err, repository: res.locals['repository'] }, 'client went away');
+        return;
+      }
       const regErr = err instanceof RegistryError ? err : upstreamFailure(err);
       if (!regErr) return next(err);
       if (regErr.status >= 500) logger.warn({ err: regErr.cause ?? regErr, repository: res.locals['repository'] }, regErr.message);
@@ -131,9 +135,9 @@ async function relay(req: Request, res: Response, ep: Endpoint & { name: string 
       scope: `repository:${target.name}:pull`,
       signal: abort.signal,
     });
-  } catch (err) {
+  } finally {
+    // Past the response headers, a client that leaves is handled by destroying the body.
     res.off('close', onClose);
-    throw err;
   }
   metrics.upstreamLatency.observe({ upstream: client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
 
@@ -153,16 +157,27 @@ async function relay(req: Request, res: Response, ep: Endpoint & { name: string 
     await relayTagList(up.body, res, ep.name);
     return;
   }
-  const length = Number(up.headers['content-length']);
-  try {
-    await pipeline(up.body, res);
-    if (Number.isFinite(length) && !(req.method === 'HEAD')) metrics.upstreamBytes.inc({ upstream: client.name }, length);
-  } catch (err) {
-    // The client went away or the upstream broke mid-body: the response is already started, so
-    // the connection is cut (the client sees a short body and retries); nothing else to send.
-    logger.debug({ err, repository: ep.name }, 'relay ended early');
-    res.destroy();
-  } finally {
-    res.off('close', onClose);
+  if (req.method === 'HEAD' || (up.body.complete && up.body.readableLength === 0)) {
+    res.end();
+    await up.body.dump();
+    return;
   }
+  const length = Number(up.headers['content-length']);
+  // pipe() rather than stream.pipeline(): pipeline builds and aborts an AbortController per
+  // call, which costs more than the rest of a manifest HEAD. Errors are handled here instead.
+  const ok = await new Promise<boolean>((resolve) => {
+    up.body.once('error', (err) => {
+      // The upstream broke mid-body: the status line is gone already, so the connection is cut
+      // (the client sees a short body and retries).
+      logger.debug({ err, repository: ep.name }, 'upstream body failed');
+      res.destroy();
+    });
+    res.once('close', () => {
+      if (!res.writableFinished) up.body.destroy(); // the client went away
+      resolve(res.writableFinished);
+    });
+    if (up.body.destroyed) res.destroy(); // failed before we got to it
+    else up.body.pipe(res);
+  });
+  if (ok && Number.isFinite(length)) metrics.upstreamBytes.inc({ upstream: client.name }, length);
 }

@@ -76,6 +76,19 @@ describe('TokenService', () => {
     }
   });
 
+  it('remembers verified tokens only until they expire', async () => {
+    const s = await service({ accessTokenTtl: 60 });
+    const t = await s.issueAccessToken('x', access, new Date(Date.now() - 59_000));
+    await expect(s.verifyAccessToken(t.token)).resolves.toMatchObject({ subject: 'x' });
+    await expect(s.verifyAccessToken(t.token)).resolves.toMatchObject({ subject: 'x' });
+    await new Promise((r) => setTimeout(r, 1100));
+    await expect(s.verifyAccessToken(t.token)).rejects.toBeInstanceOf(InvalidTokenError);
+    // A token that failed once fails again: failures are not cached as successes.
+    const bad = `${t.token.slice(0, -4)}AAAA`;
+    await expect(s.verifyAccessToken(bad)).rejects.toBeInstanceOf(InvalidTokenError);
+    await expect(s.verifyAccessToken(bad)).rejects.toBeInstanceOf(InvalidTokenError);
+  });
+
   it('only accepts the configured algorithms', async () => {
     const keys = await KeySet.fromPem(pem('rsa'));
     const rsOnly = await service({}, keys);

@@ -38,8 +38,17 @@ export interface IssuedToken {
 
 const REFRESH_USE = 'refresh';
 
+const VERIFIED_CACHE_SIZE = 10_000;
+
 /** Issues and verifies the JWTs of the distribution token spec (docs/content/spec/auth/jwt.md). */
 export class TokenService {
+  /**
+   * Access tokens already verified, until their `exp`: clients send one token with many
+   * requests, and a signature check costs more than everything else the proxy does for a
+   * manifest HEAD. Only successes are kept; the map is bounded, oldest out first.
+   */
+  private readonly verified = new Map<string, { subject: string; access: Access[]; exp: number }>();
+
   constructor(private readonly opts: TokenServiceOptions) {
     if (opts.accessTokenTtl < 60) throw new RangeError('accessTokenTtl must be at least 60 seconds');
   }
@@ -102,6 +111,11 @@ export class TokenService {
 
   /** Verifies an access token and returns its subject and granted access. */
   async verifyAccessToken(token: string): Promise<{ subject: string; access: Access[] }> {
+    const hit = this.verified.get(token);
+    if (hit) {
+      if (hit.exp + this.opts.clockTolerance > Date.now() / 1000) return { subject: hit.subject, access: hit.access };
+      this.verified.delete(token);
+    }
     const p = await this.verify(token);
     if (p['token_use'] !== undefined) throw new InvalidTokenError('not an access token');
     const access = p['access'];
@@ -112,6 +126,8 @@ export class TokenService {
       if (!e || typeof e.type !== 'string' || typeof e.name !== 'string' || !Array.isArray(e.actions)) throw new InvalidTokenError('malformed access claim');
       list.push({ type: e.type, name: e.name, actions: e.actions.filter((x): x is string => typeof x === 'string') });
     }
+    this.verified.set(token, { subject: p.sub as string, access: list, exp: p.exp as number });
+    if (this.verified.size > VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value as string);
     return { subject: p.sub as string, access: list };
   }
 

@@ -1,7 +1,8 @@
-import { Agent, type Dispatcher } from 'undici';
 import { parseChallenges, type Challenge } from '../challenge.js';
 import { CredentialError, credentialKey, type UpstreamCredentialProvider, type UpstreamCredentials } from '../credentials.js';
+import type { ResponseBody } from './body.js';
 import { UpstreamUnavailableError } from './errors.js';
+import { Http1Transport } from './http1.js';
 import { DEFAULT_RETRY, classify, withRetry, type RetryPolicy } from './retry.js';
 import { TokenCache, type CachedToken } from './token-cache.js';
 
@@ -18,8 +19,10 @@ export interface UpstreamClientOptions {
   readonly timeouts?: { readonly connectMs?: number; readonly headersMs?: number; readonly bodyIdleMs?: number };
   readonly retry?: RetryPolicy;
   readonly userAgent?: string;
-  /** A dispatcher to share between upstreams; by default each client has its own keep-alive agent. */
-  readonly dispatcher?: Dispatcher;
+  /** A transport to share between upstreams; by default each client has its own keep-alive pool. */
+  readonly transport?: Http1Transport;
+  /** Extra CA certificates (PEM) for an HTTPS upstream, when the client makes its own transport. */
+  readonly ca?: string | Buffer;
 }
 
 /** A request to the upstream; `path` starts with `/v2/` and may carry a query. */
@@ -36,7 +39,7 @@ export interface UpstreamRequest {
 export interface UpstreamResponse {
   readonly statusCode: number;
   readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: Dispatcher.ResponseData['body'];
+  readonly body: ResponseBody;
   /** Where the response finally came from (after followed redirects). */
   readonly url: URL;
 }
@@ -59,7 +62,7 @@ function header(h: UpstreamResponse['headers'], name: string): string | undefine
 export class UpstreamClient {
   readonly name: string;
   readonly origin: string;
-  private readonly dispatcher: Dispatcher;
+  private readonly transport: Http1Transport;
   private readonly tokens = new TokenCache();
   private readonly realms: ReadonlySet<string>;
   private readonly retry: RetryPolicy;
@@ -76,12 +79,12 @@ export class UpstreamClient {
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.headersMs = opts.timeouts?.headersMs ?? 30_000;
     this.bodyIdleMs = opts.timeouts?.bodyIdleMs ?? 60_000;
-    this.dispatcher = opts.dispatcher ?? new Agent({ connect: { timeout: opts.timeouts?.connectMs ?? 10_000 }, keepAliveTimeout: 30_000 });
+    this.transport = opts.transport ?? new Http1Transport({ connectTimeoutMs: opts.timeouts?.connectMs ?? 10_000, ...(opts.ca ? { ca: opts.ca } : {}) });
   }
 
   /** Closes the client's own connections. */
   async close(): Promise<void> {
-    if (!this.opts.dispatcher) await this.dispatcher.close();
+    if (!this.opts.transport) await this.transport.close();
   }
 
   /** Sends a request with whatever authorization the upstream asks for. */
@@ -141,7 +144,7 @@ export class UpstreamClient {
     }
     const started = Date.now();
     const res = await withRetry(this.name, this.retry, signal, () =>
-      this.dispatcher.request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers, headersTimeout: this.headersMs, bodyTimeout: this.bodyIdleMs, signal }),
+      this.transport.request({ url, method: 'GET', headers, headersTimeoutMs: this.headersMs, bodyIdleTimeoutMs: this.bodyIdleMs, ...(signal ? { signal } : {}) }),
       (r) => r.body.dump(),
     );
     let text: string;
@@ -168,14 +171,14 @@ export class UpstreamClient {
 
   private async send(req: UpstreamRequest, authorization: string | undefined): Promise<UpstreamResponse> {
     let url = new URL(req.path, this.origin);
-    let method: string = req.method;
+    let method: 'GET' | 'HEAD' = req.method;
     let withAuth = authorization !== undefined;
     for (let hops = 0; ; hops++) {
       const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'registry-proxy', ...req.headers };
       if (withAuth) headers['authorization'] = authorization as string;
       const target = url;
       const res = await withRetry(this.name, this.retry, req.signal, () =>
-        this.dispatcher.request({ origin: target.origin, path: target.pathname + target.search, method: method as Dispatcher.HttpMethod, headers, headersTimeout: this.headersMs, bodyTimeout: this.bodyIdleMs, signal: req.signal }),
+        this.transport.request({ url: target, method: method as 'GET' | 'HEAD', headers, headersTimeoutMs: this.headersMs, bodyIdleTimeoutMs: this.bodyIdleMs, ...(req.signal ? { signal: req.signal } : {}) }),
         (r) => r.body.dump(),
       );
       const location = header(res.headers, 'location');

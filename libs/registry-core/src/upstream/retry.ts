@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { errors as undiciErrors } from 'undici';
 import { UpstreamUnavailableError } from './errors.js';
 
 /** Statuses worth another try for an idempotent request. */
@@ -19,11 +18,7 @@ export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ attempts: 3, baseDelay
 /** Classifies a transport error: a timeout, or a connection-level failure. */
 export function classify(upstream: string, err: unknown): UpstreamUnavailableError {
   if (err instanceof UpstreamUnavailableError) return err;
-  const timeout =
-    err instanceof undiciErrors.HeadersTimeoutError ||
-    err instanceof undiciErrors.ConnectTimeoutError ||
-    err instanceof undiciErrors.BodyTimeoutError ||
-    (err instanceof Error && err.name === 'TimeoutError');
+  const timeout = err instanceof Error && err.name === 'TimeoutError';
   const msg = err instanceof Error ? ((err as { code?: string }).code ?? err.message) : String(err);
   return new UpstreamUnavailableError(upstream, timeout ? 'timeout' : 'connection', timeout ? `timed out (${msg})` : `connection failed (${msg})`, {
     cause: err,

@@ -1,0 +1,100 @@
+import { Readable } from 'node:stream';
+
+/**
+ * A response body as a Readable stream of Buffers, with two helpers: `text()` reads it whole
+ * (bounded), `dump()` discards it (cheaply: a large or unknown remainder closes the connection
+ * instead of being read).
+ */
+export class ResponseBody extends Readable {
+  /** True once the connection has pushed all of the body (HEAD and empty bodies from the start). */
+  complete = false;
+  /** Set by the connection: release the body without reading it. */
+  discard: () => void = () => this.destroy();
+  private resumeSource: () => void = () => undefined;
+
+  constructor(highWaterMark = 1 << 20) {
+    super({ highWaterMark });
+    // A body can fail before anyone reads it (a protocol error in the packet that carried the
+    // headers). Readers still see the error (for-await rejects, `errored` is set); an unread
+    // body must not take the process down with an unhandled 'error'.
+    this.on('error', () => undefined);
+  }
+
+  /** Called by the connection; `resume` restarts a paused socket when the reader wants more. */
+  bind(resume: () => void): void {
+    this.resumeSource = resume;
+  }
+
+  override _read(): void {
+    this.resumeSource();
+  }
+
+  /** Reads the whole body as UTF-8, refusing more than `limit` bytes. */
+  async text(limit = 16 << 20): Promise<string> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of this as AsyncIterable<Buffer>) {
+      size += c.length;
+      if (size > limit) {
+        this.destroy();
+        throw new Error(`response body larger than ${limit} bytes`);
+      }
+      chunks.push(c);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  /** Discards the body. */
+  async dump(): Promise<void> {
+    if (this.readableEnded || this.destroyed) return;
+    if (this.complete) this.resume();
+    else this.discard();
+  }
+}
+
+/** Decodes `Transfer-Encoding: chunked` (RFC 9112 section 7.1); trailers are read and dropped. */
+export class ChunkedDecoder {
+  private state: 'size' | 'data' | 'data-crlf' | 'trailer' | 'done' = 'size';
+  private line = '';
+  private remaining = 0;
+
+  get done(): boolean {
+    return this.state === 'done';
+  }
+
+  /** Feeds bytes; calls `emit` with body data (views into `input`); returns bytes after the end. */
+  push(input: Buffer, emit: (data: Buffer) => void): Buffer | undefined {
+    let i = 0;
+    while (i < input.length && this.state !== 'done') {
+      if (this.state === 'data') {
+        const n = Math.min(this.remaining, input.length - i);
+        emit(input.subarray(i, i + n));
+        i += n;
+        this.remaining -= n;
+        if (this.remaining === 0) this.state = 'data-crlf';
+        continue;
+      }
+      const nl = input.indexOf(10, i);
+      const end = nl < 0 ? input.length : nl;
+      this.line += input.toString('latin1', i, end);
+      if (this.line.length > 4096) throw new Error('chunk header line too long');
+      i = end;
+      if (nl < 0) break;
+      i++;
+      const line = this.line.replace(/\r$/, '');
+      this.line = '';
+      if (this.state === 'data-crlf') {
+        if (line !== '') throw new Error('missing CRLF after chunk data');
+        this.state = 'size';
+      } else if (this.state === 'size') {
+        const m = /^([0-9a-fA-F]{1,15})(?:[ \t]*;.*)?$/.exec(line);
+        if (!m) throw new Error('invalid chunk size');
+        this.remaining = parseInt(m[1] as string, 16);
+        this.state = this.remaining === 0 ? 'trailer' : 'data';
+      } else if (line === '') {
+        this.state = 'done';
+      }
+    }
+    return i < input.length ? input.subarray(i) : undefined;
+  }
+}

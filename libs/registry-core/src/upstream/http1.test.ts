@@ -1,0 +1,245 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ChunkedDecoder } from './body.js';
+import { Http1Transport, type Http1Request } from './http1.js';
+
+const closers: Array<() => void> = [];
+afterEach(() => {
+  for (const c of closers.splice(0)) c();
+});
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
+  server.on('secureConnection', (s: Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
+  closers.push(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return `127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+async function http(handler: (req: IncomingMessage, res: ServerResponse) => void) {
+  const server = createHttpServer(handler);
+  let connections = 0;
+  server.on('connection', () => connections++);
+  const host = await listen(server);
+  return { url: `http://${host}`, connections: () => connections };
+}
+/** A TCP server that answers every request with fixed raw bytes, for framing the http module would not produce. */
+async function raw(answer: (request: string, socket: Socket) => void) {
+  const server = createTcpServer((s) => {
+    let buf = '';
+    s.on('data', (d) => {
+      buf += d.toString('latin1');
+      while (buf.includes('\r\n\r\n')) {
+        const i = buf.indexOf('\r\n\r\n');
+        answer(buf.slice(0, i), s);
+        buf = buf.slice(i + 4);
+      }
+    });
+  });
+  return `http://${await listen(server)}`;
+}
+
+const transport = (o = {}) => {
+  const t = new Http1Transport(o);
+  closers.push(() => void t.close());
+  return t;
+};
+const req = (url: string, over: Partial<Http1Request> = {}): Http1Request => ({ url: new URL(url), method: 'GET', headers: {}, headersTimeoutMs: 2000, bodyIdleTimeoutMs: 2000, ...over });
+
+describe('Http1Transport', () => {
+  it('keeps connections alive across GET and HEAD', async () => {
+    const s = await http((_q, res) => {
+      res.setHeader('content-length', '5');
+      res.end(_q.method === 'HEAD' ? undefined : 'hello');
+    });
+    const t = transport();
+    for (let i = 0; i < 5; i++) {
+      const head = await t.request(req(`${s.url}/x`, { method: 'HEAD' }));
+      expect(head.headers['content-length']).toBe('5');
+      await head.body.dump();
+      const get = await t.request(req(`${s.url}/x`));
+      expect(await get.body.text()).toBe('hello');
+    }
+    expect(s.connections()).toBe(1);
+  });
+
+  it('relays a large body intact, in large reads, with backpressure', async () => {
+    const data = randomBytes(24 << 20);
+    const s = await http((_q, res) => {
+      res.setHeader('content-length', String(data.length));
+      res.end(data);
+    });
+    const r = await transport().request(req(`${s.url}/blob`));
+    const hash = createHash('sha256');
+    let chunks = 0;
+    let biggest = 0;
+    for await (const c of r.body as AsyncIterable<Buffer>) {
+      hash.update(c);
+      chunks++;
+      biggest = Math.max(biggest, c.length);
+      if (chunks === 2) {
+        // A slow reader: the transport must pause, not buffer the rest of the body.
+        await new Promise((res) => setTimeout(res, 100));
+        expect(r.body.readableLength).toBeLessThanOrEqual(2 << 20);
+      }
+    }
+    expect(hash.digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(biggest).toBeGreaterThan(64 * 1024);
+  });
+
+  it('decodes chunked bodies, however the bytes are split', async () => {
+    const url = await raw((_r, s) => {
+      const msg = 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1\r\n \r\n6\r\nworld!\r\n0\r\nx-trailer: t\r\n\r\n';
+      let i = 0;
+      const drip = () => {
+        if (i >= msg.length) return;
+        s.write(msg.slice(i, i + 3));
+        i += 3;
+        setImmediate(drip);
+      };
+      drip();
+    });
+    const t = transport();
+    expect(await (await t.request(req(`${url}/a`))).body.text()).toBe('hello world!');
+    expect(await (await t.request(req(`${url}/b`))).body.text()).toBe('hello world!');
+  });
+
+  it('reads a body delimited by close, and does not reuse that connection', async () => {
+    let n = 0;
+    const url = await raw((_r, s) => {
+      n++;
+      s.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end');
+    });
+    const t = transport();
+    expect(await (await t.request(req(`${url}/a`))).body.text()).toBe('until the end');
+    expect(await (await t.request(req(`${url}/a`))).body.text()).toBe('until the end');
+    expect(n).toBe(2);
+  });
+
+  it('skips interim 1xx responses and keeps repeated headers', async () => {
+    const url = await raw((_r, s) => s.write('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nlink: <a>\r\nlink: <b>\r\ncontent-length: 2\r\n\r\nok'));
+    const r = await transport().request(req(`${url}/`));
+    expect(r.headers['link']).toEqual(['<a>', '<b>']);
+    expect(await r.body.text()).toBe('ok');
+  });
+
+  it('retries once on a fresh connection when a kept-alive one turns out closed', async () => {
+    let first = true;
+    const url = await raw((_r, s) => {
+      s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      if (first) {
+        first = false;
+        // The server closes its side right after the response, as idle servers do.
+        setTimeout(() => s.destroy(), 20);
+      }
+    });
+    const t = transport();
+    expect(await (await t.request(req(`${url}/`))).body.text()).toBe('ok');
+    await new Promise((r) => setTimeout(r, 60));
+    expect(await (await t.request(req(`${url}/`))).body.text()).toBe('ok');
+  });
+
+  it.each([
+    ['a bad status line', 'HTTP/2 200\r\n\r\n', /bad status line/],
+    ['a bad header line', 'HTTP/1.1 200 OK\r\nno colon here\r\n\r\n', /bad header line/],
+    ['conflicting lengths', 'HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\n', /content-length/],
+    ['a bad chunk size', 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n', /chunk size/],
+  ])('rejects %s', async (_l, answer, re) => {
+    const url = await raw((_r, s) => s.write(answer));
+    const t = transport();
+    const r = t.request(req(`${url}/`));
+    await expect(r.then((x) => x.body.text())).rejects.toThrow(re);
+  });
+
+  it('rejects oversized headers', async () => {
+    const url = await raw((_r, s) => s.write(`HTTP/1.1 200 OK\r\nx: ${'a'.repeat(70_000)}\r\n\r\n`));
+    await expect(transport().request(req(`${url}/`))).rejects.toThrow(/headers too large/);
+  });
+
+  it('fails a body cut short', async () => {
+    const url = await raw((_r, s) => s.end('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort'));
+    const r = await transport().request(req(`${url}/`));
+    await expect(r.body.text()).rejects.toThrow();
+  });
+
+  it('times out waiting for headers, and on a stalled body', async () => {
+    const silent = await raw(() => undefined);
+    await expect(transport().request(req(`${silent}/`, { headersTimeoutMs: 100 }))).rejects.toMatchObject({ name: 'TimeoutError' });
+    const stall = await raw((_r, s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc'));
+    const r = await transport().request(req(`${stall}/`, { bodyIdleTimeoutMs: 100 }));
+    await expect(r.body.text()).rejects.toMatchObject({ name: 'TimeoutError' });
+  });
+
+  it('times out connecting (a TLS handshake that never completes)', async () => {
+    const silent = await raw(() => undefined);
+    const t = transport({ connectTimeoutMs: 100 });
+    const started = Date.now();
+    await expect(t.request(req(silent.replace('http:', 'https:') + '/'))).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('fails fast when nothing listens', async () => {
+    const probe = createTcpServer();
+    const host = await listen(probe);
+    probe.close();
+    await expect(transport().request(req(`http://${host}/`))).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
+
+  it('aborts before headers and mid-body', async () => {
+    const silent = await raw(() => undefined);
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(new Error('client left')), 30);
+    await expect(transport().request(req(`${silent}/`, { signal: ac.signal }))).rejects.toThrow('client left');
+    const s = await http((_q, res) => {
+      res.setHeader('content-length', String(10 << 20));
+      res.write(Buffer.alloc(1 << 16));
+    });
+    const ac2 = new AbortController();
+    const r = await transport().request(req(`${s.url}/`, { signal: ac2.signal }));
+    ac2.abort(new Error('gone'));
+    await expect(r.body.text()).rejects.toThrow();
+  });
+
+  it('refuses header injection', async () => {
+    const s = await http((_q, res) => res.end());
+    await expect(transport().request(req(`${s.url}/`, { headers: { accept: 'a\r\nx-evil: 1' } }))).rejects.toBeInstanceOf(TypeError);
+    await expect(transport().request(req(`${s.url}/`, { headers: { 'bad name': 'x' } }))).rejects.toBeInstanceOf(TypeError);
+  });
+
+  it('speaks TLS, verifying the server against the given CA', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rp-tls-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'pipe' });
+    const cert = readFileSync(join(dir, 'c.pem'));
+    const data = randomBytes(3 << 20);
+    const server = createHttpsServer({ key: readFileSync(join(dir, 'k.pem')), cert }, (_q, res) => {
+      res.setHeader('content-length', String(data.length));
+      res.end(data);
+    });
+    const host = await listen(server);
+    const r = await transport({ ca: cert }).request(req(`https://${host}/`));
+    const got: Buffer[] = [];
+    for await (const c of r.body as AsyncIterable<Buffer>) got.push(c);
+    expect(Buffer.concat(got).equals(data)).toBe(true);
+    await expect(transport().request(req(`https://${host}/`))).rejects.toThrow(/self.signed|certificate/i);
+  });
+});
+
+describe('ChunkedDecoder', () => {
+  it('returns what follows the last chunk', () => {
+    const d = new ChunkedDecoder();
+    const out: string[] = [];
+    const rest = d.push(Buffer.from('3\r\nabc\r\n0\r\n\r\nNEXT'), (b) => out.push(b.toString()));
+    expect(out.join('')).toBe('abc');
+    expect(d.done).toBe(true);
+    expect(rest?.toString()).toBe('NEXT');
+  });
+});
