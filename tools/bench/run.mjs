@@ -158,6 +158,7 @@ http {
   ]) {
     pull(base, extra, pid); // warm up caches and connections
     const runs = Array.from({ length: RUNS }, () => pull(base, extra, pid));
+    if (process.env.BENCH_VERBOSE) console.log(name, runs.map((r) => `${r.mibs.toFixed(0)} MiB/s ${r.cpuPerGiB.toFixed(2)} s/GiB`).join(', '));
     results[name] = { mibs: median(runs.map((r) => r.mibs)), cpu: median(runs.map((r) => r.cpuPerGiB)) };
   }
 

@@ -44,6 +44,16 @@ export class ResponseBody extends Readable {
     return Buffer.concat(chunks).toString('utf8');
   }
 
+  /**
+   * Says that every byte of `chunk` (one chunk this stream produced) has been used, so its
+   * memory can be reused for later reads. Optional: unreleased chunks are garbage collected.
+   */
+  release(chunk: Buffer): void {
+    this.releaser(chunk);
+  }
+  /** Set by the transport. */
+  releaser: (chunk: Buffer) => void = () => undefined;
+
   /** Discards the body. */
   async dump(): Promise<void> {
     if (this.readableEnded || this.destroyed) return;

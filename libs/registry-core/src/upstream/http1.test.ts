@@ -96,6 +96,37 @@ describe('Http1Transport', () => {
     expect(biggest).toBeGreaterThan(64 * 1024);
   });
 
+  it('reuses the memory of released chunks, and never hands out a buffer still in use', async () => {
+    const data = randomBytes(16 << 20);
+    const s = await http((_q, res) => {
+      res.setHeader('content-length', String(data.length));
+      res.end(data);
+    });
+    const t = transport();
+    const seen = new Set<ArrayBufferLike>();
+    let reused = 0;
+    for (let round = 0; round < 2; round++) {
+      const r = await t.request(req(`${s.url}/blob`));
+      const hash = createHash('sha256');
+      const held: Buffer[] = [];
+      for await (const c of r.body as AsyncIterable<Buffer>) {
+        if (seen.has(c.buffer)) reused++;
+        seen.add(c.buffer);
+        hash.update(c);
+        held.push(c);
+        // Release all but the last two chunks: those must not be overwritten while held.
+        while (held.length > 2) r.body.release(held.shift() as Buffer);
+      }
+      expect(hash.digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+      const copy = Buffer.concat(held);
+      for (const c of held) r.body.release(c);
+      for (const c of held) r.body.release(c); // a second release is ignored
+      r.body.release(Buffer.alloc(10)); // so is a buffer the pool never lent
+      expect(copy.equals(data.subarray(data.length - copy.length))).toBe(true);
+    }
+    expect(reused).toBeGreaterThan(0);
+  });
+
   it('decodes chunked bodies, however the bytes are split', async () => {
     const url = await raw((_r, s) => {
       const msg = 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1\r\n \r\n6\r\nworld!\r\n0\r\nx-trailer: t\r\n\r\n';
