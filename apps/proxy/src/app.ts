@@ -18,12 +18,13 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
   app.use((req: Request, res: Response, next: NextFunction) => {
     const started = process.hrtime.bigint();
     const id = (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].slice(0, 64)) || randomUUID();
-    res.locals['log'] = logger.child({ req_id: id });
+    res.locals['req_id'] = id;
     res.on('close', () => {
       const route = (res.locals['route'] as string | undefined) ?? 'other';
       metrics.requests.inc({ route, method: req.method, status: String(res.statusCode) });
-      (res.locals['log'] as Logger).info(
+      logger.info(
         {
+          req_id: id,
           method: req.method,
           path: req.originalUrl.split('?')[0]?.slice(0, 512),
           route,
@@ -71,7 +72,7 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
       writeRegistryError(res, new RegistryError('UNAUTHORIZED', { status, message: 'malformed request' }), req.method === 'HEAD');
       return;
     }
-    ((res.locals['log'] as Logger | undefined) ?? logger).error({ err }, 'unhandled error');
+    logger.error({ err, req_id: res.locals['req_id'] }, 'unhandled error');
     if (res.headersSent) res.destroy();
     else writeRegistryError(res, new RegistryError('UNKNOWN'), req.method === 'HEAD');
   });

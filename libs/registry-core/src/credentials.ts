@@ -63,9 +63,15 @@ export function chainProvider(providers: readonly UpstreamCredentialProvider[]):
   };
 }
 
+const keys = new WeakMap<UpstreamCredentials, string>();
+
 /** A stable, non-reversible key for credentials, for cache keys and logs: never the secret itself. */
 export function credentialKey(creds: UpstreamCredentials): string {
   if (creds.kind === 'anonymous') return 'anonymous';
+  const known = keys.get(creds);
+  if (known !== undefined) return known;
   const material = creds.kind === 'basic' ? `basic\u0000${creds.username}\u0000${creds.password}` : `bearer\u0000${creds.token}`;
-  return `${creds.kind}:${createHash('sha256').update(material).digest('base64url').slice(0, 22)}`;
+  const key = `${creds.kind}:${createHash('sha256').update(material).digest('base64url').slice(0, 22)}`;
+  keys.set(creds, key); // providers hand out the same object until the credentials change
+  return key;
 }

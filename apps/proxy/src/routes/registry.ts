@@ -46,9 +46,10 @@ async function authenticate(runtime: Runtime, req: Request, scope: string | unde
   }
 }
 
-function upstreamPath(ep: Endpoint & { name: string }, upstreamName: string, query: URLSearchParams): string {
+function upstreamPath(ep: Endpoint & { name: string }, upstreamName: string, url: string): string {
   if (ep.kind === 'manifest') return `/v2/${upstreamName}/manifests/${ep.reference}`;
   if (ep.kind === 'blob') return `/v2/${upstreamName}/blobs/${ep.digest}`;
+  const query = new URL(url, 'http://x').searchParams;
   const q = new URLSearchParams();
   const n = query.get('n');
   const last = query.get('last');
@@ -130,7 +131,7 @@ async function relay(req: Request, res: Response, ep: Endpoint & { name: string 
   try {
     up = await client.request({
       method: req.method === 'HEAD' ? 'HEAD' : 'GET',
-      path: upstreamPath(ep, target.name, new URL(req.originalUrl, 'http://x').searchParams),
+      path: upstreamPath(ep, target.name, req.originalUrl),
       headers,
       scope: `repository:${target.name}:pull`,
       signal: abort.signal,
