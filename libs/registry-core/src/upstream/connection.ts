@@ -1,0 +1,305 @@
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { ChunkedDecoder, ResponseBody } from './body.js';
+import { BIG_READ, releaseChunk, takeBig } from './buffer-pool.js';
+import type { Http1Request, Http1Response, Http1TransportOptions } from './http1.js';
+
+/** Reads of headers and small bodies land here and are copied out; one buffer serves every socket. */
+const SHARED_SMALL = Buffer.allocUnsafeSlow(64 * 1024);
+const MAX_HEAD = 64 * 1024;
+const COPY_BELOW = BIG_READ / 4;
+
+function timeoutError(message: string): Error {
+  const e = new Error(message);
+  e.name = 'TimeoutError';
+  (e as NodeJS.ErrnoException).code = 'ETIMEDOUT';
+  return e;
+}
+function protocolError(message: string): Error {
+  const e = new Error(`HTTP protocol error: ${message}`);
+  (e as NodeJS.ErrnoException).code = 'EPROTO';
+  return e;
+}
+
+type Framing = { kind: 'none' } | { kind: 'length'; remaining: number } | { kind: 'chunked'; decoder: ChunkedDecoder } | { kind: 'close' };
+
+interface Pending {
+  readonly req: Http1Request;
+  resolve(r: Http1Response): void;
+  reject(e: Error): void;
+}
+
+/**
+ * One keep-alive HTTP/1.1 connection. Bodies of large blobs are read straight into fresh 1 MiB
+ * buffers that are handed on without copying (Node's `onread`), which is what keeps the relay's
+ * CPU per GiB near a bare TCP relay's; headers and small bodies go through one shared buffer.
+ */
+export class Connection {
+  readonly socket: Socket;
+  reused = false;
+  gotBytes = false;
+  private head: Buffer[] = [];
+  private headLen = 0;
+  private pending: Pending | undefined;
+  private body: ResponseBody | undefined;
+  private framing: Framing = { kind: 'none' };
+  private keepAlive = true;
+  private fresh = false;
+  private spare: Buffer | undefined;
+  private headersTimer: NodeJS.Timeout | undefined;
+  private abortListener: (() => void) | undefined;
+  private signal: AbortSignal | undefined;
+  /** Set by the pool: called once per exchange when the connection is free again (or dead). */
+  onRelease: (reusable: boolean) => void = () => undefined;
+  keepAliveHintMs: number | undefined;
+
+  constructor(url: URL, connectTimeoutMs: number, ca: Http1TransportOptions['ca'], onConnectError: (e: Error) => void) {
+    const onread = {
+      buffer: () => this.nextBuffer(),
+      callback: (n: number, buf: Uint8Array) => {
+        this.onData(Buffer.from(buf.buffer, buf.byteOffset, n));
+        return true; // pausing is done explicitly, on the body's backpressure
+      },
+    };
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+    this.socket =
+      url.protocol === 'https:'
+        ? // tls.connect takes net's onread option (documented), but @types/node does not list it.
+          tlsConnect({ host, port, servername: isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'], onread, ...(ca ? { ca: ca as string | Buffer | Array<string | Buffer> } : {}) } as ConnectionOptions)
+        : netConnect({ host, port, onread });
+    this.socket.setNoDelay(true);
+    const connectTimer = setTimeout(() => this.socket.destroy(timeoutError(`connect to ${url.host} timed out`)), connectTimeoutMs);
+    this.socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => clearTimeout(connectTimer));
+    this.socket.on('error', (e) => {
+      clearTimeout(connectTimer);
+      if (!this.pending && !this.body) onConnectError(e);
+      this.fail(e);
+    });
+    this.socket.on('end', () => this.onEnd());
+    this.socket.on('close', () => {
+      clearTimeout(connectTimer);
+      this.fail(new Error('connection closed'));
+    });
+    this.socket.on('timeout', () => this.socket.destroy(timeoutError('upstream body stalled')));
+  }
+
+  private nextBuffer(): Uint8Array {
+    const f = this.framing;
+    const big = this.body !== undefined && (f.kind === 'chunked' || f.kind === 'close' || (f.kind === 'length' && f.remaining >= BIG_READ / 4));
+    this.fresh = big;
+    if (!big) return SHARED_SMALL;
+    const b = this.spare ?? takeBig();
+    this.spare = undefined;
+    return b;
+  }
+
+  /** Sends a request; resolves with the response once its headers have arrived. */
+  send(req: Http1Request): Promise<Http1Response> {
+    return new Promise((resolve, reject) => {
+      let text = `${req.method} ${req.url.pathname}${req.url.search} HTTP/1.1\r\nhost: ${req.url.host}\r\n`;
+      for (const [k, v] of Object.entries(req.headers)) {
+        if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(k) || /[\r\n\0]/.test(v)) {
+          reject(new TypeError(`invalid request header ${JSON.stringify(k)}`));
+          this.onRelease(true);
+          return;
+        }
+        text += `${k}: ${v}\r\n`;
+      }
+      if (req.signal?.aborted) {
+        reject(req.signal.reason instanceof Error ? req.signal.reason : new Error('aborted'));
+        this.onRelease(true);
+        return;
+      }
+      this.pending = { req, resolve, reject };
+      this.gotBytes = false;
+      this.head = [];
+      this.headLen = 0;
+      this.headersTimer = setTimeout(() => this.socket.destroy(timeoutError('upstream sent no response headers in time')), req.headersTimeoutMs);
+      if (req.signal) {
+        this.signal = req.signal;
+        this.abortListener = () => this.socket.destroy(req.signal?.reason instanceof Error ? req.signal.reason : new Error('aborted'));
+        req.signal.addEventListener('abort', this.abortListener, { once: true });
+      }
+      this.socket.resume();
+      this.socket.write(`${text}\r\n`, 'latin1');
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    this.gotBytes = true;
+    const fresh = this.fresh;
+    if (this.body) {
+      this.feedBody(chunk, fresh);
+      return;
+    }
+    if (!this.pending) {
+      this.socket.destroy(protocolError('data on an idle connection'));
+      return;
+    }
+    const copy = Buffer.from(chunk); // the shared small buffer is reused by the next read
+    this.head.push(copy);
+    this.headLen += copy.length;
+    const all = this.head.length === 1 ? copy : Buffer.concat(this.head, this.headLen);
+    const end = all.indexOf('\r\n\r\n');
+    if (end < 0) {
+      if (this.headLen > MAX_HEAD) this.socket.destroy(protocolError('response headers too large'));
+      else this.head = [all];
+      return;
+    }
+    if (end > MAX_HEAD) {
+      this.socket.destroy(protocolError('response headers too large'));
+      return;
+    }
+    let rest: Buffer | undefined = all.subarray(end + 4);
+    try {
+      if (!this.parseHead(all.toString('latin1', 0, end))) {
+        // A 1xx response: the real one follows.
+        this.head = [];
+        this.headLen = 0;
+        if (rest.length > 0) this.onData(rest);
+        return;
+      }
+    } catch (e) {
+      this.socket.destroy(e as Error);
+      return;
+    }
+    if (rest.length > 0 && this.body) this.feedBody(rest, true);
+    else rest = undefined;
+  }
+
+  /** Parses the status line and headers; returns false for an interim 1xx response. */
+  private parseHead(text: string): boolean {
+    const lines = text.split('\r\n');
+    const m = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/.exec(lines[0] ?? '');
+    if (!m) throw protocolError('bad status line');
+    const status = Number(m[2]);
+    if (status >= 100 && status < 200) return false;
+    const headers: Record<string, string | string[] | undefined> = {};
+    for (const line of lines.slice(1)) {
+      const colon = line.indexOf(':');
+      if (colon <= 0 || line.startsWith(' ') || line.startsWith('\t')) throw protocolError('bad header line');
+      const k = line.slice(0, colon).trim().toLowerCase();
+      const v = line.slice(colon + 1).trim();
+      const prev = headers[k];
+      headers[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+    }
+    const pending = this.pending as Pending;
+    const conn = String(headers['connection'] ?? '').toLowerCase();
+    this.keepAlive = m[1] === '1' ? !conn.includes('close') : conn.includes('keep-alive');
+    const hint = /timeout=(\d+)/.exec(String(headers['keep-alive'] ?? ''));
+    this.keepAliveHintMs = hint ? Number(hint[1]) * 1000 : undefined;
+    const te = headers['transfer-encoding'];
+    const cl = headers['content-length'];
+    if (pending.req.method === 'HEAD' || status === 204 || status === 304) this.framing = { kind: 'none' };
+    else if (te !== undefined) this.framing = /(?:^|,)\s*chunked\s*$/i.test(String(te)) ? { kind: 'chunked', decoder: new ChunkedDecoder() } : { kind: 'close' };
+    else if (cl !== undefined) {
+      const values = new Set(String(cl).split(',').map((s) => s.trim()));
+      const only = [...values][0] as string;
+      if (values.size !== 1 || !/^\d{1,15}$/.test(only)) throw protocolError('bad content-length');
+      this.framing = Number(only) === 0 ? { kind: 'none' } : { kind: 'length', remaining: Number(only) };
+    } else this.framing = { kind: 'close' };
+    if (this.framing.kind === 'close') this.keepAlive = false;
+
+    clearTimeout(this.headersTimer);
+    const body = new ResponseBody();
+    body.releaser = releaseChunk;
+    body.bind(() => this.socket.resume());
+    body.discard = () => {
+      // A small known remainder is read and thrown away to keep the connection; anything else closes it.
+      if (this.framing.kind === 'length' && this.framing.remaining <= 64 * 1024) {
+        body.resume();
+      } else {
+        this.keepAlive = false;
+        body.destroy();
+        this.socket.destroy();
+      }
+    };
+    body.once('close', () => {
+      if (this.body === body && !body.readableEnded) this.socket.destroy();
+    });
+    this.pending = undefined;
+    this.head = [];
+    if (this.framing.kind === 'none') {
+      body.complete = true;
+      body.push(null);
+      this.finish();
+    } else {
+      this.body = body;
+      this.socket.setTimeout(pending.req.bodyIdleTimeoutMs);
+    }
+    pending.resolve({ statusCode: status, headers, body });
+    return true;
+  }
+
+  private feedBody(chunk: Buffer, fresh: boolean): void {
+    const body = this.body as ResponseBody;
+    const f = this.framing;
+    const own = (b: Buffer) => (fresh ? b : Buffer.from(b));
+    if (fresh && chunk.length < COPY_BELOW && chunk.buffer.byteLength === BIG_READ) {
+      // A short read into a big buffer: copy it out and keep the buffer for the next read, so
+      // a slow trickle does not pin a megabyte per chunk.
+      this.spare = Buffer.from(chunk.buffer, 0, BIG_READ);
+      chunk = Buffer.from(chunk);
+    }
+    let more = true;
+    if (f.kind === 'length') {
+      const take = Math.min(f.remaining, chunk.length);
+      more = body.push(own(chunk.subarray(0, take)));
+      f.remaining -= take;
+      if (take < chunk.length) this.keepAlive = false; // the server sent more than it announced
+      if (f.remaining === 0) return this.finish();
+    } else if (f.kind === 'chunked') {
+      let rest: Buffer | undefined;
+      try {
+        rest = f.decoder.push(chunk, (data) => {
+          more = body.push(own(data)) && more;
+        });
+      } catch (e) {
+        this.socket.destroy(protocolError((e as Error).message));
+        return;
+      }
+      if (rest) this.keepAlive = false;
+      if (f.decoder.done) return this.finish();
+    } else {
+      more = body.push(own(chunk));
+    }
+    if (!more) this.socket.pause();
+  }
+
+  private onEnd(): void {
+    if (this.body && this.framing.kind === 'close') this.finish();
+  }
+
+  private finish(): void {
+    const body = this.body;
+    this.body = undefined;
+    this.framing = { kind: 'none' };
+    this.socket.setTimeout(0);
+    this.detachSignal();
+    if (body) {
+      body.complete = true;
+      body.push(null);
+    }
+    this.reused = true;
+    this.onRelease(this.keepAlive && !this.socket.destroyed);
+  }
+
+  private detachSignal(): void {
+    if (this.signal && this.abortListener) this.signal.removeEventListener('abort', this.abortListener);
+    this.signal = undefined;
+    this.abortListener = undefined;
+  }
+
+  private fail(err: Error): void {
+    clearTimeout(this.headersTimer);
+    this.detachSignal();
+    const pending = this.pending;
+    const body = this.body;
+    this.pending = undefined;
+    this.body = undefined;
+    if (pending) pending.reject(err);
+    if (body && !body.destroyed) body.destroy(err);
+    if (pending || body) this.onRelease(false);
+  }
+}
