@@ -39,6 +39,16 @@ describe('registry-proxy CLI', () => {
     expect(r2.code).toBe(2);
     expect(r2.stderr).toContain('RP_ERR_CONFIG_READ: upstreams.0.credentials.password: environment variable RP_NOT_SET is not set');
 
+    // Only bcrypt: an htpasswd file with MD5 (apr1) hashes is refused at start-up.
+    const md5 = join(dir, 'md5.htpasswd');
+    writeFileSync(md5, (await run('htpasswd', ['-nbm', 'carol', 'pw'])).stdout);
+    const withMd5 = join(dir, 'md5.yaml');
+    writeFileSync(withMd5, `auth:\n  - type: static\n    htpasswd: ${md5}\nupstreams:\n  - name: up\n    url: http://127.0.0.1:1\n`);
+    const r4 = await cli('--check-config', '--config', withMd5);
+    expect(r4.code).toBe(2);
+    expect(r4.stderr).toContain(`RP_ERR_HTPASSWD_INVALID: ${md5} line 1 (user "carol"): only bcrypt hashes are accepted`);
+    expect(r4.stderr).not.toContain('$apr1$');
+
     const r3 = await cli('--config', join(dir, 'missing.yaml'));
     expect(r3.code).toBe(2);
     expect(r3.stderr).toMatch(/RP_ERR_CONFIG_READ: cannot read configuration file .*missing.yaml: ENOENT/);
