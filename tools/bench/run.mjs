@@ -136,9 +136,13 @@ http {
   const proxy = start(process.execPath, [...nodeArgs, join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy.yaml')], 'proxy.log');
   const px = `http://127.0.0.1:${pxPort}`;
   await waitHttp(`${px}/healthz`, (s) => s === 200);
-  const tokRes = await fetch(`${px}/token?service=registry-proxy&scope=repository:bench/big:pull`, { headers: { authorization: `Basic ${Buffer.from('bench:bench-pw').toString('base64')}` } });
-  const token = (await tokRes.json()).token;
-  const auth = ['-H', `Authorization: Bearer ${token}`];
+  // Tokens live 5 minutes and a full run takes longer: each proxy phase gets a fresh one.
+  const freshToken = async () => {
+    const r = await fetch(`${px}/token?service=registry-proxy&scope=repository:bench/big:pull`, { headers: { authorization: `Basic ${Buffer.from('bench:bench-pw').toString('base64')}` } });
+    return (await r.json()).token;
+  };
+  let token = await freshToken();
+  const auth = () => ['-H', `Authorization: Bearer ${token}`];
 
   // --- 1. large blob throughput and CPU per GiB
   const pull = (base, extra, pid) => {
@@ -154,7 +158,7 @@ http {
   for (const [name, base, extra, pid] of !ONLY.has('blob') ? [] : [
     ['direct', reg, [], null],
     ['nginx', `http://127.0.0.1:${ngPort}`, [], ngWorker],
-    ['proxy', px, auth, proxy.pid],
+    ['proxy', px, auth(), proxy.pid],
   ]) {
     pull(base, extra, pid); // warm up caches and connections
     const runs = Array.from({ length: RUNS }, () => pull(base, extra, pid));
@@ -205,15 +209,17 @@ http {
   const skip = { p50: NaN, p99: NaN };
   const hDirect = ONLY.has('head') ? await heads(reg, {}) : skip;
   const hNginx = ONLY.has('head') ? await heads(`http://127.0.0.1:${ngPort}`, {}) : skip;
+  token = await freshToken();
   const cpuBeforeHeads = cpu(proxy.pid);
   const hProxy = ONLY.has('head') ? await heads(px, { authorization: `Bearer ${token}` }) : skip;
   const proxyCpuPerHead = ((cpu(proxy.pid) - cpuBeforeHeads) * 1e6) / (2 * HEADS); // warm-up pass included
   const RATE = Number(process.env.BENCH_RATE ?? 300);
   const paced = ONLY.has('head')
-    ? { direct: await heads(reg, {}, RATE), nginx: await heads(`http://127.0.0.1:${ngPort}`, {}, RATE), proxy: await heads(px, { authorization: `Bearer ${token}` }, RATE) }
+    ? { direct: await heads(reg, {}, RATE), nginx: await heads(`http://127.0.0.1:${ngPort}`, {}, RATE), proxy: await heads(px, { authorization: `Bearer ${(token = await freshToken())}` }, RATE) }
     : { direct: skip, nginx: skip, proxy: skip };
 
   // --- 3. peak RSS with PARALLEL concurrent large pulls through the proxy
+  token = await freshToken();
   const rssBefore = status(proxy.pid, 'VmRSS');
   let peak = 0;
   const sampler = setInterval(() => (peak = Math.max(peak, status(proxy.pid, 'VmRSS'))), 50);
@@ -223,7 +229,7 @@ http {
       { length: ONLY.has('rss') ? PARALLEL : 0 },
       () =>
         new Promise((resolve, reject) => {
-          const c = spawn('curl', ['-sf', '-o', '/dev/null', ...auth, `${px}/v2/bench/big/blobs/${digest}`]);
+          const c = spawn('curl', ['-sf', '-o', '/dev/null', ...auth(), `${px}/v2/bench/big/blobs/${digest}`]);
           c.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`curl ${code}`))));
         }),
     ),
@@ -249,5 +255,6 @@ http {
   console.log(`  proxy RSS: ${rssBefore.toFixed(0)} MB before, peak ${peak.toFixed(0)} MB during (target <= 200 MB); VmHWM ${status(proxy.pid, 'VmHWM').toFixed(0)} MB`);
 } finally {
   await cleanup();
-  execFileSync('rm', ['-rf', dir]);
+  if (process.env.BENCH_KEEP) console.log(`kept ${dir}`);
+  else execFileSync('rm', ['-rf', dir]);
 }

@@ -171,7 +171,7 @@ async function relay(req: Request, res: Response, ep: Endpoint & { name: string 
     body.once('error', (err) => {
       // The upstream broke mid-body: the status line is gone already, so the connection is cut
       // (the client sees a short body and retries).
-      logger.debug({ err, repository: ep.name }, 'upstream body failed');
+      logger.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, repository: ep.name, upstream: client.name }, 'upstream body failed mid-transfer');
       res.destroy();
     });
     res.once('close', () => {

@@ -49,6 +49,8 @@ export class Connection {
   private headersTimer: NodeJS.Timeout | undefined;
   private abortListener: (() => void) | undefined;
   private signal: AbortSignal | undefined;
+  /** Set by the pool while the connection waits in it; cleared when it is taken for a request. */
+  idleTimer: NodeJS.Timeout | undefined;
   /** Set by the pool: called once per exchange when the connection is free again (or dead). */
   onRelease: (reusable: boolean) => void = () => undefined;
   keepAliveHintMs: number | undefined;

@@ -127,6 +127,27 @@ describe('Http1Transport', () => {
     expect(reused).toBeGreaterThan(0);
   });
 
+  it('does not cut a transfer on a reused connection when its old idle timer would have fired', async () => {
+    let n = 0;
+    const s = await http((_q, res) => {
+      n++;
+      if (n === 1) {
+        res.setHeader('content-length', '2');
+        res.end('ok');
+        return;
+      }
+      // The second response takes longer than the pool's idle timeout to arrive in full.
+      res.setHeader('content-length', '6');
+      res.write('abc');
+      setTimeout(() => res.end('def'), 400);
+    });
+    const t = transport({ idleTimeoutMs: 300 });
+    expect(await (await t.request(req(`${s.url}/a`))).body.text()).toBe('ok');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await (await t.request(req(`${s.url}/b`))).body.text()).toBe('abcdef');
+    expect(s.connections()).toBe(1);
+  });
+
   it('decodes chunked bodies, however the bytes are split', async () => {
     const url = await raw((_r, s) => {
       const msg = 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1\r\n \r\n6\r\nworld!\r\n0\r\nx-trailer: t\r\n\r\n';

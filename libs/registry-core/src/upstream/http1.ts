@@ -59,6 +59,9 @@ export class Http1Transport {
     const list = this.idle.get(origin);
     while (list && list.length > 0) {
       const c = list.pop() as Connection;
+      // Regression: the idle timer used to survive the take, and cut transfers that were still
+      // running when it fired.
+      clearTimeout(c.idleTimer);
       if (!c.socket.destroyed) return c;
     }
     return undefined;
@@ -68,9 +71,8 @@ export class Http1Transport {
     return new Promise((resolve, reject) => {
       const conn = new Connection(url, this.opts.connectTimeoutMs ?? 10_000, this.opts.ca, reject);
       this.live.add(conn);
-      let idleTimer: NodeJS.Timeout | undefined;
       conn.socket.once('close', () => {
-        clearTimeout(idleTimer);
+        clearTimeout(conn.idleTimer);
         this.live.delete(conn);
         const list = this.idle.get(url.origin);
         const i = list?.indexOf(conn) ?? -1;
@@ -83,9 +85,9 @@ export class Http1Transport {
           return;
         }
         const keep = Math.min(this.opts.idleTimeoutMs ?? 30_000, conn.keepAliveHintMs !== undefined ? Math.max(0, conn.keepAliveHintMs - 1000) : Infinity);
-        clearTimeout(idleTimer);
-        idleTimer = setTimeout(() => conn.socket.destroy(), keep);
-        idleTimer.unref();
+        clearTimeout(conn.idleTimer);
+        conn.idleTimer = setTimeout(() => conn.socket.destroy(), keep);
+        conn.idleTimer.unref();
         conn.socket.resume(); // an idle socket reads, so a server's close is noticed
         list.push(conn);
         this.idle.set(url.origin, list);
