@@ -1,5 +1,5 @@
 import type { Response } from 'express';
-import type { UpstreamResponse } from '@registry-proxy/registry-core';
+import { RegistryError, type UpstreamResponse } from '@registry-proxy/registry-core';
 
 const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
 
@@ -19,17 +19,12 @@ export function rewriteLink(link: string, upstreamName: string, proxyName: strin
 
 /** Relays a tag list with its `name` changed to the proxy's repository name (the body is small JSON). */
 export async function relayTagList(body: UpstreamResponse['body'], res: Response, proxyName: string): Promise<void> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_TAG_LIST_BYTES) {
-      body.destroy();
-      throw new Error('tag list too large');
-    }
-    chunks.push(chunk);
+  let parsed: { name?: unknown; tags?: unknown };
+  try {
+    parsed = JSON.parse(await body.text(MAX_TAG_LIST_BYTES)) as typeof parsed;
+  } catch (cause) {
+    throw new RegistryError('BAD_GATEWAY', { message: 'upstream sent an unreadable tag list', cause });
   }
-  const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { name?: unknown; tags?: unknown };
   const out = JSON.stringify({ name: proxyName, tags: Array.isArray(parsed.tags) ? parsed.tags : [] });
   res.removeHeader('content-length');
   res.type('application/json').send(out);
