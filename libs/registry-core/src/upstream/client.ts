@@ -62,6 +62,7 @@ function header(h: UpstreamResponse['headers'], name: string): string | undefine
 export class UpstreamClient {
   readonly name: string;
   readonly origin: string;
+  private readonly host: string;
   private readonly transport: Http1Transport;
   private readonly tokens = new TokenCache();
   private readonly realms: ReadonlySet<string>;
@@ -75,6 +76,7 @@ export class UpstreamClient {
     const base = new URL(opts.url);
     this.name = opts.name;
     this.origin = base.origin;
+    this.host = base.host;
     this.realms = new Set([this.origin, ...(opts.tokenRealms ?? []).map((r) => new URL(r).origin)]);
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.headersMs = opts.timeouts?.headersMs ?? 30_000;
@@ -89,7 +91,7 @@ export class UpstreamClient {
 
   /** Sends a request with whatever authorization the upstream asks for. */
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
-    const creds = await this.opts.credentials.credentials({ registry: new URL(this.origin).host });
+    const creds = await this.opts.credentials.credentials({ registry: this.host });
     const key = `${req.scope ?? ''}\u0000${credentialKey(creds)}`;
     for (let round = 0; ; round++) {
       const authorization = await this.authorization(creds, key, req.scope, req.signal);

@@ -206,7 +206,12 @@ export class Connection {
     clearTimeout(this.headersTimer);
     const body = new ResponseBody();
     body.releaser = releaseChunk;
-    body.bind(() => this.socket.resume());
+    // The idle timer measures the upstream's silence, so it stops while we hold the socket
+    // paused for a slow client, and starts again when the reader wants more.
+    body.bind(() => {
+      this.socket.resume();
+      if (this.body === body) this.socket.setTimeout(pending.req.bodyIdleTimeoutMs);
+    });
     body.discard = () => {
       // A small known remainder is read and thrown away to keep the connection; anything else closes it.
       if (this.framing.kind === 'length' && this.framing.remaining <= 64 * 1024) {
@@ -266,7 +271,10 @@ export class Connection {
     } else {
       more = body.push(own(chunk));
     }
-    if (!more) this.socket.pause();
+    if (!more) {
+      this.socket.pause();
+      this.socket.setTimeout(0);
+    }
   }
 
   private onEnd(): void {

@@ -148,6 +148,23 @@ describe('Http1Transport', () => {
     expect(s.connections()).toBe(1);
   });
 
+  it('does not count a slow reader against the upstream idle timeout', async () => {
+    const data = randomBytes(24 << 20);
+    const s = await http((_q, res) => {
+      res.setHeader('content-length', String(data.length));
+      res.end(data);
+    });
+    const r = await transport().request(req(`${s.url}/blob`, { bodyIdleTimeoutMs: 150 }));
+    let n = 0;
+    let got = 0;
+    for await (const c of r.body as AsyncIterable<Buffer>) {
+      got += c.length;
+      // The reader stalls for longer than the idle timeout while the upstream has plenty to send.
+      if (++n === 2) await new Promise((res) => setTimeout(res, 500));
+    }
+    expect(got).toBe(data.length);
+  });
+
   it('decodes chunked bodies, however the bytes are split', async () => {
     const url = await raw((_r, s) => {
       const msg = 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1\r\n \r\n6\r\nworld!\r\n0\r\nx-trailer: t\r\n\r\n';
