@@ -102,6 +102,13 @@ describe('tag pagination', () => {
     expect(await page3.json()).toEqual({ name: 'x/app', tags: ['e'] });
     expect(page3.headers.get('link')).toBeNull();
   });
+  it('answers HEAD on a tag list without parsing a body', async () => {
+    // Regression: HEAD went through the name rewriting, read an empty body and answered 502.
+    const p = await proxy('follow');
+    const t = await tokenFor(p.url, 'x/app');
+    const res = await fetch(`${p.url}/v2/x/app/tags/list`, { method: 'HEAD', headers: { authorization: `Bearer ${t}` } });
+    expect(res.status).toBe(200);
+  });
 });
 
 describe('blob redirects', () => {

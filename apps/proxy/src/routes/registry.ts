@@ -152,7 +152,7 @@ async function relay(req: Request, res: Response, ep: Endpoint & { name: string 
     if (v !== undefined) res.setHeader(h, v);
   }
   res.set(API_VERSION);
-  if (ep.kind === 'tags' && up.statusCode === 200) {
+  if (ep.kind === 'tags' && up.statusCode === 200 && req.method === 'GET') {
     const link = up.headers['link'];
     if (typeof link === 'string') res.setHeader('Link', rewriteLink(link, target.name, ep.name));
     await relayTagList(up.body, res, ep.name);
