@@ -1,5 +1,5 @@
-import bcrypt from 'bcryptjs';
 import { BasicCredentialStrategy, ProxyError, type AuthOutcome, type Identity } from '@registry-proxy/registry-core';
+import { bcryptWorkers } from './bcrypt-worker.js';
 import { isBcryptHash, parseHtpasswd } from './htpasswd.js';
 
 /** A user listed in configuration. */
@@ -62,7 +62,7 @@ export class StaticStrategy extends BasicCredentialStrategy {
   async verify(username: string, password: string): Promise<AuthOutcome> {
     const entry = this.users.get(username);
     if (!entry) return { result: 'skip' };
-    if (password.length === 0 || !(await bcrypt.compare(password, entry.hash))) return { result: 'deny', reason: 'wrong password' };
+    if (password.length === 0 || !(await bcryptWorkers.compare(password, entry.hash))) return { result: 'deny', reason: 'wrong password' };
     const identity: Identity = { subject: username, method: this.name, groups: entry.groups, labels: {} };
     return { result: 'allow', identity };
   }
