@@ -2,6 +2,7 @@ import { StaticStrategy } from '@registry-proxy/auth-static';
 import {
   AccessRules,
   KeySet,
+  ProxyError,
   TokenEndpoint,
   TokenService,
   UpstreamClient,
@@ -58,6 +59,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     const extra = t.verificationKeys.map((k, i) => resolveSecret(k, `tokens.verificationKeys.${i}`));
     keys = await KeySet.fromPem(resolveSecret(t.signingKey, 'tokens.signingKey'), extra);
   }
+  if (!t.algorithms.includes(keys.signer.alg)) {
+    throw new ProxyError('RP_ERR_CONFIG_INVALID', `tokens.algorithms: does not include ${keys.signer.alg}, the signing key's algorithm`);
+  }
   const tokens = new TokenService({
     issuer: config.issuer,
     service: config.service,
@@ -67,7 +71,6 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     algorithms: t.algorithms,
     clockTolerance: t.clockToleranceSeconds,
   });
-  if (!t.algorithms.includes(keys.signer.alg)) throw new Error(`tokens.algorithms does not include the signing key's ${keys.signer.alg}`);
   const rules = new AccessRules(config.rules);
   const tokenEndpoint = new TokenEndpoint({ tokens, verifier: new VerifierChain(verifiers(config)), rules, basicRealm: config.service });
   const clients = config.upstreams.map(

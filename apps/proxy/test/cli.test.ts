@@ -49,6 +49,13 @@ describe('registry-proxy CLI', () => {
     expect(r4.stderr).toContain(`RP_ERR_HTPASSWD_INVALID: ${md5} line 1 (user "carol"): only bcrypt hashes are accepted`);
     expect(r4.stderr).not.toContain('$apr1$');
 
+    // The in-memory key signs ES256; a configuration that accepts only RS256 could never verify.
+    const algs = join(dir, 'algs.yaml');
+    writeFileSync(algs, 'tokens:\n  algorithms: [RS256]\nupstreams:\n  - name: up\n    url: http://127.0.0.1:1\n');
+    const r5 = await cli('--check-config', '--config', algs);
+    expect(r5.code).toBe(2);
+    expect(r5.stderr).toContain("RP_ERR_CONFIG_INVALID: tokens.algorithms: does not include ES256, the signing key's algorithm");
+
     const r3 = await cli('--config', join(dir, 'missing.yaml'));
     expect(r3.code).toBe(2);
     expect(r3.stderr).toMatch(/RP_ERR_CONFIG_READ: cannot read configuration file .*missing.yaml: ENOENT/);

@@ -1,5 +1,6 @@
 import { Strategy } from 'passport-strategy';
 import type { IncomingMessage } from 'node:http';
+import { formatChallenge } from './challenge.js';
 import { parseBasicAuthorization, type AuthOutcome, type CredentialVerifier } from './identity.js';
 
 /**
@@ -19,15 +20,16 @@ export abstract class BasicCredentialStrategy extends Strategy implements Creden
   abstract verify(username: string, password: string): Promise<AuthOutcome>;
 
   override authenticate(req: IncomingMessage): void {
+    const challenge = formatChallenge('Basic', { realm: this.realm });
     const creds = parseBasicAuthorization(req.headers.authorization);
     if (!creds) {
-      this.fail(`Basic realm="${this.realm}"`, 401);
+      this.fail(challenge, 401);
       return;
     }
     this.verify(creds.username, creds.password).then(
       (outcome) => {
         if (outcome.result === 'allow') this.success(outcome.identity);
-        else if (outcome.result === 'deny') this.fail(`Basic realm="${this.realm}"`, 401);
+        else if (outcome.result === 'deny') this.fail(challenge, 401);
         else this.pass();
       },
       (err: unknown) => this.error(err instanceof Error ? err : new Error(String(err))),

@@ -30,7 +30,7 @@ function realm(runtime: Runtime, req: Request): string {
 
 function challenge(runtime: Runtime, req: Request, scope: string | undefined, error?: string): RegistryError {
   const value = formatChallenge('Bearer', { realm: realm(runtime, req), service: runtime.config.service, scope, error });
-  return new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': value, ...API_VERSION } });
+  return new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': value } });
 }
 
 /** Verifies the request's bearer token locally; resolves to its subject and access, or throws a 401 challenge. */

@@ -75,7 +75,7 @@ export class TokenEndpoint {
       } catch (err) {
         if (err instanceof AuthBackendError) {
           const e = new RegistryError('UNAVAILABLE', { message: 'authentication backend unavailable', headers: { 'Retry-After': '5' } });
-          return { ...this.error('unavailable', e, req, err.message) };
+          return this.error('unavailable', e, req, err.message);
         }
         throw err;
       }
