@@ -65,7 +65,7 @@ function proxy(redirects: 'follow' | 'pass', token = 'upstream-token'): Promise<
   return proxyFor(upstreamUrl, redirects, token);
 }
 
-async function proxyFor(url: string, redirects: 'follow' | 'pass', token: string): Promise<{ url: string; logs: string[] }> {
+async function proxyFor(url: string, redirects: 'follow' | 'pass', token: string, extra: Record<string, unknown> = {}): Promise<{ url: string; logs: string[] }> {
   const logs: string[] = [];
   const sink = new Writable({ write: (c: Buffer, _e, cb) => (logs.push(c.toString()), cb()) });
   const config = parseConfig(
@@ -74,6 +74,7 @@ async function proxyFor(url: string, redirects: 'follow' | 'pass', token: string
       auth: [{ type: 'static', users: [{ username: 'u', passwordHash: bcrypt.hashSync('p', 4) }] }],
       rules: [{ account: 'u', repository: '**', actions: ['pull'] }],
       upstreams: [{ name: 'up', prefix: 'x', namespace: 'ns', url, redirects, credentials: { type: 'bearer', token } }],
+      ...extra,
     }),
     'test',
   );
@@ -161,5 +162,23 @@ describe('upstream refusing the proxy', () => {
     expect(((await res.json()) as { errors: Array<{ code: string; message: string }> }).errors[0]).toEqual({ code: 'BAD_GATEWAY', message: "upstream registry refused the proxy's credentials" });
     expect(p.logs.join('')).not.toContain('revoked-upstream-token');
     expect(p.logs.join('')).not.toContain(t);
+  });
+});
+
+describe('X-Forwarded-* from reverse proxies', () => {
+  const forwarded = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'registry.example.com' };
+  const realmOf = async (url: string) => {
+    const res = await fetch(`${url}/v2/`, { headers: forwarded });
+    return /realm="([^"]+)"/.exec(res.headers.get('www-authenticate') ?? '')?.[1];
+  };
+  it('are believed only from configured addresses when the realm is built', async () => {
+    const trusted = await proxyFor(upstreamUrl, 'follow', 'upstream-token', { trustedProxies: ['127.0.0.1/8'] });
+    expect(await realmOf(trusted.url)).toBe('https://registry.example.com/token');
+    const untrusted = await proxyFor(upstreamUrl, 'follow', 'upstream-token', { trustedProxies: ['10.0.0.0/8'] });
+    expect(await realmOf(untrusted.url)).toBe(`${untrusted.url}/token`);
+    const none = await proxyFor(upstreamUrl, 'follow', 'upstream-token');
+    expect(await realmOf(none.url)).toBe(`${none.url}/token`);
+    const fixed = await proxyFor(upstreamUrl, 'follow', 'upstream-token', { trustedProxies: ['127.0.0.1'], publicUrl: 'https://reg.example.org' });
+    expect(await realmOf(fixed.url)).toBe('https://reg.example.org/token');
   });
 });

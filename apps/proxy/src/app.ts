@@ -13,6 +13,8 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('query parser', 'simple');
+  // X-Forwarded-Proto/-Host count only from the configured reverse proxies (Express's proxy-addr).
+  app.set('trust proxy', runtime.config.trustedProxies.length > 0 ? [...runtime.config.trustedProxies] : false);
 
   // One log line per request with identity and repository, never headers or secrets.
   app.use((req: Request, res: Response, next: NextFunction) => {

@@ -2,7 +2,15 @@ import type { UpstreamClient } from '@registry-proxy/registry-core';
 import { Router, type Route } from './routing.js';
 
 const client = (name: string) => ({ name }) as unknown as UpstreamClient;
-const route = (prefix: string, namespace = '', dockerHub = false): Route => ({ prefix, namespace, dockerHub, client: client(prefix || 'root') });
+const route = (prefix: string, namespace = '', dockerHub = false, more: Partial<Route> = {}): Route => ({
+  prefix,
+  namespace,
+  dockerHub,
+  hosts: [],
+  mirrorOf: [],
+  client: client(prefix || 'root'),
+  ...more,
+});
 
 describe('Router', () => {
   const router = new Router([route(''), route('gcr', 'my-project/images'), route('gcr/team', 'team-project'), route('hub', '', true)]);
@@ -25,5 +33,37 @@ describe('Router', () => {
     const strict = new Router([route('gcr', 'p')]);
     expect(strict.resolve('gcr')).toBeUndefined();
     expect(strict.resolve('other/app')).toBeUndefined();
+  });
+
+  it('routes by virtual host: a host that routes name serves only those; others get the host-less routes', () => {
+    const r = new Router([
+      route('', 'proj', false, { hosts: ['gcr.example.com'], client: client('gcr') }),
+      route('', '', true, { hosts: ['hub.example.com:8443'], client: client('hub') }),
+      route('', '', false, { client: client('default') }),
+    ]);
+    const up = (name: string, host?: string) => {
+      const t = r.resolve(name, { host });
+      return t && `${t.route.client.name}:${t.name}`;
+    };
+    expect(up('team/app', 'gcr.example.com')).toBe('gcr:proj/team/app');
+    expect(up('team/app', 'GCR.example.com:443')).toBe('gcr:proj/team/app'); // no port in the route: any port
+    expect(up('alpine', 'hub.example.com:8443')).toBe('hub:library/alpine');
+    expect(up('alpine', 'hub.example.com:9999')).toBe('default:alpine'); // the port is part of that route's host
+    expect(up('team/app', 'registry.example.com')).toBe('default:team/app');
+    expect(up('team/app')).toBe('default:team/app');
+  });
+  it('serves as a containerd mirror: ?ns= picks the upstream, names stay as they are', () => {
+    const r = new Router([route('hub', '', true, { mirrorOf: ['docker.io'] }), route('q', 'ns', false, { mirrorOf: ['quay.io'] }), route('')]);
+    expect(r.resolve('alpine', { ns: 'docker.io' })).toMatchObject({ name: 'library/alpine', ns: 'docker.io', route: { prefix: 'hub' } });
+    expect(r.resolve('bitnami/redis', { ns: 'registry-1.docker.io' })).toMatchObject({ name: 'bitnami/redis', route: { prefix: 'hub' } });
+    expect(r.resolve('org/app', { ns: 'QUAY.io' })).toMatchObject({ name: 'org/app', route: { prefix: 'q' } });
+    expect(r.resolve('org/app', { ns: 'ghcr.io' })).toBeUndefined();
+  });
+  it('maps upstream names back to client names, refusing ones the route does not expose', () => {
+    const gcr = router.routes.find((x) => x.prefix === 'gcr') as Route;
+    expect(router.clientName(gcr, 'my-project/images/a/b', undefined)).toBe('gcr/a/b');
+    expect(router.clientName(gcr, 'elsewhere/a', undefined)).toBeUndefined();
+    // gcr/team/... belongs to the longer prefix, so the gcr route does not expose team/...
+    expect(router.clientName(gcr, 'my-project/images/team/x', undefined)).toBeUndefined();
   });
 });

@@ -5,6 +5,10 @@ export interface Route {
   readonly prefix: string;
   readonly namespace: string;
   readonly dockerHub: boolean;
+  /** Virtual hosts (`host` or `host:port`, lower case) this route serves; empty: any host. */
+  readonly hosts: readonly string[];
+  /** Registry hosts this upstream mirrors for containerd's `?ns=` requests. */
+  readonly mirrorOf: readonly string[];
   readonly client: UpstreamClient;
 }
 
@@ -13,18 +17,57 @@ export interface Target {
   readonly route: Route;
   /** The repository name on the upstream. */
   readonly name: string;
+  /** The registry host of a mirror request (`?ns=`), echoed as `OCI-Namespace`. */
+  readonly ns?: string;
 }
 
-/** Maps the proxy's repository names to upstreams by path prefix, longest prefix first. */
+/** How a request reached the proxy: the Host it named and containerd's `ns` query parameter. */
+export interface RouteContext {
+  readonly host?: string | undefined;
+  readonly ns?: string | undefined;
+}
+
+/** Docker Hub's registry goes by several names; containerd says `docker.io`. */
+const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
+
+export function normaliseRegistryHost(host: string): string {
+  const h = host.toLowerCase();
+  return DOCKER_HUB_ALIASES.has(h) ? 'docker.io' : h;
+}
+
+function hostMatches(routeHost: string, requestHost: string): boolean {
+  if (routeHost === requestHost) return true;
+  // A route host without a port serves that name on any port.
+  return !routeHost.includes(':') && requestHost.replace(/:\d+$/, '') === routeHost;
+}
+
+/**
+ * Maps the names clients use to upstreams: as a containerd mirror (`?ns=<registry>`, names
+ * unchanged), by virtual host, and by path prefix (longest first). Routes that list hosts serve
+ * only those hosts; the others serve every host that no route lists.
+ */
 export class Router {
-  private readonly routes: readonly Route[];
+  readonly routes: readonly Route[];
 
   constructor(routes: readonly Route[]) {
     this.routes = [...routes].sort((a, b) => b.prefix.length - a.prefix.length);
   }
 
-  resolve(name: string): Target | undefined {
-    for (const route of this.routes) {
+  /** The routes that serve a Host. */
+  forHost(host: string | undefined): readonly Route[] {
+    const h = host?.toLowerCase();
+    const named = h === undefined ? [] : this.routes.filter((r) => r.hosts.some((rh) => hostMatches(rh, h)));
+    return named.length > 0 ? named : this.routes.filter((r) => r.hosts.length === 0);
+  }
+
+  resolve(name: string, ctx: RouteContext = {}): Target | undefined {
+    if (ctx.ns !== undefined) {
+      const ns = normaliseRegistryHost(ctx.ns);
+      const route = this.routes.find((r) => r.mirrorOf.includes(ns));
+      if (!route) return undefined;
+      return { route, name: route.dockerHub && !name.includes('/') ? `library/${name}` : name, ns: ctx.ns };
+    }
+    for (const route of this.forHost(ctx.host)) {
       let rest: string;
       if (route.prefix === '') rest = name;
       else if (name.startsWith(`${route.prefix}/`)) rest = name.slice(route.prefix.length + 1);
@@ -34,5 +77,20 @@ export class Router {
       return { route, name: upstreamName };
     }
     return undefined;
+  }
+
+  /**
+   * The name a client uses for an upstream repository on a route, or undefined when the route
+   * does not expose it (outside its namespace, or shadowed by a longer prefix).
+   */
+  clientName(route: Route, upstreamName: string, host: string | undefined): string | undefined {
+    let rest = upstreamName;
+    if (route.namespace !== '') {
+      if (!upstreamName.startsWith(`${route.namespace}/`)) return undefined;
+      rest = upstreamName.slice(route.namespace.length + 1);
+    }
+    const name = route.prefix === '' ? rest : `${route.prefix}/${rest}`;
+    const back = this.resolve(name, { host });
+    return back && back.route === route && back.name === upstreamName ? name : undefined;
   }
 }

@@ -15,7 +15,7 @@ import {
 import type { Logger } from 'pino';
 import { readConfiguredFile, resolveSecret } from './config/load.js';
 import type { Config, UpstreamConfig } from './config/schema.js';
-import { Router } from './routing.js';
+import { Router, normaliseRegistryHost } from './routing.js';
 
 /** Everything the HTTP layer needs, built once from a validated configuration. */
 export interface Runtime {
@@ -24,6 +24,7 @@ export interface Runtime {
   readonly keys: KeySet;
   readonly tokenEndpoint: TokenEndpoint;
   readonly router: Router;
+  readonly rules: AccessRules;
   close(): Promise<void>;
 }
 
@@ -82,6 +83,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         followRedirects: u.redirects === 'follow',
         tokenRealms: u.tokenRealms,
         timeouts: u.timeouts,
+        ...(u.ca ? { ca: resolveSecret(u.ca, `upstreams.${i}.ca`) } : {}),
         retry: { attempts: u.attempts, baseDelayMs: 100, maxDelayMs: 2000 },
         userAgent: 'registry-proxy/0.1',
       }),
@@ -91,6 +93,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       prefix: u.prefix,
       namespace: u.namespace,
       dockerHub: u.dockerHub ?? new URL(u.url).hostname === 'registry-1.docker.io',
+      hosts: u.hosts,
+      mirrorOf: u.mirrorOf.map(normaliseRegistryHost),
       client: clients[i] as UpstreamClient,
     })),
   );
@@ -100,6 +104,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     keys,
     tokenEndpoint,
     router,
+    rules,
     close: async () => {
       await Promise.all(clients.map((c) => c.close()));
     },

@@ -31,13 +31,13 @@ async function tok(user: keyof typeof USERS | null, ...scopes: string[]) {
 const pull = (name: string) => `repository:${name}:pull`;
 const get = (path: string, t?: string, init: RequestInit & { headers?: Record<string, string> } = {}) =>
   fetch(`${w.proxy.url}${path}`, { ...init, headers: { ...(t ? { authorization: `Bearer ${t}` } : {}), ...(init.headers ?? {}) } });
-function rawGet(path: string, t: string): Promise<{ status: number; body: string }> {
+function rawGet(path: string, t?: string, extra: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
   return new Promise((resolve, reject) => {
     const { hostname, port } = new URL(w.proxy.url);
-    const req = request({ hostname, port, path, headers: { authorization: `Bearer ${t}` } }, (res) => {
+    const req = request({ hostname, port, path, headers: { ...(t ? { authorization: `Bearer ${t}` } : {}), ...extra } }, (res) => {
       let body = '';
       res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
     });
     req.on('error', reject);
     req.end();
@@ -195,17 +195,49 @@ describe('bad input never reaches the upstream', () => {
     expect(JSON.parse(res.body).errors[0].code).toBe(code);
     expect(await w.proxy.upstreamRequests()).toBe(before);
   });
-  it('answers push, delete and catalog with UNSUPPORTED for now', async () => {
+  it('answers methods an endpoint does not have with 405 UNSUPPORTED', async () => {
     const t = await tok('alice', pull('team/app'));
     for (const [method, path] of [
-      ['POST', '/v2/team/app/blobs/uploads/'],
-      ['PUT', '/v2/team/app/manifests/v9'],
-      ['DELETE', '/v2/team/app/manifests/v1'],
-      ['GET', '/v2/_catalog'],
+      ['PATCH', '/v2/team/app/manifests/v9'],
+      ['POST', `/v2/team/app/blobs/${w.images.v1.digest}`],
+      ['PUT', '/v2/team/app/tags/list'],
+      ['PUT', '/v2/team/app/blobs/uploads/'],
+      ['POST', '/v2/_catalog'],
     ] as const) {
       const res = await get(path, t, { method });
       expect([method, path, res.status, await errorCode(res)]).toEqual([method, path, 405, 'UNSUPPORTED']);
     }
+  });
+});
+
+describe('routing by virtual host and as a containerd mirror', () => {
+  it('sends Host gcr.localtest to its upstream (app is team/app there); other hosts do not see that route', async () => {
+    const t = await tok('alice', pull('app'));
+    const r = await rawGet('/v2/app/manifests/v1', t, { host: 'gcr.localtest:5000', accept: MT.manifest });
+    expect(r.status).toBe(200);
+    expect(sha256(r.body)).toBe(w.images.v1.digest);
+    const other = await rawGet('/v2/app/manifests/v1', t, { accept: MT.manifest });
+    expect(other.status).toBe(404); // the catch-all upstream has no repository "app"
+    // The challenge's realm names the host the client used.
+    const c = await rawGet('/v2/app/manifests/v1', undefined, { host: 'gcr.localtest:5000' });
+    expect(c.headers['www-authenticate']).toBe('Bearer realm="http://gcr.localtest:5000/token",service="registry-proxy",scope="repository:app:pull"');
+  });
+  it('serves ?ns=<registry> from the upstream that mirrors it, names unchanged, with OCI-Namespace', async () => {
+    const t = await tok('alice', pull('team/app'));
+    const r = await get('/v2/team/app/manifests/v1?ns=quay.localtest', t, { headers: { accept: MT.manifest } });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('oci-namespace')).toBe('quay.localtest');
+    expect(r.headers.get('docker-content-digest')).toBe(w.images.v1.digest);
+    const blob = await get(`/v2/team/app/blobs/${w.images.v1.blobs[0]?.digest}?ns=quay.localtest`, t);
+    expect(blob.status).toBe(200);
+    await blob.arrayBuffer();
+    const unknown = await get('/v2/team/app/manifests/v1?ns=ghcr.io', t);
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as { errors: Array<{ message: string }> }).errors[0]?.message).toBe('no upstream mirrors ghcr.io');
+    // Rules apply to the name the client used: bob may pull team/app but not team/multi.
+    const bob = await tok('bob', pull('team/app'), pull('team/multi'));
+    expect((await get('/v2/team/app/manifests/v1?ns=quay.localtest', bob, { headers: { accept: MT.manifest } })).status).toBe(200);
+    expect((await get(`/v2/team/multi/manifests/${w.indexDigest}?ns=quay.localtest`, bob)).status).toBe(401);
   });
 });
 

@@ -7,10 +7,13 @@ export type Endpoint =
   | { readonly kind: 'catalog' }
   | { readonly kind: 'manifest'; readonly name: string; readonly reference: string }
   | { readonly kind: 'blob'; readonly name: string; readonly digest: string }
-  | { readonly kind: 'upload'; readonly name: string }
+  /** `session` is the upload's id from the Location (absent when starting one with POST). */
+  | { readonly kind: 'upload'; readonly name: string; readonly session?: string }
   | { readonly kind: 'tags'; readonly name: string };
 
-const UPLOAD = /^\/(.+)\/blobs\/uploads(?:\/.*)?$/;
+const UPLOAD = /^\/(.+)\/blobs\/uploads\/?([^/]*)$/;
+/** Upload ids are opaque to clients; registries use UUIDs or base64url-like strings. */
+const SESSION = /^[A-Za-z0-9._~=+:-]{1,512}$/;
 const MANIFEST = /^\/(.+)\/manifests\/([^/]+)$/;
 const BLOB = /^\/(.+)\/blobs\/([^/]+)$/;
 const TAGS = /^\/(.+)\/tags\/list$/;
@@ -29,7 +32,13 @@ export function parseApiPath(path: string): Endpoint {
   if (path === '' || path === '/') return { kind: 'base' };
   if (path === '/_catalog') return { kind: 'catalog' };
   let m = UPLOAD.exec(path);
-  if (m) return { kind: 'upload', name: checkName(m[1] as string) };
+  if (m) {
+    const name = checkName(m[1] as string);
+    const session = m[2] as string;
+    if (session === '') return { kind: 'upload', name };
+    if (!SESSION.test(session) || /^\.+$/.test(session)) throw new RegistryError('BLOB_UPLOAD_INVALID', { status: 404, message: 'invalid upload id' });
+    return { kind: 'upload', name, session };
+  }
   m = MANIFEST.exec(path);
   if (m) {
     const reference = m[2] as string;

@@ -61,6 +61,21 @@ describe('configuration', () => {
     expect(m).toContain(`proxy.yaml: ${key}:`);
   });
 
+  it('refuses upstreams that would shadow each other, naming both', () => {
+    const two = (a: string, b: string) => `upstreams:\n  - {name: a, url: http://127.0.0.1:1, ${a}}\n  - {name: b, url: http://127.0.0.1:2, ${b}}\n`;
+    expect(messageOf(() => parseConfig(two('prefix: x', 'prefix: x'), 't'))).toContain('t: upstreams.1.prefix: prefix "x" is already used by upstreams.0');
+    expect(messageOf(() => parseConfig(two('mirrorOf: [docker.io]', 'mirrorOf: [registry-1.docker.io]'), 't'))).toContain(
+      'upstreams.1.mirrorOf: mirror of registry-1.docker.io is already used by upstreams.0',
+    );
+    expect(messageOf(() => parseConfig(two('hosts: [a.example]', 'hosts: [A.example]'), 't'))).toContain('upstreams.1.prefix: host a.example with prefix "" is already used by upstreams.0');
+    expect(messageOf(() => parseConfig(two('hosts: ["a b"]', 'prefix: y'), 't'))).toContain('upstreams.0.hosts.0: a host name, optionally with :port');
+    expect(messageOf(() => parseConfig('upstreams:\n  - {name: a, url: http://127.0.0.1:1}\n  - {name: a, url: http://127.0.0.1:2, prefix: z}\n', 't'))).toContain(
+      'upstreams.1.name: name "a" is already used by upstreams.0',
+    );
+    // The same prefix on different hosts is fine.
+    expect(() => parseConfig(two('hosts: [a.example]', 'hosts: [b.example]'), 't')).not.toThrow();
+  });
+
   it('refuses bad YAML and unreadable files', () => {
     expect(messageOf(() => parseConfig('a: [', 'f'))).toMatch(/RP_ERR_CONFIG_INVALID: f: not valid YAML/);
     expect(messageOf(() => loadConfigFile('/nonexistent/proxy.yaml'))).toMatch(/RP_ERR_CONFIG_READ: .*ENOENT/);

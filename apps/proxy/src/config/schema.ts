@@ -1,5 +1,6 @@
 import { isValidRepositoryName } from '@registry-proxy/registry-core';
 import { z } from 'zod';
+import { normaliseRegistryHost } from '../routing.js';
 
 /** A secret: given inline, or read from an environment variable or a file at start-up. */
 const secret = z.union([z.string().min(1), z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })]);
@@ -34,6 +35,12 @@ const upstream = z.strictObject({
   namespace: repoPrefix.default(''),
   /** Docker Hub naming: single-segment names get `library/`. Defaults to true for registry-1.docker.io. */
   dockerHub: z.boolean().optional(),
+  /** Virtual hosts served by this upstream (`host` or `host:port`); requests for other hosts never reach it. */
+  hosts: z.array(z.string().regex(/^[A-Za-z0-9.-]+(?::\d{1,5})?$/, 'a host name, optionally with :port').transform((h) => h.toLowerCase())).default([]),
+  /** Registry hosts (e.g. `docker.io`) this upstream serves as a containerd mirror (`?ns=`). */
+  mirrorOf: z.array(z.string().regex(/^[A-Za-z0-9.-]+(?::\d{1,5})?$/, 'a registry host name').transform((h) => h.toLowerCase())).default([]),
+  /** Extra CA certificates (PEM) to trust for an HTTPS upstream. */
+  ca: secret.optional(),
   credentials: credentials.default({ type: 'anonymous' }),
   tokenRealms: z.array(httpUrl).default([]),
   redirects: z.enum(['follow', 'pass']).default('follow'),
@@ -56,8 +63,21 @@ const rule = z.strictObject({
 });
 
 /** The proxy's configuration file. */
-export const ConfigSchema = z.strictObject({
-  listen: z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(5000) }).prefault({}),
+export const ConfigSchema = z
+  .strictObject({
+  listen: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(5000),
+      /** Serve HTTPS with these PEM files; they are re-read when they change, without a restart. */
+      tls: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).optional(),
+    })
+    .prefault({}),
+  /**
+   * Addresses (IPs or CIDRs) of reverse proxies whose X-Forwarded-Proto/-Host are believed when
+   * the proxy builds its own URLs (token realm, upload Locations). Nobody is trusted by default.
+   */
+  trustedProxies: z.array(z.string().min(1)).default([]),
   /** The URL clients use to reach the proxy; the token realm is `<publicUrl>/token`. Default: from the request's Host. */
   publicUrl: httpUrl.optional(),
   service: z.string().min(1).default('registry-proxy'),
@@ -78,7 +98,22 @@ export const ConfigSchema = z.strictObject({
   rules: z.array(rule).default([]),
   upstreams: z.array(upstream).min(1),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
-});
+})
+  .superRefine((c, ctx) => {
+    // Routes must not shadow each other: one upstream per name, per mirrored registry, and per
+    // (host, prefix).
+    const seen = new Map<string, number>();
+    const claim = (key: string, i: number, path: PropertyKey[], what: string) => {
+      const prev = seen.get(key);
+      if (prev === undefined) seen.set(key, i);
+      else ctx.addIssue({ code: 'custom', path: ['upstreams', i, ...path], message: `${what} is already used by upstreams.${prev}` });
+    };
+    c.upstreams.forEach((u, i) => {
+      claim(`name\u0000${u.name}`, i, ['name'], `name ${JSON.stringify(u.name)}`);
+      for (const m of u.mirrorOf) claim(`mirror\u0000${normaliseRegistryHost(m)}`, i, ['mirrorOf'], `mirror of ${m}`);
+      for (const h of u.hosts.length > 0 ? u.hosts : ['']) claim(`route\u0000${h}\u0000${u.prefix}`, i, ['prefix'], h ? `host ${h} with prefix ${JSON.stringify(u.prefix)}` : `prefix ${JSON.stringify(u.prefix)}`);
+    });
+  });
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type UpstreamConfig = Config['upstreams'][number];

@@ -2,6 +2,8 @@ import type { NextFunction, Request, Response } from 'express';
 import {
   CredentialError,
   InvalidTokenError,
+  isValidDigest,
+  isValidRepositoryName,
   RegistryError,
   UpstreamUnavailableError,
   formatChallenge,
@@ -9,47 +11,91 @@ import {
   parseApiPath,
   writeRegistryError,
   type Endpoint,
+  type HttpMethod,
   type UpstreamResponse,
+  type VerifiedAccess,
 } from '@registry-proxy/registry-core';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { Target } from '../routing.js';
+import { serveCatalog } from './catalog.js';
 import { relayTagList, rewriteLink } from './tags.js';
 
 /** Response headers relayed from the upstream; everything else (cookies, hop-by-hop, server) stays behind. */
-const RELAYED = ['content-type', 'content-length', 'docker-content-digest', 'etag', 'last-modified', 'content-range', 'accept-ranges', 'location', 'retry-after', 'cache-control', 'oci-subject', 'oci-filters-applied'];
+const RELAYED = [
+  'content-type',
+  'content-length',
+  'docker-content-digest',
+  'docker-upload-uuid',
+  'range',
+  'etag',
+  'last-modified',
+  'content-range',
+  'accept-ranges',
+  'retry-after',
+  'cache-control',
+  'oci-subject',
+  'oci-filters-applied',
+];
 /** Request headers passed to the upstream. */
-const FORWARDED = ['accept', 'range', 'if-none-match', 'if-match', 'if-range', 'if-modified-since'];
+const FORWARDED = ['accept', 'range', 'if-none-match', 'if-match', 'if-range', 'if-modified-since', 'content-type', 'content-range'];
+/** Registries refuse manifests above 4 MiB; the proxy reads them whole so they can be resent. */
+const MAX_MANIFEST_BYTES = 4 << 20;
 
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 
-function realm(runtime: Runtime, req: Request): string {
-  return runtime.config.publicUrl ? `${runtime.config.publicUrl}/token` : `${req.protocol}://${req.get('host') ?? 'localhost'}/token`;
+/** The proxy's own base URL as the client sees it: publicUrl, or the request's scheme and Host (X-Forwarded-* only from trusted proxies). */
+export function externalBase(runtime: Runtime, req: Request): string {
+  return runtime.config.publicUrl ?? `${req.protocol}://${req.host || 'localhost'}`;
 }
 
-function challenge(runtime: Runtime, req: Request, scope: string | undefined, error?: string): RegistryError {
-  const value = formatChallenge('Bearer', { realm: realm(runtime, req), service: runtime.config.service, scope, error });
+export function challengeFor(runtime: Runtime, req: Request, scope: string | undefined, error?: string): RegistryError {
+  const value = formatChallenge('Bearer', { realm: `${externalBase(runtime, req)}/token`, service: runtime.config.service, scope, error });
   return new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': value } });
 }
 
 /** Verifies the request's bearer token locally; resolves to its subject and access, or throws a 401 challenge. */
-async function authenticate(runtime: Runtime, req: Request, scope: string | undefined) {
+export async function authenticate(runtime: Runtime, req: Request, scope: string | undefined): Promise<VerifiedAccess> {
   const h = req.headers.authorization;
   const m = h === undefined ? null : /^Bearer[ \t]+([A-Za-z0-9._~+/=-]+)[ \t]*$/i.exec(h);
-  if (!m) throw challenge(runtime, req, scope, h === undefined ? undefined : 'invalid_token');
+  if (!m) throw challengeFor(runtime, req, scope, h === undefined ? undefined : 'invalid_token');
   try {
     return await runtime.tokens.verifyAccessToken(m[1] as string);
   } catch (err) {
-    if (err instanceof InvalidTokenError) throw challenge(runtime, req, scope, 'invalid_token');
+    if (err instanceof InvalidTokenError) throw challengeFor(runtime, req, scope, 'invalid_token');
     throw err;
   }
 }
 
-function upstreamPath(ep: Endpoint & { name: string }, upstreamName: string, url: string): string {
-  if (ep.kind === 'manifest') return `/v2/${upstreamName}/manifests/${ep.reference}`;
-  if (ep.kind === 'blob') return `/v2/${upstreamName}/blobs/${ep.digest}`;
-  const query = new URL(url, 'http://x').searchParams;
+type Action = 'pull' | 'push' | 'delete';
+type RepoEndpoint = Exclude<Endpoint, { kind: 'base' } | { kind: 'catalog' }>;
+
+/** The action a request needs, or UNSUPPORTED for a method the endpoint does not have. */
+function actionFor(ep: RepoEndpoint, method: string): Action {
+  const read = method === 'GET' || method === 'HEAD';
+  switch (ep.kind) {
+    case 'tags':
+      if (read) return 'pull';
+      break;
+    case 'manifest':
+      if (read) return 'pull';
+      if (method === 'PUT') return 'push';
+      if (method === 'DELETE') return 'delete';
+      break;
+    case 'blob':
+      if (read) return 'pull';
+      if (method === 'DELETE') return 'delete';
+      break;
+    case 'upload':
+      if (ep.session === undefined ? method === 'POST' : ['GET', 'PATCH', 'PUT', 'DELETE'].includes(method)) return 'push';
+      break;
+  }
+  throw new RegistryError('UNSUPPORTED', { message: `${method} is not supported on this endpoint` });
+}
+
+function tagsQuery(query: URLSearchParams): string {
   const q = new URLSearchParams();
   const n = query.get('n');
   const last = query.get('last');
@@ -58,8 +104,7 @@ function upstreamPath(ep: Endpoint & { name: string }, upstreamName: string, url
     q.set('n', n);
   }
   if (last !== null) q.set('last', last);
-  const qs = q.toString();
-  return `/v2/${upstreamName}/tags/list${qs ? `?${qs}` : ''}`;
+  return q.toString();
 }
 
 /** Maps an upstream failure to the registry error the client sees; never includes a secret. */
@@ -73,7 +118,91 @@ export function upstreamFailure(err: unknown): RegistryError | undefined {
   return undefined;
 }
 
-/** The `/v2` API: the base endpoint, then pull endpoints relayed to the upstream that owns the name. */
+/**
+ * Rewrites an upstream Location into the proxy's namespace: a URL on the upstream under the
+ * repository's `/v2/<upstream name>/` becomes the same path under the client's name on the
+ * proxy. Locations elsewhere (blob storage, a CDN) are passed on unchanged.
+ */
+export function rewriteLocation(location: string, upstreamUrl: URL, upstreamName: string, clientName: string, base: string, ns?: string): string {
+  let u: URL;
+  try {
+    u = new URL(location, upstreamUrl);
+  } catch {
+    throw new RegistryError('BAD_GATEWAY', { message: 'upstream sent an invalid Location' });
+  }
+  const from = `/v2/${upstreamName}/`;
+  if (u.origin !== upstreamUrl.origin || !u.pathname.startsWith(from)) return u.href;
+  const q = new URLSearchParams(u.search);
+  if (ns !== undefined) q.set('ns', ns);
+  const search = q.toString();
+  return `${base}/v2/${clientName}/${u.pathname.slice(from.length)}${search ? `?${search}` : ''}`;
+}
+
+/** What the proxy sends upstream for one client request. */
+interface Plan {
+  readonly method: HttpMethod;
+  readonly path: string;
+  readonly scope: string;
+  readonly body?: Buffer | Readable;
+}
+
+async function readManifest(req: Request): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) throw new RegistryError('SIZE_INVALID', { status: 413, message: 'manifest larger than 4 MiB' });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > MAX_MANIFEST_BYTES) throw new RegistryError('SIZE_INVALID', { status: 413, message: 'manifest larger than 4 MiB' });
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+function hasBody(req: Request): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
+async function plan(runtime: Runtime, req: Request, ep: RepoEndpoint, action: Action, target: Target, who: VerifiedAccess, query: URLSearchParams): Promise<Plan> {
+  const method = req.method as HttpMethod;
+  const up = target.name;
+  const scope = `repository:${up}:${action === 'push' ? 'pull,push' : action}`;
+  if (ep.kind === 'manifest') {
+    const path = `/v2/${up}/manifests/${ep.reference}`;
+    return method === 'PUT' ? { method, path, scope, body: await readManifest(req) } : { method, path, scope };
+  }
+  if (ep.kind === 'blob') return { method, path: `/v2/${up}/blobs/${ep.digest}`, scope };
+  if (ep.kind === 'tags') {
+    const qs = tagsQuery(query);
+    return { method, path: `/v2/${up}/tags/list${qs ? `?${qs}` : ''}`, scope };
+  }
+  // An upload: the upstream's own query (its _state, the digest) goes back to it as it is.
+  const q = new URLSearchParams(query);
+  q.delete('ns');
+  let extraScope = '';
+  if (method === 'POST') {
+    const mount = q.get('mount');
+    const from = q.get('from');
+    q.delete('mount');
+    q.delete('from');
+    // A cross-repository mount needs pull on the source, on the same upstream; otherwise the
+    // upload simply starts (202), which clients handle by uploading the blob.
+    if (mount !== null && from !== null && isValidDigest(mount) && isValidRepositoryName(from) && grants(who.access, 'repository', from, 'pull')) {
+      const src = runtime.router.resolve(from, { host: req.host, ns: target.ns });
+      if (src && src.route === target.route) {
+        q.set('mount', mount);
+        q.set('from', src.name);
+        if (src.name !== up) extraScope = ` repository:${src.name}:pull`;
+      }
+    }
+  }
+  const search = q.toString();
+  const path = `/v2/${up}/blobs/uploads/${ep.kind === 'upload' && ep.session !== undefined ? ep.session : ''}${search ? `?${search}` : ''}`;
+  const body = method === 'PATCH' || method === 'PUT' || method === 'POST' ? (hasBody(req) ? req : Buffer.alloc(0)) : undefined;
+  return { method, path, scope: scope + extraScope, ...(body ? { body } : {}) };
+}
+
+/** The `/v2` API: the base endpoint, the catalog, and repository endpoints relayed to the upstream that owns the name. */
 export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logger) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     const head = req.method === 'HEAD';
@@ -87,19 +216,24 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
         res.set(API_VERSION).type('application/json').send('{}');
         return;
       }
-      if (ep.kind === 'catalog' || ep.kind === 'upload' || (req.method !== 'GET' && !head)) {
-        throw new RegistryError('UNSUPPORTED', { message: 'this proxy serves pulls only: push, delete and catalog are not supported yet' });
+      const query = new URL(req.originalUrl, 'http://x').searchParams;
+      if (ep.kind === 'catalog') {
+        if (req.method !== 'GET') throw new RegistryError('UNSUPPORTED');
+        await serveCatalog(runtime, req, res, query, logger);
+        return;
       }
+      const action = actionFor(ep, req.method);
       res.locals['repository'] = ep.name;
-      const scope = `repository:${ep.name}:pull`;
+      const scope = `repository:${ep.name}:${action === 'push' ? 'pull,push' : action}`;
       const who = await authenticate(runtime, req, scope);
       res.locals['subject'] = who.subject;
-      if (!grants(who.access, 'repository', ep.name, 'pull')) throw challenge(runtime, req, scope, 'insufficient_scope');
+      if (!grants(who.access, 'repository', ep.name, action)) throw challengeFor(runtime, req, scope, 'insufficient_scope');
 
-      const target = runtime.router.resolve(ep.name);
-      if (!target) throw new RegistryError('NAME_UNKNOWN', { message: 'no upstream serves this repository' });
+      const ns = query.get('ns') ?? undefined;
+      const target = runtime.router.resolve(ep.name, { host: req.host, ns });
+      if (!target) throw new RegistryError('NAME_UNKNOWN', { message: ns === undefined ? 'no upstream serves this repository' : `no upstream mirrors ${ns}` });
       res.locals['upstream'] = target.route.client.name;
-      await relay(req, res, ep, target, metrics, logger);
+      await relay(req, res, ep, await plan(runtime, req, ep, action, target, who, query), target, externalBase(runtime, req), metrics, logger);
     } catch (err) {
       if (res.destroyed || req.socket.destroyed) {
         // The client left while the upstream was answering: nobody to tell.
@@ -114,12 +248,13 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
   };
 }
 
-async function relay(req: Request, res: Response, ep: Endpoint & { name: string }, target: Target, metrics: Metrics, logger: Logger): Promise<void> {
+async function relay(req: Request, res: Response, ep: RepoEndpoint, p: Plan, target: Target, base: string, metrics: Metrics, logger: Logger): Promise<void> {
   const headers: Record<string, string> = {};
   for (const h of FORWARDED) {
     const v = req.headers[h];
     if (typeof v === 'string') headers[h] = v;
   }
+  if (p.body !== undefined && !Buffer.isBuffer(p.body) && typeof req.headers['content-length'] === 'string') headers['content-length'] = req.headers['content-length'];
   const abort = new AbortController();
   const onClose = () => {
     if (!res.writableFinished) abort.abort(new Error('client went away'));
@@ -129,13 +264,7 @@ async function relay(req: Request, res: Response, ep: Endpoint & { name: string 
   const client = target.route.client;
   let up: UpstreamResponse;
   try {
-    up = await client.request({
-      method: req.method === 'HEAD' ? 'HEAD' : 'GET',
-      path: upstreamPath(ep, target.name, req.originalUrl),
-      headers,
-      scope: `repository:${target.name}:pull`,
-      signal: abort.signal,
-    });
+    up = await client.request({ method: p.method, path: p.path, headers, scope: p.scope, signal: abort.signal, ...(p.body !== undefined ? { body: p.body } : {}) });
   } finally {
     // Past the response headers, a client that leaves is handled by destroying the body.
     res.off('close', onClose);
@@ -151,6 +280,9 @@ async function relay(req: Request, res: Response, ep: Endpoint & { name: string 
     const v = up.headers[h];
     if (v !== undefined) res.setHeader(h, v);
   }
+  const location = up.headers['location'];
+  if (typeof location === 'string') res.setHeader('Location', rewriteLocation(location, up.url, target.name, ep.name, base, target.ns));
+  if (target.ns !== undefined) res.setHeader('OCI-Namespace', target.ns);
   res.set(API_VERSION);
   if (ep.kind === 'tags' && up.statusCode === 200 && req.method === 'GET') {
     const link = up.headers['link'];

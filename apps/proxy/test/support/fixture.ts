@@ -63,12 +63,25 @@ export async function startWorld(): Promise<World> {
       },
     ],
     rules: [
+      { account: 'alice', repository: ['push/**', 'mirror/push/**'], actions: ['pull', 'push', 'delete'] },
+      { account: 'bob', repository: ['push/bob/**'], actions: ['pull', 'push'] },
       { groups: 'dev', repository: ['team/**', 'mirror/**', 'dead/**', 'slow/**'], actions: ['pull'] },
       { account: 'bob', repository: 'team/app', actions: ['pull'] },
+      // Names as the virtual host gcr.localtest and the mirror clients use them.
+      { groups: 'dev', repository: ['app', 'multi'], actions: ['pull'] },
     ],
     upstreams: [
       { name: 'local', url: registry.url, credentials: { type: 'static', username: UPSTREAM_USER.username, password: { env: 'RP_TEST_UPSTREAM_PASSWORD' } } },
-      { name: 'mirror', prefix: 'mirror', namespace: 'team', url: registry.url, credentials: { type: 'static', username: UPSTREAM_USER.username, password: UPSTREAM_USER.password } },
+      {
+        name: 'mirror',
+        prefix: 'mirror',
+        namespace: 'team',
+        mirrorOf: ['quay.localtest'],
+        url: registry.url,
+        credentials: { type: 'static', username: UPSTREAM_USER.username, password: UPSTREAM_USER.password },
+      },
+      // A virtual host: gcr.localtest/app is team/app upstream.
+      { name: 'vhost', hosts: ['gcr.localtest'], namespace: 'team', url: registry.url, credentials: { type: 'static', username: UPSTREAM_USER.username, password: UPSTREAM_USER.password } },
       { name: 'dead', prefix: 'dead', url: `http://127.0.0.1:${deadPort}`, attempts: 2 },
       { name: 'slow', prefix: 'slow', url: `http://127.0.0.1:${silentPort}`, attempts: 1, timeouts: { headersMs: 300 } },
     ],

@@ -89,14 +89,25 @@ export function makeIndex(images: Image[]): { manifest: Buffer; digest: string }
 
 /** Pushes blobs and manifests straight to a registry with Basic credentials (the test's setup, not the proxy). */
 export class Pusher {
+  private readonly authorization: string;
+
   constructor(
     private readonly url: string,
-    private readonly user: string,
-    private readonly password: string,
-  ) {}
+    user: string,
+    password: string,
+  ) {
+    this.authorization = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+  }
+
+  /** A pusher that sends a bearer token (to the proxy) instead of Basic credentials. */
+  static bearer(url: string, token: string): Pusher {
+    const p = new Pusher(url, '', '');
+    (p as unknown as { authorization: string }).authorization = `Bearer ${token}`;
+    return p;
+  }
 
   private headers(extra: Record<string, string> = {}) {
-    return { authorization: `Basic ${Buffer.from(`${this.user}:${this.password}`).toString('base64')}`, ...extra };
+    return { authorization: this.authorization, ...extra };
   }
 
   async blob(repo: string, blob: Blob): Promise<void> {

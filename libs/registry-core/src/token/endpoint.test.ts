@@ -115,4 +115,19 @@ describe('TokenEndpoint', () => {
     const { ep } = await setup();
     expect((await ep.handle(get('service=other', basic('alice', 'pw')))).status).toBe(400);
   });
+  it('grants the catalog to signed-in callers with their identity in the token, never to anonymous', async () => {
+    const { ep, tokens } = await setup();
+    const d = await ep.handle(get('scope=registry:catalog:*&scope=repository:team/a:pull', basic('alice', 'pw')));
+    expect(d.granted).toEqual([
+      { type: 'registry', name: 'catalog', actions: ['*'] },
+      { type: 'repository', name: 'team/a', actions: ['pull'] },
+    ]);
+    const v = await tokens.verifyAccessToken(JSON.parse(d.body).token);
+    expect(v.identity).toEqual({ subject: 'alice', method: 'test', groups: ['dev'], labels: {} });
+    // A token without the catalog carries no identity.
+    const plain = await ep.handle(get('scope=repository:team/a:pull', basic('alice', 'pw')));
+    expect((await tokens.verifyAccessToken(JSON.parse(plain.body).token)).identity).toBeUndefined();
+    const anon = await ep.handle(get('scope=registry:catalog:*'));
+    expect(anon.status).toBe(401);
+  });
 });

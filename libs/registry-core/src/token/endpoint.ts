@@ -40,10 +40,18 @@ export class TokenEndpoint {
     return this.error('denied', new RegistryError('UNAUTHORIZED', { headers }), req, reason);
   }
 
-  /** The access `identity` gets: requested ∩ allowed, per resource; resources with nothing granted are left out. */
+  /**
+   * The access `identity` gets: requested ∩ allowed, per resource; resources with nothing granted
+   * are left out. `registry:catalog:*` is granted to every signed-in caller: the catalog lists only the
+   * repositories the caller may pull.
+   */
   grant(identity: Identity, requested: readonly Access[]): Access[] {
     const out: Access[] = [];
     for (const r of requested) {
+      if (r.type === 'registry' && r.name === 'catalog' && r.actions.includes('*') && identity.method !== 'anonymous') {
+        out.push({ type: 'registry', name: 'catalog', actions: ['*'] });
+        continue;
+      }
       if (r.type !== 'repository') continue;
       const actions = intersectActions(r.actions, this.opts.rules.allowedActions(identity, r.name));
       if (actions.length > 0) out.push({ type: r.type, name: r.name, actions });
@@ -83,7 +91,8 @@ export class TokenEndpoint {
     const granted = this.grant(identity, req.scopes);
     if (identity === ANONYMOUS && req.scopes.length > 0 && granted.length === 0) return this.unauthorized(req, 'anonymous access not allowed');
 
-    const issued = await tokens.issueAccessToken(identity.subject, granted);
+    const catalog = granted.some((a) => a.type === 'registry');
+    const issued = await tokens.issueAccessToken(identity.subject, granted, new Date(), catalog ? identity : undefined);
     const body: Record<string, unknown> = {
       token: issued.token,
       access_token: issued.token,

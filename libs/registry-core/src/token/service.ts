@@ -47,7 +47,7 @@ export class TokenService {
    * requests, and a signature check costs more than everything else the proxy does for a
    * manifest HEAD. Only successes are kept; the map is bounded, oldest out first.
    */
-  private readonly verified = new Map<string, { subject: string; access: Access[]; exp: number }>();
+  private readonly verified = new Map<string, { result: VerifiedAccess; exp: number }>();
 
   constructor(private readonly opts: TokenServiceOptions) {
     if (opts.accessTokenTtl < 60) throw new RangeError('accessTokenTtl must be at least 60 seconds');
@@ -72,17 +72,21 @@ export class TokenService {
       .sign(signer.privateKey);
   }
 
-  /** Signs an access token granting `access` to `subject`. */
-  async issueAccessToken(subject: string, access: readonly Access[], now = new Date()): Promise<IssuedToken> {
-    const claims = { access: access.map((a) => ({ type: a.type, name: a.name, actions: [...a.actions] })) };
+  /**
+   * Signs an access token granting `access` to `subject`. With `identity`, the token also carries
+   * the method, groups and labels, for endpoints that evaluate the access rules themselves (the
+   * catalog lists only the repositories the caller may pull).
+   */
+  async issueAccessToken(subject: string, access: readonly Access[], now = new Date(), identity?: Identity): Promise<IssuedToken> {
+    const claims: JWTPayload = { access: access.map((a) => ({ type: a.type, name: a.name, actions: [...a.actions] })) };
+    if (identity) claims['identity'] = identityClaims(identity);
     const token = await this.sign(claims, subject, this.opts.accessTokenTtl, now);
     return { token, expiresIn: this.opts.accessTokenTtl, issuedAt: new Date(Math.floor(now.getTime() / 1000) * 1000) };
   }
 
   /** Signs a refresh token that carries the identity, so access is re-evaluated on every refresh. */
   async issueRefreshToken(identity: Identity, now = new Date()): Promise<string> {
-    const claims = { token_use: REFRESH_USE, method: identity.method, groups: [...identity.groups], labels: { ...identity.labels } };
-    return this.sign(claims, identity.subject, this.opts.refreshTokenTtl, now);
+    return this.sign({ token_use: REFRESH_USE, ...identityClaims(identity) }, identity.subject, this.opts.refreshTokenTtl, now);
   }
 
   private async verify(token: string): Promise<JWTPayload> {
@@ -109,11 +113,11 @@ export class TokenService {
     }
   }
 
-  /** Verifies an access token and returns its subject and granted access. */
-  async verifyAccessToken(token: string): Promise<{ subject: string; access: Access[] }> {
+  /** Verifies an access token and returns its subject, granted access, and the identity when it carries one. */
+  async verifyAccessToken(token: string): Promise<VerifiedAccess> {
     const hit = this.verified.get(token);
     if (hit) {
-      if (hit.exp + this.opts.clockTolerance > Date.now() / 1000) return { subject: hit.subject, access: hit.access };
+      if (hit.exp + this.opts.clockTolerance > Date.now() / 1000) return hit.result;
       this.verified.delete(token);
     }
     const p = await this.verify(token);
@@ -126,19 +130,40 @@ export class TokenService {
       if (!e || typeof e.type !== 'string' || typeof e.name !== 'string' || !Array.isArray(e.actions)) throw new InvalidTokenError('malformed access claim');
       list.push({ type: e.type, name: e.name, actions: e.actions.filter((x): x is string => typeof x === 'string') });
     }
-    this.verified.set(token, { subject: p.sub as string, access: list, exp: p.exp as number });
+    const idn = p['identity'];
+    const result: VerifiedAccess = {
+      subject: p.sub as string,
+      access: list,
+      ...(typeof idn === 'object' && idn !== null ? { identity: identityFrom(p.sub as string, idn as Record<string, unknown>) } : {}),
+    };
+    this.verified.set(token, { result, exp: p.exp as number });
     if (this.verified.size > VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value as string);
-    return { subject: p.sub as string, access: list };
+    return result;
   }
 
   /** Verifies a refresh token and returns the identity it was issued to. */
   async verifyRefreshToken(token: string): Promise<Identity> {
     const p = await this.verify(token);
     if (p['token_use'] !== REFRESH_USE) throw new InvalidTokenError('not a refresh token');
-    const groups = Array.isArray(p['groups']) ? (p['groups'] as unknown[]).filter((g): g is string => typeof g === 'string') : [];
-    const rawLabels = typeof p['labels'] === 'object' && p['labels'] !== null ? (p['labels'] as Record<string, unknown>) : {};
-    const labels = Object.fromEntries(Object.entries(rawLabels).filter((e): e is [string, string] => typeof e[1] === 'string'));
-    const method = typeof p['method'] === 'string' ? p['method'] : 'unknown';
-    return { subject: p.sub as string, method, groups, labels };
+    return identityFrom(p.sub as string, p);
   }
+}
+
+/** What a verified access token says. */
+export interface VerifiedAccess {
+  readonly subject: string;
+  readonly access: Access[];
+  readonly identity?: Identity;
+}
+
+function identityClaims(identity: Identity): Record<string, unknown> {
+  return { method: identity.method, groups: [...identity.groups], labels: { ...identity.labels } };
+}
+
+function identityFrom(subject: string, p: Record<string, unknown>): Identity {
+  const groups = Array.isArray(p['groups']) ? (p['groups'] as unknown[]).filter((g): g is string => typeof g === 'string') : [];
+  const rawLabels = typeof p['labels'] === 'object' && p['labels'] !== null ? (p['labels'] as Record<string, unknown>) : {};
+  const labels = Object.fromEntries(Object.entries(rawLabels).filter((e): e is [string, string] => typeof e[1] === 'string'));
+  const method = typeof p['method'] === 'string' ? p['method'] : 'unknown';
+  return { subject, method, groups, labels };
 }

@@ -2,7 +2,8 @@ import { parseChallenges, type Challenge } from '../challenge.js';
 import { CredentialError, credentialKey, type UpstreamCredentialProvider, type UpstreamCredentials } from '../credentials.js';
 import type { ResponseBody } from './body.js';
 import { UpstreamUnavailableError } from './errors.js';
-import { Http1Transport } from './http1.js';
+import type { Readable } from 'node:stream';
+import { Http1Transport, type HttpMethod } from './http1.js';
 import { DEFAULT_RETRY, classify, withRetry, type RetryPolicy } from './retry.js';
 import { TokenCache, type CachedToken } from './token-cache.js';
 
@@ -27,10 +28,15 @@ export interface UpstreamClientOptions {
 
 /** A request to the upstream; `path` starts with `/v2/` and may carry a query. */
 export interface UpstreamRequest {
-  readonly method: 'GET' | 'HEAD';
+  readonly method: HttpMethod;
   readonly path: string;
   readonly headers?: Readonly<Record<string, string>>;
-  /** Token scope, e.g. `repository:library/alpine:pull`. */
+  /**
+   * A body: a Buffer can be resent (retries, a second challenge round); a stream is sent once,
+   * so the client learns the upstream's challenge first and never retries it.
+   */
+  readonly body?: Buffer | Readable;
+  /** Token scopes separated by spaces, e.g. `repository:library/alpine:pull`. */
   readonly scope?: string;
   readonly signal?: AbortSignal;
 }
@@ -91,12 +97,14 @@ export class UpstreamClient {
 
   /** Sends a request with whatever authorization the upstream asks for. */
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const streamed = req.body !== undefined && !Buffer.isBuffer(req.body);
+    if (streamed && this.mode === undefined) await this.learnMode(req.signal);
     const creds = await this.opts.credentials.credentials({ registry: this.host });
     const key = `${req.scope ?? ''}\u0000${credentialKey(creds)}`;
     for (let round = 0; ; round++) {
       const authorization = await this.authorization(creds, key, req.scope, req.signal);
-      const res = await this.send(req, authorization);
-      if (res.statusCode !== 401 || round > 0) return res;
+      const res = await this.send(req, authorization, streamed);
+      if (res.statusCode !== 401 || round > 0 || streamed) return res;
       // A 401: learn (or re-learn) the challenge, forget the token, and try once more when that
       // could change anything: a (new) bearer token, or Basic credentials not sent yet.
       this.mode = this.modeFrom(res.headers);
@@ -105,6 +113,13 @@ export class UpstreamClient {
       if (!worthRetry) return res;
       await res.body.dump();
     }
+  }
+
+  /** Asks `/v2/` which authorization the upstream wants, as clients do before a push. */
+  private async learnMode(signal?: AbortSignal): Promise<void> {
+    const res = await this.send({ method: 'GET', path: '/v2/', ...(signal ? { signal } : {}) }, undefined, false);
+    await res.body.dump();
+    this.mode = res.statusCode === 401 ? this.modeFrom(res.headers) : { scheme: 'none' };
   }
 
   private modeFrom(headers: UpstreamResponse['headers']): AuthMode {
@@ -135,7 +150,7 @@ export class UpstreamClient {
   private async fetchToken(mode: Extract<AuthMode, { scheme: 'bearer' }>, creds: UpstreamCredentials, scope: string | undefined, signal?: AbortSignal): Promise<CachedToken> {
     const url = new URL(mode.realm);
     if (mode.service !== undefined) url.searchParams.set('service', mode.service);
-    if (scope !== undefined) url.searchParams.set('scope', scope);
+    for (const s of scope?.split(' ') ?? []) if (s) url.searchParams.append('scope', s);
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'registry-proxy' };
     if (creds.kind === 'basic') {
       // Credentials go only to the registry itself and the token realms configured for it.
@@ -171,16 +186,28 @@ export class UpstreamClient {
     return { token, refreshAt: TokenCache.refreshAt(started, expiresIn) };
   }
 
-  private async send(req: UpstreamRequest, authorization: string | undefined): Promise<UpstreamResponse> {
+  private async send(req: UpstreamRequest, authorization: string | undefined, streamed: boolean): Promise<UpstreamResponse> {
     let url = new URL(req.path, this.origin);
-    let method: 'GET' | 'HEAD' = req.method;
+    let method: HttpMethod = req.method;
+    const retry = streamed ? { ...this.retry, attempts: 1 } : this.retry;
+    // Only reads follow redirects; anything else hands the (absolute) Location to the caller.
+    const follow = this.opts.followRedirects && (method === 'GET' || method === 'HEAD');
     let withAuth = authorization !== undefined;
     for (let hops = 0; ; hops++) {
       const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'registry-proxy', ...req.headers };
       if (withAuth) headers['authorization'] = authorization as string;
       const target = url;
-      const res = await withRetry(this.name, this.retry, req.signal, () =>
-        this.transport.request({ url: target, method: method as 'GET' | 'HEAD', headers, headersTimeoutMs: this.headersMs, bodyIdleTimeoutMs: this.bodyIdleMs, ...(req.signal ? { signal: req.signal } : {}) }),
+      const m = method;
+      const res = await withRetry(this.name, retry, req.signal, () =>
+        this.transport.request({
+          url: target,
+          method: m,
+          headers,
+          headersTimeoutMs: this.headersMs,
+          bodyIdleTimeoutMs: this.bodyIdleMs,
+          ...(req.body !== undefined && hops === 0 ? { body: req.body } : {}),
+          ...(req.signal ? { signal: req.signal } : {}),
+        }),
         (r) => r.body.dump(),
       );
       const location = header(res.headers, 'location');
@@ -192,7 +219,7 @@ export class UpstreamClient {
         await res.body.dump();
         throw new UpstreamUnavailableError(this.name, 'protocol', 'redirect with an invalid Location');
       }
-      if (!this.opts.followRedirects) {
+      if (!follow) {
         res.headers['location'] = next.href; // relative Locations (Artifact Registry) made absolute
         return { ...res, url: target };
       }

@@ -1,5 +1,6 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import type { Readable } from 'node:stream';
 import { ChunkedDecoder, ResponseBody } from './body.js';
 import { BIG_READ, releaseChunk, takeBig } from './buffer-pool.js';
 import type { Http1Request, Http1Response, Http1TransportOptions } from './http1.js';
@@ -49,6 +50,8 @@ export class Connection {
   private headersTimer: NodeJS.Timeout | undefined;
   private abortListener: (() => void) | undefined;
   private signal: AbortSignal | undefined;
+  /** Stops a request body still being sent; set while one is. */
+  private bodyPump: (() => void) | undefined;
   /** Set by the pool while the connection waits in it; cleared when it is taken for a request. */
   idleTimer: NodeJS.Timeout | undefined;
   /** Set by the pool: called once per exchange when the connection is free again (or dead). */
@@ -124,8 +127,79 @@ export class Connection {
         req.signal.addEventListener('abort', this.abortListener, { once: true });
       }
       this.socket.resume();
-      this.socket.write(`${text}\r\n`, 'latin1');
+      const body = req.body;
+      if (body === undefined) {
+        this.socket.write(`${text}\r\n`, 'latin1');
+      } else if (Buffer.isBuffer(body)) {
+        if (!/\ncontent-length:/i.test(text)) text += `content-length: ${body.length}\r\n`;
+        this.socket.write(`${text}\r\n`, 'latin1');
+        this.socket.write(body);
+      } else {
+        // The upstream may take long to answer a large upload: the headers timer starts once the
+        // body is sent, and until then the socket's idle timeout watches the transfer.
+        clearTimeout(this.headersTimer);
+        this.socket.setTimeout(req.bodyIdleTimeoutMs);
+        const chunked = !/\ncontent-length:/i.test(text);
+        if (chunked) text += 'transfer-encoding: chunked\r\n';
+        this.socket.write(`${text}\r\n`, 'latin1');
+        this.pump(body, chunked, req.headersTimeoutMs);
+      }
     });
+  }
+
+  /** Streams a request body into the socket, with backpressure both ways. */
+  private pump(body: Readable, chunked: boolean, headersTimeoutMs: number): void {
+    const socket = this.socket;
+    let done = false;
+    const cleanup = () => {
+      done = true;
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      body.off('close', onClose);
+      socket.off('drain', onDrain);
+    };
+    const onData = (chunk: Buffer) => {
+      if (chunk.length === 0) return;
+      const ok = chunked ? (socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1'), socket.write(chunk), socket.write('\r\n', 'latin1')) : socket.write(chunk);
+      if (!ok) body.pause();
+    };
+    const onDrain = () => {
+      if (!done) body.resume();
+    };
+    const onEnd = () => {
+      cleanup();
+      this.bodyPump = undefined;
+      if (chunked) socket.write('0\r\n\r\n', 'latin1');
+      if (this.pending) {
+        if (!this.body) socket.setTimeout(0);
+        this.headersTimer = setTimeout(() => socket.destroy(timeoutError('upstream sent no response headers in time')), headersTimeoutMs);
+      }
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      socket.destroy(err);
+    };
+    const onClose = () => {
+      // The source went away before its end (the client hung up): the upstream must not take a
+      // short body for a whole one.
+      if (!done) onError(new Error('request body ended early'));
+    };
+    this.bodyPump = () => {
+      // The upstream answered before the body was all sent (an error, usually): stop sending;
+      // the connection cannot be reused.
+      if (!done) {
+        cleanup();
+        this.keepAlive = false;
+        body.resume(); // let the source drain so its producer is not stuck
+      }
+    };
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onError);
+    body.once('close', onClose);
+    socket.on('drain', onDrain);
+    body.resume();
   }
 
   private onData(chunk: Buffer): void {
@@ -204,6 +278,10 @@ export class Connection {
     if (this.framing.kind === 'close') this.keepAlive = false;
 
     clearTimeout(this.headersTimer);
+    if (this.bodyPump) {
+      this.bodyPump();
+      this.bodyPump = undefined;
+    }
     const body = new ResponseBody();
     body.releaser = releaseChunk;
     // The idle timer measures the upstream's silence, so it stops while we hold the socket
@@ -303,6 +381,8 @@ export class Connection {
 
   private fail(err: Error): void {
     clearTimeout(this.headersTimer);
+    this.bodyPump?.();
+    this.bodyPump = undefined;
     this.detachSignal();
     const pending = this.pending;
     const body = this.body;

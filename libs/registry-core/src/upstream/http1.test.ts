@@ -312,3 +312,98 @@ describe('ChunkedDecoder', () => {
     expect(rest?.toString()).toBe('NEXT');
   });
 });
+
+describe('Http1Transport request bodies', () => {
+  /** An upstream that echoes what it received: method, framing headers, digest and length of the body. */
+  async function echo() {
+    return http((q, res) => {
+      const h = createHash('sha256');
+      let n = 0;
+      q.on('data', (d: Buffer) => (h.update(d), (n += d.length)));
+      q.on('end', () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ method: q.method, te: q.headers['transfer-encoding'] ?? null, cl: q.headers['content-length'] ?? null, n, sha: h.digest('hex') }));
+      });
+    });
+  }
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+  it('sends a Buffer with its length, and reuses the connection afterwards', async () => {
+    const s = await echo();
+    const t = transport();
+    const data = randomBytes(100_000);
+    const r = await t.request(req(`${s.url}/v2/x/manifests/1`, { method: 'PUT', body: data }));
+    expect(JSON.parse(await r.body.text())).toEqual({ method: 'PUT', te: null, cl: '100000', n: 100_000, sha: sha(data) });
+    await (await t.request(req(`${s.url}/v2/`))).body.dump();
+    expect(s.connections()).toBe(1);
+  });
+
+  it('streams a body of unknown length chunked, and one of known length as it is', async () => {
+    const s = await echo();
+    const t = transport();
+    const parts = [randomBytes(3 << 20), randomBytes(17), randomBytes(1 << 20)];
+    const all = Buffer.concat(parts);
+    const { Readable } = await import('node:stream');
+    const r1 = await t.request(req(`${s.url}/up`, { method: 'PATCH', body: Readable.from(parts) }));
+    expect(JSON.parse(await r1.body.text())).toEqual({ method: 'PATCH', te: 'chunked', cl: null, n: all.length, sha: sha(all) });
+    const r2 = await t.request(req(`${s.url}/up`, { method: 'PUT', headers: { 'content-length': String(all.length) }, body: Readable.from(parts) }));
+    expect(JSON.parse(await r2.body.text())).toEqual({ method: 'PUT', te: null, cl: String(all.length), n: all.length, sha: sha(all) });
+  });
+
+  it('stops sending when the upstream answers early, and does not reuse that connection', async () => {
+    const s = await http((_q, res) => {
+      res.statusCode = 413;
+      res.end('too big');
+    });
+    const t = transport();
+    const { PassThrough } = await import('node:stream');
+    const src = new PassThrough();
+    src.write(randomBytes(64 * 1024));
+    const r = await t.request(req(`${s.url}/up`, { method: 'PATCH', body: src }));
+    expect(r.statusCode).toBe(413);
+    expect(await r.body.text()).toBe('too big');
+    src.end(randomBytes(1024)); // the rest is drained, not stuck
+    await new Promise((resolve) => src.once('end', resolve));
+    await (await t.request(req(`${s.url}/v2/`))).body.dump();
+    expect(s.connections()).toBe(2);
+  });
+
+  it('fails the request when the source breaks, instead of sending a short body', async () => {
+    let got = -1;
+    let ended = false;
+    const s = await http((q, res) => {
+      got = 0;
+      q.on('data', (d: Buffer) => (got += d.length));
+      q.on('end', () => ((ended = true), res.end('ok')));
+      q.on('error', () => undefined);
+    });
+    const t = transport();
+    const { PassThrough } = await import('node:stream');
+    const src = new PassThrough();
+    const p = t.request(req(`${s.url}/up`, { method: 'PATCH', headers: { 'content-length': '1000000' }, body: src }));
+    src.write(randomBytes(1000));
+    setTimeout(() => src.destroy(new Error('client went away')), 50);
+    await expect(p).rejects.toThrow(/client went away/);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(got).toBeGreaterThanOrEqual(0);
+    expect(ended).toBe(false);
+  });
+
+  it('gives a slow upstream the headers timeout only after the body is sent', async () => {
+    const s = await http((q, res) => {
+      q.resume();
+      q.on('end', () => setTimeout(() => res.end('late'), 300));
+    });
+    const t = transport();
+    const { Readable } = await import('node:stream');
+    async function* slow() {
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        yield randomBytes(1000);
+      }
+    }
+    // 500 ms of upload plus 300 ms of thinking: more than the 400 ms headers timeout in total, less than it after the upload.
+    const r = await t.request(req(`${s.url}/up`, { method: 'PATCH', headersTimeoutMs: 400, body: Readable.from(slow()) }));
+    expect(await r.body.text()).toBe('late');
+  });
+});

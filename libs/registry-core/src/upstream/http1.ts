@@ -1,12 +1,21 @@
+import type { Readable } from 'node:stream';
 import type { ResponseBody } from './body.js';
 import { Connection } from './connection.js';
 export { releaseChunk } from './buffer-pool.js';
 
-/** A GET or HEAD request on an HTTP/1.1 connection. */
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** A request on an HTTP/1.1 connection. */
 export interface Http1Request {
   readonly url: URL;
-  readonly method: 'GET' | 'HEAD';
+  readonly method: HttpMethod;
   readonly headers: Readonly<Record<string, string>>;
+  /**
+   * A request body: a Buffer (sent with its Content-Length), or a stream, sent with the
+   * `content-length` given in `headers` or else chunked. A stream can be sent only once, so a
+   * request that carries one always gets a fresh connection and is never retried.
+   */
+  readonly body?: Buffer | Readable;
   readonly signal?: AbortSignal;
   readonly headersTimeoutMs: number;
   readonly bodyIdleTimeoutMs: number;
@@ -29,7 +38,7 @@ export interface Http1TransportOptions {
 }
 
 /**
- * A small HTTP/1.1 client for GET and HEAD with a keep-alive pool per origin. Unlike undici it
+ * A small HTTP/1.1 client with a keep-alive pool per origin. Unlike undici it
  * keeps connections after HEAD (the request docker sends first for every image), and it reads
  * large bodies with few, large, zero-copy reads.
  */
@@ -43,13 +52,14 @@ export class Http1Transport {
   async request(req: Http1Request): Promise<Http1Response> {
     if (this.closed) throw new Error('transport closed');
     for (let attempt = 0; ; attempt++) {
-      const conn = this.take(req.url.origin) ?? (await this.open(req.url));
+      const streamed = req.body !== undefined && !Buffer.isBuffer(req.body);
+      const conn = (streamed ? undefined : this.take(req.url.origin)) ?? (await this.open(req.url));
       try {
         return await conn.send(req);
       } catch (err) {
         // A kept-alive connection the server had closed fails before any byte comes back:
         // that request never reached the server, so it goes once more on a new connection.
-        if (conn.reused && !conn.gotBytes && attempt === 0 && !req.signal?.aborted && !(err instanceof TypeError)) continue;
+        if (conn.reused && !conn.gotBytes && attempt === 0 && !streamed && !req.signal?.aborted && !(err instanceof TypeError)) continue;
         throw err;
       }
     }
