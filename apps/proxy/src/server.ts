@@ -1,5 +1,10 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { createSecureContext } from 'node:tls';
+import { ProxyError } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import { createApp } from './app.js';
 import type { Config } from './config/schema.js';
@@ -14,11 +19,60 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
-/** Builds the runtime and starts listening (port 0 picks a free port). */
+type TlsFiles = NonNullable<Config['listen']['tls']>;
+
+/** Reads a certificate and key pair and checks that they belong together; never logs the key. */
+function readTls(tls: TlsFiles): { cert: Buffer; key: Buffer; summary: Record<string, string> } {
+  let cert: Buffer;
+  let key: Buffer;
+  try {
+    cert = readFileSync(tls.certFile);
+    key = readFileSync(tls.keyFile);
+  } catch (cause) {
+    throw new ProxyError('RP_ERR_CONFIG_READ', `listen.tls: cannot read ${(cause as NodeJS.ErrnoException).path ?? 'a file'}: ${(cause as NodeJS.ErrnoException).code ?? cause}`, { cause });
+  }
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+    createSecureContext({ cert, key }); // throws when the key does not match the certificate
+  } catch (cause) {
+    throw new ProxyError('RP_ERR_CONFIG_INVALID', `listen.tls: unusable certificate or key: ${(cause as Error).message}`, { cause });
+  }
+  return { cert, key, summary: { subject: x509.subject.replace(/\n/g, ', '), notAfter: x509.validTo, sha256: createHash('sha256').update(x509.raw).digest('hex') } };
+}
+
+/** Builds the runtime and starts listening (port 0 picks a free port); HTTPS when `listen.tls` is set. */
 export async function startProxy(config: Config, logger: Logger, options: { defaultMetrics?: boolean } = {}): Promise<RunningProxy> {
+  const tls = config.listen.tls;
+  const initial = tls ? readTls(tls) : undefined;
   const runtime = await createRuntime(config, logger);
   const metrics = new Metrics(options.defaultMetrics ?? true);
-  const server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 }, createApp(runtime, metrics, logger));
+  const serverOptions = { keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 };
+  const app = createApp(runtime, metrics, logger);
+  const server: Server = initial ? createHttpsServer({ ...serverOptions, cert: initial.cert, key: initial.key }, app) : createServer(serverOptions, app);
+  let stopWatching = () => undefined as void;
+  if (tls && initial) {
+    logger.info({ certificate: initial.summary }, 'serving HTTPS');
+    // Polling stat follows symlinks, so it sees Kubernetes' atomic secret updates and
+    // cert-manager renewals as well as files rewritten in place.
+    const reload = () => {
+      try {
+        const next = readTls(tls);
+        (server as unknown as import('node:https').Server).setSecureContext({ cert: next.cert, key: next.key });
+        logger.info({ certificate: next.summary }, 'TLS certificate reloaded');
+      } catch (err) {
+        // Half-written pairs land here too; the next change retries. The old pair stays in use.
+        logger.warn({ err: { message: (err as Error).message } }, 'TLS certificate not reloaded; keeping the current one');
+      }
+    };
+    const interval = tls.reloadIntervalMs;
+    watchFile(tls.certFile, { interval, persistent: false }, reload);
+    watchFile(tls.keyFile, { interval, persistent: false }, reload);
+    stopWatching = () => {
+      unwatchFile(tls.certFile, reload);
+      unwatchFile(tls.keyFile, reload);
+    };
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => {
@@ -28,7 +82,7 @@ export async function startProxy(config: Config, logger: Logger, options: { defa
   });
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = `http://${host}:${addr.port}`;
+  const url = `${tls ? 'https' : 'http'}://${host}:${addr.port}`;
   logger.info({ url, upstreams: config.upstreams.map((u) => ({ name: u.name, prefix: u.prefix, url: u.url })) }, 'registry-proxy listening');
   let closing: Promise<void> | undefined;
   return {
@@ -37,6 +91,7 @@ export async function startProxy(config: Config, logger: Logger, options: { defa
     metrics,
     close() {
       closing ??= (async () => {
+        stopWatching();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeIdleConnections();

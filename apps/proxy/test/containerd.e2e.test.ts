@@ -1,25 +1,28 @@
 /**
- * A real containerd with `ctr images pull --user`: containerd asks for tokens with the POST
- * OAuth2 form first (falling back to GET only on 400/401/404/405), so this suite exercises it.
+ * A real containerd with `ctr images pull/push --user`, over HTTPS: the proxy's test CA is named
+ * in a hosts.toml (`ca = ...`) under the certs.d folder that ctr reads with --hosts-dir.
+ * containerd asks for tokens with the POST OAuth2 form first (falling back to GET only on
+ * 400/401/404/405), so this suite exercises it.
  */
 import { requireCommands } from './support/proc.js';
 import { startContainerd, type TestContainerd } from './support/engines.js';
-import { USERS, startWorld, type World } from './support/fixture.js';
+import { UPSTREAM_USER, USERS, startWorld, type World } from './support/fixture.js';
 
 jest.setTimeout(180_000);
 let w: World;
 let c: TestContainerd;
 beforeAll(async () => {
-  await requireCommands('docker-registry', 'htpasswd', 'containerd', 'ctr');
-  w = await startWorld();
+  await requireCommands('docker-registry', 'htpasswd', 'containerd', 'ctr', 'openssl');
+  w = await startWorld({ tls: true });
   c = await startContainerd();
+  c.trust(w.proxy.host, w.ca?.caFile as string);
 });
 afterAll(async () => {
   await c?.stop();
   await w?.stop();
 });
 
-const pull = (ref: string, user: string, ...extra: string[]) => c.ctr(['images', 'pull', '--plain-http', '--user', user, ...extra, `${w.proxy.host}/${ref}`]);
+const pull = (ref: string, user: string, ...extra: string[]) => c.ctr(['images', 'pull', '--hosts-dir', c.certsDir, '--user', user, ...extra, `${w.proxy.host}/${ref}`]);
 
 describe('containerd through the proxy', () => {
   it('pulls by tag with the POST token flow', async () => {
@@ -51,5 +54,22 @@ describe('containerd through the proxy', () => {
     const forbidden = await pull('secret/app:v1', `alice:${USERS.alice}`);
     expect(forbidden.code).not.toBe(0);
     expect(forbidden.stderr).toMatch(/401|403|unauthorized|denied/i);
+  });
+
+  it('pushes with ctr where the rules grant push; refuses where they do not', async () => {
+    expect((await pull('team/app:v1', `alice:${USERS.alice}`)).code).toBe(0);
+    expect((await c.ctr(['images', 'tag', `${w.proxy.host}/team/app:v1`, `${w.proxy.host}/push/ctr:v1`])).code).toBe(0);
+    const r = await c.ctr(['images', 'push', '--hosts-dir', c.certsDir, '--user', `alice:${USERS.alice}`, `${w.proxy.host}/push/ctr:v1`]);
+    expect([r.code, r.stderr]).toEqual([0, expect.not.stringMatching(/unauthorized|401|403|denied/i)]);
+    const up = await fetch(`${w.registry.url}/v2/push/ctr/manifests/v1`, {
+      method: 'HEAD',
+      headers: { authorization: `Basic ${Buffer.from(`${UPSTREAM_USER.username}:${UPSTREAM_USER.password}`).toString('base64')}`, accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
+    expect([up.status, up.headers.get('docker-content-digest')]).toEqual([200, w.images.v1.digest]);
+
+    expect((await c.ctr(['images', 'tag', `${w.proxy.host}/team/app:v1`, `${w.proxy.host}/team/ctr:v1`])).code).toBe(0);
+    const refused = await c.ctr(['images', 'push', '--hosts-dir', c.certsDir, '--user', `bob:${USERS.bob}`, `${w.proxy.host}/team/ctr:v1`]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/insufficient_scope|401|403|unauthorized|denied/i);
   });
 });

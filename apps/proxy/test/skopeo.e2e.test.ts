@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireCommands, run } from './support/proc.js';
-import { USERS, startWorld, type World } from './support/fixture.js';
+import { UPSTREAM_USER, USERS, startWorld, type World } from './support/fixture.js';
 
 jest.setTimeout(120_000);
 let w: World;
@@ -79,5 +79,23 @@ describe('skopeo through the proxy', () => {
     // bob may pull team/app only.
     expect((await skopeo('inspect', '--tls-verify=false', creds('bob'), ref('team/app:v1'))).code).toBe(0);
     expect((await skopeo('inspect', '--tls-verify=false', creds('bob'), ref('team/multi:latest'))).code).not.toBe(0);
+  });
+
+  it('copies into the proxy (push): one image and a multi-platform index, landing upstream byte for byte', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rp-skopeo-'));
+    expect((await skopeo('copy', '--all', '--src-tls-verify=false', srcCreds('alice'), ref('team/multi:latest'), `dir:${dir}`)).code).toBe(0);
+    const r = await skopeo('copy', '--all', '--dest-tls-verify=false', `--dest-creds=alice:${USERS.alice}`, `dir:${dir}`, ref('push/skopeo/multi:copied'));
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const up = await fetch(`${w.registry.url}/v2/push/skopeo/multi/manifests/copied`, {
+      headers: { authorization: `Basic ${Buffer.from(`${UPSTREAM_USER.username}:${UPSTREAM_USER.password}`).toString('base64')}`, accept: 'application/vnd.oci.image.index.v1+json' },
+    });
+    expect([up.status, up.headers.get('docker-content-digest')]).toEqual([200, w.indexDigest]);
+    // And back out through the proxy.
+    const back = await skopeo('inspect', '--raw', '--tls-verify=false', creds('alice'), ref(`push/skopeo/multi@${w.indexDigest}`));
+    expect(back.code).toBe(0);
+
+    const forbidden = await skopeo('copy', '--dest-tls-verify=false', `--dest-creds=bob:${USERS.bob}`, `dir:${dir}`, ref('push/skopeo/bob-may-not'));
+    expect(forbidden.code).not.toBe(0);
+    expect(forbidden.stderr).toMatch(/unauthorized|denied|authentication required/i);
   });
 });

@@ -70,7 +70,14 @@ export const ConfigSchema = z
       host: z.string().min(1).default('127.0.0.1'),
       port: z.number().int().min(0).max(65535).default(5000),
       /** Serve HTTPS with these PEM files; they are re-read when they change, without a restart. */
-      tls: z.strictObject({ certFile: z.string().min(1), keyFile: z.string().min(1) }).optional(),
+      tls: z
+        .strictObject({
+          certFile: z.string().min(1),
+          keyFile: z.string().min(1),
+          /** How often the files are checked for changes. */
+          reloadIntervalMs: z.number().int().min(100).max(3_600_000).default(5000),
+        })
+        .optional(),
     })
     .prefault({}),
   /**

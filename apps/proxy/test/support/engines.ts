@@ -43,8 +43,8 @@ export interface TestContainerd {
   readonly sock: string;
   readonly certsDir: string;
   ctr(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
-  /** Lets containerd's CRI plugin reach a plain-HTTP registry. */
-  plainHttp(host: string): void;
+  /** Trusts `caFile` for the HTTPS registry at `host` (a hosts.toml, read by the CRI plugin and by `ctr --hosts-dir`). */
+  trust(host: string, caFile: string): void;
   stop(): Promise<void>;
 }
 
@@ -71,9 +71,9 @@ state = "${dir}/state"
     sock,
     certsDir,
     ctr,
-    plainHttp(host: string) {
+    trust(host: string, caFile: string) {
       mkdirSync(join(certsDir, host), { recursive: true });
-      writeFileSync(join(certsDir, host, 'hosts.toml'), `server = "http://${host}"\n[host."http://${host}"]\n  capabilities = ["pull", "resolve"]\n`);
+      writeFileSync(join(certsDir, host, 'hosts.toml'), `server = "https://${host}"\n[host."https://${host}"]\n  capabilities = ["pull", "resolve", "push"]\n  ca = "${caFile}"\n`);
     },
     stop: () => d.stop(),
   };

@@ -9,6 +9,7 @@ import { Pusher, sampleImage, type Image } from './oci.js';
 import { freePort } from './proc.js';
 import { startTestProxy, type TestProxy } from './proxy.js';
 import { startRegistry, type TestRegistry } from './registry.js';
+import { createTestCa, type TestCa } from './tls.js';
 
 /** Client accounts of the proxy (passwords the tests type) and the proxy's own upstream account. */
 export const USERS = { alice: 'alice-pw-7f3a', bob: 'bob-pw-91c2' } as const;
@@ -22,12 +23,17 @@ export interface World {
   readonly indexDigest: string;
   /** PEM of the proxy's signing key, so tests can mint tokens of their own. */
   readonly signingKeyPem: string;
+  /** With `tls`: the CA that signed the proxy's certificate. */
+  readonly ca?: TestCa;
   /** Every secret the proxy must never log. */
   readonly secrets: string[];
   stop(): Promise<void>;
 }
 
-export async function startWorld(): Promise<World> {
+/** `tls`: the proxy serves HTTPS with a certificate from a fresh test CA. */
+export async function startWorld(options: { tls?: boolean } = {}): Promise<World> {
+  const ca = options.tls ? createTestCa() : undefined;
+  const server = ca?.issue('proxy');
   const registry = await startRegistry({ [UPSTREAM_USER.username]: UPSTREAM_USER.password });
   const push = new Pusher(registry.url, UPSTREAM_USER.username, UPSTREAM_USER.password);
   const images = { v1: sampleImage('amd64'), v2: sampleImage('amd64'), amd64: sampleImage('amd64'), arm64: sampleImage('arm64'), secret: sampleImage('amd64') };
@@ -54,6 +60,7 @@ export async function startWorld(): Promise<World> {
   const deadPort = await freePort();
 
   const proxy = await startTestProxy({
+    ...(server ? { listen: { host: '127.0.0.1', port: 0, tls: { certFile: server.certFile, keyFile: server.keyFile } } } : {}),
     tokens: { signingKey: { file: join(dir, 'signing.pem') } },
     auth: [
       {
@@ -92,6 +99,7 @@ export async function startWorld(): Promise<World> {
     images,
     indexDigest,
     signingKeyPem,
+    ...(ca ? { ca } : {}),
     secrets: [USERS.alice, USERS.bob, UPSTREAM_USER.password],
     async stop() {
       await proxy.close();
