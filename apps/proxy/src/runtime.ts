@@ -1,6 +1,9 @@
 import { StaticStrategy } from '@registry-proxy/auth-static';
 import {
   AccessRules,
+  DockerConfigProvider,
+  EcrProvider,
+  GcpProvider,
   KeySet,
   ProxyError,
   TokenEndpoint,
@@ -33,6 +36,9 @@ function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvide
   const key = `upstreams.${i}.credentials`;
   if (c.type === 'static') return staticProvider({ kind: 'basic', username: c.username, password: resolveSecret(c.password, `${key}.password`) });
   if (c.type === 'bearer') return staticProvider({ kind: 'bearer', token: resolveSecret(c.token, `${key}.token`) });
+  if (c.type === 'docker-config') return new DockerConfigProvider({ ...(c.path ? { path: c.path } : {}), cacheSeconds: c.cacheSeconds });
+  if (c.type === 'ecr') return new EcrProvider({ ...(c.region ? { region: c.region } : {}), ...(c.registryId ? { registryId: c.registryId } : {}), ...(c.endpoint ? { endpoint: c.endpoint } : {}) });
+  if (c.type === 'gcp') return new GcpProvider({ ...(c.keyFile ? { keyFile: c.keyFile } : {}), ...(c.metadataUrl ? { metadataUrl: c.metadataUrl } : {}) });
   return anonymousProvider;
 }
 

@@ -1,7 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { ProxyError } from '@registry-proxy/registry-core';
@@ -58,7 +58,7 @@ export async function startProxy(config: Config, logger: Logger, options: { defa
     const reload = () => {
       try {
         const next = readTls(tls);
-        (server as unknown as import('node:https').Server).setSecureContext({ cert: next.cert, key: next.key });
+        (server as HttpsServer).setSecureContext({ cert: next.cert, key: next.key });
         logger.info({ certificate: next.summary }, 'TLS certificate reloaded');
       } catch (err) {
         // Half-written pairs land here too; the next change retries. The old pair stays in use.

@@ -20,12 +20,21 @@ export interface CredentialRequest {
  */
 export interface UpstreamCredentialProvider {
   credentials(request: CredentialRequest): Promise<UpstreamCredentials>;
+  /**
+   * The upstream refused the credentials (401/403): forget any cached ones. The upstream client
+   * then asks again and retries the request once.
+   */
+  invalidate?(request: CredentialRequest): void;
 }
 
 /** A provider failed; carries the provider's name, never the secret. */
 export class CredentialError extends ProxyError {
-  constructor(provider: string, message: string, options?: { cause?: unknown }) {
-    super('RP_ERR_UPSTREAM_CREDENTIALS', `${provider}: ${message}`, options);
+  /** True when the upstream (or its token realm) refused the credentials, as opposed to not getting any. */
+  readonly refused: boolean;
+
+  constructor(provider: string, message: string, options?: { cause?: unknown; refused?: boolean }) {
+    super('RP_ERR_UPSTREAM_CREDENTIALS', `${provider}: ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.refused = options?.refused ?? false;
   }
 }
 
@@ -47,6 +56,9 @@ export function staticProvider(creds: UpstreamCredentials): UpstreamCredentialPr
  */
 export function chainProvider(providers: readonly UpstreamCredentialProvider[]): UpstreamCredentialProvider {
   return {
+    invalidate(request) {
+      for (const p of providers) p.invalidate?.(request);
+    },
     async credentials(request) {
       let firstError: unknown;
       for (const p of providers) {

@@ -24,6 +24,12 @@ const credentials = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('anonymous') }),
   z.strictObject({ type: z.literal('static'), username: z.string().min(1), password: secret }),
   z.strictObject({ type: z.literal('bearer'), token: secret }),
+  /** A Docker client config.json: credHelpers, credsStore, auths. */
+  z.strictObject({ type: z.literal('docker-config'), path: z.string().min(1).optional(), cacheSeconds: z.number().int().min(0).max(86_400).default(300) }),
+  /** Amazon ECR through GetAuthorizationToken (AWS SDK default credential chain). */
+  z.strictObject({ type: z.literal('ecr'), region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'an AWS region such as eu-west-1').optional(), registryId: z.string().regex(/^\d{12}$/, 'a 12-digit AWS account id').optional(), endpoint: httpUrl.optional() }),
+  /** Google Artifact Registry / GCR: an access token from the metadata server or a service-account key file. */
+  z.strictObject({ type: z.literal('gcp'), keyFile: z.string().min(1).optional(), metadataUrl: httpUrl.optional() }),
 ]);
 
 const upstream = z.strictObject({

@@ -99,7 +99,39 @@ export class UpstreamClient {
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     const streamed = req.body !== undefined && !Buffer.isBuffer(req.body);
     if (streamed && this.mode === undefined) await this.learnMode(req.signal);
-    const creds = await this.opts.credentials.credentials({ registry: this.host });
+    const provider = this.opts.credentials;
+    const creds = await provider.credentials({ registry: this.host });
+    if (!provider.invalidate || streamed) return this.attempt(req, creds, streamed);
+    // Credentials that expire on the upstream's schedule (ECR, GCP tokens) are dropped when the
+    // upstream or its token realm refuses them, and the request goes once more if that gave
+    // different ones.
+    const fresher = async (): Promise<UpstreamCredentials | undefined> => {
+      provider.invalidate?.({ registry: this.host });
+      try {
+        const fresh = await provider.credentials({ registry: this.host });
+        return credentialKey(fresh) === credentialKey(creds) ? undefined : fresh;
+      } catch {
+        return undefined; // the refusal is the better answer to report
+      }
+    };
+    let res: UpstreamResponse;
+    try {
+      res = await this.attempt(req, creds, streamed);
+    } catch (err) {
+      const fresh = err instanceof CredentialError && err.refused ? await fresher() : undefined;
+      if (!fresh) throw err;
+      return this.attempt(req, fresh, streamed);
+    }
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      const fresh = await fresher();
+      if (!fresh) return res;
+      await res.body.dump();
+      return this.attempt(req, fresh, streamed);
+    }
+    return res;
+  }
+
+  private async attempt(req: UpstreamRequest, creds: UpstreamCredentials, streamed: boolean): Promise<UpstreamResponse> {
     const key = `${req.scope ?? ''}\u0000${credentialKey(creds)}`;
     for (let round = 0; ; round++) {
       const authorization = await this.authorization(creds, key, req.scope, req.signal);
@@ -171,7 +203,7 @@ export class UpstreamClient {
       throw classify(this.name, err);
     }
     if (res.statusCode === 401 || res.statusCode === 403) {
-      throw new CredentialError(this.name, `token realm refused the credentials (HTTP ${res.statusCode})`);
+      throw new CredentialError(this.name, `token realm refused the credentials (HTTP ${res.statusCode})`, { refused: true });
     }
     if (res.statusCode !== 200) throw new UpstreamUnavailableError(this.name, 'status', `token realm answered ${res.statusCode}`);
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
