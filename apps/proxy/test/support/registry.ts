@@ -31,3 +31,90 @@ auth: {htpasswd: {realm: test-registry, path: ${htpasswd}}}
   await waitFor('docker-registry', async () => (await fetch(`${url}/v2/`)).status === 401);
   return { url, host: `127.0.0.1:${port}`, dir, stop: () => daemon.stop() };
 }
+
+/**
+ * A docker-registry with `auth: token`, and its token realm on another port, the layout of
+ * Docker Hub, GHCR and Quay: the realm checks Basic credentials (a user and a PAT) and issues
+ * ES256 JWTs whose x5c header carries a certificate the registry trusts (rootcertbundle).
+ */
+export interface TokenRegistry extends TestRegistry {
+  readonly realmUrl: string;
+  /** Every request the realm got: the Basic user (or null) and the scopes asked for. */
+  readonly realmRequests: Array<{ user: string | null; scopes: string[]; status: number }>;
+}
+
+export async function startTokenRegistry(users: Record<string, string>): Promise<TokenRegistry> {
+  const { createServer } = await import('node:http');
+  const { SignJWT, importPKCS8 } = await import('jose');
+  const { randomUUID, X509Certificate } = await import('node:crypto');
+  const dir = mkdtempSync(join(tmpdir(), 'rp-token-registry-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'realm.key', '-out', 'realm.crt', '-days', '2', '-subj', '/CN=test token realm'], { cwd: dir, stdio: 'ignore' });
+  const { readFileSync } = await import('node:fs');
+  const certDer = new X509Certificate(readFileSync(join(dir, 'realm.crt'))).raw.toString('base64');
+  const key = await importPKCS8(readFileSync(join(dir, 'realm.key'), 'utf8'), 'ES256');
+  const realmRequests: TokenRegistry['realmRequests'] = [];
+
+  const realm = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const scopes = url.searchParams.getAll('scope');
+    const auth = req.headers.authorization;
+    let user: string | null = null;
+    if (auth?.startsWith('Basic ')) {
+      const [u, ...rest] = Buffer.from(auth.slice(6), 'base64').toString().split(':');
+      if (u === undefined || users[u] !== rest.join(':')) {
+        realmRequests.push({ user: u ?? null, scopes, status: 401 });
+        res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"incorrect username or password"}');
+        return;
+      }
+      user = u;
+    }
+    // Users get what they ask for; anonymous callers get nothing.
+    const access = user === null ? [] : scopes.map((s) => {
+      const [type, name, actions] = s.split(':');
+      return { type, name, actions: (actions ?? '').split(',') };
+    });
+    const now = Math.floor(Date.now() / 1000);
+    void new SignJWT({ access })
+      .setProtectedHeader({ alg: 'ES256', typ: 'JWT', x5c: [certDer] })
+      .setIssuer('test-realm')
+      .setSubject(user ?? '')
+      .setAudience('test-registry')
+      .setIssuedAt(now)
+      .setNotBefore(now - 5)
+      .setExpirationTime(now + 300)
+      .setJti(randomUUID())
+      .sign(key)
+      .then((token) => {
+        realmRequests.push({ user, scopes, status: 200 });
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, expires_in: 300, issued_at: new Date().toISOString() }));
+      });
+  });
+  await new Promise<void>((r) => realm.listen(0, '127.0.0.1', r));
+  const realmUrl = `http://127.0.0.1:${(realm.address() as { port: number }).port}`;
+
+  const port = await freePort();
+  writeFileSync(
+    join(dir, 'config.yml'),
+    `version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: ${dir}/data}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:${port}, secret: test-only}
+auth: {token: {realm: "${realmUrl}/token", service: test-registry, issuer: test-realm, rootcertbundle: ${join(dir, 'realm.crt')}}}
+`,
+  );
+  const daemon = startDaemon('docker-registry', ['serve', join(dir, 'config.yml')], join(dir, 'registry.log'));
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor('docker-registry (token auth)', async () => (await fetch(`${url}/v2/`)).status === 401);
+  return {
+    url,
+    host: `127.0.0.1:${port}`,
+    dir,
+    realmUrl,
+    realmRequests,
+    async stop() {
+      realm.closeAllConnections();
+      await new Promise((r) => realm.close(r));
+      await daemon.stop();
+    },
+  };
+}
