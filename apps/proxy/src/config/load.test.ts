@@ -36,7 +36,15 @@ describe('configuration', () => {
     const doc = readFileSync(join(__dirname, '../../../../docs/configuration.md'), 'utf8');
     const yaml = /```yaml\n([\s\S]*?)```/.exec(doc)?.[1] ?? '';
     const c = parseConfig(yaml, 'docs/configuration.md');
-    expect(c.upstreams.map((u) => u.name)).toEqual(['gcr', 'hub']);
+    expect(c.upstreams.map((u) => [u.name, u.credentials.type])).toEqual([
+      ['gcr', 'gcp'],
+      ['ecr', 'ecr'],
+      ['quay', 'docker-config'],
+      ['internal', 'anonymous'],
+      ['hub', 'static'],
+    ]);
+    expect(c.listen.tls?.reloadIntervalMs).toBe(5000);
+    expect(c.trustedProxies).toEqual(['10.0.0.0/8']);
     expect(c.rules).toHaveLength(4);
     expect(c.auth[0]?.groups).toEqual({ 'registry-admins': ['alice'] });
     expect(isBcryptHash(c.auth[0]?.users[0]?.passwordHash ?? '')).toBe(true);
