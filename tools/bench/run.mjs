@@ -1,11 +1,15 @@
 #!/usr/bin/env node
-// Pull benchmark, side by side in one run against the same docker-registry:
+// Pull and push benchmark, side by side in one run against the same docker-registry:
 //   1. a large blob pulled directly, through nginx (the baseline an operator would pick) and
 //      through the proxy: MiB/s, and CPU seconds per GiB of the relaying process;
 //   2. manifest HEAD latency p50/p99 at 50 concurrent clients, directly and through the proxy;
-//   3. the proxy's peak RSS while 20 clients pull large blobs at once.
+//   3. the proxy's peak RSS while 20 clients pull large blobs at once;
+//   4. the same large blob pushed (one streamed PUT) directly, through nginx and the proxy;
+//   5. an upstream behind a token realm: a request that needs a new upstream token vs one
+//      that reuses the cached token.
 // Prints numbers; asserts nothing. Loopback only. Needs tools/install-deps.sh and a build.
-// Env: BENCH_BLOB_MIB (512), BENCH_RUNS (3), BENCH_HEADS (20000), BENCH_PARALLEL (20).
+// Env: BENCH_BLOB_MIB (512), BENCH_RUNS (3), BENCH_HEADS (20000), BENCH_PARALLEL (20),
+// BENCH_ONLY (blob,head,rss,push,token).
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
@@ -20,7 +24,7 @@ const BLOB_MIB = Number(process.env.BENCH_BLOB_MIB ?? 512);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const HEADS = Number(process.env.BENCH_HEADS ?? 20_000);
 const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 20);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'blob,head,rss').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'blob,head,rss,push,token').split(','));
 const root = join(import.meta.dirname, '../..');
 const dir = mkdtempSync(join(tmpdir(), 'rp-bench-'));
 const children = [];
@@ -51,6 +55,11 @@ const waitHttp = async (url, ok = (s) => s < 500) => {
 const cpu = (pid) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').slice(readFileSync(`/proc/${pid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
+};
+const cpuSplit = (pid) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return [Number(x[11]) / 100, Number(x[12]) / 100];
 };
 const status = (pid, key) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(key)) ?? '')?.[1] ?? 0) / 1024;
 const cleanup = async () => {
@@ -107,7 +116,9 @@ http {
   upstream registry { server 127.0.0.1:${regPort}; keepalive 64; }
   server {
     listen 127.0.0.1:${ngPort};
+    client_max_body_size 0;
     location / {
+      proxy_request_buffering off;
       proxy_pass http://registry;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -125,20 +136,57 @@ http {
   const ngMaster = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8'));
   const ngWorker = Number(execFileSync('pgrep', ['-P', String(ngMaster)]).toString().trim().split('\n')[0]);
 
+  // --- a second registry with `auth: token`, and its token realm in this process (as Docker
+  // Hub, GHCR and Quay work): for the upstream token timings
+  const { SignJWT, importPKCS8 } = await import('jose');
+  const { X509Certificate, randomUUID } = await import('node:crypto');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'realm.key', '-out', 'realm.crt', '-days', '2', '-subj', '/CN=bench realm'], { cwd: dir, stdio: 'ignore' });
+  const realmKey = await importPKCS8(readFileSync(join(dir, 'realm.key'), 'utf8'), 'ES256');
+  const x5c = [new X509Certificate(readFileSync(join(dir, 'realm.crt'))).raw.toString('base64')];
+  const realmServer = http.createServer(async (req, res) => {
+    const scopes = new URL(req.url, 'http://x').searchParams.getAll('scope');
+    const access = scopes.map((sc) => ({ type: sc.split(':')[0], name: sc.split(':')[1], actions: (sc.split(':')[2] ?? '').split(',') }));
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ access }).setProtectedHeader({ alg: 'ES256', x5c }).setIssuer('bench-realm').setAudience('bench-registry').setSubject('bot').setIssuedAt(now).setNotBefore(now - 5).setExpirationTime(now + 600).setJti(randomUUID()).sign(realmKey);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, expires_in: 600 }));
+  });
+  await new Promise((r) => realmServer.listen(0, '127.0.0.1', r));
+  const realmUrl = `http://127.0.0.1:${realmServer.address().port}`;
+  const tregPort = await port();
+  writeFileSync(
+    join(dir, 'treg.yml'),
+    `version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: ${dir}/tdata}}\nhttp: {addr: 127.0.0.1:${tregPort}}\nauth: {token: {realm: "${realmUrl}/token", service: bench-registry, issuer: bench-realm, rootcertbundle: ${join(dir, 'realm.crt')}}}\n`,
+  );
+  start('docker-registry', ['serve', join(dir, 'treg.yml')], 'treg.log');
+  const treg = `http://127.0.0.1:${tregPort}`;
+  await waitHttp(`${treg}/v2/`, (st) => st === 401);
+  const REPOS = 50;
+  for (let i = 0; i < REPOS; i++) {
+    const t = (await (await fetch(`${realmUrl}/token?scope=repository:bench/r${i}:pull,push`)).json()).token;
+    const h = { authorization: `Bearer ${t}` };
+    const u = await fetch(`${treg}/v2/bench/r${i}/blobs/uploads/`, { method: 'POST', headers: h });
+    const l = new URL(u.headers.get('location'), treg);
+    l.searchParams.set('digest', cdigest);
+    await fetch(l, { method: 'PUT', body: config, headers: h });
+    await fetch(`${treg}/v2/bench/r${i}/manifests/v1`, { method: 'PUT', headers: { ...h, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest });
+  }
+
   // --- the proxy, as a user runs it
   const pxPort = await port();
   const hash5 = execFileSync('htpasswd', ['-nbB', 'bench', 'bench-pw']).toString().trim().split(':')[1];
   writeFileSync(
     join(dir, 'proxy.yaml'),
-    `listen: {host: 127.0.0.1, port: ${pxPort}}\nlog: {level: warn}\nauth: [{type: static, users: [{username: bench, passwordHash: "${hash5}"}]}]\nrules: [{account: bench, repository: "**", actions: [pull]}]\nupstreams: [{name: local, url: "${reg}"}]\n`,
+    `listen: {host: 127.0.0.1, port: ${pxPort}}\nlog: {level: warn}\nauth: [{type: static, users: [{username: bench, passwordHash: "${hash5}"}]}]\nrules: [{account: bench, repository: "**", actions: [pull, push]}]\nupstreams: [{name: local, url: "${reg}"}, {name: realm, prefix: realm, url: "${treg}", tokenRealms: ["${realmUrl}"], credentials: {type: static, username: bot, password: bot-pat}}]\n`,
   );
   const nodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : [];
   const proxy = start(process.execPath, [...nodeArgs, join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy.yaml')], 'proxy.log');
   const px = `http://127.0.0.1:${pxPort}`;
   await waitHttp(`${px}/healthz`, (s) => s === 200);
   // Tokens live 5 minutes and a full run takes longer: each proxy phase gets a fresh one.
-  const freshToken = async () => {
-    const r = await fetch(`${px}/token?service=registry-proxy&scope=repository:bench/big:pull`, { headers: { authorization: `Basic ${Buffer.from('bench:bench-pw').toString('base64')}` } });
+  const freshToken = async (scopes = ['repository:bench/big:pull']) => {
+    const q = new URLSearchParams({ service: 'registry-proxy' });
+    for (const sc of scopes) q.append('scope', sc);
+    const r = await fetch(`${px}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from('bench:bench-pw').toString('base64')}` } });
     return (await r.json()).token;
   };
   let token = await freshToken();
@@ -242,6 +290,63 @@ http {
   clearInterval(sampler);
   const parallelSecs = (Date.now() - t0) / 1000;
 
+  // --- 4. push: the same blob in one streamed PUT, into a new repository each time
+  let pushN = 0;
+  const pushOnce = async (base, headers, pid) => {
+    const repo = `bench/push${pushN++}`;
+    const started = await fetch(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers });
+    if (started.status !== 202) throw new Error(`push start: ${started.status}`);
+    const l = new URL(started.headers.get('location'), base);
+    l.searchParams.set('digest', digest);
+    const before = pid ? cpu(pid) : 0;
+    const beforeSplit = pid ? cpuSplit(pid) : [0, 0];
+    const t0 = process.hrtime.bigint();
+    const code = execFileSync('curl', ['-sf', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', 'Content-Type: application/octet-stream', ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), '-T', blobFile, l.href]).toString();
+    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (code !== '201') throw new Error(`push: ${code}`);
+    if (process.env.BENCH_VERBOSE && pid) console.log('  push', base, 'user/sys s', cpuSplit(pid).map((x, i) => (x - beforeSplit[i]).toFixed(2)).join('/'));
+    return { mibs: BLOB_MIB / secs, cpuPerGiB: pid ? ((cpu(pid) - before) * 1024) / BLOB_MIB : NaN };
+  };
+  const pushes = {};
+  if (ONLY.has('push')) {
+    const pushToken = await freshToken(Array.from({ length: 2 * (RUNS + 1) }, (_, i) => `repository:bench/push${i + 2 * (RUNS + 1)}:pull,push`));
+    for (const [name, base, headers, pid] of [
+      ['direct', reg, {}, null],
+      ['nginx', `http://127.0.0.1:${ngPort}`, {}, ngWorker],
+      ['proxy', px, { Authorization: `Bearer ${pushToken}` }, proxy.pid],
+    ]) {
+      await pushOnce(base, headers, pid); // warm-up
+      const runs = [];
+      for (let i = 0; i < RUNS; i++) runs.push(await pushOnce(base, headers, pid));
+      if (process.env.BENCH_VERBOSE) console.log('push', name, runs.map((r) => `${r.mibs.toFixed(0)} MiB/s ${r.cpuPerGiB.toFixed(2)} s/GiB`).join(', '));
+      pushes[name] = { mibs: median(runs.map((r) => r.mibs)), cpu: median(runs.map((r) => r.cpuPerGiB)) };
+    }
+  }
+
+  // --- 5. upstream tokens: a HEAD whose scope needs a new token from the realm, then one that reuses it
+  const tokenTimes = { first: [], cached: [] };
+  if (ONLY.has('token')) {
+    const t = await freshToken(Array.from({ length: REPOS }, (_, i) => `repository:realm/bench/r${i}:pull`));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const head = (path) =>
+      new Promise((resolve, reject) => {
+        const t0 = process.hrtime.bigint();
+        const req = http.request(`${px}${path}`, { agent, method: 'HEAD', headers: { authorization: `Bearer ${t}`, accept: 'application/vnd.oci.image.manifest.v1+json' } }, (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 200 ? resolve(Number(process.hrtime.bigint() - t0) / 1e6) : reject(new Error(`HEAD ${res.statusCode}`))));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    for (let i = 0; i < REPOS; i++) {
+      tokenTimes.first.push(await head(`/v2/realm/bench/r${i}/manifests/v1`));
+      for (let k = 0; k < 5; k++) tokenTimes.cached.push(await head(`/v2/realm/bench/r${i}/manifests/v1`));
+    }
+    agent.destroy();
+    for (const xs of Object.values(tokenTimes)) xs.sort((a, b) => a - b);
+  }
+  realmServer.close();
+
   const f = (n, d = 0) => n.toFixed(d).padStart(9);
   console.log(`\nregistry-proxy pull benchmark (${BLOB_MIB} MiB blob, median of ${RUNS} runs; ${new Date().toISOString()})`);
   console.log(`\n  large blob         ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}   (CPU of the relaying process)`);
@@ -258,6 +363,17 @@ http {
   console.log(`  added by the proxy at p50: ${(paced.proxy.p50 - paced.direct.p50).toFixed(2)} ms; by nginx: ${(paced.nginx.p50 - paced.direct.p50).toFixed(2)} ms`);
   console.log(`\n  ${PARALLEL} concurrent ${BLOB_MIB} MiB pulls through the proxy: ${((PARALLEL * BLOB_MIB) / parallelSecs).toFixed(0)} MiB/s in all`);
   console.log(`  proxy RSS: ${rssBefore.toFixed(0)} MB before, peak ${peak.toFixed(0)} MB during (target <= 200 MB); VmHWM ${status(proxy.pid, 'VmHWM').toFixed(0)} MB`);
+  if (pushes.proxy) {
+    console.log(`\n  push, one streamed PUT of ${BLOB_MIB} MiB   ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}`);
+    for (const [name, r] of Object.entries(pushes)) console.log(`  ${name.padEnd(38)}${f(r.mibs)} ${Number.isNaN(r.cpu) ? '        -' : f(r.cpu, 2)}`);
+    console.log(`  proxy / nginx CPU per GiB: ${(pushes.proxy.cpu / pushes.nginx.cpu).toFixed(2)}x (target <= 2.5x)`);
+  }
+  if (tokenTimes.first.length > 0) {
+    const q = (xs, p) => xs[Math.floor(xs.length * p)];
+    console.log(`\n  manifest HEAD through the proxy to an upstream behind a token realm   p50 ms    p99 ms`);
+    console.log(`  needs a new upstream token (${String(tokenTimes.first.length).padStart(3)} scopes)                       ${f(q(tokenTimes.first, 0.5), 2)} ${f(q(tokenTimes.first, 0.99), 2)}`);
+    console.log(`  reuses the cached token    (${String(tokenTimes.cached.length).padStart(3)} requests)                     ${f(q(tokenTimes.cached, 0.5), 2)} ${f(q(tokenTimes.cached, 0.99), 2)}`);
+  }
 } finally {
   await cleanup();
   if (process.env.BENCH_KEEP) console.log(`kept ${dir}`);

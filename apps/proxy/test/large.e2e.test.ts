@@ -40,7 +40,7 @@ beforeAll(async () => {
   for (let i = 0; i < SIZE / block.length; i++) {
     block.writeUInt32BE(i, 0);
     h.update(block);
-    if (!out.write(Buffer.from(block))) await new Promise((r) => out.once('drain', r));
+    if (!out.write(Buffer.from(block))) await new Promise<void>((r) => out.once('drain', () => r()));
   }
   out.end();
   await finished(out);

@@ -24,8 +24,8 @@ beforeAll(async () => {
   server = createServer((req, res) => {
     let text = '';
     req.on('data', (c: Buffer) => (text += c.toString()));
-    req.on('end', async () => {
-      const json = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json', 'metadata-flavor': 'Google' }).end(JSON.stringify(body));
+    req.on('end', async (): Promise<void> => {
+      const json = (status: number, body: unknown): void => void res.writeHead(status, { 'content-type': 'application/json', 'metadata-flavor': 'Google' }).end(JSON.stringify(body));
       if (req.url === '/computeMetadata/v1/instance/service-accounts/default/token' && req.method === 'GET') {
         // The real server refuses requests without the header (a guard against SSRF).
         if (req.headers['metadata-flavor'] !== 'Google') return json(403, { error: 'missing Metadata-Flavor' });
@@ -42,7 +42,7 @@ beforeAll(async () => {
         }
         return json(200, { access_token: `sa-${++issued}`, expires_in: expiresIn, token_type: 'Bearer' });
       }
-      json(404, {});
+      return json(404, {});
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -1,4 +1,4 @@
-import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as netConnect, isIP, type NetConnectOpts, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { ChunkedDecoder, ResponseBody } from './body.js';
@@ -9,6 +9,8 @@ import type { Http1Request, Http1Response, Http1TransportOptions } from './http1
 const SHARED_SMALL = Buffer.allocUnsafeSlow(64 * 1024);
 const MAX_HEAD = 64 * 1024;
 const COPY_BELOW = BIG_READ / 4;
+/** Request bodies (pushes) are written in the client's 64 KiB reads; a larger write buffer pauses the client less often. */
+const WRITE_HWM = 1 << 20;
 
 function timeoutError(message: string): Error {
   const e = new Error(message);
@@ -71,8 +73,8 @@ export class Connection {
     this.socket =
       url.protocol === 'https:'
         ? // tls.connect takes net's onread option (documented), but @types/node does not list it.
-          tlsConnect({ host, port, servername: isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'], onread, ...(ca ? { ca: ca as string | Buffer | Array<string | Buffer> } : {}) } as ConnectionOptions)
-        : netConnect({ host, port, onread });
+          tlsConnect({ host, port, servername: isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'], onread, writableHighWaterMark: WRITE_HWM, ...(ca ? { ca: ca as string | Buffer | Array<string | Buffer> } : {}) } as ConnectionOptions)
+        : netConnect({ host, port, onread, writableHighWaterMark: WRITE_HWM } as NetConnectOpts);
     this.socket.setNoDelay(true);
     const connectTimer = setTimeout(() => this.socket.destroy(timeoutError(`connect to ${url.host} timed out`)), connectTimeoutMs);
     this.socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => clearTimeout(connectTimer));
