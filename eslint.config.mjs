@@ -22,6 +22,7 @@ export default [
             { sourceTag: 'type:tool', onlyDependOnLibsWithTags: ['type:lib'] },
             { sourceTag: 'scope:registry', onlyDependOnLibsWithTags: ['scope:registry', 'scope:auth'] },
             { sourceTag: 'scope:auth', onlyDependOnLibsWithTags: ['scope:registry', 'scope:auth'] },
+            { sourceTag: 'scope:node', onlyDependOnLibsWithTags: ['scope:node', 'scope:registry', 'scope:auth'] },
           ],
         },
       ],

@@ -19,6 +19,7 @@ const step = (name, cmd, args) => {
 
 step('build, lint, typecheck', 'npx', ['nx', 'run-many', '-t', 'build', 'lint', 'typecheck', '--outputStyle=static']);
 step('module boundaries', process.execPath, ['tools/check-boundaries.mjs']);
+step('generated CRI code is current', process.execPath, ['tools/generate-cri.mjs', '--check']);
 
 mkdirSync(join(root, 'tmp'), { recursive: true });
 const report = join(root, 'tmp', 'jest-report.json');

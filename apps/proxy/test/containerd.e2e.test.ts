@@ -4,6 +4,9 @@
  * containerd asks for tokens with the POST OAuth2 form first (falling back to GET only on
  * 400/401/404/405), so this suite exercises it.
  */
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { join } from 'node:path';
 import { requireCommands } from './support/proc.js';
 import { startContainerd, type TestContainerd } from './support/engines.js';
 import { UPSTREAM_USER, USERS, startWorld, type World } from './support/fixture.js';
@@ -72,4 +75,51 @@ describe('containerd through the proxy', () => {
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/insufficient_scope|401|403|unauthorized|denied/i);
   });
+
+  it("pulls through containerd's CRI plugin: PullImage with an AuthConfig, as kubelet sends it", async () => {
+    const cri = criImageService(c.sock);
+    try {
+      const ref = `${w.proxy.host}/team/multi:latest`;
+      const pulled = await cri.call('PullImage', { image: { image: ref }, auth: { username: 'alice', password: USERS.alice, server_address: `https://${w.proxy.host}` } });
+      expect(pulled.image_ref).toMatch(/^sha256:[0-9a-f]{64}$/);
+      const status = await cri.call('ImageStatus', { image: { image: ref } });
+      expect(status.image.repo_tags).toContain(ref);
+      expect(status.image.repo_digests).toContain(`${w.proxy.host}/team/multi@${w.indexDigest}`);
+      // Kubelet's images live in containerd's k8s.io namespace.
+      const ls = await c.ctr(['-n', 'k8s.io', 'images', 'ls', '-q']);
+      expect(ls.stdout).toContain(ref);
+
+      for (const [what, auth] of [
+        ['no credentials', undefined],
+        ['a wrong password', { username: 'alice', password: 'wrong-password' }],
+      ] as const) {
+        const err = await cri.call('PullImage', { image: { image: `${w.proxy.host}/team/app:v2` }, ...(auth ? { auth } : {}) }).then(() => undefined, (e: Error) => e);
+        expect([what, err?.message]).toEqual([what, expect.stringMatching(/401|unauthorized/i)]);
+      }
+      const forbidden = await cri.call('PullImage', { image: { image: `${w.proxy.host}/secret/app:v1` }, auth: { username: 'alice', password: USERS.alice } }).then(() => undefined, (e: Error) => e);
+      expect(forbidden?.message).toMatch(/401|403|unauthorized|denied|insufficient_scope/i);
+    } finally {
+      cri.close();
+    }
+  });
 });
+
+/**
+ * A CRI ImageService client for containerd's socket, from the project's runtime.v1 proto
+ * (libs/cri-image-service), loaded at run time: a request with the wrong field numbers would
+ * not pull.
+ */
+function criImageService(sock: string) {
+  const def = loadSync(join(__dirname, '../../../libs/cri-image-service/proto/runtime/v1/api.proto'), { keepCase: true, longs: Number, defaults: true });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { runtime: { v1: { ImageService: grpc.ServiceClientConstructor } } };
+  const client = new pkg.runtime.v1.ImageService(`unix://${sock}`, grpc.credentials.createInsecure());
+  return {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    call(method: string, req: object): Promise<any> {
+      return new Promise((resolve, reject) => {
+        (client[method] as (r: object, cb: (e: Error | null, v: unknown) => void) => void).call(client, req, (e, v) => (e ? reject(e) : resolve(v)));
+      });
+    },
+    close: () => client.close(),
+  };
+}

@@ -1,0 +1,1 @@
+export * from './gen/runtime/v1/api.js';
