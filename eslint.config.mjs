@@ -20,9 +20,11 @@ export default [
             { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:lib'] },
             { sourceTag: 'type:lib', onlyDependOnLibsWithTags: ['type:lib'] },
             { sourceTag: 'type:tool', onlyDependOnLibsWithTags: ['type:lib'] },
-            { sourceTag: 'scope:registry', onlyDependOnLibsWithTags: ['scope:registry', 'scope:auth'] },
-            { sourceTag: 'scope:auth', onlyDependOnLibsWithTags: ['scope:registry', 'scope:auth'] },
-            { sourceTag: 'scope:node', onlyDependOnLibsWithTags: ['scope:node', 'scope:registry', 'scope:auth'] },
+            // scope:test (libs/testing) is for tests only; the rule below keeps it out of shipped code.
+            { sourceTag: 'scope:registry', onlyDependOnLibsWithTags: ['scope:registry', 'scope:auth', 'scope:test'] },
+            { sourceTag: 'scope:auth', onlyDependOnLibsWithTags: ['scope:registry', 'scope:auth', 'scope:test'] },
+            { sourceTag: 'scope:node', onlyDependOnLibsWithTags: ['scope:node', 'scope:registry', 'scope:auth', 'scope:test'] },
+            { sourceTag: 'scope:test', onlyDependOnLibsWithTags: ['scope:test'] },
           ],
         },
       ],
@@ -30,5 +32,11 @@ export default [
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
     },
+  },
+  {
+    // Shipped code never imports the test support library.
+    files: ['apps/*/src/**/*.ts', 'libs/*/src/**/*.ts'],
+    ignores: ['**/*.test.ts', 'libs/testing/**'],
+    rules: { 'no-restricted-imports': ['error', { paths: [{ name: '@registry-proxy/testing', message: 'test support is for tests only' }] }] },
   },
 ];

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run, waitFor } from './support/proc.js';
+import { run, waitFor } from '@registry-proxy/testing';
 
 jest.setTimeout(30_000);
 const MAIN = join(__dirname, '../dist/main.js');

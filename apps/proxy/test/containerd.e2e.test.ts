@@ -7,8 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { join } from 'node:path';
-import { requireCommands } from './support/proc.js';
-import { startContainerd, type TestContainerd } from './support/engines.js';
+import { requireCommands, startContainerd, type TestContainerd } from '@registry-proxy/testing';
 import { UPSTREAM_USER, USERS, startWorld, type World } from './support/fixture.js';
 
 jest.setTimeout(180_000);

@@ -5,8 +5,7 @@
  * listener here, so every step below went over TLS.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { requireCommands } from './support/proc.js';
-import { startDockerd, type TestDockerd } from './support/engines.js';
+import { requireCommands, startDockerd, type TestDockerd } from '@registry-proxy/testing';
 import { UPSTREAM_USER, USERS, startWorld, type World } from './support/fixture.js';
 
 jest.setTimeout(180_000);

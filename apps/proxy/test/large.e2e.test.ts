@@ -11,8 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { MT, sha256 } from './support/oci.js';
-import { requireCommands, run } from './support/proc.js';
+import { MT, sha256, requireCommands, run } from '@registry-proxy/testing';
 import { USERS, startWorld, token, type World } from './support/fixture.js';
 
 jest.setTimeout(300_000);

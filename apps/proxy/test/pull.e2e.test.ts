@@ -7,8 +7,7 @@ import { createLocalJWKSet, jwtVerify, SignJWT, UnsecuredJWT, type JSONWebKeySet
 import { generateKeyPairSync } from 'node:crypto';
 import { request } from 'node:http';
 import { KeySet, TokenService } from '@registry-proxy/registry-core';
-import { MT, sha256 } from './support/oci.js';
-import { requireCommands } from './support/proc.js';
+import { MT, sha256, requireCommands } from '@registry-proxy/testing';
 import { USERS, startWorld, token, type World } from './support/fixture.js';
 
 jest.setTimeout(60_000);

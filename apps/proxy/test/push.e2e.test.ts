@@ -4,8 +4,7 @@
  * docker and containerd suites push with real clients.
  */
 import { randomBytes } from 'node:crypto';
-import { Pusher, sampleImage, sha256, MT } from './support/oci.js';
-import { requireCommands } from './support/proc.js';
+import { Pusher, sampleImage, sha256, MT, requireCommands } from '@registry-proxy/testing';
 import { UPSTREAM_USER, startWorld, token, type World } from './support/fixture.js';
 
 jest.setTimeout(60_000);

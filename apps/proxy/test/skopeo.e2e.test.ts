@@ -2,7 +2,7 @@
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requireCommands, run } from './support/proc.js';
+import { requireCommands, run } from '@registry-proxy/testing';
 import { UPSTREAM_USER, USERS, startWorld, type World } from './support/fixture.js';
 
 jest.setTimeout(120_000);

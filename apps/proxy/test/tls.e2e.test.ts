@@ -6,9 +6,8 @@
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
-import { requireCommands } from './support/proc.js';
+import { requireCommands, createTestCa, type TestCa } from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
-import { createTestCa, type TestCa } from './support/tls.js';
 
 jest.setTimeout(30_000);
 let ca: TestCa;

@@ -4,10 +4,8 @@
  * proxy holds a username and PAT, which go only to the realm listed in `tokenRealms`.
  */
 import { randomBytes } from 'node:crypto';
-import { Pusher, sampleImage, sha256, MT } from './support/oci.js';
-import { requireCommands } from './support/proc.js';
+import { Pusher, sampleImage, sha256, MT, requireCommands, startTokenRegistry, type TokenRegistry } from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
-import { startTokenRegistry, type TokenRegistry } from './support/registry.js';
 import bcrypt from 'bcryptjs';
 
 jest.setTimeout(60_000);

@@ -1,6 +1,6 @@
 /** The LDAP strategy against a real OpenLDAP slapd (users, groups, StartTLS), started by the test. */
 import { AuthBackendError } from '@registry-proxy/registry-core';
-import { BASE, PASSWORDS, startSlapd, type TestSlapd } from '../test/slapd.js';
+import { BASE, PASSWORDS, startSlapd, type TestSlapd } from '@registry-proxy/testing';
 import { LdapStrategy, type LdapStrategyOptions } from './strategy.js';
 
 jest.setTimeout(30_000);

@@ -5,11 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { getGlobalDispatcher } from 'undici';
-import { Pusher, sampleImage, type Image } from './oci.js';
-import { freePort } from './proc.js';
+import { Pusher, sampleImage, type Image, freePort, startRegistry, type TestRegistry, createTestCa, type TestCa } from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './proxy.js';
-import { startRegistry, type TestRegistry } from './registry.js';
-import { createTestCa, type TestCa } from './tls.js';
 
 /** Client accounts of the proxy (passwords the tests type) and the proxy's own upstream account. */
 export const USERS = { alice: 'alice-pw-7f3a', bob: 'bob-pw-91c2' } as const;
