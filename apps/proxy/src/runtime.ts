@@ -1,3 +1,4 @@
+import { LdapStrategy } from '@registry-proxy/auth-ldap';
 import { StaticStrategy } from '@registry-proxy/auth-static';
 import {
   AccessRules,
@@ -42,17 +43,45 @@ function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvide
   return anonymousProvider;
 }
 
-function verifiers(config: Config): CredentialVerifier[] {
-  return config.auth.map(
-    (a, i) =>
-      new StaticStrategy({
-        name: a.name,
-        realm: config.service,
-        htpasswd: (a.htpasswd ?? []).map((path, j) => ({ source: path, text: readConfiguredFile(path, `auth.${i}.htpasswd.${j}`) })),
-        users: a.users,
-        groups: a.groups,
-      }),
-  );
+function verifiers(config: Config): Array<CredentialVerifier & { close?(): Promise<void> }> {
+  return config.auth.map((a, i) => {
+    if (a.type === 'ldap') {
+      const key = `auth.${i}`;
+      const ca = a.tlsOptions?.ca === undefined ? undefined : resolveSecret(a.tlsOptions.ca, `${key}.tlsOptions.ca`);
+      const tlsOptions = a.tlsOptions ? { ...(ca ? { ca } : {}), ...(a.tlsOptions.servername ? { servername: a.tlsOptions.servername } : {}) } : undefined;
+      try {
+        return new LdapStrategy({
+          name: a.name,
+          realm: config.service,
+          url: a.url,
+          ...(a.bindDN !== undefined ? { bindDN: a.bindDN } : {}),
+          ...(a.bindCredentials !== undefined ? { bindCredentials: resolveSecret(a.bindCredentials, `${key}.bindCredentials`) } : {}),
+          ...pick(a, ['searchBase', 'searchFilter', 'searchScope', 'bindDnTemplate', 'groupSearchBase', 'groupSearchFilter', 'groupSearchScope', 'groupNameAttribute', 'usernameAttribute'] as const),
+          starttls: a.starttls,
+          ...(tlsOptions ? { tlsOptions } : {}),
+          timeout: a.timeoutMs,
+          cacheSeconds: a.cacheSeconds,
+        });
+      } catch (err) {
+        if (err instanceof ProxyError) throw new ProxyError(err.code, `${key}: ${err.message.replace(/^RP_ERR_\w+: /, '')}`);
+        throw err;
+      }
+    }
+    return new StaticStrategy({
+      name: a.name,
+      realm: config.service,
+      htpasswd: (a.htpasswd ?? []).map((path, j) => ({ source: path, text: readConfiguredFile(path, `auth.${i}.htpasswd.${j}`) })),
+      users: a.users,
+      groups: a.groups,
+    });
+  });
+}
+
+/** The keys of `o` among `keys` whose values are defined. */
+function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+  return out;
 }
 
 /** Builds the runtime; throws a ProxyError naming the configuration key when something is unusable. */
@@ -79,7 +108,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     clockTolerance: t.clockToleranceSeconds,
   });
   const rules = new AccessRules(config.rules);
-  const tokenEndpoint = new TokenEndpoint({ tokens, verifier: new VerifierChain(verifiers(config)), rules, basicRealm: config.service });
+  const chain = verifiers(config);
+  const tokenEndpoint = new TokenEndpoint({ tokens, verifier: new VerifierChain(chain), rules, basicRealm: config.service });
   const clients = config.upstreams.map(
     (u, i) =>
       new UpstreamClient({
@@ -112,7 +142,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     router,
     rules,
     close: async () => {
-      await Promise.all(clients.map((c) => c.close()));
+      await Promise.all([...clients.map((c) => c.close()), ...chain.map((v) => v.close?.())]);
     },
   };
 }

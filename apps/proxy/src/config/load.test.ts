@@ -4,8 +4,15 @@ import { join } from 'node:path';
 import { isBcryptHash } from '@registry-proxy/auth-static';
 import { DEFAULT_CONFIG_YAML } from './default.js';
 import { loadConfigFile, parseConfig, resolveSecret } from './load.js';
+import type { Config } from './schema.js';
 
 const minimal = 'upstreams:\n  - name: up\n    url: http://127.0.0.1:5000\n';
+
+function staticAt(c: Config, i: number) {
+  const a = c.auth[i];
+  if (a?.type !== 'static') throw new Error(`auth.${i} is not static`);
+  return a;
+}
 
 function messageOf(f: () => unknown): string {
   try {
@@ -29,7 +36,7 @@ describe('configuration', () => {
   it('parses the embedded default', () => {
     const c = parseConfig(DEFAULT_CONFIG_YAML, 'default');
     expect(c.upstreams[0]?.url).toBe('https://registry-1.docker.io');
-    expect(c.auth[0]?.users[0]?.username).toBe('demo');
+    expect(staticAt(c, 0).users[0]?.username).toBe('demo');
   });
 
   it('parses the example in docs/configuration.md, so the documentation stays true', () => {
@@ -46,8 +53,9 @@ describe('configuration', () => {
     expect(c.listen.tls?.reloadIntervalMs).toBe(5000);
     expect(c.trustedProxies).toEqual(['10.0.0.0/8']);
     expect(c.rules).toHaveLength(4);
-    expect(c.auth[0]?.groups).toEqual({ 'registry-admins': ['alice'] });
-    expect(isBcryptHash(c.auth[0]?.users[0]?.passwordHash ?? '')).toBe(true);
+    expect(staticAt(c, 0).groups).toEqual({ 'registry-admins': ['alice'] });
+    expect(isBcryptHash(staticAt(c, 0).users[0]?.passwordHash ?? '')).toBe(true);
+    expect(c.auth[1]).toMatchObject({ type: 'ldap', url: 'ldaps://ldap.example.com:636', bindCredentials: { file: '/run/secrets/ldap-bind' }, cacheSeconds: 60 });
   });
 
   it.each([

@@ -20,6 +20,34 @@ const staticAuth = z.strictObject({
   groups: z.record(z.string(), z.array(z.string().min(1))).default({}),
 });
 
+const ldapScope = z.enum(['base', 'one', 'sub']);
+const ldapAuth = z.strictObject({
+  type: z.literal('ldap'),
+  name: z.string().min(1).default('ldap'),
+  url: z.string().regex(/^ldaps?:\/\/[^/\s]+\/?$/i, 'ldap://host:port or ldaps://host:port'),
+  bindDN: z.string().min(1).optional(),
+  bindCredentials: secret.optional(),
+  searchBase: z.string().min(1).optional(),
+  searchFilter: z.string().min(1).optional(),
+  searchScope: ldapScope.optional(),
+  bindDnTemplate: z.string().min(1).optional(),
+  groupSearchBase: z.string().min(1).optional(),
+  groupSearchFilter: z.string().min(1).optional(),
+  groupSearchScope: ldapScope.optional(),
+  groupNameAttribute: z.string().min(1).optional(),
+  usernameAttribute: z.string().min(1).optional(),
+  starttls: z.boolean().default(false),
+  tlsOptions: z
+    .strictObject({
+      /** secret: PEM CA certificates to trust for the directory's certificate. */
+      ca: secret.optional(),
+      servername: z.string().min(1).optional(),
+    })
+    .optional(),
+  timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+  cacheSeconds: z.number().int().min(0).max(3600).default(0),
+});
+
 const credentials = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('anonymous') }),
   z.strictObject({ type: z.literal('static'), username: z.string().min(1), password: secret }),
@@ -107,7 +135,7 @@ export const ConfigSchema = z
       verificationKeys: z.array(secret).default([]),
     })
     .prefault({}),
-  auth: z.array(z.discriminatedUnion('type', [staticAuth])).default([]),
+  auth: z.array(z.discriminatedUnion('type', [staticAuth, ldapAuth])).default([]),
   rules: z.array(rule).default([]),
   upstreams: z.array(upstream).min(1),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
