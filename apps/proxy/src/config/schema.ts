@@ -136,6 +136,13 @@ export const ConfigSchema = z
     })
     .prefault({}),
   auth: z.array(z.discriminatedUnion('type', [staticAuth, ldapAuth])).default([]),
+  /** Token endpoint rate limits (token buckets): per client address and per account name. */
+  rateLimits: z
+    .strictObject({
+      perClient: z.strictObject({ burst: z.number().int().min(1).default(60), perSecond: z.number().positive().default(5) }).prefault({}),
+      perAccount: z.strictObject({ burst: z.number().int().min(1).default(120), perSecond: z.number().positive().default(10) }).prefault({}),
+    })
+    .prefault({}),
   rules: z.array(rule).default([]),
   upstreams: z.array(upstream).min(1),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),

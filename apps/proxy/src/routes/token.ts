@@ -2,6 +2,7 @@ import express, { type Request, type Response, type Router } from 'express';
 import { RegistryError, formatScope, parseTokenRequest, registryErrorBody, type Access } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
+import { RateLimiter } from '../rate-limit.js';
 import type { Runtime } from '../runtime.js';
 
 const scopes = (list: readonly Access[]) => list.map(formatScope);
@@ -11,8 +12,21 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger):
   const router = express.Router();
   const form = express.urlencoded({ extended: false, limit: '64kb', parameterLimit: 100 });
 
+  const rl = runtime.config.rateLimits;
+  const perClient = new RateLimiter(rl.perClient.burst, rl.perClient.perSecond);
+  const perAccount = new RateLimiter(rl.perAccount.burst, rl.perAccount.perSecond);
+  const limited = (res: Response, retryAfter: number, what: string, who: Record<string, unknown>) => {
+    metrics.tokens.inc({ outcome: 'limited' });
+    logger.warn({ audit: 'token', outcome: 'limited', limit: what, ...who }, 'token request rate-limited');
+    const err = new RegistryError('TOOMANYREQUESTS', { message: `too many token requests from this ${what}`, headers: { 'Retry-After': String(retryAfter) } });
+    res.status(err.status).set(err.headers).type('application/json').send(registryErrorBody(err));
+  };
+
   const handle = async (req: Request, res: Response) => {
     res.locals['route'] = 'token';
+    const client = req.ip ?? 'unknown';
+    const byClient = perClient.take(client);
+    if (!byClient.ok) return limited(res, byClient.retryAfter, 'client', { client });
     let parsed;
     try {
       parsed = parseTokenRequest({
@@ -26,6 +40,10 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger):
       metrics.tokens.inc({ outcome: 'invalid' });
       res.status(err.status).set(err.headers).type('application/json').send(registryErrorBody(err));
       return;
+    }
+    if (parsed.grant === 'password') {
+      const byAccount = perAccount.take(parsed.username);
+      if (!byAccount.ok) return limited(res, byAccount.retryAfter, 'account', { client, subject: parsed.username });
     }
     const decision = await runtime.tokenEndpoint.handle(parsed);
     metrics.tokens.inc({ outcome: decision.outcome });
