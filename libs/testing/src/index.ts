@@ -6,3 +6,4 @@ export * from './registry.js';
 export * from './tls.js';
 export * from './oci.js';
 export * from './slapd.js';
+export * from './oidc.js';
