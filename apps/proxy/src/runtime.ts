@@ -1,4 +1,5 @@
 import { LdapStrategy } from '@registry-proxy/auth-ldap';
+import { OidcStrategy } from '@registry-proxy/auth-oidc';
 import { StaticStrategy } from '@registry-proxy/auth-static';
 import {
   AccessRules,
@@ -45,12 +46,26 @@ function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvide
 
 function verifiers(config: Config): Array<CredentialVerifier & { close?(): Promise<void> }> {
   return config.auth.map((a, i) => {
+    if (a.type === 'oidc') {
+      return configured(`auth.${i}`, () =>
+        new OidcStrategy({
+          name: a.name,
+          realm: config.service,
+          timeoutMs: a.timeoutMs,
+          ...(a.jwksCooldownMs !== undefined ? { jwksCooldownMs: a.jwksCooldownMs } : {}),
+          issuers: a.issuers.map(({ introspection, ...iss }, j) => ({
+            ...iss,
+            ...(introspection ? { introspection: { ...introspection, clientSecret: resolveSecret(introspection.clientSecret, `auth.${i}.issuers.${j}.introspection.clientSecret`) } } : {}),
+          })),
+        }),
+      );
+    }
     if (a.type === 'ldap') {
       const key = `auth.${i}`;
       const ca = a.tlsOptions?.ca === undefined ? undefined : resolveSecret(a.tlsOptions.ca, `${key}.tlsOptions.ca`);
       const tlsOptions = a.tlsOptions ? { ...(ca ? { ca } : {}), ...(a.tlsOptions.servername ? { servername: a.tlsOptions.servername } : {}) } : undefined;
-      try {
-        return new LdapStrategy({
+      return configured(key, () =>
+        new LdapStrategy({
           name: a.name,
           realm: config.service,
           url: a.url,
@@ -61,11 +76,8 @@ function verifiers(config: Config): Array<CredentialVerifier & { close?(): Promi
           ...(tlsOptions ? { tlsOptions } : {}),
           timeout: a.timeoutMs,
           cacheSeconds: a.cacheSeconds,
-        });
-      } catch (err) {
-        if (err instanceof ProxyError) throw new ProxyError(err.code, `${key}: ${err.message.replace(/^RP_ERR_\w+: /, '')}`);
-        throw err;
-      }
+        }),
+      );
     }
     return new StaticStrategy({
       name: a.name,
@@ -75,6 +87,16 @@ function verifiers(config: Config): Array<CredentialVerifier & { close?(): Promi
       groups: a.groups,
     });
   });
+}
+
+/** Builds a strategy; its configuration errors name the configuration key. */
+function configured<T>(key: string, build: () => T): T {
+  try {
+    return build();
+  } catch (err) {
+    if (err instanceof ProxyError) throw new ProxyError(err.code, `${key}: ${err.message.replace(/^RP_ERR_\w+: /, '')}`);
+    throw err;
+  }
 }
 
 /** The keys of `o` among `keys` whose values are defined. */

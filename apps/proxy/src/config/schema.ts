@@ -48,6 +48,29 @@ const ldapAuth = z.strictObject({
   cacheSeconds: z.number().int().min(0).max(3600).default(0),
 });
 
+const oidcAuth = z.strictObject({
+  type: z.literal('oidc'),
+  name: z.string().min(1).default('oidc'),
+  issuers: z
+    .array(
+      z.strictObject({
+        issuer: z.url(),
+        audiences: z.array(z.string().min(1)).min(1),
+        algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])).min(1).optional(),
+        subjectClaim: z.string().min(1).optional(),
+        groupsClaim: z.string().min(1).optional(),
+        labelClaims: z.record(z.string().min(1), z.string().min(1)).optional(),
+        usernames: z.array(z.string().min(1)).optional(),
+        introspection: z.strictObject({ clientId: z.string().min(1), clientSecret: secret, allowedClients: z.array(z.string().min(1)).optional() }).optional(),
+        clockToleranceSeconds: z.number().int().min(0).max(300).optional(),
+        allowInsecure: z.boolean().optional(),
+      }),
+    )
+    .min(1),
+  jwksCooldownMs: z.number().int().min(0).max(3_600_000).optional(),
+  timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+});
+
 const credentials = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('anonymous') }),
   z.strictObject({ type: z.literal('static'), username: z.string().min(1), password: secret }),
@@ -135,7 +158,7 @@ export const ConfigSchema = z
       verificationKeys: z.array(secret).default([]),
     })
     .prefault({}),
-  auth: z.array(z.discriminatedUnion('type', [staticAuth, ldapAuth])).default([]),
+  auth: z.array(z.discriminatedUnion('type', [staticAuth, ldapAuth, oidcAuth])).default([]),
   /** Token endpoint rate limits (token buckets): per client address and per account name. */
   rateLimits: z
     .strictObject({
