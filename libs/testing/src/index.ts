@@ -7,3 +7,4 @@ export * from './tls.js';
 export * from './oci.js';
 export * from './slapd.js';
 export * from './oidc.js';
+export * from './cloud.js';

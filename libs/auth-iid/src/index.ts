@@ -1,0 +1,4 @@
+export * from './aws.js';
+export * from './gcp.js';
+export * from './strategy.js';
+export * from './providers.js';
