@@ -1,3 +1,4 @@
+import { IidStrategy } from '@registry-proxy/auth-iid';
 import { LdapStrategy } from '@registry-proxy/auth-ldap';
 import { OidcStrategy } from '@registry-proxy/auth-oidc';
 import { StaticStrategy } from '@registry-proxy/auth-static';
@@ -46,6 +47,17 @@ function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvide
 
 function verifiers(config: Config): Array<CredentialVerifier & { close?(): Promise<void> }> {
   return config.auth.map((a, i) => {
+    if (a.type === 'iid') {
+      const { aws, gcp } = a;
+      return configured(`auth.${i}`, () =>
+        new IidStrategy({
+          name: a.name,
+          realm: config.service,
+          ...(aws ? { aws: { ...aws, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
+          ...(gcp ? { gcp } : {}),
+        }),
+      );
+    }
     if (a.type === 'oidc') {
       return configured(`auth.${i}`, () =>
         new OidcStrategy({

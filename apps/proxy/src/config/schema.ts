@@ -71,6 +71,32 @@ const oidcAuth = z.strictObject({
   timeoutMs: z.number().int().min(100).max(60_000).default(5000),
 });
 
+const idList = z.array(z.string().min(1)).optional();
+const iidAuth = z
+  .strictObject({
+    type: z.literal('iid'),
+    name: z.string().min(1).default('iid'),
+    aws: z
+      .strictObject({
+        /** secrets: PEM certificates that sign instance identity documents (AWS's RSA-2048 certificate per region). */
+        certificates: z.array(secret).min(1),
+        accounts: idList,
+        regions: idList,
+        instanceIds: idList,
+      })
+      .optional(),
+    gcp: z
+      .strictObject({
+        audience: z.string().min(1),
+        projects: idList,
+        zones: idList,
+        instances: idList,
+        jwksUrl: httpUrl.optional(),
+      })
+      .optional(),
+  })
+  .refine((a) => a.aws !== undefined || a.gcp !== undefined, 'configure aws, gcp or both');
+
 const credentials = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('anonymous') }),
   z.strictObject({ type: z.literal('static'), username: z.string().min(1), password: secret }),
@@ -158,7 +184,7 @@ export const ConfigSchema = z
       verificationKeys: z.array(secret).default([]),
     })
     .prefault({}),
-  auth: z.array(z.discriminatedUnion('type', [staticAuth, ldapAuth, oidcAuth])).default([]),
+  auth: z.array(z.discriminatedUnion('type', [staticAuth, ldapAuth, oidcAuth, iidAuth])).default([]),
   /** Token endpoint rate limits (token buckets): per client address and per account name. */
   rateLimits: z
     .strictObject({
