@@ -14,7 +14,7 @@ describe('RateLimiter', () => {
     expect([r.take('a'), r.take('a'), r.take('a'), r.take('a')].map((x) => x.ok)).toEqual([true, true, true, false]);
   });
   it('says how long to wait, and forgets the oldest keys beyond its bound', () => {
-    let now = 0;
+    const now = 0;
     const slow = new RateLimiter(1, 0.1, 2, () => now);
     slow.take('x');
     expect(slow.take('x')).toEqual({ ok: false, retryAfter: 10 });

@@ -103,10 +103,10 @@ describe('OidcStrategy with oidc-provider', () => {
 describe('Kubernetes service-account tokens', () => {
   let server: Server;
   let issuer: string;
-  let key: { privateKey: CryptoKey; jwk: JWK };
+  let key: { privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey']; jwk: JWK };
   beforeAll(async () => {
     const kp = await generateKeyPair('RS256', { extractable: true });
-    key = { privateKey: kp.privateKey as CryptoKey, jwk: { ...(await exportJWK(kp.publicKey)), kid: 'sa-key', alg: 'RS256', use: 'sig' } };
+    key = { privateKey: kp.privateKey, jwk: { ...(await exportJWK(kp.publicKey)), kid: 'sa-key', alg: 'RS256', use: 'sig' } };
     // What kube-apiserver serves with --service-account-issuer: discovery and the JWKS.
     server = createServer((req, res) => {
       if (req.url === '/.well-known/openid-configuration') {
