@@ -9,7 +9,7 @@ import forge from 'node-forge';
  * metadata server (identity tokens, format=full) with a JWKS for its signing key.
  */
 
-/** A test "AWS region certificate" and its key, signing documents as AWS does (PKCS#7 SignedData, RSA-2048, SHA-256). */
+/** A test "AWS region certificate" and its key, signing documents as AWS does (detached PKCS#7 SignedData, RSA-2048, SHA-256). */
 export interface TestIidSigner {
   readonly certPem: string;
   sign(document: string): string;
@@ -41,7 +41,7 @@ export function createIidSigner(cn = 'test AWS region'): TestIidSigner {
           { type: forge.pki.oids['signingTime'] as string, value: new Date() as unknown as string },
         ],
       });
-      p7.sign({ detached: false });
+      p7.sign({ detached: true }); // as IMDS serves it: the signature, the document apart
       // IMDS serves the DER as base64 in 64-character lines, without PEM armour.
       return forge.util.encode64(forge.asn1.toDer(p7.toAsn1()).getBytes()).replace(/(.{64})/g, '$1\n');
     },
