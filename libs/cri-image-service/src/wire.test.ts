@@ -13,8 +13,8 @@ describe('runtime.v1 wire format', () => {
     const tags = [...ImageSpec.encode(spec).finish()];
     expect(tags).toContain(0x92); // field 18, length-delimited: tag (18 << 3 | 2) = 146, varint 0x92 0x01
     expect(tags).toContain(0x9a); // field 19: 154, varint 0x9a 0x01
-    const status = ImageStatusResponse.decode(ImageStatusResponse.encode({ image: { id: 'sha256:1', repoTags: ['a'], repoDigests: [], size: 5_000_000_000, uid: { value: 0 }, username: '', pinned: false }, info: {} }).finish());
-    expect(status.image?.size).toBe(5_000_000_000);
+    const status = ImageStatusResponse.decode(ImageStatusResponse.encode({ image: { id: 'sha256:1', repoTags: ['a'], repoDigests: [], size: 5_000_000_000n, uid: { value: 0n }, username: '', pinned: false }, info: {} }).finish());
+    expect(status.image?.size).toBe(5_000_000_000n);
     expect(AuthConfig.fromPartial({ password: 'p' }).password).toBe('p');
   });
 });

@@ -45,6 +45,8 @@ export interface TestContainerd {
   ctr(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   /** Trusts `caFile` for the HTTPS registry at `host` (a hosts.toml, read by the CRI plugin and by `ctr --hosts-dir`). */
   trust(host: string, caFile: string): void;
+  /** Lets the CRI plugin reach a plain-HTTP registry at `host`. */
+  plainHttp(host: string): void;
   stop(): Promise<void>;
 }
 
@@ -74,6 +76,10 @@ state = "${dir}/state"
     trust(host: string, caFile: string) {
       mkdirSync(join(certsDir, host), { recursive: true });
       writeFileSync(join(certsDir, host, 'hosts.toml'), `server = "https://${host}"\n[host."https://${host}"]\n  capabilities = ["pull", "resolve", "push"]\n  ca = "${caFile}"\n`);
+    },
+    plainHttp(host: string) {
+      mkdirSync(join(certsDir, host), { recursive: true });
+      writeFileSync(join(certsDir, host, 'hosts.toml'), `server = "http://${host}"\n[host."http://${host}"]\n  capabilities = ["pull", "resolve"]\n`);
     },
     stop: () => d.stop(),
   };

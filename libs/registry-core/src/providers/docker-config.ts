@@ -101,33 +101,65 @@ export class DockerConfigProvider implements UpstreamCredentialProvider {
     return (entry && fromEntry(entry[1], `auths["${entry[0]}"]`)) ?? ANONYMOUS_CREDENTIALS;
   }
 
-  /** Runs a helper; undefined when it has no credentials for the server. */
   private helper(name: string, host: string): Promise<UpstreamCredentials | undefined> {
-    if (!/^[A-Za-z0-9._-]+$/.test(name)) return Promise.reject(new CredentialError(NAME, `invalid credential helper name ${JSON.stringify(name)}`));
-    const bin = `docker-credential-${name}`;
-    const server = host === 'docker.io' ? DOCKER_HUB_KEY : host;
-    return new Promise((resolve, reject) => {
-      const child = execFile(bin, ['get'], { timeout: this.opts.helperTimeoutMs ?? 10_000, env: this.opts.env ?? process.env, maxBuffer: 1 << 20 }, (err, stdout) => {
-        if (err) {
-          const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: number | string };
-          if (e.code === 'ENOENT') return reject(new CredentialError(NAME, `${bin} not found on PATH`));
-          if (e.killed) return reject(new CredentialError(NAME, `${bin} did not answer in time`));
-          // The helper protocol's "no credentials" answer is a failure with this message.
-          if (/credentials not found/i.test(stdout)) return resolve(undefined);
-          return reject(new CredentialError(NAME, `${bin} get failed (exit code ${String(e.code)})`));
-        }
-        let out: { Username?: unknown; Secret?: unknown };
-        try {
-          out = JSON.parse(stdout) as typeof out;
-        } catch {
-          return reject(new CredentialError(NAME, `${bin} get printed something that is not JSON`));
-        }
-        if (typeof out.Username !== 'string' || typeof out.Secret !== 'string' || !out.Secret) return reject(new CredentialError(NAME, `${bin} get answered without Username and Secret`));
-        if (out.Username === '<token>') return reject(new CredentialError(NAME, `${bin} returned an identity token, which is not supported`));
-        resolve({ kind: 'basic', username: out.Username, password: out.Secret });
-      });
-      child.stdin?.on('error', () => undefined); // a helper that exits without reading
-      child.stdin?.end(server);
+    return runCredentialHelper(name, host, this.opts);
+  }
+}
+
+/**
+ * Runs `docker-credential-<name> get` for a registry host (the helper protocol: the server on
+ * stdin, JSON on stdout); undefined when it has no credentials for it. Its output never reaches
+ * an error message.
+ */
+export function runCredentialHelper(name: string, host: string, opts: { helperTimeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<UpstreamCredentials | undefined> {
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) return Promise.reject(new CredentialError(NAME, `invalid credential helper name ${JSON.stringify(name)}`));
+  const bin = `docker-credential-${name}`;
+  const server = host === 'docker.io' ? DOCKER_HUB_KEY : host;
+  return new Promise((resolve, reject) => {
+    const child = execFile(bin, ['get'], { timeout: opts.helperTimeoutMs ?? 10_000, env: opts.env ?? process.env, maxBuffer: 1 << 20 }, (err, stdout) => {
+      if (err) {
+        const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: number | string };
+        if (e.code === 'ENOENT') return reject(new CredentialError(NAME, `${bin} not found on PATH`));
+        if (e.killed) return reject(new CredentialError(NAME, `${bin} did not answer in time`));
+        // The helper protocol's "no credentials" answer is a failure with this message.
+        if (/credentials not found/i.test(stdout)) return resolve(undefined);
+        return reject(new CredentialError(NAME, `${bin} get failed (exit code ${String(e.code)})`));
+      }
+      let out: { Username?: unknown; Secret?: unknown };
+      try {
+        out = JSON.parse(stdout) as typeof out;
+      } catch {
+        return reject(new CredentialError(NAME, `${bin} get printed something that is not JSON`));
+      }
+      if (typeof out.Username !== 'string' || typeof out.Secret !== 'string' || !out.Secret) return reject(new CredentialError(NAME, `${bin} get answered without Username and Secret`));
+      if (out.Username === '<token>') return reject(new CredentialError(NAME, `${bin} returned an identity token, which is not supported`));
+      resolve({ kind: 'basic', username: out.Username, password: out.Secret });
     });
+    child.stdin?.on('error', () => undefined); // a helper that exits without reading
+    child.stdin?.end(server);
+  });
+}
+
+/** Credentials from one Docker credential helper for every registry, cached for `cacheSeconds`. */
+export class CredentialHelperProvider implements UpstreamCredentialProvider {
+  private readonly cache = new Map<string, { creds: Promise<UpstreamCredentials>; until: number }>();
+
+  constructor(
+    private readonly helperName: string,
+    private readonly opts: { cacheSeconds?: number; helperTimeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  ) {}
+
+  credentials(request: CredentialRequest): Promise<UpstreamCredentials> {
+    const host = normaliseConfigKey(request.registry);
+    const hit = this.cache.get(host);
+    if (hit && hit.until > Date.now()) return hit.creds;
+    const creds = runCredentialHelper(this.helperName, host, this.opts).then((c) => c ?? ANONYMOUS_CREDENTIALS);
+    this.cache.set(host, { creds, until: Date.now() + (this.opts.cacheSeconds ?? 300) * 1000 });
+    creds.catch(() => this.cache.delete(host));
+    return creds;
+  }
+
+  invalidate(request: CredentialRequest): void {
+    this.cache.delete(normaliseConfigKey(request.registry));
   }
 }

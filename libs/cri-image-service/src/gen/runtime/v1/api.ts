@@ -55,18 +55,18 @@ export interface ImageSpec_AnnotationsEntry {
 }
 
 export interface Int64Value {
-  value: number;
+  value: bigint;
 }
 
 export interface UInt64Value {
-  value: number;
+  value: bigint;
 }
 
 export interface Image {
   id: string;
   repoTags: string[];
   repoDigests: string[];
-  size: number;
+  size: bigint;
   uid?: Int64Value | undefined;
   username: string;
   spec?: ImageSpec | undefined;
@@ -157,7 +157,7 @@ export interface FilesystemIdentifier {
 }
 
 export interface FilesystemUsage {
-  timestamp: number;
+  timestamp: bigint;
   fsId?: FilesystemIdentifier | undefined;
   usedBytes?: UInt64Value | undefined;
   inodesUsed?: UInt64Value | undefined;
@@ -605,12 +605,15 @@ export const ImageSpec_AnnotationsEntry: MessageFns<ImageSpec_AnnotationsEntry> 
 };
 
 function createBaseInt64Value(): Int64Value {
-  return { value: 0 };
+  return { value: 0n };
 }
 
 export const Int64Value: MessageFns<Int64Value> = {
   encode(message: Int64Value, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.value !== 0) {
+    if (message.value !== 0n) {
+      if (BigInt.asIntN(64, message.value) !== message.value) {
+        throw new globalThis.Error("value provided for field message.value of type int64 too large");
+      }
       writer.uint32(8).int64(message.value);
     }
     return writer;
@@ -634,7 +637,7 @@ export const Int64Value: MessageFns<Int64Value> = {
               break;
             }
 
-            message.value = longToNumber(reader.int64());
+            message.value = reader.int64() as bigint;
             continue;
           }
         }
@@ -650,13 +653,13 @@ export const Int64Value: MessageFns<Int64Value> = {
   },
 
   fromJSON(object: any): Int64Value {
-    return { value: isSet(object.value) ? globalThis.Number(object.value) : 0 };
+    return { value: isSet(object.value) ? BigInt(object.value) : 0n };
   },
 
   toJSON(message: Int64Value): unknown {
     const obj: any = {};
-    if (message.value !== 0) {
-      obj.value = Math.round(message.value);
+    if (message.value !== 0n) {
+      obj.value = message.value.toString();
     }
     return obj;
   },
@@ -666,18 +669,21 @@ export const Int64Value: MessageFns<Int64Value> = {
   },
   fromPartial<I extends Exact<DeepPartial<Int64Value>, I>>(object: I): Int64Value {
     const message = createBaseInt64Value();
-    message.value = object.value ?? 0;
+    message.value = (object.value !== undefined && object.value !== null) ? BigInt(object.value) : 0n;
     return message;
   },
 };
 
 function createBaseUInt64Value(): UInt64Value {
-  return { value: 0 };
+  return { value: 0n };
 }
 
 export const UInt64Value: MessageFns<UInt64Value> = {
   encode(message: UInt64Value, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.value !== 0) {
+    if (message.value !== 0n) {
+      if (BigInt.asUintN(64, message.value) !== message.value) {
+        throw new globalThis.Error("value provided for field message.value of type uint64 too large");
+      }
       writer.uint32(8).uint64(message.value);
     }
     return writer;
@@ -701,7 +707,7 @@ export const UInt64Value: MessageFns<UInt64Value> = {
               break;
             }
 
-            message.value = longToNumber(reader.uint64());
+            message.value = reader.uint64() as bigint;
             continue;
           }
         }
@@ -717,13 +723,13 @@ export const UInt64Value: MessageFns<UInt64Value> = {
   },
 
   fromJSON(object: any): UInt64Value {
-    return { value: isSet(object.value) ? globalThis.Number(object.value) : 0 };
+    return { value: isSet(object.value) ? BigInt(object.value) : 0n };
   },
 
   toJSON(message: UInt64Value): unknown {
     const obj: any = {};
-    if (message.value !== 0) {
-      obj.value = Math.round(message.value);
+    if (message.value !== 0n) {
+      obj.value = message.value.toString();
     }
     return obj;
   },
@@ -733,7 +739,7 @@ export const UInt64Value: MessageFns<UInt64Value> = {
   },
   fromPartial<I extends Exact<DeepPartial<UInt64Value>, I>>(object: I): UInt64Value {
     const message = createBaseUInt64Value();
-    message.value = object.value ?? 0;
+    message.value = (object.value !== undefined && object.value !== null) ? BigInt(object.value) : 0n;
     return message;
   },
 };
@@ -743,7 +749,7 @@ function createBaseImage(): Image {
     id: "",
     repoTags: [],
     repoDigests: [],
-    size: 0,
+    size: 0n,
     uid: undefined,
     username: "",
     spec: undefined,
@@ -762,7 +768,10 @@ export const Image: MessageFns<Image> = {
     for (const v of message.repoDigests) {
       writer.uint32(26).string(v!);
     }
-    if (message.size !== 0) {
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
       writer.uint32(32).uint64(message.size);
     }
     if (message.uid !== undefined) {
@@ -822,7 +831,7 @@ export const Image: MessageFns<Image> = {
               break;
             }
 
-            message.size = longToNumber(reader.uint64());
+            message.size = reader.uint64() as bigint;
             continue;
           }
           case 5: {
@@ -882,7 +891,7 @@ export const Image: MessageFns<Image> = {
         : globalThis.Array.isArray(object?.repo_digests)
         ? object.repo_digests.map((e: any) => globalThis.String(e))
         : [],
-      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      size: isSet(object.size) ? BigInt(object.size) : 0n,
       uid: isSet(object.uid) ? Int64Value.fromJSON(object.uid) : undefined,
       username: isSet(object.username) ? globalThis.String(object.username) : "",
       spec: isSet(object.spec) ? ImageSpec.fromJSON(object.spec) : undefined,
@@ -901,8 +910,8 @@ export const Image: MessageFns<Image> = {
     if (message.repoDigests?.length) {
       obj.repoDigests = message.repoDigests;
     }
-    if (message.size !== 0) {
-      obj.size = Math.round(message.size);
+    if (message.size !== 0n) {
+      obj.size = message.size.toString();
     }
     if (message.uid !== undefined) {
       obj.uid = Int64Value.toJSON(message.uid);
@@ -927,7 +936,7 @@ export const Image: MessageFns<Image> = {
     message.id = object.id ?? "";
     message.repoTags = object.repoTags?.map((e) => e) || [];
     message.repoDigests = object.repoDigests?.map((e) => e) || [];
-    message.size = object.size ?? 0;
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
     message.uid = (object.uid !== undefined && object.uid !== null) ? Int64Value.fromPartial(object.uid) : undefined;
     message.username = object.username ?? "";
     message.spec = (object.spec !== undefined && object.spec !== null) ? ImageSpec.fromPartial(object.spec) : undefined;
@@ -2470,12 +2479,15 @@ export const FilesystemIdentifier: MessageFns<FilesystemIdentifier> = {
 };
 
 function createBaseFilesystemUsage(): FilesystemUsage {
-  return { timestamp: 0, fsId: undefined, usedBytes: undefined, inodesUsed: undefined };
+  return { timestamp: 0n, fsId: undefined, usedBytes: undefined, inodesUsed: undefined };
 }
 
 export const FilesystemUsage: MessageFns<FilesystemUsage> = {
   encode(message: FilesystemUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== 0n) {
+      if (BigInt.asIntN(64, message.timestamp) !== message.timestamp) {
+        throw new globalThis.Error("value provided for field message.timestamp of type int64 too large");
+      }
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.fsId !== undefined) {
@@ -2508,7 +2520,7 @@ export const FilesystemUsage: MessageFns<FilesystemUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64() as bigint;
             continue;
           }
           case 2: {
@@ -2549,7 +2561,7 @@ export const FilesystemUsage: MessageFns<FilesystemUsage> = {
 
   fromJSON(object: any): FilesystemUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? BigInt(object.timestamp) : 0n,
       fsId: isSet(object.fsId)
         ? FilesystemIdentifier.fromJSON(object.fsId)
         : isSet(object.fs_id)
@@ -2570,8 +2582,8 @@ export const FilesystemUsage: MessageFns<FilesystemUsage> = {
 
   toJSON(message: FilesystemUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== 0n) {
+      obj.timestamp = message.timestamp.toString();
     }
     if (message.fsId !== undefined) {
       obj.fsId = FilesystemIdentifier.toJSON(message.fsId);
@@ -2590,7 +2602,7 @@ export const FilesystemUsage: MessageFns<FilesystemUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<FilesystemUsage>, I>>(object: I): FilesystemUsage {
     const message = createBaseFilesystemUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = (object.timestamp !== undefined && object.timestamp !== null) ? BigInt(object.timestamp) : 0n;
     message.fsId = (object.fsId !== undefined && object.fsId !== null)
       ? FilesystemIdentifier.fromPartial(object.fsId)
       : undefined;
@@ -2885,10 +2897,10 @@ export const ImageServiceClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-export type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
@@ -2896,17 +2908,6 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 function isObject(value: any): boolean {
   return typeof value === "object" && value !== null;

@@ -1,0 +1,101 @@
+import { AwsIidProvider, GcpIidProvider } from '@registry-proxy/auth-iid';
+import { readFileSync } from 'node:fs';
+import { CredentialHelperProvider, DockerConfigProvider, ProxyError, EcrProvider, GcpProvider, globToRegExp, parseReference, staticProvider, type UpstreamCredentialProvider } from '@registry-proxy/registry-core';
+import type { AuthConfig, CredentialDecision } from '@registry-proxy/cri-image-service';
+import type { Config, ProviderConfig } from './config.js';
+
+/** A secret inline, from the environment or from a file; errors name the key, never the value. */
+function resolveSecret(s: string | { env: string } | { file: string }, key: string): string {
+  if (typeof s === 'string') return s;
+  if ('env' in s) {
+    const v = process.env[s.env];
+    if (!v) throw new ProxyError('RP_ERR_CONFIG_READ', `${key}: environment variable ${s.env} is not set`);
+    return v;
+  }
+  try {
+    return readFileSync(s.file, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new ProxyError('RP_ERR_CONFIG_READ', `${key}: cannot read ${s.file}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+}
+
+export function providerFor(p: ProviderConfig, key: string): UpstreamCredentialProvider {
+  switch (p.type) {
+    case 'static':
+      return staticProvider({ kind: 'basic', username: p.username, password: resolveSecret(p.password, `${key}.password`) });
+    case 'docker-config':
+      return new DockerConfigProvider({ ...(p.path ? { path: p.path } : {}), cacheSeconds: p.cacheSeconds });
+    case 'exec':
+      return new CredentialHelperProvider(p.helper);
+    case 'aws-iid':
+      return new AwsIidProvider({ ...(p.imdsUrl ? { imdsUrl: p.imdsUrl } : {}), nonceFile: p.nonceFile });
+    case 'gcp-iid':
+      return new GcpIidProvider({ audience: p.audience, ...(p.metadataUrl ? { metadataUrl: p.metadataUrl } : {}) });
+    case 'ecr':
+      return new EcrProvider({ ...(p.region ? { region: p.region } : {}), ...(p.endpoint ? { endpoint: p.endpoint } : {}) });
+    case 'gcp':
+      return new GcpProvider({ ...(p.keyFile ? { keyFile: p.keyFile } : {}), ...(p.metadataUrl ? { metadataUrl: p.metadataUrl } : {}) });
+  }
+}
+
+/** How long kubelet may keep credentials of each kind (credential provider responses). */
+export const CACHE_DURATION: Record<ProviderConfig['type'], string> = {
+  static: '1h',
+  'docker-config': '5m',
+  exec: '5m',
+  'aws-iid': '1h',
+  'gcp-iid': '50m',
+  ecr: '6h',
+  gcp: '50m',
+};
+
+interface Rule {
+  readonly index: number;
+  readonly hosts: RegExp[];
+  readonly type: ProviderConfig['type'];
+  readonly provider: UpstreamCredentialProvider;
+  readonly override: boolean;
+}
+
+/** Registry host globs -> credential providers, as configured. */
+export class CredentialRules {
+  private readonly rules: Rule[];
+
+  constructor(config: Config) {
+    this.rules = config.credentials.map((r, i) => ({
+      index: i,
+      hosts: r.hosts.map((h) => globToRegExp(h.toLowerCase())),
+      type: r.provider.type,
+      provider: providerFor(r.provider, `credentials.${i}.provider`),
+      override: r.override,
+    }));
+  }
+
+  /** The registry host of an image reference (`docker.io` for Docker Hub). */
+  static registryOf(image: string): string {
+    return parseReference(image).registry;
+  }
+
+  match(registry: string): Rule | undefined {
+    const host = registry.toLowerCase();
+    return this.rules.find((r) => r.hosts.some((h) => h.test(host)));
+  }
+
+  /** Credentials for a pull: the rule's, unless kubelet sent its own and the rule does not override them. */
+  async decide(image: string, fromKubelet: AuthConfig | undefined): Promise<CredentialDecision> {
+    let registry: string;
+    try {
+      registry = CredentialRules.registryOf(image);
+    } catch {
+      return { auth: fromKubelet, decision: fromKubelet ? 'from kubelet (unparsable image)' : 'none (unparsable image)' };
+    }
+    const rule = this.match(registry);
+    if (!rule) return { auth: fromKubelet, decision: fromKubelet ? 'from kubelet' : 'none' };
+    if (fromKubelet && !rule.override) return { auth: fromKubelet, decision: `from kubelet (rule ${rule.index} does not override)` };
+    const creds = await rule.provider.credentials({ registry });
+    const decision = `rule ${rule.index} (${rule.type})`;
+    if (creds.kind === 'anonymous') return { auth: undefined, decision: `${decision}: anonymous` };
+    if (creds.kind === 'bearer') return { auth: { username: '', password: '', auth: '', serverAddress: registry, identityToken: '', registryToken: creds.token }, decision };
+    return { auth: { username: creds.username, password: creds.password, auth: '', serverAddress: registry, identityToken: '', registryToken: '' }, decision };
+  }
+}
