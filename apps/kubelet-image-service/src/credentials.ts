@@ -95,7 +95,9 @@ export class CredentialRules {
     const creds = await rule.provider.credentials({ registry });
     const decision = `rule ${rule.index} (${rule.type})`;
     if (creds.kind === 'anonymous') return { auth: undefined, decision: `${decision}: anonymous` };
-    if (creds.kind === 'bearer') return { auth: { username: '', password: '', auth: '', serverAddress: registry, identityToken: '', registryToken: creds.token }, decision };
-    return { auth: { username: creds.username, password: creds.password, auth: '', serverAddress: registry, identityToken: '', registryToken: '' }, decision };
+    // server_address stays empty: the credentials are for the image's own registry, and
+    // containerd parses a non-empty one as a URL ("host:port" alone fails there).
+    if (creds.kind === 'bearer') return { auth: { username: '', password: '', auth: '', serverAddress: '', identityToken: '', registryToken: creds.token }, decision };
+    return { auth: { username: creds.username, password: creds.password, auth: '', serverAddress: '', identityToken: '', registryToken: '' }, decision };
   }
 }

@@ -1,0 +1,54 @@
+import { createServer } from 'node:net';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { checkNode, parseConfig } from './config.js';
+import { CredentialRules } from './credentials.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'rp-kis-cfg-'));
+
+describe('image service configuration', () => {
+  it('fills defaults and names bad keys', () => {
+    const c = parseConfig('backend: {type: cri}\n', 't');
+    expect(c).toMatchObject({ socket: '/run/registry-proxy/image-service.sock', socketMode: 0o600, backend: { type: 'cri', socket: '/run/containerd/containerd.sock' }, credentials: [] });
+    expect(() => parseConfig('backend: {type: podman}\n', 't')).toThrow(/t: backend.type/);
+    expect(() => parseConfig('backend: {type: cri}\nsocketMode: "0999"\n', 't')).toThrow(/socketMode: an octal mode/);
+    expect(() => parseConfig('backend: {type: cri}\ncredentials: [{hosts: ["a b"], provider: {type: static, username: u, password: p}}]\n', 't')).toThrow(/credentials.0.hosts.0/);
+  });
+
+  it('refuses a backend that cannot work on this node, saying which runtime to use', async () => {
+    expect(() => checkNode(parseConfig(`backend: {type: docker, socket: ${join(dir, 'missing.sock')}}\n`, 't'))).toThrow(/no Docker Engine socket .* use backend type cri/);
+    expect(() => checkNode(parseConfig(`socket: /run/x.sock\nbackend: {type: cri, socket: /run/x.sock}\n`, 't'))).toThrow(/is the image service's own socket/);
+    const sock = join(dir, 'runtime.sock');
+    const s = createServer();
+    await new Promise<void>((r) => s.listen(sock, r));
+    try {
+      expect(() => checkNode(parseConfig(`backend: {type: cri, socket: ${sock}}\n`, 't'))).not.toThrow();
+    } finally {
+      s.close();
+    }
+  });
+
+  it('matches registry hosts by glob; the first rule wins; kubelet credentials win unless overridden', async () => {
+    const rules = new CredentialRules(
+      parseConfig(
+        `backend: {type: cri}
+credentials:
+  - hosts: ["*.gcr.io", "europe-docker.pkg.dev"]
+    provider: {type: static, username: gcp-user, password: gcp-pw}
+  - hosts: [registry.example.com]
+    provider: {type: static, username: corp, password: corp-pw}
+    override: true
+`,
+        't',
+      ),
+    );
+    expect((await rules.decide('eu.gcr.io/p/app:1', undefined)).decision).toBe('rule 0 (static)');
+    expect((await rules.decide('europe-docker.pkg.dev/p/r/app:1', undefined)).auth?.username).toBe('gcp-user');
+    expect((await rules.decide('gcr.io/p/app:1', undefined)).decision).toBe('none'); // *.gcr.io needs a label before gcr.io
+    const kubelet = { username: 'k', password: 'kp', auth: '', serverAddress: '', identityToken: '', registryToken: '' };
+    expect((await rules.decide('eu.gcr.io/p/app:1', kubelet)).auth?.username).toBe('k');
+    expect((await rules.decide('registry.example.com/team/app:1', kubelet)).auth?.username).toBe('corp');
+    expect((await rules.decide('nginx', undefined)).decision).toBe('none');
+  });
+});

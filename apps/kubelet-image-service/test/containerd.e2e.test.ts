@@ -1,0 +1,88 @@
+/**
+ * The image service with the CRI backend, forwarding to a real containerd's CRI plugin over its
+ * socket, and the kubelet credential provider executable, both against the real proxy that
+ * takes only instance identity.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import { requireCommands, startContainerd, type TestContainerd } from '@registry-proxy/testing';
+import { parseConfig } from '../src/config.js';
+import { createLogger } from '../src/logging.js';
+import { startImageService, type RunningImageService } from '../src/service.js';
+import { KubeletImageClient } from './kubelet.js';
+import { serviceConfig, startNodeWorld, type NodeWorld } from './world.js';
+
+jest.setTimeout(120_000);
+let w: NodeWorld;
+let c: TestContainerd;
+let service: RunningImageService;
+let kubelet: KubeletImageClient;
+const dir = mkdtempSync(join(tmpdir(), 'rp-kis-cri-'));
+const socket = join(dir, 'image.sock');
+
+beforeAll(async () => {
+  await requireCommands('docker-registry', 'htpasswd', 'containerd', 'ctr');
+  w = await startNodeWorld();
+  c = await startContainerd();
+  c.plainHttp(w.proxyHost);
+  const sink = new Writable({ write: (_c, _e, cb) => cb() });
+  service = await startImageService(parseConfig(serviceConfig(w, `{type: cri, socket: ${c.sock}}`, socket), 'test'), createLogger('debug', sink));
+  kubelet = new KubeletImageClient(socket);
+});
+afterAll(async () => {
+  kubelet?.close();
+  await service?.close();
+  await c?.stop();
+  await w?.stop();
+});
+
+describe('kubelet image service, CRI backend (containerd)', () => {
+  it("pulls into containerd's k8s.io namespace with the credentials it adds", async () => {
+    const fs = await kubelet.imageFsInfo();
+    expect(fs.imageFilesystems.length).toBeGreaterThan(0);
+    const ref = `${w.proxyHost}/nodes/app:v1`;
+    expect(await kubelet.imageStatus(ref)).toBeUndefined();
+    const imageRef = await kubelet.pullImage(ref);
+    expect(imageRef).toMatch(/^sha256:[0-9a-f]{64}$/);
+    const status = await kubelet.imageStatus(ref);
+    expect(status?.id).toBe(imageRef);
+    expect(status?.size).toBeGreaterThan(0n);
+    const ls = await c.ctr(['-n', 'k8s.io', 'images', 'ls', '-q']);
+    expect(ls.stdout).toContain(ref);
+    const denied = await kubelet.pullImage(`${w.proxyHost}/secret/app:v1`).catch((e: grpc.ServiceError) => e);
+    expect([grpc.status.PERMISSION_DENIED, grpc.status.UNAUTHENTICATED]).toContain((denied as grpc.ServiceError).code);
+    await kubelet.removeImage(ref);
+    expect(await kubelet.imageStatus(ref)).toBeUndefined();
+  });
+});
+
+describe('the kubelet credential provider executable', () => {
+  const run = (input: string, config: string) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      const child = execFile(process.execPath, [join(__dirname, '../dist/credential-provider.js'), '--config', config], (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+      child.stdin?.end(input);
+    });
+
+  it('answers a CredentialProviderRequest with credentials the proxy accepts', async () => {
+    const config = join(dir, 'provider.yaml');
+    writeFileSync(config, serviceConfig(w, '{type: cri, socket: /nonexistent}', join(dir, 'unused.sock')));
+    const r = await run(JSON.stringify({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderRequest', image: `${w.proxyHost}/nodes/app:v2` }), config);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const res = JSON.parse(r.stdout) as { apiVersion: string; kind: string; cacheKeyType: string; cacheDuration: string; auth: Record<string, { username: string; password: string }> };
+    expect(res).toMatchObject({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderResponse', cacheKeyType: 'Registry', cacheDuration: '1h' });
+    const creds = res.auth[w.proxyHost];
+    expect(creds?.username).toBe('aws-iid');
+    // The proxy's token endpoint takes them.
+    const token = await fetch(`http://${w.proxyHost}/token?service=registry-proxy&scope=repository:nodes/app:pull`, { headers: { authorization: `Basic ${Buffer.from(`${creds?.username}:${creds?.password}`).toString('base64')}` } });
+    expect(token.status).toBe(200);
+    // Another registry: no rule, no credentials.
+    const other = await run(JSON.stringify({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderRequest', image: 'quay.io/org/app:1' }), config);
+    expect(JSON.parse(other.stdout)).toMatchObject({ auth: {} });
+    const bad = await run('{"kind":"Something"}', config);
+    expect([bad.code, bad.stderr]).toEqual([1, expect.stringContaining('not a CredentialProviderRequest')]);
+  });
+});
