@@ -188,8 +188,9 @@ export const ConfigSchema = z
   /** Token endpoint rate limits (token buckets): per client address and per account name. */
   rateLimits: z
     .strictObject({
-      perClient: z.strictObject({ burst: z.number().int().min(1).default(60), perSecond: z.number().positive().default(5) }).prefault({}),
-      perAccount: z.strictObject({ burst: z.number().int().min(1).default(120), perSecond: z.number().positive().default(10) }).prefault({}),
+      // A node pulling 20 images at once asks for a token per blob (containerd): well over 60.
+      perClient: z.strictObject({ burst: z.number().int().min(1).default(300), perSecond: z.number().positive().default(30) }).prefault({}),
+      perAccount: z.strictObject({ burst: z.number().int().min(1).default(300), perSecond: z.number().positive().default(30) }).prefault({}),
     })
     .prefault({}),
   rules: z.array(rule).default([]),
