@@ -89,6 +89,16 @@ describe('kubelet image service, Docker Engine backend', () => {
     expect(logs.join('')).not.toContain('from-a-pull-secret');
   });
 
+  it("reports the user from the image's config as uid or username, and filters ListImages", async () => {
+    await kubelet.pullImage(`${w.proxyHost}/nodes/uid:v1`);
+    await kubelet.pullImage(`${w.proxyHost}/nodes/named:v1`);
+    expect(await kubelet.imageStatus(`${w.proxyHost}/nodes/uid:v1`)).toMatchObject({ uid: { value: 1000n }, username: '' });
+    expect(await kubelet.imageStatus(`${w.proxyHost}/nodes/named:v1`)).toMatchObject({ username: 'nobody' });
+    expect((await kubelet.imageStatus(`${w.proxyHost}/nodes/named:v1`))?.uid).toBeUndefined();
+    const filtered = await kubelet.listImages(`${w.proxyHost}/nodes/uid:v1`);
+    expect(filtered.map((i) => i.repoTags).flat()).toEqual([`${w.proxyHost}/nodes/uid:v1`]);
+  });
+
   it('removes images idempotently', async () => {
     await kubelet.removeImage(ref('v1'));
     expect(await kubelet.imageStatus(ref('v1'))).toBeUndefined();

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Pusher, awsDocument, createIidSigner, freePort, sampleImage, startImds, startRegistry, waitFor, type Image, type TestMetadataServer, type TestRegistry } from '@registry-proxy/testing';
+import { Pusher, awsDocument, createIidSigner, freePort, makeImage, sampleImage, startImds, startRegistry, waitFor, type Image, type TestMetadataServer, type TestRegistry } from '@registry-proxy/testing';
 
 /**
  * A real docker-registry behind the real proxy (its built main.js, as users run it) that
@@ -13,7 +13,7 @@ export interface NodeWorld {
   readonly registry: TestRegistry;
   readonly proxyHost: string;
   readonly imds: TestMetadataServer;
-  readonly images: { v1: Image; v2: Image; v3: Image };
+  readonly images: { v1: Image; v2: Image; v3: Image; uid: Image; named: Image };
   readonly dir: string;
   stop(): Promise<void>;
 }
@@ -22,7 +22,15 @@ export async function startNodeWorld(): Promise<NodeWorld> {
   const dir = mkdtempSync(join(tmpdir(), 'rp-node-'));
   const registry = await startRegistry({ up: 'up-pw' });
   const push = new Pusher(registry.url, 'up', 'up-pw');
-  const images = { v1: sampleImage('amd64'), v2: sampleImage('amd64'), v3: sampleImage('amd64') };
+  const images = {
+    v1: sampleImage('amd64'),
+    v2: sampleImage('amd64'),
+    v3: sampleImage('amd64'),
+    uid: makeImage([{ 'a.txt': 'uid' }], 'amd64', { User: '1000:1000' }),
+    named: makeImage([{ 'b.txt': 'named' }], 'amd64', { User: 'nobody' }),
+  };
+  await push.image('nodes/uid', 'v1', images.uid);
+  await push.image('nodes/named', 'v1', images.named);
   await push.image('nodes/app', 'v1', images.v1);
   await push.image('nodes/app', 'v2', images.v2);
   await push.image('nodes/app', 'v3', images.v3);

@@ -48,7 +48,7 @@ export interface Image {
 }
 
 /** An image with one layer per entry of `layers` (gzip tar), a config with correct diff_ids, and its manifest. */
-export function makeImage(layers: Array<Record<string, Buffer | string>>, architecture = 'amd64'): Image {
+export function makeImage(layers: Array<Record<string, Buffer | string>>, architecture = 'amd64', runConfig: Record<string, unknown> = {}): Image {
   const blobs: Blob[] = [];
   const diffIds: string[] = [];
   const layerDescs = layers.map((files) => {
@@ -59,7 +59,7 @@ export function makeImage(layers: Array<Record<string, Buffer | string>>, archit
     blobs.push(b);
     return { mediaType: MT.layer, digest: b.digest, size: gz.length };
   });
-  const config = Buffer.from(JSON.stringify({ architecture, os: 'linux', config: { Cmd: ['/hello'] }, rootfs: { type: 'layers', diff_ids: diffIds } }));
+  const config = Buffer.from(JSON.stringify({ architecture, os: 'linux', config: { Cmd: ['/hello'], ...runConfig }, rootfs: { type: 'layers', diff_ids: diffIds } }));
   blobs.push({ digest: sha256(config), data: config });
   const manifest = Buffer.from(
     JSON.stringify({ schemaVersion: 2, mediaType: MT.manifest, config: { mediaType: MT.config, digest: sha256(config), size: config.length }, layers: layerDescs }),
