@@ -1,0 +1,30 @@
+/** The built CLI, run with plain node as the init container runs it. */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { hostTree, snapshot } from './fixtures.js';
+
+const cli = (...args: string[]) =>
+  new Promise<{ code: number; lines: Array<Record<string, unknown>> }>((resolve) => {
+    execFile(process.execPath, [join(__dirname, '../dist/main.js'), ...args], (err, stdout) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, lines: stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) }),
+    );
+  });
+
+describe('node-patcher CLI', () => {
+  it('patches, reports and reverts a mirror without touching kubelet', async () => {
+    const root = hostTree('eks-al2023');
+    const before = snapshot(root);
+    expect((await cli('status', '--root', root)).lines[0]).toMatchObject({ msg: 'not patched' });
+    const p = await cli('patch', '--root', root, '--mode', 'mirror', '--mirror', 'docker.io=https://registry.example.com', '--no-restart');
+    expect([p.code, p.lines[0]]).toEqual([0, expect.objectContaining({ msg: 'patched', layout: 'eks-al2023', files: ['/etc/containerd/certs.d/docker.io/hosts.toml'] })]);
+    expect((await cli('status', '--root', root)).lines[0]).toMatchObject({ msg: 'patched', drifted: [] });
+    expect((await cli('revert', '--root', root, '--no-restart')).code).toBe(0);
+    expect(snapshot(root)).toEqual(before);
+  });
+
+  it('fails with a clear message and exit code 1 on an unknown layout', async () => {
+    const r = await cli('patch', '--root', '/nonexistent-host-root', '--mode', 'mirror', '--mirror', 'docker.io=https://x.example.com');
+    expect(r.code).toBe(1);
+    expect(r.lines[0]).toMatchObject({ msg: 'failed', error: expect.stringContaining('unknown node layout') });
+  });
+});
