@@ -52,3 +52,17 @@ credentials:
     expect((await rules.decide('nginx', undefined)).decision).toBe('none');
   });
 });
+
+describe('the built service, run with plain node', () => {
+  it('starts from dist/main.js and refuses a configuration it cannot use, with exit code 2 or 1', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const main = join(__dirname, '../dist/main.js');
+    const missing = spawnSync(process.execPath, [main, '--config', join(dir, 'nope.yaml')], { encoding: 'utf8' });
+    expect([missing.status, missing.stderr]).toEqual([2, expect.stringContaining('cannot read configuration file')]);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(join(dir, 'bad-backend.yaml'), `socket: ${join(dir, 's.sock')}\nbackend: {type: docker, socket: ${join(dir, 'no-docker.sock')}}\n`);
+    const bad = spawnSync(process.execPath, [main, '--config', join(dir, 'bad-backend.yaml')], { encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toContain('no Docker Engine socket');
+  });
+});

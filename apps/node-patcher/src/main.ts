@@ -41,8 +41,16 @@ common(program.command('patch'))
   .option('--match-image <pattern>', 'credential-provider: an image pattern (repeat)', collect, [])
   .option('--provider-arg <arg>', 'credential-provider: an argument for the plugin (repeat)', collect, [])
   .option('--mirror <registry=url>', 'mirror: a registry and the proxy URL that mirrors it (repeat)', collect, [])
+  .option('--config-dir <dir>', 'read mirrors.json ({registry: url}) and match-images.json ([patterns]) from here, as the chart mounts them')
   .action(async (o) => {
     const run = runOptions(o);
+    if (o.configDir) {
+      const { existsSync, readFileSync } = await import('node:fs');
+      const m = `${o.configDir}/mirrors.json`;
+      const i = `${o.configDir}/match-images.json`;
+      if (existsSync(m)) for (const [k, v] of Object.entries(JSON.parse(readFileSync(m, 'utf8')) as Record<string, string>)) (o.mirror as string[]).push(`${k}=${v}`);
+      if (existsSync(i)) (o.matchImage as string[]).push(...(JSON.parse(readFileSync(i, 'utf8')) as string[]));
+    }
     let version: string | undefined = o.kubeletVersion;
     if (!version && o.mode === 'image-service' && run.node) version = await kubeletVersion(run.node.api, run.node.name);
     const mirrors = Object.fromEntries((o.mirror as string[]).map((m) => m.split('=', 2) as [string, string]));

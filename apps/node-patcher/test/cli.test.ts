@@ -1,5 +1,6 @@
 /** The built CLI, run with plain node as the init container runs it. */
 import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostTree, snapshot } from './fixtures.js';
 
@@ -20,6 +21,15 @@ describe('node-patcher CLI', () => {
     expect((await cli('status', '--root', root)).lines[0]).toMatchObject({ msg: 'patched', drifted: [] });
     expect((await cli('revert', '--root', root, '--no-restart')).code).toBe(0);
     expect(snapshot(root)).toEqual(before);
+  });
+
+  it('reads mirrors from a config folder, as the chart mounts it', async () => {
+    const root = hostTree('kubeadm');
+    const dir = join(root, 'cfg');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'mirrors.json'), JSON.stringify({ 'quay.io': 'https://registry.example.com' }));
+    const p = await cli('patch', '--root', root, '--mode', 'mirror', '--config-dir', dir, '--no-restart');
+    expect(p.lines[0]).toMatchObject({ msg: 'patched', files: ['/etc/containerd/certs.d/quay.io/hosts.toml'] });
   });
 
   it('fails with a clear message and exit code 1 on an unknown layout', async () => {

@@ -1,0 +1,82 @@
+/**
+ * helm cannot run here, so the charts are checked the next best way: values (defaults and the
+ * examples) against each chart's values.schema.json (ajv), the templates rendered by
+ * tools/helm-lite.mjs (the small Go-template subset the charts use), and every rendered object
+ * validated offline against the Kubernetes OpenAPI schemas (kubernetes-models).
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Ajv from 'ajv';
+import { parse } from 'yaml';
+import { renderChart } from '../../tools/helm-lite.mjs';
+
+const charts = join(__dirname, '..');
+
+type Obj = { apiVersion: string; kind: string; metadata: { name: string }; [k: string]: unknown };
+
+/** Validates objects with tools/validate-k8s.mjs (kubernetes-models is ESM-only: a native module). */
+function validate(objs: Obj[]): string[] {
+  const r = spawnSync(process.execPath, [join(__dirname, '../../tools/validate-k8s.mjs')], { input: JSON.stringify(objs), encoding: 'utf8' });
+  return r.stdout.trim().split('\n');
+}
+
+function schemaCheck(chart: string, values: unknown): string[] {
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  const ok = ajv.validate(JSON.parse(readFileSync(join(charts, chart, 'values.schema.json'), 'utf8')), values);
+  return ok ? [] : (ajv.errors ?? []).map((e) => `${e.instancePath} ${e.message}`);
+}
+
+const load = (chart: string, file: string) => parse(readFileSync(join(charts, chart, file), 'utf8')) as Record<string, unknown>;
+const merged = (chart: string, file?: string) => {
+  const base = load(chart, 'values.yaml');
+  return file ? { ...base, ...load(chart, file) } : base;
+};
+
+describe.each(['registry-proxy', 'kubelet-image-service'])('chart %s', (chart) => {
+  it.each([['defaults', undefined], ['the example', 'values-example.yaml']])('%s: values match the schema, and every object is valid Kubernetes', (_n, file) => {
+    const values = merged(chart, file);
+    expect(schemaCheck(chart, values)).toEqual([]);
+    const docs = renderChart(join(charts, chart), file ? load(chart, file) : {}, { Name: 'rp', Namespace: 'registry' });
+    expect(docs.length).toBeGreaterThan(3);
+    // ServiceMonitor is a CRD that kubernetes-models does not carry.
+    const objs = docs.map((d) => d.obj as Obj).filter((o) => o.apiVersion !== 'monitoring.coreos.com/v1');
+    const lines = validate(objs);
+    expect(lines).toEqual(objs.map((o) => `ok ${o.kind}/${o.metadata.name}`));
+  });
+
+  it('refuses bad values with the schema', () => {
+    expect(schemaCheck(chart, { ...merged(chart), unknownKey: 1 })).toEqual([' must NOT have additional properties']);
+  });
+});
+
+describe('the offline validator', () => {
+  it('reports an invalid object, so the checks above can fail', () => {
+    expect(validate([{ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'broken' }, spec: { replicas: 'two' } } as unknown as Obj])[0]).toMatch(/^invalid Deployment\/broken: /);
+  });
+});
+
+describe('registry-proxy objects', () => {
+  const docs = renderChart(join(charts, 'registry-proxy'), {}, { Name: 'rp', Namespace: 'registry' }).map((d) => d.obj as Obj);
+  const find = (kind: string) => docs.find((d) => d.kind === kind) as Obj & Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  it('runs non-root, read-only, with probes on /healthz and /readyz, spread over zones', () => {
+    const dep = find('Deployment');
+    const pod = dep['spec'].template.spec;
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true });
+    expect(pod.containers[0].securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    expect(pod.containers[0].readinessProbe.httpGet.path).toBe('/readyz');
+    expect(pod.containers[0].livenessProbe.httpGet.path).toBe('/healthz');
+    expect(pod.topologySpreadConstraints.map((t: { topologyKey: string }) => t.topologyKey)).toEqual(['topology.kubernetes.io/zone', 'kubernetes.io/hostname']);
+    expect(dep['spec'].replicas).toBeUndefined(); // the HPA decides
+    expect(find('HorizontalPodAutoscaler')).toBeDefined();
+    expect(find('PodDisruptionBudget')['spec'].minAvailable).toBe(1);
+    // The configuration the proxy reads is the `config` value, as YAML.
+    expect(parse(find('ConfigMap')['data']['config.yaml'])).toMatchObject({ upstreams: [{ name: 'hub' }] });
+  });
+  it('uses an existing Secret instead of creating one', () => {
+    const withSecret = renderChart(join(charts, 'registry-proxy'), { existingSecret: 'mine' }).map((d) => d.obj as Obj & Record<string, any>); // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(withSecret.some((d) => d.kind === 'Secret')).toBe(false);
+    const dep = withSecret.find((d) => d.kind === 'Deployment');
+    expect(dep?.['spec'].template.spec.volumes.find((v: { name: string }) => v.name === 'secrets').secret.secretName).toBe('mine');
+  });
+});
