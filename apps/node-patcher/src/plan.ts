@@ -15,6 +15,8 @@ export interface PatchOptions {
   readonly matchImages?: readonly string[];
   /** credential-provider: the plugin's own configuration file, as the DaemonSet mounts it on the host. */
   readonly providerArgs?: readonly string[];
+  /** credential-provider: the plugin executable to install into kubelet's bin dir (a path in this container). */
+  readonly providerBinary?: string;
   /** mirror: registry host -> the proxy's URL. */
   readonly mirrors?: Readonly<Record<string, string>>;
   readonly certsDir?: string;
@@ -95,10 +97,21 @@ export function planChanges(root: string, layout: Layout, opts: PatchOptions): F
     ...(opts.providerArgs && opts.providerArgs.length > 0 ? { args: [...opts.providerArgs] } : {}),
   };
   if (provider.matchImages.length === 0) throw new LayoutError('credential-provider mode needs at least one --match-image');
+  const binary = (dir: string): FileChange[] => {
+    if (!opts.providerBinary) return [];
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(opts.providerBinary);
+    } catch (err) {
+      throw new LayoutError(`credential provider binary ${opts.providerBinary}: ${(err as NodeJS.ErrnoException).code}`);
+    }
+    return [{ path: `${dir}/${PROVIDER_NAME}`, after: bytes, mode: 0o755 }];
+  };
   if (fromUnit) {
     const text = read(root, fromUnit);
     if (text === undefined) throw new LayoutError(`kubelet names ${fromUnit} as its credential provider config, but it is missing`);
     changes.push({ path: fromUnit, after: Buffer.from(mergeProvider(text, fromUnit, provider)) });
+    if (binFromUnit) changes.push(...binary(binFromUnit));
     return changes.concat(binDirNote(binFromUnit));
   }
   changes.push({
@@ -106,6 +119,7 @@ export function planChanges(root: string, layout: Layout, opts: PatchOptions): F
     after: Buffer.from(stringify({ apiVersion: 'kubelet.config.k8s.io/v1', kind: 'CredentialProviderConfig', providers: [provider] })),
   });
   changes.push(flagChange(root, layout, { 'image-credential-provider-config': PROVIDER_CONFIG, 'image-credential-provider-bin-dir': PROVIDER_BIN_DIR }));
+  changes.push(...binary(PROVIDER_BIN_DIR));
   return changes;
 }
 

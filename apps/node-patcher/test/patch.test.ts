@@ -67,6 +67,21 @@ describe('what each mode writes', () => {
     expect(snapshot(root)).toEqual(before);
   });
 
+  it('credential-provider installs the plugin executable (0755) into the bin dir kubelet uses, and revert removes it', () => {
+    const bin = join(hostTree('kubeadm'), 'plugin');
+    writeFileSync(bin, '#!/bin/sh\necho plugin\n');
+    const eks = hostTree('eks-al2');
+    const before = snapshot(eks);
+    patch(eks, { mode: 'credential-provider', matchImages: ['registry.example.com'], providerBinary: bin });
+    expect(snapshot(eks)['/etc/eks/image-credential-provider/registry-proxy-credential-provider']).toBe(`755 ${Buffer.from('#!/bin/sh\necho plugin\n').toString('base64')}`);
+    revert(eks);
+    expect(snapshot(eks)).toEqual(before);
+    const gke = hostTree('gke');
+    patch(gke, { mode: 'credential-provider', matchImages: ['registry.example.com'], providerBinary: bin });
+    expect(snapshot(gke)['/opt/registry-proxy/bin/registry-proxy-credential-provider']).toMatch(/^755 /);
+    expect(() => patch(hostTree('gke'), { mode: 'credential-provider', matchImages: ['r.example.com'], providerBinary: '/nonexistent/plugin' })).toThrow(/credential provider binary \/nonexistent\/plugin: ENOENT/);
+  });
+
   it('credential-provider elsewhere sets both flags and writes its own plugin configuration', () => {
     const root = hostTree('gke');
     patch(root, { mode: 'credential-provider', matchImages: ['registry.example.com', '*.registry.example.com'] });
