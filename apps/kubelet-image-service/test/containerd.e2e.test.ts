@@ -3,8 +3,8 @@
  * socket, and the kubelet credential provider executable, both against the real proxy that
  * takes only instance identity.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -84,5 +84,22 @@ describe('the kubelet credential provider executable', () => {
     expect(JSON.parse(other.stdout)).toMatchObject({ auth: {} });
     const bad = await run('{"kind":"Something"}', config);
     expect([bad.code, bad.stderr]).toEqual([1, expect.stringContaining('not a CredentialProviderRequest')]);
+  });
+
+  it('also as one executable file, for hosts without Node.js, giving the same answer', async () => {
+    const exe = join(__dirname, '../dist-bin/registry-proxy-credential-provider');
+    if (!existsSync(exe)) execFileSync(process.execPath, [join(__dirname, '../../../tools/build-credential-provider.mjs')], { stdio: 'ignore' });
+    const config = join(dir, 'provider.yaml');
+    const request = JSON.stringify({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderRequest', image: `${w.proxyHost}/nodes/app:v1` });
+    // No PATH, no Node.js: the file carries its own runtime.
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = execFile(exe, ['--config', config], { env: {} }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+      child.stdin?.end(request);
+    });
+    const res = JSON.parse(out) as { auth: Record<string, { username: string; password: string }> };
+    const creds = res.auth[w.proxyHost];
+    expect(creds?.username).toBe('aws-iid');
+    const token = await fetch(`http://${w.proxyHost}/token?service=registry-proxy&scope=repository:nodes/app:pull`, { headers: { authorization: `Basic ${Buffer.from(`${creds?.username}:${creds?.password}`).toString('base64')}` } });
+    expect(token.status).toBe(200);
   });
 });

@@ -41,6 +41,7 @@ common(program.command('patch'))
   .option('--match-image <pattern>', 'credential-provider: an image pattern (repeat)', collect, [])
   .option('--provider-arg <arg>', 'credential-provider: an argument for the plugin (repeat)', collect, [])
   .option('--provider-binary <path>', 'credential-provider: the plugin executable to install into kubelet\'s bin dir')
+  .option('--provider-rules <path>', 'credential-provider: the plugin\'s credential rules, installed on the host and passed as --config')
   .option('--mirror <registry=url>', 'mirror: a registry and the proxy URL that mirrors it (repeat)', collect, [])
   .option('--config-dir <dir>', 'read mirrors.json ({registry: url}) and match-images.json ([patterns]) from here, as the chart mounts them')
   .action(async (o) => {
@@ -55,7 +56,7 @@ common(program.command('patch'))
     let version: string | undefined = o.kubeletVersion;
     if (!version && o.mode === 'image-service' && run.node) version = await kubeletVersion(run.node.api, run.node.name);
     const mirrors = Object.fromEntries((o.mirror as string[]).map((m) => m.split('=', 2) as [string, string]));
-    const opts: PatchOptions = { mode: o.mode as Mode, socket: o.socket, matchImages: o.matchImage, providerArgs: o.providerArg, mirrors, ...(o.providerBinary ? { providerBinary: o.providerBinary } : {}), ...(version ? { kubeletVersion: version } : {}) };
+    const opts: PatchOptions = { mode: o.mode as Mode, socket: o.socket, matchImages: o.matchImage, providerArgs: o.providerArg, mirrors, ...(o.providerBinary ? { providerBinary: o.providerBinary } : {}), ...(o.providerRules ? { providerRules: o.providerRules } : {}), ...(version ? { kubeletVersion: version } : {}) };
     const outcome = await runPatch(run, opts);
     process.exitCode = outcome === 'rolled-back' ? 3 : 0;
   });

@@ -17,6 +17,8 @@ export interface PatchOptions {
   readonly providerArgs?: readonly string[];
   /** credential-provider: the plugin executable to install into kubelet's bin dir (a path in this container). */
   readonly providerBinary?: string;
+  /** credential-provider: the plugin's credential rules (a path in this container), installed on the host (0600) and passed as `--config`. */
+  readonly providerRules?: string;
   /** mirror: registry host -> the proxy's URL. */
   readonly mirrors?: Readonly<Record<string, string>>;
   readonly certsDir?: string;
@@ -36,6 +38,7 @@ export const PROVIDER_NAME = 'registry-proxy-credential-provider';
 export const PROVIDER_CONFIG = '/etc/registry-proxy/credential-provider.yaml';
 export const PROVIDER_BIN_DIR = '/opt/registry-proxy/bin';
 export const GUARD_SCRIPT = '/etc/registry-proxy/kubelet-guard.sh';
+export const PROVIDER_RULES = '/etc/registry-proxy/credential-provider-rules.yaml';
 
 function minor(version: string | undefined): number | undefined {
   const m = /^v?1\.(\d+)\./.exec(version ?? '');
@@ -94,8 +97,17 @@ export function planChanges(root: string, layout: Layout, opts: PatchOptions): F
     matchImages: [...(opts.matchImages ?? [])],
     defaultCacheDuration: '5m',
     apiVersion: 'credentialprovider.kubelet.k8s.io/v1',
-    ...(opts.providerArgs && opts.providerArgs.length > 0 ? { args: [...opts.providerArgs] } : {}),
+    ...(opts.providerArgs && opts.providerArgs.length > 0 ? { args: [...opts.providerArgs] } : opts.providerRules ? { args: ['--config', PROVIDER_RULES] } : {}),
   };
+  if (opts.providerRules) {
+    let rules: Buffer;
+    try {
+      rules = readFileSync(opts.providerRules);
+    } catch (err) {
+      throw new LayoutError(`credential provider rules ${opts.providerRules}: ${(err as NodeJS.ErrnoException).code}`);
+    }
+    changes.push({ path: PROVIDER_RULES, after: rules, mode: 0o600 });
+  }
   if (provider.matchImages.length === 0) throw new LayoutError('credential-provider mode needs at least one --match-image');
   const binary = (dir: string): FileChange[] => {
     if (!opts.providerBinary) return [];

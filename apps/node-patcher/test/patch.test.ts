@@ -77,8 +77,12 @@ describe('what each mode writes', () => {
     revert(eks);
     expect(snapshot(eks)).toEqual(before);
     const gke = hostTree('gke');
-    patch(gke, { mode: 'credential-provider', matchImages: ['registry.example.com'], providerBinary: bin });
+    const rules = join(hostTree('kubeadm'), 'rules.yaml');
+    writeFileSync(rules, 'credentials: []\n');
+    patch(gke, { mode: 'credential-provider', matchImages: ['registry.example.com'], providerBinary: bin, providerRules: rules });
     expect(snapshot(gke)['/opt/registry-proxy/bin/registry-proxy-credential-provider']).toMatch(/^755 /);
+    expect(snapshot(gke)['/etc/registry-proxy/credential-provider-rules.yaml']).toMatch(/^600 /);
+    expect(parseYaml(read(gke, '/etc/registry-proxy/credential-provider.yaml'))).toMatchObject({ providers: [{ args: ['--config', '/etc/registry-proxy/credential-provider-rules.yaml'] }] });
     expect(() => patch(hostTree('gke'), { mode: 'credential-provider', matchImages: ['r.example.com'], providerBinary: '/nonexistent/plugin' })).toThrow(/credential provider binary \/nonexistent\/plugin: ENOENT/);
   });
 
