@@ -23,7 +23,8 @@ try {
   execFileSync('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: src, stdio: 'ignore', env });
   for (const [app, check] of Object.entries(apps)) {
     const dockerfile = readFileSync(join(root, 'apps', app, 'Dockerfile'), 'utf8');
-    const run = /^RUN (.+(?:\\\n.+)*)$/m.exec(dockerfile)?.[1].replace(/\\\n/g, ' ').replace(/^npm ci --ignore-scripts && /, '');
+    // The RUN line with its continuation lines (each ending in a backslash).
+    const run = /^RUN ((?:[^\n]*\\\n)*[^\n]*)$/m.exec(dockerfile)?.[1].replace(/\\\n/g, ' ').replace(/^npm ci --ignore-scripts && /, '');
     const tree = join(work, app);
     cpSync(src, tree, { recursive: true, verbatimSymlinks: true });
     const out = join(work, `${app}-out`);
