@@ -60,6 +60,9 @@ export class GcpIidVerifier {
     if (!allowed(this.opts.projects, project)) return { result: 'deny', reason: `project ${project} not allowed` };
     if (!allowed(this.opts.zones, zone)) return { result: 'deny', reason: `zone ${zone} not allowed` };
     if (!allowed(this.opts.instances, name, id)) return { result: 'deny', reason: `instance ${name} not allowed` };
-    return { result: 'allow', identity: { subject: `gcp/${project}/${name}`, method, groups: [], labels: { 'gcp.project': project, 'gcp.zone': zone, 'gcp.instanceId': id, 'gcp.instanceName': name } } };
+    return {
+      result: 'allow',
+      identity: { subject: `gcp/${project}/${name}`, method, groups: [], labels: { 'gcp.project': project, 'gcp.zone': zone, 'gcp.instanceId': id, 'gcp.instanceName': name }, ...(typeof payload.exp === 'number' ? { expiresAt: payload.exp } : {}) },
+    };
   }
 }

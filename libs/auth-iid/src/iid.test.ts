@@ -93,7 +93,7 @@ describe('GCP instance identity', () => {
       const s = new IidStrategy({ gcp: { audience: AUD, jwksUrl: md.jwksUrl, projects: ['acme-prod'] } });
       expect(await s.verify('gcp-iid', creds.password)).toEqual({
         result: 'allow',
-        identity: { subject: 'gcp/acme-prod/gke-pool-1-abcd', method: 'iid:gcp', groups: [], labels: { 'gcp.project': 'acme-prod', 'gcp.zone': 'europe-west1-b', 'gcp.instanceId': '4242424242', 'gcp.instanceName': 'gke-pool-1-abcd' } },
+        identity: { subject: 'gcp/acme-prod/gke-pool-1-abcd', method: 'iid:gcp', groups: [], labels: { 'gcp.project': 'acme-prod', 'gcp.zone': 'europe-west1-b', 'gcp.instanceId': '4242424242', 'gcp.instanceName': 'gke-pool-1-abcd' }, expiresAt: expect.any(Number) },
       });
       // Another project, another audience, an expired token.
       expect(await new IidStrategy({ gcp: { audience: AUD, jwksUrl: md.jwksUrl, projects: ['other'] } }).verify('gcp-iid', creds.password)).toEqual({ result: 'deny', reason: 'project acme-prod not allowed' });

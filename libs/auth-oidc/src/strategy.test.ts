@@ -31,7 +31,9 @@ const strategy = (over: Partial<OidcIssuerOptions> = {}, extra: { jwksCooldownMs
 describe('OidcStrategy with oidc-provider', () => {
   it('accepts a JWT access token for its audience, mapping claims to subject, groups and labels', async () => {
     const r = await strategy().verify('anything', await op.token(AUD));
-    expect(r).toEqual({ result: 'allow', identity: { subject: OIDC_CLIENT.id, method: 'oidc', groups: ['ci', 'release'], labels: { 'oidc.issuer': op.issuer, owner: 'acme' } } });
+    expect(r).toEqual({ result: 'allow', identity: { subject: OIDC_CLIENT.id, method: 'oidc', groups: ['ci', 'release'], labels: { 'oidc.issuer': op.issuer, owner: 'acme' }, expiresAt: expect.any(Number) } });
+    // The identity lasts as long as the token: refresh tokens issued for it do not outlive it.
+    expect((r as { identity: { expiresAt: number } }).identity.expiresAt).toBeGreaterThan(Date.now() / 1000);
   });
 
   it('refuses another audience, another (unconfigured) issuer, and a tampered token', async () => {
@@ -140,7 +142,7 @@ describe('Kubernetes service-account tokens', () => {
     });
     expect(await s.verify('kubernetes', token)).toEqual({
       result: 'allow',
-      identity: { subject: 'system:serviceaccount:payments:deployer', method: 'oidc', groups: [], labels: { 'oidc.issuer': issuer, 'kubernetes.io.namespace': 'payments', 'kubernetes.io.serviceaccount': 'deployer' } },
+      identity: { subject: 'system:serviceaccount:payments:deployer', method: 'oidc', groups: [], labels: { 'oidc.issuer': issuer, 'kubernetes.io.namespace': 'payments', 'kubernetes.io.serviceaccount': 'deployer' }, expiresAt: now + 600 },
     });
     // A token signed by another key with the same kid is refused.
     const imposter = await generateKeyPair('RS256');

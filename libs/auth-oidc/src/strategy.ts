@@ -173,7 +173,7 @@ export class OidcStrategy extends BasicCredentialStrategy {
       const v = claimText(readClaim(claims, path));
       if (v !== undefined) labels[label] = v;
     }
-    const identity: Identity = { subject, method: this.name, groups, labels };
+    const identity: Identity = { subject, method: this.name, groups, labels, ...(typeof claims.exp === 'number' ? { expiresAt: claims.exp } : {}) };
     return { result: 'allow', identity };
   }
 }

@@ -9,6 +9,11 @@ export interface Identity {
   readonly groups: readonly string[];
   /** Facts from the method (an OIDC claim, an AWS account) that access rules can match. */
   readonly labels: Readonly<Record<string, string>>;
+  /**
+   * When the credential the identity was established from stops being valid (an OIDC token's
+   * `exp`, epoch seconds): refresh tokens issued for it do not outlive it.
+   */
+  readonly expiresAt?: number;
 }
 
 /** A strategy's answer: allow with an identity, deny (the username is mine, the secret is wrong), or "not mine". */

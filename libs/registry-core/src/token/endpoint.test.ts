@@ -130,4 +130,21 @@ describe('TokenEndpoint', () => {
     const anon = await ep.handle(get('scope=registry:catalog:*'));
     expect(anon.status).toBe(401);
   });
+
+  it('does not let a refresh token outlive the credential the identity came from', async () => {
+    const tokens = new TokenService({ issuer: 'i', service: 'svc', keys: await KeySet.ephemeral(), accessTokenTtl: 60, refreshTokenTtl: 86_400, algorithms: ['ES256'], clockTolerance: 0 });
+    const now = Math.floor(Date.now() / 1000);
+    let expiresAt = now + 600;
+    const oidcLike: CredentialVerifier = { name: 'o', verify: async () => ({ result: 'allow', identity: { subject: 'ci', method: 'oidc', groups: [], labels: {}, expiresAt } }) };
+    const ep = new TokenEndpoint({ tokens, verifier: oidcLike, rules: new AccessRules([{ account: ['ci'], repository: ['**'], actions: ['pull'] }]), basicRealm: 'svc' });
+    const d = await ep.handle(get('offline_token=true&scope=repository:a:pull', basic('ci', 'jwt')));
+    const refresh = JSON.parse(d.body).refresh_token as string;
+    const exp = JSON.parse(Buffer.from(refresh.split('.')[1] as string, 'base64url').toString()).exp as number;
+    expect(exp).toBeLessThanOrEqual(expiresAt);
+    expect(exp).toBeGreaterThan(now + 590);
+    expiresAt = now + 30; // less than a minute left: no refresh token at all
+    const late = JSON.parse((await ep.handle(get('offline_token=true&scope=repository:a:pull', basic('ci', 'jwt')))).body) as Record<string, unknown>;
+    expect(late['token']).toBeDefined();
+    expect(late['refresh_token']).toBeUndefined();
+  });
 });

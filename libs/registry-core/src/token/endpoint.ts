@@ -99,7 +99,10 @@ export class TokenEndpoint {
       expires_in: issued.expiresIn,
       issued_at: issued.issuedAt.toISOString(),
     };
-    if (req.offline && req.grant === 'password') body['refresh_token'] = await tokens.issueRefreshToken(identity);
+    if (req.offline && req.grant === 'password') {
+      const refresh = await tokens.issueRefreshToken(identity);
+      if (refresh) body['refresh_token'] = refresh;
+    }
     if (req.form) body['scope'] = granted.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`).join(' ');
     return {
       status: 200,

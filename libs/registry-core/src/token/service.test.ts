@@ -70,7 +70,7 @@ describe('TokenService', () => {
     const signer = s['opts'].keys.signer;
     const hs = new SignJWT({ access }).setProtectedHeader({ alg: 'HS256', kid: signer.kid }).setIssuer('iss').setAudience('svc').setSubject('x').setExpirationTime('1h');
     const confused = hs.sign(Buffer.from(JSON.stringify(signer.jwk)));
-    for (const [label, tok] of Object.entries({ unsigned, foreign: (await foreign).token, wrongAud: (await wrongAud).token, wrongIss: (await wrongIss).token, expired: (await expired).token, future: (await future).token, refresh: await refresh, confused: await confused, garbage: 'a.b.c' })) {
+    for (const [label, tok] of Object.entries({ unsigned, foreign: (await foreign).token, wrongAud: (await wrongAud).token, wrongIss: (await wrongIss).token, expired: (await expired).token, future: (await future).token, refresh: (await refresh) as string, confused: await confused, garbage: 'a.b.c' })) {
       await expect(s.verifyAccessToken(tok)).rejects.toBeInstanceOf(InvalidTokenError);
       void label;
     }
@@ -118,7 +118,7 @@ describe('TokenService', () => {
   it('refresh tokens carry the identity and are not access tokens', async () => {
     const s = await service();
     const id = { subject: 'bob', method: 'htpasswd', groups: ['g'], labels: { k: 'v' } };
-    const r = await s.issueRefreshToken(id);
+    const r = (await s.issueRefreshToken(id)) as string;
     expect(await s.verifyRefreshToken(r)).toEqual(id);
     const a = await s.issueAccessToken('bob', access);
     await expect(s.verifyRefreshToken(a.token)).rejects.toBeInstanceOf(InvalidTokenError);

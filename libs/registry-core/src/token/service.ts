@@ -84,9 +84,16 @@ export class TokenService {
     return { token, expiresIn: this.opts.accessTokenTtl, issuedAt: new Date(Math.floor(now.getTime() / 1000) * 1000) };
   }
 
-  /** Signs a refresh token that carries the identity, so access is re-evaluated on every refresh. */
-  async issueRefreshToken(identity: Identity, now = new Date()): Promise<string> {
-    return this.sign({ token_use: REFRESH_USE, ...identityClaims(identity) }, identity.subject, this.opts.refreshTokenTtl, now);
+  /**
+   * Signs a refresh token that carries the identity, so access is re-evaluated on every refresh.
+   * It expires with the identity's own credential when that comes first (an OIDC token), and is
+   * not issued at all when that credential has less than a minute left.
+   */
+  async issueRefreshToken(identity: Identity, now = new Date()): Promise<string | undefined> {
+    const iat = Math.floor(now.getTime() / 1000);
+    const ttl = identity.expiresAt === undefined ? this.opts.refreshTokenTtl : Math.min(this.opts.refreshTokenTtl, identity.expiresAt - iat);
+    if (ttl < 60) return undefined;
+    return this.sign({ token_use: REFRESH_USE, ...identityClaims(identity) }, identity.subject, ttl, now);
   }
 
   private async verify(token: string): Promise<JWTPayload> {
