@@ -206,3 +206,35 @@ describe('token endpoint rate limits', () => {
     expect(p.logs.some((l) => l.includes('"outcome":"limited"') && l.includes('"limit":"account"'))).toBe(true);
   });
 });
+
+describe('rules per virtual host', () => {
+  it('grant by the Host the token was asked on, and bind the token to it', async () => {
+    const p = await proxyFor(upstreamUrl, 'follow', 'upstream-token', {
+      rules: [{ account: 'u', hosts: ['a.localtest'], repository: '**', actions: ['pull'] }],
+    });
+    const { request } = await import('node:http');
+    const call = (path: string, host: string, headers: Record<string, string> = {}) =>
+      new Promise<{ status: number; body: string; headers: Record<string, unknown> }>((resolve, reject) => {
+        const u = new URL(p.url);
+        request({ hostname: u.hostname, port: u.port, path, headers: { host, ...headers } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+        })
+          .on('error', reject)
+          .end();
+      });
+    const basicU = { authorization: `Basic ${Buffer.from('u:p').toString('base64')}` };
+    const onA = JSON.parse((await call('/token?service=registry-proxy&scope=repository:x/app:pull', 'a.localtest:5000', basicU)).body) as { token: string };
+    const onB = await call('/token?service=registry-proxy&scope=repository:x/app:pull', 'b.localtest:5000', basicU);
+    expect(JSON.parse(Buffer.from((JSON.parse(onB.body) as { token: string }).token.split('.')[1] as string, 'base64url').toString()).access).toEqual([]);
+    const claims = JSON.parse(Buffer.from(onA.token.split('.')[1] as string, 'base64url').toString()) as { host: string; access: unknown[] };
+    expect(claims).toMatchObject({ host: 'a.localtest', access: [{ name: 'x/app', actions: ['pull'] }] });
+    const ok = await call('/v2/x/app/tags/list', 'a.localtest:5000', { authorization: `Bearer ${onA.token}` });
+    expect(ok.status).toBe(200);
+    // The same token on another host is refused, even though its access would fit there.
+    const elsewhere = await call('/v2/x/app/tags/list', 'b.localtest:5000', { authorization: `Bearer ${onA.token}` });
+    expect(elsewhere.status).toBe(401);
+    expect(String(elsewhere.headers['www-authenticate'])).toContain('error="invalid_token"');
+  });
+});

@@ -48,3 +48,20 @@ describe('AccessRules', () => {
     expect(rules.allowedActions(ANONYMOUS, 'open/x')).toEqual(['pull']);
   });
 });
+
+describe('AccessRules with hosts', () => {
+  const id = { subject: 'u', method: 'm', groups: [], labels: {} };
+  const rules = new AccessRules([
+    { account: ['u'], hosts: ['gcr.example.com', '*.internal'], repository: ['**'], actions: ['pull', 'push'] },
+    { account: ['u'], repository: ['**'], actions: ['pull'] },
+  ]);
+  it('applies host rules only on those hosts (ports ignored, case-insensitive), and says it is host-aware', () => {
+    expect(rules.allowedActions(id, 'a/b', 'GCR.example.com:443')).toEqual(['pull', 'push']);
+    expect(rules.allowedActions(id, 'a/b', 'x.internal')).toEqual(['pull', 'push']);
+    expect(rules.allowedActions(id, 'a/b', 'hub.example.com')).toEqual(['pull']);
+    expect(rules.allowedActions(id, 'a/b')).toEqual(['pull']); // no host known: host rules do not apply
+    expect(rules.hostAware).toBe(true);
+    expect(new AccessRules([{ repository: ['**'], actions: ['pull'] }]).hostAware).toBe(false);
+  });
+});
+

@@ -10,6 +10,11 @@ export interface AccessRule {
   readonly labels?: Readonly<Record<string, string>>;
   /** Repository globs: `*` stays within one path segment, `**` crosses segments, `${account}` is the subject. */
   readonly repository: readonly string[];
+  /**
+   * Host globs (`gcr.example.com`, `*.example.com`): the rule applies only to requests for
+   * these virtual hosts. Without it, the rule applies on every host.
+   */
+  readonly hosts?: readonly string[];
   /** Actions granted: `pull`, `push`, `delete`, or `*`. An empty list denies explicitly. */
   readonly actions: readonly string[];
 }
@@ -69,15 +74,22 @@ function identityMatches(rule: AccessRule, id: Identity): boolean {
 export class AccessRules {
   private readonly rules: readonly AccessRule[];
 
+  /** Whether any rule names hosts (then tokens are bound to the host they were issued for). */
+  get hostAware(): boolean {
+    return this.rules.some((r) => r.hosts !== undefined);
+  }
+
   constructor(rules: readonly AccessRule[]) {
     this.rules = Object.freeze(rules.map((r) => Object.freeze({ ...r })));
   }
 
-  /** The actions `identity` may perform on `repository`. */
-  allowedActions(identity: Identity, repository: string): readonly string[] {
+  /** The actions `identity` may perform on `repository` (on virtual host `host`, when given). */
+  allowedActions(identity: Identity, repository: string, host?: string): readonly string[] {
     const account = escapeGlob(identity.subject);
+    const h = host?.toLowerCase().replace(/:\d+$/, '');
     for (const rule of this.rules) {
       if (!identityMatches(rule, identity)) continue;
+      if (rule.hosts && (h === undefined || !matchAny(rule.hosts, h))) continue;
       const repoGlobs = rule.repository.map((g) => g.replaceAll('${account}', account));
       if (matchAny(repoGlobs, repository)) return rule.actions;
     }

@@ -142,6 +142,8 @@ const rule = z.strictObject({
   groups: list.optional(),
   labels: z.record(z.string(), z.string()).optional(),
   repository: list,
+  /** Virtual hosts the rule applies to (globs, no port); tokens it grants are bound to that host. */
+  hosts: z.array(z.string().regex(/^[A-Za-z0-9.*-]+$/, 'a host name or glob, without port').transform((h) => h.toLowerCase())).min(1).optional(),
   actions: z.array(z.enum(['pull', 'push', 'delete', '*'])),
 });
 

@@ -61,12 +61,16 @@ export async function authenticate(runtime: Runtime, req: Request, scope: string
   const h = req.headers.authorization;
   const m = h === undefined ? null : /^Bearer[ \t]+([A-Za-z0-9._~+/=-]+)[ \t]*$/i.exec(h);
   if (!m) throw challengeFor(runtime, req, scope, h === undefined ? undefined : 'invalid_token');
+  let who: VerifiedAccess;
   try {
-    return await runtime.tokens.verifyAccessToken(m[1] as string);
+    who = await runtime.tokens.verifyAccessToken(m[1] as string);
   } catch (err) {
     if (err instanceof InvalidTokenError) throw challengeFor(runtime, req, scope, 'invalid_token');
     throw err;
   }
+  // A token granted by host-aware rules works only on the host it was issued for.
+  if (who.host !== undefined && who.host !== (req.host || '').toLowerCase().replace(/:\d+$/, '')) throw challengeFor(runtime, req, scope, 'invalid_token');
+  return who;
 }
 
 type Action = 'pull' | 'push' | 'delete';

@@ -45,7 +45,7 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger):
       const byAccount = perAccount.take(parsed.username);
       if (!byAccount.ok) return limited(res, byAccount.retryAfter, 'account', { client, subject: parsed.username });
     }
-    const decision = await runtime.tokenEndpoint.handle(parsed);
+    const decision = await runtime.tokenEndpoint.handle(parsed, req.host || undefined);
     metrics.tokens.inc({ outcome: decision.outcome });
     const who = decision.identity ?? (parsed.grant === 'password' ? { subject: parsed.username, method: 'unknown' } : undefined);
     // The audit line: who, how, what was asked and granted, the result. Never the secret.

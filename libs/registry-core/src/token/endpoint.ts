@@ -45,7 +45,7 @@ export class TokenEndpoint {
    * are left out. `registry:catalog:*` is granted to every signed-in caller: the catalog lists only the
    * repositories the caller may pull.
    */
-  grant(identity: Identity, requested: readonly Access[]): Access[] {
+  grant(identity: Identity, requested: readonly Access[], host?: string): Access[] {
     const out: Access[] = [];
     for (const r of requested) {
       if (r.type === 'registry' && r.name === 'catalog' && r.actions.includes('*') && identity.method !== 'anonymous') {
@@ -53,13 +53,17 @@ export class TokenEndpoint {
         continue;
       }
       if (r.type !== 'repository') continue;
-      const actions = intersectActions(r.actions, this.opts.rules.allowedActions(identity, r.name));
+      const actions = intersectActions(r.actions, this.opts.rules.allowedActions(identity, r.name, host));
       if (actions.length > 0) out.push({ type: r.type, name: r.name, actions });
     }
     return out;
   }
 
-  async handle(req: TokenRequest): Promise<TokenDecision> {
+  /**
+   * `host`: the virtual host the token is asked for (the Host of the token request, since the
+   * realm is on the registry's host). With host-aware rules the token is bound to that host.
+   */
+  async handle(req: TokenRequest, host?: string): Promise<TokenDecision> {
     const { tokens } = this.opts;
     if (req.service !== undefined && req.service !== tokens.service) {
       return this.error('invalid', new RegistryError('UNAUTHORIZED', { status: 400, message: `unknown service ${JSON.stringify(req.service)}` }), req, 'unknown service');
@@ -88,11 +92,12 @@ export class TokenEndpoint {
         throw err;
       }
     }
-    const granted = this.grant(identity, req.scopes);
+    const granted = this.grant(identity, req.scopes, host);
     if (identity === ANONYMOUS && req.scopes.length > 0 && granted.length === 0) return this.unauthorized(req, 'anonymous access not allowed');
 
     const catalog = granted.some((a) => a.type === 'registry');
-    const issued = await tokens.issueAccessToken(identity.subject, granted, new Date(), catalog ? identity : undefined);
+    const boundHost = this.opts.rules.hostAware && host !== undefined ? host.toLowerCase().replace(/:\d+$/, '') : undefined;
+    const issued = await tokens.issueAccessToken(identity.subject, granted, new Date(), catalog ? identity : undefined, boundHost);
     const body: Record<string, unknown> = {
       token: issued.token,
       access_token: issued.token,

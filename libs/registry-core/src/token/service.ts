@@ -77,9 +77,11 @@ export class TokenService {
    * the method, groups and labels, for endpoints that evaluate the access rules themselves (the
    * catalog lists only the repositories the caller may pull).
    */
-  async issueAccessToken(subject: string, access: readonly Access[], now = new Date(), identity?: Identity): Promise<IssuedToken> {
+  async issueAccessToken(subject: string, access: readonly Access[], now = new Date(), identity?: Identity, host?: string): Promise<IssuedToken> {
     const claims: JWTPayload = { access: access.map((a) => ({ type: a.type, name: a.name, actions: [...a.actions] })) };
     if (identity) claims['identity'] = identityClaims(identity);
+    // A token granted by host-aware rules is good only on the host it was issued for.
+    if (host !== undefined) claims['host'] = host;
     const token = await this.sign(claims, subject, this.opts.accessTokenTtl, now);
     return { token, expiresIn: this.opts.accessTokenTtl, issuedAt: new Date(Math.floor(now.getTime() / 1000) * 1000) };
   }
@@ -141,6 +143,7 @@ export class TokenService {
     const result: VerifiedAccess = {
       subject: p.sub as string,
       access: list,
+      ...(typeof p['host'] === 'string' ? { host: p['host'] } : {}),
       ...(typeof idn === 'object' && idn !== null ? { identity: identityFrom(p.sub as string, idn as Record<string, unknown>) } : {}),
     };
     this.verified.set(token, { result, exp: p.exp as number });
@@ -160,6 +163,8 @@ export class TokenService {
 export interface VerifiedAccess {
   readonly subject: string;
   readonly access: Access[];
+  /** The host the token is bound to (host-aware rules), without port. */
+  readonly host?: string;
   readonly identity?: Identity;
 }
 
