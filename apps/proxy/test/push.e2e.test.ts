@@ -97,6 +97,33 @@ describe('blob uploads', () => {
     expect(await errorCode(await call(cancel, t))).toBe('BLOB_UPLOAD_UNKNOWN');
   });
 
+  it('a client that hangs up mid-PATCH leaves the upload as it was, and the proxy serves on', async () => {
+    const t = await token(w, 'alice', push('push/abort'));
+    const start = await call('/v2/push/abort/blobs/uploads/', t, { method: 'POST' });
+    const loc = start.headers.get('location') as string;
+    const { request } = await import('node:http');
+    const u = new URL(loc);
+    await new Promise<void>((resolve) => {
+      const req = request({ hostname: u.hostname, port: u.port, path: `${u.pathname}${u.search}`, method: 'PATCH', headers: { authorization: `Bearer ${t}`, 'content-type': 'application/octet-stream', 'content-length': String(10 << 20) } });
+      req.on('error', () => resolve());
+      req.write(randomBytes(256 * 1024));
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 200);
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    // The upload session is still there and holds no partial chunk: it can start over.
+    const status = await call(loc, t);
+    expect([204, 404]).toContain(status.status);
+    if (status.status === 204) expect(status.headers.get('range')).toBe('0-0');
+    const data = randomBytes(1000);
+    const fresh = await call('/v2/push/abort/blobs/uploads/', t, { method: 'POST' });
+    const put = new URL(fresh.headers.get('location') as string);
+    put.searchParams.set('digest', sha256(data));
+    expect((await call(put.href, t, { method: 'PUT', body: data })).status).toBe(201);
+  });
+
   it('a wrong digest is the upstream registry error, relayed', async () => {
     const t = await token(w, 'alice', push('push/bad'));
     const start = await call('/v2/push/bad/blobs/uploads/', t, { method: 'POST' });

@@ -196,6 +196,9 @@ export class Connection {
         body.resume(); // let the source drain so its producer is not stuck
       }
     };
+    // A source that errors after the pump let go (a client that hung up: Node emits 'close',
+    // then 'error: aborted') must not become an uncaught exception that takes the process down.
+    body.on('error', () => undefined);
     body.on('data', onData);
     body.once('end', onEnd);
     body.once('error', onError);
