@@ -1,23 +1,7 @@
 import { AwsIidProvider, GcpIidProvider } from '@registry-proxy/auth-iid';
-import { readFileSync } from 'node:fs';
-import { CredentialHelperProvider, DockerConfigProvider, ProxyError, EcrProvider, GcpProvider, globToRegExp, parseReference, staticProvider, type UpstreamCredentialProvider } from '@registry-proxy/registry-core';
+import { CredentialHelperProvider, DockerConfigProvider, EcrProvider, GcpProvider, globToRegExp, parseReference, resolveSecret, staticProvider, type UpstreamCredentialProvider } from '@registry-proxy/registry-core';
 import type { AuthConfig, CredentialDecision } from '@registry-proxy/cri-image-service';
 import type { Config, ProviderConfig } from './config.js';
-
-/** A secret inline, from the environment or from a file; errors name the key, never the value. */
-function resolveSecret(s: string | { env: string } | { file: string }, key: string): string {
-  if (typeof s === 'string') return s;
-  if ('env' in s) {
-    const v = process.env[s.env];
-    if (!v) throw new ProxyError('RP_ERR_CONFIG_READ', `${key}: environment variable ${s.env} is not set`);
-    return v;
-  }
-  try {
-    return readFileSync(s.file, 'utf8').replace(/\r?\n$/, '');
-  } catch (err) {
-    throw new ProxyError('RP_ERR_CONFIG_READ', `${key}: cannot read ${s.file}: ${(err as NodeJS.ErrnoException).code}`);
-  }
-}
 
 export function providerFor(p: ProviderConfig, key: string): UpstreamCredentialProvider {
   switch (p.type) {

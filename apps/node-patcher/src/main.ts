@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { existsSync, readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { kubeletVersion, nodeApi } from './node.js';
 import { status } from './patcher.js';
@@ -47,7 +48,6 @@ common(program.command('patch'))
   .action(async (o) => {
     const run = runOptions(o);
     if (o.configDir) {
-      const { existsSync, readFileSync } = await import('node:fs');
       const m = `${o.configDir}/mirrors.json`;
       const i = `${o.configDir}/match-images.json`;
       if (existsSync(m)) for (const [k, v] of Object.entries(JSON.parse(readFileSync(m, 'utf8')) as Record<string, string>)) (o.mirror as string[]).push(`${k}=${v}`);

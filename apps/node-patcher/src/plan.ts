@@ -88,10 +88,11 @@ export function planChanges(root: string, layout: Layout, opts: PatchOptions): F
     return changes;
   }
   // credential-provider: join an existing plugin configuration (EKS ships one for ECR) or set the flags.
-  const named = extractFlag(allFlagText(root, layout), 'image-credential-provider-config');
+  const flagText = allFlagText(root, layout);
+  const named = extractFlag(flagText, 'image-credential-provider-config');
   // Our own flags (from an earlier patch of this node) do not count as an existing configuration.
   const fromUnit = named === PROVIDER_CONFIG ? undefined : named;
-  const binFromUnit = extractFlag(allFlagText(root, layout), 'image-credential-provider-bin-dir');
+  const binFromUnit = extractFlag(flagText, 'image-credential-provider-bin-dir');
   const provider = {
     name: PROVIDER_NAME,
     matchImages: [...(opts.matchImages ?? [])],

@@ -22,3 +22,4 @@ export * from './providers/refresh.js';
 export * from './providers/docker-config.js';
 export * from './providers/ecr.js';
 export * from './providers/gcp.js';
+export * from './secrets.js';

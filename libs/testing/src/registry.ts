@@ -16,6 +16,12 @@ export async function startRegistry(users: Record<string, string>): Promise<Test
   const dir = mkdtempSync(join(tmpdir(), 'rp-registry-'));
   const htpasswd = join(dir, 'htpasswd');
   writeFileSync(htpasswd, Object.entries(users).map(([u, p]) => execFileSync('htpasswd', ['-nbB', u, p]).toString().trim()).join('\n') + '\n');
+  const r = await serve(dir, `{htpasswd: {realm: test-registry, path: ${htpasswd}}}`, 401);
+  return { url: r.url, host: r.host, dir, stop: () => r.daemon.stop() };
+}
+
+/** Starts docker-registry on a free loopback port with the given `auth:` section; waits until /v2/ answers `ready`. */
+async function serve(dir: string, auth: string, ready: number): Promise<{ url: string; host: string; daemon: Daemon }> {
   const port = await freePort();
   writeFileSync(
     join(dir, 'config.yml'),
@@ -23,13 +29,13 @@ export async function startRegistry(users: Record<string, string>): Promise<Test
 log: {level: warn}
 storage: {filesystem: {rootdirectory: ${dir}/data}, delete: {enabled: true}}
 http: {addr: 127.0.0.1:${port}, secret: test-only}
-auth: {htpasswd: {realm: test-registry, path: ${htpasswd}}}
+auth: ${auth}
 `,
   );
   const daemon: Daemon = startDaemon('docker-registry', ['serve', join(dir, 'config.yml')], join(dir, 'registry.log'));
   const url = `http://127.0.0.1:${port}`;
-  await waitFor('docker-registry', async () => (await fetch(`${url}/v2/`)).status === 401);
-  return { url, host: `127.0.0.1:${port}`, dir, stop: () => daemon.stop() };
+  await waitFor('docker-registry', async () => (await fetch(`${url}/v2/`)).status === ready);
+  return { url, host: `127.0.0.1:${port}`, daemon };
 }
 
 /**
@@ -92,22 +98,11 @@ export async function startTokenRegistry(users: Record<string, string>): Promise
   await new Promise<void>((r) => realm.listen(0, '127.0.0.1', r));
   const realmUrl = `http://127.0.0.1:${(realm.address() as { port: number }).port}`;
 
-  const port = await freePort();
-  writeFileSync(
-    join(dir, 'config.yml'),
-    `version: 0.1
-log: {level: warn}
-storage: {filesystem: {rootdirectory: ${dir}/data}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:${port}, secret: test-only}
-auth: {token: {realm: "${realmUrl}/token", service: test-registry, issuer: test-realm, rootcertbundle: ${join(dir, 'realm.crt')}}}
-`,
-  );
-  const daemon = startDaemon('docker-registry', ['serve', join(dir, 'config.yml')], join(dir, 'registry.log'));
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor('docker-registry (token auth)', async () => (await fetch(`${url}/v2/`)).status === 401);
+  const r = await serve(dir, `{token: {realm: "${realmUrl}/token", service: test-registry, issuer: test-realm, rootcertbundle: ${join(dir, 'realm.crt')}}}`, 401);
+  const { url, daemon } = r;
   return {
     url,
-    host: `127.0.0.1:${port}`,
+    host: r.host,
     dir,
     realmUrl,
     realmRequests,

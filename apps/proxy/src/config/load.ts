@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { ProxyError } from '@registry-proxy/registry-core';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
-import { ConfigSchema, type Config, type SecretRef } from './schema.js';
+import { ConfigSchema, type Config } from './schema.js';
 
 function formatIssues(issues: z.core.$ZodIssue[], source: string): string {
   const at = (path: readonly PropertyKey[]) => (path.length > 0 ? path.map(String).join('.') : '(top level)');
@@ -43,20 +43,8 @@ export function loadConfigFile(path: string): Config {
   return parseConfig(text, path);
 }
 
-/** Resolves a secret from its inline value, environment variable or file; `key` names it in errors. */
-export function resolveSecret(ref: SecretRef, key: string, env: NodeJS.ProcessEnv = process.env): string {
-  if (typeof ref === 'string') return ref;
-  if ('env' in ref) {
-    const v = env[ref.env];
-    if (v === undefined || v === '') throw new ProxyError('RP_ERR_CONFIG_READ', `${key}: environment variable ${ref.env} is not set`);
-    return v;
-  }
-  try {
-    return readFileSync(ref.file, 'utf8').replace(/\r?\n$/, '');
-  } catch (cause) {
-    throw new ProxyError('RP_ERR_CONFIG_READ', `${key}: cannot read ${ref.file}: ${(cause as NodeJS.ErrnoException).code ?? cause}`, { cause });
-  }
-}
+/** Secrets are resolved by registry-core's resolveSecret; re-exported for the proxy's modules. */
+export { resolveSecret } from '@registry-proxy/registry-core';
 
 /** Reads a file that the configuration names (an htpasswd file), naming the key on failure. */
 export function readConfiguredFile(path: string, key: string): string {

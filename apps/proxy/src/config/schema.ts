@@ -4,7 +4,6 @@ import { normaliseRegistryHost } from '../routing.js';
 
 /** A secret: given inline, or read from an environment variable or a file at start-up. */
 const secret = z.union([z.string().min(1), z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })]);
-export type SecretSource = z.infer<typeof secret>;
 
 const list = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]));
 const repoPrefix = z.string().refine((s) => s === '' || isValidRepositoryName(s), 'must be empty or a valid repository name prefix');
@@ -217,4 +216,3 @@ export const ConfigSchema = z
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type UpstreamConfig = Config['upstreams'][number];
-export type SecretRef = SecretSource;

@@ -220,7 +220,9 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
         res.set(API_VERSION).type('application/json').send('{}');
         return;
       }
-      const query = new URL(req.originalUrl, 'http://x').searchParams;
+      // Most requests carry no query: parse one only when there is one (this runs per request).
+      const q = req.originalUrl.indexOf('?');
+      const query = new URLSearchParams(q < 0 ? '' : req.originalUrl.slice(q + 1));
       if (ep.kind === 'catalog') {
         if (req.method !== 'GET') throw new RegistryError('UNSUPPORTED');
         await serveCatalog(runtime, req, res, query, logger);

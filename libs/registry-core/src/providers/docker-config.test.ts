@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CredentialError } from '../credentials.js';
-import { DockerConfigProvider, normaliseConfigKey } from './docker-config.js';
+import { CredentialHelperProvider, DockerConfigProvider, normaliseConfigKey } from './docker-config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rp-docker-config-'));
 const bin = join(dir, 'bin');
@@ -124,4 +124,15 @@ describe('DockerConfigProvider', () => {
     const missing = await failure(new DockerConfigProvider({ path: join(dir, 'nope.json') }).credentials({ registry: 'x.io' }));
     expect(missing.message).toMatch(/cannot read .*nope\.json: ENOENT/);
   });
+
+  it('CredentialHelperProvider asks one helper for every registry, cached per host', async () => {
+    const p = new CredentialHelperProvider('test', { env: { PATH: `${bin}:/usr/bin:/bin` }, cacheSeconds: 60 });
+    const before = calls().length;
+    const a = await p.credentials({ registry: 'gcr.example.com' });
+    expect(a).toEqual({ kind: 'basic', username: 'helper-user', password: 'helper-secret' });
+    expect(await p.credentials({ registry: 'gcr.example.com' })).toBe(a);
+    expect(await p.credentials({ registry: 'other.example.com' })).toEqual({ kind: 'anonymous' }); // "credentials not found"
+    expect(calls().slice(before)).toEqual(['gcr.example.com', 'other.example.com']);
+  });
 });
+

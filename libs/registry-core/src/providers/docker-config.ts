@@ -56,34 +56,46 @@ function fromEntry(e: AuthEntry, where: string): UpstreamCredentials | undefined
 }
 
 /**
- * Credentials from a Docker client configuration: `credHelpers` for the host, else the
- * `credsStore`, else the `auths` entry, as docker itself looks them up. Helpers run as
- * `docker-credential-<name> get` with the server on stdin and JSON on stdout; their output
- * never reaches an error message.
+ * Answers per registry host, kept for `cacheSeconds`; concurrent asks share one lookup, and a
+ * failed lookup is not remembered.
  */
-export class DockerConfigProvider implements UpstreamCredentialProvider {
-  private readonly path: string;
+abstract class PerHostCache implements UpstreamCredentialProvider {
   private readonly cache = new Map<string, { creds: Promise<UpstreamCredentials>; until: number }>();
 
-  constructor(private readonly opts: DockerConfigProviderOptions = {}) {
-    this.path = opts.path ?? join(process.env['DOCKER_CONFIG'] ?? join(homedir(), '.docker'), 'config.json');
-  }
+  protected constructor(private readonly cacheSeconds = 300) {}
+
+  protected abstract lookup(host: string): Promise<UpstreamCredentials>;
 
   credentials(request: CredentialRequest): Promise<UpstreamCredentials> {
     const host = normaliseConfigKey(request.registry);
     const hit = this.cache.get(host);
     if (hit && hit.until > Date.now()) return hit.creds;
     const creds = this.lookup(host);
-    this.cache.set(host, { creds, until: Date.now() + (this.opts.cacheSeconds ?? 300) * 1000 });
-    creds.catch(() => this.cache.delete(host)); // failures are not remembered
+    this.cache.set(host, { creds, until: Date.now() + this.cacheSeconds * 1000 });
+    creds.catch(() => this.cache.delete(host));
     return creds;
   }
 
   invalidate(request: CredentialRequest): void {
     this.cache.delete(normaliseConfigKey(request.registry));
   }
+}
 
-  private async lookup(host: string): Promise<UpstreamCredentials> {
+/**
+ * Credentials from a Docker client configuration: `credHelpers` for the host, else the
+ * `credsStore`, else the `auths` entry, as docker itself looks them up. Helpers run as
+ * `docker-credential-<name> get` with the server on stdin and JSON on stdout; their output
+ * never reaches an error message.
+ */
+export class DockerConfigProvider extends PerHostCache {
+  private readonly path: string;
+
+  constructor(private readonly opts: DockerConfigProviderOptions = {}) {
+    super(opts.cacheSeconds);
+    this.path = opts.path ?? join(process.env['DOCKER_CONFIG'] ?? join(homedir(), '.docker'), 'config.json');
+  }
+
+  protected async lookup(host: string): Promise<UpstreamCredentials> {
     let config: DockerConfig;
     try {
       config = JSON.parse(await readFile(this.path, 'utf8')) as DockerConfig;
@@ -141,25 +153,15 @@ export function runCredentialHelper(name: string, host: string, opts: { helperTi
 }
 
 /** Credentials from one Docker credential helper for every registry, cached for `cacheSeconds`. */
-export class CredentialHelperProvider implements UpstreamCredentialProvider {
-  private readonly cache = new Map<string, { creds: Promise<UpstreamCredentials>; until: number }>();
-
+export class CredentialHelperProvider extends PerHostCache {
   constructor(
     private readonly helperName: string,
     private readonly opts: { cacheSeconds?: number; helperTimeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
-  ) {}
-
-  credentials(request: CredentialRequest): Promise<UpstreamCredentials> {
-    const host = normaliseConfigKey(request.registry);
-    const hit = this.cache.get(host);
-    if (hit && hit.until > Date.now()) return hit.creds;
-    const creds = runCredentialHelper(this.helperName, host, this.opts).then((c) => c ?? ANONYMOUS_CREDENTIALS);
-    this.cache.set(host, { creds, until: Date.now() + (this.opts.cacheSeconds ?? 300) * 1000 });
-    creds.catch(() => this.cache.delete(host));
-    return creds;
+  ) {
+    super(opts.cacheSeconds);
   }
 
-  invalidate(request: CredentialRequest): void {
-    this.cache.delete(normaliseConfigKey(request.registry));
+  protected async lookup(host: string): Promise<UpstreamCredentials> {
+    return (await runCredentialHelper(this.helperName, host, this.opts)) ?? ANONYMOUS_CREDENTIALS;
   }
 }
