@@ -182,11 +182,18 @@ http {
   const proxy = start(process.execPath, [...nodeArgs, join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy.yaml')], 'proxy.log');
   const px = `http://127.0.0.1:${pxPort}`;
   await waitHttp(`${px}/healthz`, (s) => s === 200);
+  // The same proxy with manifest coalescing off: what relaying every HEAD costs.
+  const px2Port = await port();
+  writeFileSync(join(dir, 'proxy2.yaml'), readFileSync(join(dir, 'proxy.yaml'), 'utf8').replace(`port: ${pxPort}`, `port: ${px2Port}`).replace(`url: "${reg}"}`, `url: "${reg}", coalesce: false}`));
+  const proxy2 = ONLY.has('head') ? start(process.execPath, [join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy2.yaml')], 'proxy2.log') : null;
+  const px2 = `http://127.0.0.1:${px2Port}`;
+  if (proxy2) await waitHttp(`${px2}/healthz`, (s) => s === 200);
+  const coalescedSoFar = async () => Number(/^registry_proxy_coalesced_requests_total\{upstream="local"\} (\d+)/m.exec(await (await fetch(`${px}/metrics`)).text())?.[1] ?? 0);
   // Tokens live 5 minutes and a full run takes longer: each proxy phase gets a fresh one.
-  const freshToken = async (scopes = ['repository:bench/big:pull']) => {
+  const freshToken = async (scopes = ['repository:bench/big:pull'], base = px) => {
     const q = new URLSearchParams({ service: 'registry-proxy' });
     for (const sc of scopes) q.append('scope', sc);
-    const r = await fetch(`${px}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from('bench:bench-pw').toString('base64')}` } });
+    const r = await fetch(`${base}/token?${q}`, { headers: { authorization: `Basic ${Buffer.from('bench:bench-pw').toString('base64')}` } });
     return (await r.json()).token;
   };
   let token = await freshToken();
@@ -254,13 +261,24 @@ http {
     lat.sort((a, b) => a - b);
     return { p50: lat[Math.floor(lat.length * 0.5)], p99: lat[Math.floor(lat.length * 0.99)] };
   };
-  const skip = { p50: NaN, p99: NaN };
-  const hDirect = ONLY.has('head') ? await heads(reg, {}) : skip;
-  const hNginx = ONLY.has('head') ? await heads(`http://127.0.0.1:${ngPort}`, {}) : skip;
-  token = await freshToken();
-  const cpuBeforeHeads = cpu(proxy.pid);
-  const hProxy = ONLY.has('head') ? await heads(px, { authorization: `Bearer ${token}` }) : skip;
-  const proxyCpuPerHead = ((cpu(proxy.pid) - cpuBeforeHeads) * 1e6) / (2 * HEADS); // warm-up pass included
+  const skip = { p50: NaN, p99: NaN, cpu: NaN };
+  /** A closed-loop run, with the relaying process's CPU per HEAD (the warm-up pass included). */
+  const headsWithCpu = async (base, headers, pid) => {
+    const before = pid ? cpu(pid) : 0;
+    const r = await heads(base, headers);
+    return { ...r, cpu: pid ? ((cpu(pid) - before) * 1e6) / (2 * HEADS) : NaN };
+  };
+  const closed = {};
+  let coalesced = NaN;
+  if (ONLY.has('head')) {
+    closed.direct = await headsWithCpu(reg, {});
+    closed.nginx = await headsWithCpu(`http://127.0.0.1:${ngPort}`, {}, ngWorker);
+    token = await freshToken();
+    const before = await coalescedSoFar();
+    closed.proxy = await headsWithCpu(px, { authorization: `Bearer ${token}` }, proxy.pid);
+    coalesced = (await coalescedSoFar()) - before;
+    closed['proxy, coalesce: false'] = await headsWithCpu(px2, { authorization: `Bearer ${await freshToken(undefined, px2)}` }, proxy2.pid);
+  }
   const RATE = Number(process.env.BENCH_RATE ?? 300);
   const PACED = Math.min(HEADS, 3000);
   const paced = ONLY.has('head')
@@ -268,8 +286,9 @@ http {
         direct: await heads(reg, {}, RATE, PACED),
         nginx: await heads(`http://127.0.0.1:${ngPort}`, {}, RATE, PACED),
         proxy: await heads(px, { authorization: `Bearer ${(token = await freshToken())}` }, RATE, PACED),
+        'proxy, coalesce: false': await heads(px2, { authorization: `Bearer ${await freshToken(undefined, px2)}` }, RATE, PACED),
       }
-    : { direct: skip, nginx: skip, proxy: skip };
+    : {};
 
   // --- 3. peak RSS with PARALLEL concurrent large pulls through the proxy
   token = await freshToken();
@@ -352,17 +371,19 @@ http {
   console.log(`\n  large blob         ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}   (CPU of the relaying process)`);
   for (const [name, r] of Object.entries(results)) console.log(`  ${name.padEnd(18)} ${f(r.mibs)} ${Number.isNaN(r.cpu) ? '        -' : f(r.cpu, 2)}`);
   if (results.proxy) console.log(`  proxy / nginx CPU per GiB: ${(results.proxy.cpu / results.nginx.cpu).toFixed(2)}x (target <= 2.5x)`);
-  console.log(`\n  manifest HEAD, 50 clients, ${HEADS} requests   p50 ms    p99 ms`);
-  console.log(`  direct                                ${f(hDirect.p50, 2)} ${f(hDirect.p99, 2)}`);
-  console.log(`  nginx                                 ${f(hNginx.p50, 2)} ${f(hNginx.p99, 2)}`);
-  console.log(`  proxy                                 ${f(hProxy.p50, 2)} ${f(hProxy.p99, 2)}`);
-  console.log(`  added by the proxy at p50: ${(hProxy.p50 - hDirect.p50).toFixed(2)} ms (target <= 2 ms); by nginx: ${(hNginx.p50 - hDirect.p50).toFixed(2)} ms; proxy CPU per HEAD: ${proxyCpuPerHead.toFixed(0)} us`);
-  console.log(`  (50 clients in a closed loop saturate the registry on these 2 cores, so each hop's CPU becomes queueing)`);
-  console.log(`\n  manifest HEAD, 50 clients paced to ${RATE}/s, ${PACED} requests   p50 ms    p99 ms`);
-  for (const [name, h] of Object.entries(paced)) console.log(`  ${name.padEnd(38)}${f(h.p50, 2)} ${f(h.p99, 2)}`);
-  console.log(`  added by the proxy at p50: ${(paced.proxy.p50 - paced.direct.p50).toFixed(2)} ms; by nginx: ${(paced.nginx.p50 - paced.direct.p50).toFixed(2)} ms`);
-  console.log(`\n  ${PARALLEL} concurrent ${BLOB_MIB} MiB pulls through the proxy: ${((PARALLEL * BLOB_MIB) / parallelSecs).toFixed(0)} MiB/s in all`);
-  console.log(`  proxy RSS: ${rssBefore.toFixed(0)} MB before, peak ${peak.toFixed(0)} MB during (target <= 200 MB); VmHWM ${status(proxy.pid, 'VmHWM').toFixed(0)} MB`);
+  if (closed.direct) {
+    const d = closed.direct.p50;
+    console.log(`\n  manifest HEAD, 50 clients in a closed loop, ${HEADS} requests   p50 ms    p99 ms  CPU us/HEAD`);
+    for (const [name, h] of Object.entries(closed)) console.log(`  ${name.padEnd(48)}${f(h.p50, 2)} ${f(h.p99, 2)} ${Number.isNaN(h.cpu) ? '          -' : f(h.cpu).padStart(11)}`);
+    console.log(`  added at p50: proxy ${(closed.proxy.p50 - d).toFixed(2)} ms (target <= 2 ms); proxy with coalesce: false ${(closed['proxy, coalesce: false'].p50 - d).toFixed(2)} ms; nginx ${(closed.nginx.p50 - d).toFixed(2)} ms`);
+    console.log(`  coalescing: ${coalesced} of the proxy's ${2 * HEADS} HEADs were answered by an upstream request another HEAD had started`);
+    console.log(`  (50 clients in a closed loop saturate the registry on these 2 cores, so each hop's CPU becomes queueing)`);
+    console.log(`\n  manifest HEAD, 50 clients paced to ${RATE}/s, ${PACED} requests   p50 ms    p99 ms`);
+    for (const [name, h] of Object.entries(paced)) console.log(`  ${name.padEnd(48)}${f(h.p50, 2)} ${f(h.p99, 2)}`);
+    console.log(`  added at p50: proxy ${(paced.proxy.p50 - paced.direct.p50).toFixed(2)} ms; with coalesce: false ${(paced['proxy, coalesce: false'].p50 - paced.direct.p50).toFixed(2)} ms; nginx ${(paced.nginx.p50 - paced.direct.p50).toFixed(2)} ms`);
+  }
+  if (ONLY.has('rss')) console.log(`\n  ${PARALLEL} concurrent ${BLOB_MIB} MiB pulls through the proxy: ${((PARALLEL * BLOB_MIB) / parallelSecs).toFixed(0)} MiB/s in all`);
+  if (ONLY.has('rss')) console.log(`  proxy RSS: ${rssBefore.toFixed(0)} MB before, peak ${peak.toFixed(0)} MB during (target <= 200 MB); VmHWM ${status(proxy.pid, 'VmHWM').toFixed(0)} MB`);
   if (pushes.proxy) {
     console.log(`\n  push, one streamed PUT of ${BLOB_MIB} MiB   ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}`);
     for (const [name, r] of Object.entries(pushes)) console.log(`  ${name.padEnd(38)}${f(r.mibs)} ${Number.isNaN(r.cpu) ? '        -' : f(r.cpu, 2)}`);

@@ -3,6 +3,7 @@
  * docker-registry 2.8 cannot show a behaviour: tag pagination (distribution 3 / Docker Hub)
  * and blob redirects to storage (S3, GCS, Artifact Registry's relative Locations).
  */
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -21,6 +22,10 @@ let storage: Server;
 let storageUrl: string;
 const storageSeen: IncomingMessage[] = [];
 const proxies: RunningProxy[] = [];
+let movingCount = 0;
+let holdMoving = false;
+const held: Array<() => void> = [];
+const HUGE = Buffer.alloc(5 << 20, 'x');
 
 beforeAll(async () => {
   storage = createServer((req, res) => {
@@ -42,6 +47,17 @@ beforeAll(async () => {
       if (from + n < all.length) res.setHeader('link', `</v2/ns/app/tags/list?last=${tags[tags.length - 1]}&n=${n}>; rel="next"`);
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ name: 'ns/app', tags }));
+    } else if (url.pathname === '/v2/ns/moving/manifests/latest') {
+      // A tag that moves on every request: answer n names manifest n.
+      const n = ++movingCount;
+      const body = Buffer.from(JSON.stringify({ schemaVersion: 2, n }));
+      const send = () =>
+        res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': body.length, 'docker-content-digest': `sha256:${createHash('sha256').update(body).digest('hex')}` }).end(req.method === 'HEAD' ? undefined : body);
+      if (holdMoving) held.push(send);
+      else send();
+    } else if (url.pathname === '/v2/ns/huge/manifests/v1') {
+      // Larger than registries accept (4 MiB), slow enough that two requests overlap.
+      setTimeout(() => res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': HUGE.length }).end(HUGE), 100);
     } else if (url.pathname === `/v2/ns/app/blobs/${DIGEST}`) {
       res.writeHead(307, { location: `${storageUrl}/bucket/blob?signature=xyz` }).end();
     } else if (url.pathname === `/v2/ns/rel/blobs/${DIGEST}`) {
@@ -109,6 +125,64 @@ describe('tag pagination', () => {
     const t = await tokenFor(p.url, 'x/app');
     const res = await fetch(`${p.url}/v2/x/app/tags/list`, { method: 'HEAD', headers: { authorization: `Bearer ${t}` } });
     expect(res.status).toBe(200);
+  });
+});
+
+describe('identical manifest requests at once', () => {
+  const digestOf = (n: number) => `sha256:${createHash('sha256').update(JSON.stringify({ schemaVersion: 2, n })).digest('hex')}`;
+  /** One request while the upstream holds its answer, then nine more, then the upstream lets go. */
+  async function herd(url: string, method: 'HEAD' | 'GET') {
+    const t = await tokenFor(url, 'x/moving');
+    const ask = () => fetch(`${url}/v2/x/moving/manifests/latest`, { method, headers: { authorization: `Bearer ${t}`, accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const start = movingCount;
+    holdMoving = true;
+    const first = ask();
+    while (held.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const rest = Array.from({ length: 9 }, ask);
+    await new Promise((r) => setTimeout(r, 300)); // the nine reach the proxy
+    holdMoving = false;
+    for (const send of held.splice(0)) send();
+    const answers = await Promise.all([first, ...rest]);
+    while (held.length > 0) held.shift()?.();
+    return { answers, upstreamRequests: movingCount - start, start };
+  }
+
+  it('share upstream requests, and nobody gets an answer the upstream sent before they asked', async () => {
+    const p = await proxy('follow');
+    for (const method of ['HEAD', 'GET'] as const) {
+      const { answers, upstreamRequests, start } = await herd(p.url, method);
+      // One request in the air when the nine came; they all left together on the next.
+      expect(upstreamRequests).toBe(2);
+      expect(answers.map((a) => a.status)).toEqual(Array(10).fill(200));
+      expect(answers[0]?.headers.get('docker-content-digest')).toBe(digestOf(start + 1));
+      // The tag moved after the first request was sent; the nine asked later and see the move.
+      for (const a of answers.slice(1)) expect(a.headers.get('docker-content-digest')).toBe(digestOf(start + 2));
+      if (method === 'GET') {
+        const bodies = await Promise.all(answers.map((a) => a.text()));
+        expect(bodies.slice(1)).toEqual(Array(9).fill(JSON.stringify({ schemaVersion: 2, n: start + 2 })));
+      }
+    }
+    const metrics = await (await fetch(`${p.url}/metrics`)).text();
+    expect(metrics).toContain('registry_proxy_coalesced_requests_total{upstream="up"} 16');
+  });
+
+  it('each go upstream when coalescing is off', async () => {
+    const p = await proxyFor(upstreamUrl, 'follow', 'upstream-token', {
+      upstreams: [{ name: 'up', prefix: 'x', namespace: 'ns', url: upstreamUrl, coalesce: false, credentials: { type: 'bearer', token: 'upstream-token' } }],
+    });
+    const { answers, upstreamRequests } = await herd(p.url, 'HEAD');
+    expect(upstreamRequests).toBe(10);
+    expect(answers.map((a) => a.status)).toEqual(Array(10).fill(200));
+  });
+
+  it('fetch a manifest above 4 MiB each on their own, whole', async () => {
+    const p = await proxy('follow');
+    const t = await tokenFor(p.url, 'x/huge');
+    const answers = await Promise.all(Array.from({ length: 3 }, () => fetch(`${p.url}/v2/x/huge/manifests/v1`, { headers: { authorization: `Bearer ${t}` } })));
+    for (const a of answers) {
+      expect(a.status).toBe(200);
+      expect(Buffer.from(await a.arrayBuffer()).equals(HUGE)).toBe(true);
+    }
   });
 });
 

@@ -22,6 +22,12 @@ export class Metrics {
     labelNames: ['upstream'] as const,
     registers: [this.registry],
   });
+  readonly coalesced = new Counter({
+    name: 'registry_proxy_coalesced_requests_total',
+    help: 'Manifest requests answered by an upstream request that an identical request had started',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
   readonly tokens = new Counter({
     name: 'registry_proxy_tokens_total',
     help: 'Token requests by outcome (issued, denied, unavailable, invalid)',

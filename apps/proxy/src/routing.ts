@@ -1,4 +1,5 @@
 import type { UpstreamClient } from '@registry-proxy/registry-core';
+import type { Flights, SharedResponse } from './coalesce.js';
 
 /** One upstream with the part of the proxy's namespace it serves. */
 export interface Route {
@@ -10,6 +11,8 @@ export interface Route {
   /** Registry hosts this upstream mirrors for containerd's `?ns=` requests. */
   readonly mirrorOf: readonly string[];
   readonly client: UpstreamClient;
+  /** Identical concurrent manifest GET/HEAD requests share upstream requests (undefined: off). */
+  readonly flights?: Flights<SharedResponse | undefined>;
 }
 
 /** Where a repository of the proxy lives upstream. */

@@ -21,6 +21,7 @@ import {
 import type { Logger } from 'pino';
 import { readConfiguredFile, resolveSecret } from './config/load.js';
 import type { Config, UpstreamConfig } from './config/schema.js';
+import { Flights, type SharedResponse } from './coalesce.js';
 import { Router, normaliseRegistryHost } from './routing.js';
 
 /** Everything the HTTP layer needs, built once from a validated configuration. */
@@ -166,6 +167,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       hosts: u.hosts,
       mirrorOf: u.mirrorOf.map(normaliseRegistryHost),
       client: clients[i] as UpstreamClient,
+      ...(u.coalesce ? { flights: new Flights<SharedResponse | undefined>() } : {}),
     })),
   );
   return {

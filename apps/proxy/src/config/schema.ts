@@ -134,6 +134,12 @@ const upstream = z.strictObject({
     })
     .prefault({}),
   attempts: z.number().int().min(1).max(10).default(3),
+  /**
+   * Identical manifest GET/HEAD requests that arrive while one is in flight share the next
+   * upstream request (never one sent before they arrived): one upstream request per round trip
+   * and tag however many nodes ask at once.
+   */
+  coalesce: z.boolean().default(true),
 });
 
 const rule = z.strictObject({

@@ -1,5 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import {
+  BodyTooLargeError,
   CredentialError,
   InvalidTokenError,
   isValidDigest,
@@ -19,6 +20,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
+import type { SharedResponse } from '../coalesce.js';
 import type { Target } from '../routing.js';
 import { serveCatalog } from './catalog.js';
 import { relayTagList, rewriteLink } from './tags.js';
@@ -254,33 +256,39 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
   };
 }
 
-async function relay(req: Request, res: Response, ep: RepoEndpoint, p: Plan, target: Target, base: string, metrics: Metrics, logger: Logger): Promise<void> {
-  const headers: Record<string, string> = {};
-  for (const h of FORWARDED) {
-    const v = req.headers[h];
-    if (typeof v === 'string') headers[h] = v;
-  }
-  if (p.body !== undefined && !Buffer.isBuffer(p.body) && typeof req.headers['content-length'] === 'string') headers['content-length'] = req.headers['content-length'];
-  const abort = new AbortController();
-  const onClose = () => {
-    if (!res.writableFinished) abort.abort(new Error('client went away'));
-  };
-  res.once('close', onClose);
-  const started = process.hrtime.bigint();
-  const client = target.route.client;
-  let up: UpstreamResponse;
-  try {
-    up = await client.request({ method: p.method, path: p.path, headers, scope: p.scope, signal: abort.signal, ...(p.body !== undefined ? { body: p.body } : {}) });
-  } finally {
-    // Past the response headers, a client that leaves is handled by destroying the body.
-    res.off('close', onClose);
-  }
-  metrics.upstreamLatency.observe({ upstream: client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+const EMPTY = Buffer.alloc(0);
 
-  if (up.statusCode === 401) {
+/**
+ * Fetches a manifest for every client of a flight (see ../coalesce.ts): the body is read whole
+ * (registries cap manifests at 4 MiB); undefined when it is larger, and each client then fetches
+ * its own. No client's AbortSignal is attached: the flight answers whoever is still waiting.
+ */
+async function fetchShared(client: Target['route']['client'], p: Plan, headers: Record<string, string>, metrics: Metrics): Promise<SharedResponse | undefined> {
+  const started = process.hrtime.bigint();
+  const up = await client.request({ method: p.method, path: p.path, headers, scope: p.scope });
+  metrics.upstreamLatency.observe({ upstream: client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+  const answer = (body: Buffer) => ({ statusCode: up.statusCode, headers: up.headers, url: up.url, body });
+  if (p.method === 'HEAD' || up.statusCode === 401) {
     await up.body.dump();
-    throw new RegistryError('BAD_GATEWAY', { message: "upstream registry refused the proxy's credentials" });
+    return answer(EMPTY);
   }
+  if (Number(up.headers['content-length']) > MAX_MANIFEST_BYTES) {
+    await up.body.dump();
+    return undefined;
+  }
+  try {
+    const body = await up.body.bytes(MAX_MANIFEST_BYTES);
+    metrics.upstreamBytes.inc({ upstream: client.name }, body.length);
+    return answer(body);
+  } catch (err) {
+    if (err instanceof BodyTooLargeError) return undefined;
+    throw new RegistryError('BAD_GATEWAY', { message: 'upstream registry failed while sending the manifest', cause: err });
+  }
+}
+
+/** Status line and headers of an upstream answer, in the proxy's namespace. */
+function relayHead(res: Response, ep: RepoEndpoint, target: Target, base: string, up: Pick<UpstreamResponse, 'statusCode' | 'headers' | 'url'>): void {
+  if (up.statusCode === 401) throw new RegistryError('BAD_GATEWAY', { message: "upstream registry refused the proxy's credentials" });
   res.status(up.statusCode);
   for (const h of RELAYED) {
     const v = up.headers[h];
@@ -290,6 +298,51 @@ async function relay(req: Request, res: Response, ep: RepoEndpoint, p: Plan, tar
   if (typeof location === 'string') res.setHeader('Location', rewriteLocation(location, up.url, target.name, ep.name, base, target.ns));
   if (target.ns !== undefined) res.setHeader('OCI-Namespace', target.ns);
   res.set(API_VERSION);
+}
+
+async function relay(req: Request, res: Response, ep: RepoEndpoint, p: Plan, target: Target, base: string, metrics: Metrics, logger: Logger): Promise<void> {
+  const headers: Record<string, string> = {};
+  for (const h of FORWARDED) {
+    const v = req.headers[h];
+    if (typeof v === 'string') headers[h] = v;
+  }
+  const client = target.route.client;
+  const flights = target.route.flights;
+  if (flights !== undefined && ep.kind === 'manifest' && (p.method === 'GET' || p.method === 'HEAD')) {
+    // Identical manifest requests share upstream requests; the client's own name and Host
+    // only shape the Location and namespace headers, which are written per client below.
+    const key = `${client.name} ${p.method} ${p.path}\n${FORWARDED.map((h) => headers[h] ?? '').join('\n')}`;
+    let mine = false;
+    const shared = await flights.run(key, () => {
+      mine = true;
+      return fetchShared(client, p, headers, metrics);
+    });
+    if (!mine) metrics.coalesced.inc({ upstream: client.name });
+    if (shared !== undefined) {
+      if (res.destroyed) return; // the client left while it waited
+      relayHead(res, ep, target, base, shared);
+      res.end(p.method === 'HEAD' ? undefined : shared.body);
+      return;
+    }
+  }
+  if (p.body !== undefined && !Buffer.isBuffer(p.body) && typeof req.headers['content-length'] === 'string') headers['content-length'] = req.headers['content-length'];
+  const abort = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) abort.abort(new Error('client went away'));
+  };
+  res.once('close', onClose);
+  const started = process.hrtime.bigint();
+  let up: UpstreamResponse;
+  try {
+    up = await client.request({ method: p.method, path: p.path, headers, scope: p.scope, signal: abort.signal, ...(p.body !== undefined ? { body: p.body } : {}) });
+  } finally {
+    // Past the response headers, a client that leaves is handled by destroying the body.
+    res.off('close', onClose);
+  }
+  metrics.upstreamLatency.observe({ upstream: client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+
+  if (up.statusCode === 401) await up.body.dump();
+  relayHead(res, ep, target, base, up);
   if (ep.kind === 'tags' && up.statusCode === 200 && req.method === 'GET') {
     const link = up.headers['link'];
     if (typeof link === 'string') res.setHeader('Link', rewriteLink(link, target.name, ep.name));

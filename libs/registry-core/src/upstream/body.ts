@@ -31,17 +31,24 @@ export class ResponseBody extends Readable {
 
   /** Reads the whole body as UTF-8, refusing more than `limit` bytes. */
   async text(limit = 16 << 20): Promise<string> {
+    return (await this.bytes(limit)).toString('utf8');
+  }
+
+  /** Reads the whole body into one Buffer of its own, refusing more than `limit` bytes (BodyTooLargeError). */
+  async bytes(limit = 16 << 20): Promise<Buffer> {
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const c of this as AsyncIterable<Buffer>) {
       size += c.length;
       if (size > limit) {
         this.destroy();
-        throw new Error(`response body larger than ${limit} bytes`);
+        throw new BodyTooLargeError(limit);
       }
       chunks.push(c);
     }
-    return Buffer.concat(chunks).toString('utf8');
+    const whole = Buffer.concat(chunks, size);
+    for (const c of chunks) this.release(c);
+    return whole;
   }
 
   /**
@@ -59,6 +66,14 @@ export class ResponseBody extends Readable {
     if (this.readableEnded || this.destroyed) return;
     if (this.complete) this.resume();
     else this.discard();
+  }
+}
+
+/** A body was longer than the reader's limit. */
+export class BodyTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`response body larger than ${limit} bytes`);
+    this.name = 'BodyTooLargeError';
   }
 }
 
