@@ -91,6 +91,29 @@ describe('pull', () => {
     expect(part.headers.get('content-range')).toBe(`bytes 10-19/${layer.data.length}`);
     expect(Buffer.from(await part.arrayBuffer()).equals(layer.data.subarray(10, 20))).toBe(true);
   });
+  it('answers 40 clients at once asking for the same tag, each with the right bytes (identical requests share upstream requests)', async () => {
+    const t = await tok('alice', pull('team/app'), pull('team/multi'));
+    // Two kinds of Accept on one tag, GETs and HEADs: only identical requests may share an answer.
+    const asks = Array.from({ length: 40 }, (_, i) => {
+      const index = i % 2 === 0;
+      const name = index ? 'team/multi/manifests/latest' : 'team/app/manifests/v1';
+      return get(`/v2/${name}`, t, { method: i % 4 < 2 ? 'GET' : 'HEAD', headers: { accept: index ? `${MT.index}, ${MT.manifest}` : MT.manifest } }).then(async (res) => ({
+        index,
+        method: i % 4 < 2 ? 'GET' : 'HEAD',
+        status: res.status,
+        digest: res.headers.get('docker-content-digest'),
+        type: res.headers.get('content-type'),
+        body: Buffer.from(await res.arrayBuffer()),
+      }));
+    });
+    for (const a of await Promise.all(asks)) {
+      expect(a.status).toBe(200);
+      expect(a.digest).toBe(a.index ? w.indexDigest : w.images.v1.digest);
+      expect(a.type).toBe(a.index ? MT.index : MT.manifest);
+      if (a.method === 'GET') expect(sha256(a.body)).toBe(a.digest);
+      else expect(a.body.length).toBe(0);
+    }
+  });
   it('forwards Accept, so a multi-platform index comes back as an index', async () => {
     const t = await tok('alice', pull('team/multi'));
     const res = await get('/v2/team/multi/manifests/latest', t, { headers: { accept: `${MT.index}, ${MT.manifest}` } });
