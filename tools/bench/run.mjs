@@ -28,6 +28,12 @@ const ONLY = new Set((process.env.BENCH_ONLY ?? 'blob,head,rss,push,token').spli
 const root = join(import.meta.dirname, '../..');
 const dir = mkdtempSync(join(tmpdir(), 'rp-bench-'));
 const children = [];
+// The proxy runs with the environment its image sets (apps/proxy/Dockerfile's ENV), unless
+// BENCH_PROXY_ENV=none: then as a bare `node main.js`.
+const imageEnv = Object.fromEntries(
+  [...readFileSync(join(root, 'apps/proxy/Dockerfile'), 'utf8').matchAll(/^ENV (.+)$/gm)].flatMap((m) => m[1].split(/\s+/).map((kv) => kv.split('='))),
+);
+const proxyEnv = process.env.BENCH_PROXY_ENV === 'none' ? process.env : { ...process.env, ...imageEnv };
 
 const port = async () => {
   const s = createServer();
@@ -36,9 +42,9 @@ const port = async () => {
   await new Promise((r) => s.close(r));
   return p;
 };
-const start = (cmd, args, log) => {
+const start = (cmd, args, log, env = process.env) => {
   const fd = openSync(join(dir, log), 'a');
-  const c = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
+  const c = spawn(cmd, args, { stdio: ['ignore', fd, fd], env });
   children.push(c);
   return c;
 };
@@ -59,7 +65,7 @@ const cpu = (pid) => {
 const cpuSplit = (pid) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return [Number(x[11]) / 100, Number(x[12]) / 100];
+  return [Number(x[11]) / 100, Number(x[12]) / 100, Number(x[7])];
 };
 const status = (pid, key) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(key)) ?? '')?.[1] ?? 0) / 1024;
 const cleanup = async () => {
@@ -179,13 +185,13 @@ http {
     `listen: {host: 127.0.0.1, port: ${pxPort}}\nlog: {level: warn}\nauth: [{type: static, users: [{username: bench, passwordHash: "${hash5}"}]}]\nrules: [{account: bench, repository: "**", actions: [pull, push]}]\nupstreams: [{name: local, url: "${reg}"}, {name: realm, prefix: realm, url: "${treg}", tokenRealms: ["${realmUrl}"], credentials: {type: static, username: bot, password: bot-pat}}]\n`,
   );
   const nodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : [];
-  const proxy = start(process.execPath, [...nodeArgs, join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy.yaml')], 'proxy.log');
+  const proxy = start(process.execPath, [...nodeArgs, join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy.yaml')], 'proxy.log', proxyEnv);
   const px = `http://127.0.0.1:${pxPort}`;
   await waitHttp(`${px}/healthz`, (s) => s === 200);
   // The same proxy with manifest coalescing off: what relaying every HEAD costs.
   const px2Port = await port();
   writeFileSync(join(dir, 'proxy2.yaml'), readFileSync(join(dir, 'proxy.yaml'), 'utf8').replace(`port: ${pxPort}`, `port: ${px2Port}`).replace(`url: "${reg}"}`, `url: "${reg}", coalesce: false}`));
-  const proxy2 = ONLY.has('head') ? start(process.execPath, [join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy2.yaml')], 'proxy2.log') : null;
+  const proxy2 = ONLY.has('head') ? start(process.execPath, [join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy2.yaml')], 'proxy2.log', proxyEnv) : null;
   const px2 = `http://127.0.0.1:${px2Port}`;
   if (proxy2) await waitHttp(`${px2}/healthz`, (s) => s === 200);
   const coalescedSoFar = async () => Number(/^registry_proxy_coalesced_requests_total\{upstream="local"\} (\d+)/m.exec(await (await fetch(`${px}/metrics`)).text())?.[1] ?? 0);
@@ -265,7 +271,9 @@ http {
   /** A closed-loop run, with the relaying process's CPU per HEAD (the warm-up pass included). */
   const headsWithCpu = async (base, headers, pid) => {
     const before = pid ? cpu(pid) : 0;
+    const split = pid ? cpuSplit(pid) : [0, 0, 0];
     const r = await heads(base, headers);
+    if (process.env.BENCH_VERBOSE && pid) console.log('  HEADs', base, 'user/sys us per HEAD', cpuSplit(pid).slice(0, 2).map((x, i) => (((x - split[i]) * 1e6) / (2 * HEADS)).toFixed(0)).join('/'));
     return { ...r, cpu: pid ? ((cpu(pid) - before) * 1e6) / (2 * HEADS) : NaN };
   };
   const closed = {};
@@ -318,12 +326,12 @@ http {
     const l = new URL(started.headers.get('location'), base);
     l.searchParams.set('digest', digest);
     const before = pid ? cpu(pid) : 0;
-    const beforeSplit = pid ? cpuSplit(pid) : [0, 0];
+    const beforeSplit = pid ? cpuSplit(pid) : [0, 0, 0];
     const t0 = process.hrtime.bigint();
     const code = execFileSync('curl', ['-sf', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', 'Content-Type: application/octet-stream', ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), '-T', blobFile, l.href]).toString();
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
     if (code !== '201') throw new Error(`push: ${code}`);
-    if (process.env.BENCH_VERBOSE && pid) console.log('  push', base, 'user/sys s', cpuSplit(pid).map((x, i) => (x - beforeSplit[i]).toFixed(2)).join('/'));
+    if (process.env.BENCH_VERBOSE && pid) console.log('  push', base, 'user/sys s, minor faults', cpuSplit(pid).map((x, i) => (x - beforeSplit[i]).toFixed(i < 2 ? 2 : 0)).join('/'));
     return { mibs: BLOB_MIB / secs, cpuPerGiB: pid ? ((cpu(pid) - before) * 1024) / BLOB_MIB : NaN };
   };
   const pushes = {};
@@ -368,6 +376,7 @@ http {
 
   const f = (n, d = 0) => n.toFixed(d).padStart(9);
   console.log(`\nregistry-proxy pull benchmark (${BLOB_MIB} MiB blob, median of ${RUNS} runs; ${new Date().toISOString()})`);
+  console.log(`  proxy environment: ${process.env.BENCH_PROXY_ENV === 'none' ? 'bare node (BENCH_PROXY_ENV=none)' : Object.entries(imageEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   console.log(`\n  large blob         ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}   (CPU of the relaying process)`);
   for (const [name, r] of Object.entries(results)) console.log(`  ${name.padEnd(18)} ${f(r.mibs)} ${Number.isNaN(r.cpu) ? '        -' : f(r.cpu, 2)}`);
   if (results.proxy) console.log(`  proxy / nginx CPU per GiB: ${(results.proxy.cpu / results.nginx.cpu).toFixed(2)}x (target <= 2.5x)`);

@@ -35,6 +35,10 @@ async function main(): Promise<number> {
   // With --check-config, stdout carries only the verdict; warnings go to stderr.
   const logger = opts.checkConfig ? createLogger('warn', destination(2)) : createLogger(config.log.level);
   if (!file) logger.warn('no configuration file: using the embedded default (Docker Hub, user demo/demo, pull only); see --print-default-config');
+  // glibc reads this before any JavaScript runs, so it can only be a hint here (docs/benchmarks.md).
+  if (!opts.checkConfig && process.platform === 'linux' && process.env['MALLOC_TRIM_THRESHOLD_'] === undefined) {
+    logger.info('MALLOC_TRIM_THRESHOLD_ is not set: pushes of large layers cost about twice the CPU (the image and `npm start` set 67108864)');
+  }
   if (opts.checkConfig) {
     try {
       const runtime = await createRuntime(config, logger);

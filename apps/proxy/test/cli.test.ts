@@ -1,6 +1,6 @@
 /** The built command line (`node apps/proxy/dist/main.js`), as README.md tells users to run it. */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run, waitFor } from '@registry-proxy/testing';
@@ -76,6 +76,8 @@ describe('registry-proxy CLI', () => {
       await waitFor('proxy to listen', async () => out.includes('registry-proxy listening'), 10_000);
       expect(out).toContain('using the embedded default');
       expect(out).toContain('in-memory key');
+      // Started bare, without the image's environment: the allocator hint is logged.
+      if (process.env['MALLOC_TRIM_THRESHOLD_'] === undefined) expect(out).toContain('MALLOC_TRIM_THRESHOLD_ is not set');
       const challenge = await fetch('http://127.0.0.1:5000/v2/');
       expect(challenge.headers.get('www-authenticate')).toBe('Bearer realm="http://127.0.0.1:5000/token",service="registry-proxy"');
       const t = await fetch('http://127.0.0.1:5000/token?service=registry-proxy&scope=repository:library/alpine:pull', {
@@ -88,5 +90,13 @@ describe('registry-proxy CLI', () => {
     }
     expect(await exited).toBe(0);
     expect(out).toContain('shutting down');
+  });
+
+  it('runs with the same allocator setting from the image and from `npm start` (docs/benchmarks.md)', () => {
+    const root = join(__dirname, '../../..');
+    const image = /^ENV .*\bMALLOC_TRIM_THRESHOLD_=(\d+)/m.exec(readFileSync(join(root, 'apps/proxy/Dockerfile'), 'utf8'))?.[1];
+    const start = /\bMALLOC_TRIM_THRESHOLD_=(\d+) node apps\/proxy\/dist\/main\.js/.exec((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start'] ?? '')?.[1];
+    expect(image).toBe('67108864');
+    expect(start).toBe(image);
   });
 });
