@@ -72,6 +72,16 @@ describe('Http1Transport', () => {
     expect(s.connections()).toBe(1);
   });
 
+  it('keeps as many idle connections as 100 requests at once needed, instead of reopening them', async () => {
+    const s = await http((_q, res) => setTimeout(() => res.end('ok'), 20));
+    const t = transport();
+    const round = () => Promise.all(Array.from({ length: 100 }, async () => (await t.request(req(`${s.url}/x`))).body.text()));
+    await round();
+    expect(s.connections()).toBe(100);
+    await round();
+    expect(s.connections()).toBe(100);
+  });
+
   it('relays a large body intact, in large reads, with backpressure', async () => {
     const data = randomBytes(24 << 20);
     const s = await http((_q, res) => {
