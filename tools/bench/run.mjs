@@ -57,15 +57,16 @@ const waitHttp = async (url, ok = (s) => s < 500) => {
   }
   throw new Error(`not up: ${url}`);
 };
-/** utime + stime of a process in seconds. */
-const cpu = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').slice(readFileSync(`/proc/${pid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
+/** utime and stime of a process in seconds, and its minor page faults so far. */
 const cpuSplit = (pid) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return [Number(x[11]) / 100, Number(x[12]) / 100, Number(x[7])];
+};
+/** utime + stime of a process in seconds. */
+const cpu = (pid) => {
+  const [user, sys] = cpuSplit(pid);
+  return user + sys;
 };
 const status = (pid, key) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(key)) ?? '')?.[1] ?? 0) / 1024;
 const cleanup = async () => {
@@ -267,14 +268,15 @@ http {
     lat.sort((a, b) => a - b);
     return { p50: lat[Math.floor(lat.length * 0.5)], p99: lat[Math.floor(lat.length * 0.99)] };
   };
-  const skip = { p50: NaN, p99: NaN, cpu: NaN };
   /** A closed-loop run, with the relaying process's CPU per HEAD (the warm-up pass included). */
   const headsWithCpu = async (base, headers, pid) => {
-    const before = pid ? cpu(pid) : 0;
-    const split = pid ? cpuSplit(pid) : [0, 0, 0];
+    if (!pid) return { ...(await heads(base, headers)), cpu: NaN };
+    const [u0, s0] = cpuSplit(pid);
     const r = await heads(base, headers);
-    if (process.env.BENCH_VERBOSE && pid) console.log('  HEADs', base, 'user/sys us per HEAD', cpuSplit(pid).slice(0, 2).map((x, i) => (((x - split[i]) * 1e6) / (2 * HEADS)).toFixed(0)).join('/'));
-    return { ...r, cpu: pid ? ((cpu(pid) - before) * 1e6) / (2 * HEADS) : NaN };
+    const [u1, s1] = cpuSplit(pid);
+    const perHead = (secs) => (secs * 1e6) / (2 * HEADS);
+    if (process.env.BENCH_VERBOSE) console.log('  HEADs', base, 'user/sys us per HEAD', `${perHead(u1 - u0).toFixed(0)}/${perHead(s1 - s0).toFixed(0)}`);
+    return { ...r, cpu: perHead(u1 - u0 + s1 - s0) };
   };
   const closed = {};
   let coalesced = NaN;
