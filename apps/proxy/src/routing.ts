@@ -1,4 +1,4 @@
-import type { UpstreamClient } from '@registry-proxy/registry-core';
+import { normaliseRegistryHost, type UpstreamClient } from '@registry-proxy/registry-core';
 import type { Flights, SharedResponse } from './coalesce.js';
 
 /** One upstream with the part of the proxy's namespace it serves. */
@@ -30,13 +30,7 @@ export interface RouteContext {
   readonly ns?: string | undefined;
 }
 
-/** Docker Hub's registry goes by several names; containerd says `docker.io`. */
-const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
-
-export function normaliseRegistryHost(host: string): string {
-  const h = host.toLowerCase();
-  return DOCKER_HUB_ALIASES.has(h) ? 'docker.io' : h;
-}
+export { normaliseRegistryHost };
 
 function hostMatches(routeHost: string, requestHost: string): boolean {
   if (routeHost === requestHost) return true;

@@ -1,4 +1,5 @@
-import { formatReference, isValidDigest, isValidRepositoryName, isValidTag, parseReference } from './reference.js';
+import { normaliseConfigKey } from './providers/docker-config.js';
+import { formatReference, isValidDigest, isValidRepositoryName, isValidTag, normaliseRegistryHost, parseReference } from './reference.js';
 
 const D = `sha256:${'a'.repeat(64)}`;
 
@@ -49,5 +50,18 @@ describe('grammars', () => {
     expect(isValidDigest('sha512:' + 'b'.repeat(64))).toBe(false);
     expect(isValidDigest('multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8')).toBe(true);
     expect(isValidDigest('nocolon')).toBe(false);
+  });
+});
+
+describe('Docker Hub aliases: one list for references, mirror namespaces and Docker config keys', () => {
+  it.each(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com', 'Registry-1.Docker.IO'])('%s is Docker Hub everywhere', (host) => {
+    expect(normaliseRegistryHost(host)).toBe('docker.io');
+    expect(normaliseConfigKey(`https://${host}/v1/`)).toBe('docker.io');
+    expect(parseReference(`${host}/alpine`)).toMatchObject({ registry: 'docker.io', repository: 'library/alpine' });
+  });
+  it('leaves other registries alone (lower-cased)', () => {
+    expect(normaliseRegistryHost('GHCR.io')).toBe('ghcr.io');
+    expect(normaliseConfigKey('quay.io')).toBe('quay.io');
+    expect(parseReference('docker.io.example.com/a')).toMatchObject({ registry: 'docker.io.example.com' });
   });
 });

@@ -12,6 +12,15 @@ const MAX_NAME_LENGTH = 255;
 export const DOCKER_HUB = 'docker.io';
 export const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
 
+/** Every name Docker Hub's registry goes by (references, containerd's `ns`, Docker config keys). */
+const DOCKER_HUB_ALIASES: ReadonlySet<string> = new Set([DOCKER_HUB, 'index.docker.io', DOCKER_HUB_API_HOST, 'registry.hub.docker.com']);
+
+/** A registry host in lower case, with Docker Hub's aliases folded into `docker.io`: the one list of them. */
+export function normaliseRegistryHost(host: string): string {
+  const h = host.toLowerCase();
+  return DOCKER_HUB_ALIASES.has(h) ? DOCKER_HUB : h;
+}
+
 /** True for a repository name that follows the OCI name grammar. */
 export function isValidRepositoryName(name: string): boolean {
   return name.length > 0 && name.length <= MAX_NAME_LENGTH && NAME_RE.test(name);
@@ -77,7 +86,7 @@ export function parseReference(input: string): ImageReference {
       rest = rest.slice(slash + 1);
     }
   }
-  if (registry === 'index.docker.io' || registry === DOCKER_HUB_API_HOST) registry = DOCKER_HUB;
+  if (DOCKER_HUB_ALIASES.has(registry.toLowerCase())) registry = DOCKER_HUB;
   let repository = rest;
   if (registry === DOCKER_HUB && !repository.includes('/')) repository = `library/${repository}`;
   if (!isValidRepositoryName(repository)) fail(input, 'bad repository name');

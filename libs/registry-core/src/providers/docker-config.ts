@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { normaliseRegistryHost } from '../reference.js';
 import { CredentialError, ANONYMOUS_CREDENTIALS, type CredentialRequest, type UpstreamCredentialProvider, type UpstreamCredentials } from '../credentials.js';
 
 export interface DockerConfigProviderOptions {
@@ -31,7 +32,6 @@ interface DockerConfig {
 const NAME = 'docker-config';
 /** Docker keeps Docker Hub's credentials under this key and asks helpers for it. */
 const DOCKER_HUB_KEY = 'https://index.docker.io/v1/';
-const DOCKER_HUB_HOSTS = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
 
 /** `https://host:port/path` or `host:port` → `host:port`, Docker Hub's names → `docker.io`. */
 export function normaliseConfigKey(key: string): string {
@@ -39,7 +39,7 @@ export function normaliseConfigKey(key: string): string {
     .replace(/^[a-z]+:\/\//i, '')
     .replace(/\/.*$/, '')
     .toLowerCase();
-  return DOCKER_HUB_HOSTS.has(host) ? 'docker.io' : host;
+  return normaliseRegistryHost(host);
 }
 
 function fromEntry(e: AuthEntry, where: string): UpstreamCredentials | undefined {
