@@ -16,6 +16,7 @@ import {
   anonymousProvider,
   staticProvider,
   type CredentialVerifier,
+  type SecretRef,
   type UpstreamCredentialProvider,
 } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
@@ -49,13 +50,15 @@ function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvide
 function verifiers(config: Config): Array<CredentialVerifier & { close?(): Promise<void> }> {
   return config.auth.map((a, i) => {
     if (a.type === 'iid') {
-      const { aws, gcp } = a;
+      const { aws, gcp, azure } = a;
+      const pems = (list: readonly SecretRef[], key: string) => list.map((c, j) => resolveSecret(c, `auth.${i}.${key}.${j}`));
       return configured(`auth.${i}`, () =>
         new IidStrategy({
           name: a.name,
           realm: config.service,
           ...(aws ? { aws: { ...aws, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
           ...(gcp ? { gcp } : {}),
+          ...(azure ? { azure: { ...azure, roots: pems(azure.roots, 'azure.roots'), intermediates: pems(azure.intermediates, 'azure.intermediates') } } : {}),
         }),
       );
     }

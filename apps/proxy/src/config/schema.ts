@@ -93,8 +93,20 @@ const iidAuth = z
         jwksUrl: httpUrl.optional(),
       })
       .optional(),
+    azure: z
+      .strictObject({
+        /** secrets: PEM root certificates the attested document's signer must chain to. */
+        roots: z.array(secret).min(1),
+        /** secrets: PEM intermediates (IMDS embeds only the signing certificate). */
+        intermediates: z.array(secret).default([]),
+        /** DNS names (or parent domains) the signing certificate must carry. */
+        signerNames: z.array(z.string().min(1)).min(1).default(['metadata.azure.com']),
+        subscriptions: idList,
+        vmIds: idList,
+      })
+      .optional(),
   })
-  .refine((a) => a.aws !== undefined || a.gcp !== undefined, 'configure aws, gcp or both');
+  .refine((a) => a.aws !== undefined || a.gcp !== undefined || a.azure !== undefined, 'configure at least one of aws, gcp, azure');
 
 const credentials = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('anonymous') }),
