@@ -4,6 +4,7 @@ import { OidcStrategy } from '@registry-proxy/auth-oidc';
 import { StaticStrategy } from '@registry-proxy/auth-static';
 import {
   AccessRules,
+  AcrProvider,
   DockerConfigProvider,
   EcrProvider,
   GcpProvider,
@@ -44,6 +45,11 @@ function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvide
   if (c.type === 'docker-config') return new DockerConfigProvider({ ...(c.path ? { path: c.path } : {}), cacheSeconds: c.cacheSeconds });
   if (c.type === 'ecr') return new EcrProvider({ ...(c.region ? { region: c.region } : {}), ...(c.registryId ? { registryId: c.registryId } : {}), ...(c.endpoint ? { endpoint: c.endpoint } : {}) });
   if (c.type === 'gcp') return new GcpProvider({ ...(c.keyFile ? { keyFile: c.keyFile } : {}), ...(c.metadataUrl ? { metadataUrl: c.metadataUrl } : {}) });
+  if (c.type === 'acr') {
+    const id = c.identity;
+    const identity = id.type === 'service-principal' ? { ...id, clientSecret: resolveSecret(id.clientSecret, `${key}.identity.clientSecret`) } : id;
+    return new AcrProvider({ identity, tenantId: c.tenantId, resource: c.resource, exchangeUrl: c.exchangeUrl, service: c.service });
+  }
   return anonymousProvider;
 }
 

@@ -72,6 +72,8 @@ describe('Azure attested documents', () => {
     const other = createAzureTestCa('Attacker');
     expect(await strategy().verify('azure-iid', credential(SECRET, { by: other.signer() }))).toEqual({ result: 'deny', reason: 'signing certificate does not chain to a configured root' });
     expect(await strategy({ intermediates: [] }).verify('azure-iid', credential())).toEqual({ result: 'deny', reason: 'signing certificate does not chain to a configured root' });
+    // Roots and intermediates may come as one bundle.
+    expect((await strategy({ roots: [`${createAzureTestCa('Other').rootPem}${ca.rootPem}`], intermediates: [`${other.intermediatePem}\n${ca.intermediatePem}`] }).verify('azure-iid', credential())).result).toBe('allow');
     // The attacker's intermediate configured does not help: its root is not.
     expect(await strategy({ intermediates: [ca.intermediatePem, other.intermediatePem] }).verify('azure-iid', credential(SECRET, { by: other.signer() }))).toMatchObject({ result: 'deny' });
     // A certificate of the right CA but for another name.

@@ -12,7 +12,7 @@ export interface AzureIidCredential {
 }
 
 export interface AzureIidVerifierOptions {
-  /** PEM root certificates the signer's chain must end at (Azure: DigiCert Global Root G2, Microsoft RSA Root CA 2017). */
+  /** PEM root certificates (bundles allowed) the signer's chain must end at (Azure: DigiCert Global Root G2, Microsoft RSA Root CA 2017). */
   readonly roots: readonly string[];
   /**
    * PEM intermediate certificates. IMDS embeds only the signing certificate; its issuer must be
@@ -84,9 +84,12 @@ export function attestedContent(signature: string): Record<string, unknown> | un
   }
 }
 
-function pem(text: string, key: string): X509Certificate {
+/** The certificates of one configured PEM text (a bundle of several is fine). */
+function pems(text: string, key: string): X509Certificate[] {
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   try {
-    return new X509Certificate(text);
+    if (blocks.length === 0) throw new Error('none');
+    return blocks.map((b) => new X509Certificate(b));
   } catch {
     throw new ProxyError('RP_ERR_CONFIG_INVALID', `azure ${key}: not a PEM certificate`);
   }
@@ -123,8 +126,8 @@ export class AzureIidVerifier {
 
   constructor(private readonly opts: AzureIidVerifierOptions) {
     if (opts.roots.length === 0) throw new ProxyError('RP_ERR_CONFIG_INVALID', 'azure: at least one root certificate');
-    this.roots = opts.roots.map((r, i) => pem(r, `roots.${i}`));
-    this.intermediates = (opts.intermediates ?? []).map((r, i) => pem(r, `intermediates.${i}`));
+    this.roots = opts.roots.flatMap((r, i) => pems(r, `roots.${i}`));
+    this.intermediates = (opts.intermediates ?? []).flatMap((r, i) => pems(r, `intermediates.${i}`));
     this.names = (opts.signerNames ?? ['metadata.azure.com']).map((n) => n.toLowerCase());
     this.now = opts.now ?? Date.now;
   }

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { randomUUID, X509Certificate } from 'node:crypto';
+import { createPublicKey, randomUUID, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -40,6 +40,7 @@ export async function startAcr(ad: TestAzureAd, opts: { principals: string[]; re
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'acr.key', '-out', 'acr.crt', '-days', '2', '-subj', '/CN=test acr'], { cwd: dir, stdio: 'ignore' });
   const certDer = new X509Certificate(readFileSync(join(dir, 'acr.crt'))).raw.toString('base64');
   const key = await importPKCS8(readFileSync(join(dir, 'acr.key'), 'utf8'), 'ES256');
+  const verifyKey = createPublicKey(readFileSync(join(dir, 'acr.key'), 'utf8'));
   const adKey = await importSPKI(ad.publicKeyPem, 'RS256');
   const exchanges: TestAcr['exchanges'] = [];
   const tokenRequests: TestAcr['tokenRequests'] = [];
@@ -67,7 +68,7 @@ export async function startAcr(ad: TestAzureAd, opts: { principals: string[]; re
   /** The principal of a valid ACR refresh token, or null. */
   const refreshPrincipal = async (token: string): Promise<string | null> => {
     try {
-      const { payload } = await jwtVerify(token, key, { issuer: 'Azure Container Registry', audience: service });
+      const { payload } = await jwtVerify(token, verifyKey, { issuer: 'Azure Container Registry', audience: service });
       return payload['grant_type'] === 'refresh_token' && typeof payload.sub === 'string' ? payload.sub : null;
     } catch {
       return null;
