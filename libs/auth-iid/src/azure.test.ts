@@ -119,9 +119,32 @@ describe('Azure attested documents', () => {
     expect(parseAzureTimestamp('2018-11-28')).toBeNaN();
   });
 
+  it('the provider fetches a new document at half the life of the one it holds', async () => {
+    const imds = await startAzureImds(vm, signer, { ttlSeconds: 4 });
+    try {
+      const p = new AzureIidProvider({ imdsUrl: imds.url });
+      const first = await p.credentials();
+      expect(await p.credentials()).toBe(first);
+      expect(imds.requests).toHaveLength(1);
+      await new Promise((r) => setTimeout(r, 2500));
+      await p.credentials();
+      expect(imds.requests).toHaveLength(2);
+    } finally {
+      await imds.close();
+    }
+  });
+
   it('the provider says why when IMDS is missing or refuses', async () => {
     const imds = await startAzureImds(vm, signer);
     await imds.close();
     await expect(new AzureIidProvider({ imdsUrl: imds.url }).credentials()).rejects.toThrow(/IMDS attested document unreachable: ECONNREFUSED/);
+    const wrong = await startAzureImds(vm, signer);
+    try {
+      // IMDS refuses requests without `Metadata: true`; the provider always sends it, so a 400 here would be a defect.
+      expect((await fetch(`${wrong.url}/metadata/attested/document?api-version=2020-09-01`)).status).toBe(400);
+      await expect(new AzureIidProvider({ imdsUrl: `${wrong.url}/nowhere` }).credentials()).rejects.toThrow(/IMDS attested document answered HTTP 404/);
+    } finally {
+      await wrong.close();
+    }
   });
 });
