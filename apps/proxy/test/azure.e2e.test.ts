@@ -71,12 +71,18 @@ describe('an Azure VM pulls from ACR through the proxy', () => {
     expect(proxy.logs.join('')).not.toContain(creds.password);
   });
 
-  it('refuses a VM of a subscription the configuration does not allow', async () => {
+  it('refuses a VM of a subscription the configuration does not allow, and a document signed under another root', async () => {
     const other = await startAzureImds({ ...vm, vmId: 'b1c2d3e4-0000-4000-8000-000000000002', subscriptionId: '11111111-2222-3333-4444-555555555555' }, ca.signer());
-    closers.push(other.close);
-    const creds = (await new AzureIidProvider({ imdsUrl: other.url }).credentials()) as { username: string; password: string };
-    const login = await d.docker(['login', proxy.host, '-u', creds.username, '--password-stdin'], `${creds.password}\n`);
-    expect(login.code).not.toBe(0);
+    const forged = await startAzureImds({ ...vm, vmId: 'b1c2d3e4-0000-4000-8000-000000000003' }, createAzureTestCa('Attacker').signer());
+    closers.push(other.close, forged.close);
+    for (const imdsUrl of [other.url, forged.url]) {
+      const creds = (await new AzureIidProvider({ imdsUrl }).credentials()) as { username: string; password: string };
+      const login = await d.docker(['login', proxy.host, '-u', creds.username, '--password-stdin'], `${creds.password}\n`);
+      expect([login.code, login.stderr]).toEqual([1, expect.stringContaining('unauthorized')]);
+    }
+    const denials = proxy.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['audit'] === 'token' && l['outcome'] !== 'issued');
+    expect(JSON.stringify(denials)).toContain('subscription 11111111-2222-3333-4444-555555555555 not allowed');
+    expect(JSON.stringify(denials)).toContain('signing certificate does not chain to a configured root');
   });
 });
 

@@ -53,6 +53,9 @@ describe('Azure attested documents', () => {
         },
       });
       expect(Object.keys(r.result === 'allow' ? r.identity.labels : {})).not.toContain('azure.resourceGroup');
+      // Refresh tokens issued for this identity end with the document (6 h in the stand-in).
+      const expiresAt = r.result === 'allow' ? (r.identity.expiresAt ?? 0) : 0;
+      expect(Math.abs(expiresAt - (Math.floor(Date.now() / 1000) + 6 * 3600))).toBeLessThan(30);
     } finally {
       await imds.close();
     }
