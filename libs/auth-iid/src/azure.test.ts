@@ -119,7 +119,10 @@ describe('Azure attested documents', () => {
 
   it("reads IMDS's time stamps as UTC (Microsoft's example)", () => {
     expect(parseAzureTimestamp('11/28/18 06:16:17 -0000')).toBe(Date.UTC(2018, 10, 28, 6, 16, 17));
+    expect(parseAzureTimestamp('11/28/2018 06:16:17 +0100')).toBe(Date.UTC(2018, 10, 28, 5, 16, 17));
+    expect(parseAzureTimestamp('2018-11-28T06:16:17Z')).toBe(Date.UTC(2018, 10, 28, 6, 16, 17));
     expect(parseAzureTimestamp('2018-11-28')).toBeNaN();
+    expect(parseAzureTimestamp('11/28/18 06:16:17')).toBeNaN();
   });
 
   it('the provider fetches a new document at half the life of the one it holds', async () => {

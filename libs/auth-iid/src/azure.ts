@@ -51,13 +51,14 @@ export function azureImdsNonce(secret: string): string {
   return (n % 10_000_000_000n).toString().padStart(10, '0');
 }
 
-/** IMDS's time stamps: `MM/DD/YY HH:MM:SS -0000` (UTC). Returns epoch ms or NaN. */
+/** IMDS's time stamps: `MM/DD/YY HH:MM:SS -0000` (a four-digit year and ISO 8601 are read too). Returns epoch ms or NaN. */
 export function parseAzureTimestamp(s: string): number {
-  const m = /^(\d{2})\/(\d{2})\/(\d{2}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$/.exec(s.trim());
+  if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(s.trim())) return Date.parse(s.trim());
+  const m = /^(\d{2})\/(\d{2})\/(\d{2}|\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$/.exec(s.trim());
   if (!m) return NaN;
   const [, mo, d, y, h, mi, se, sign, oh, om] = m.map((x, i) => (i === 7 ? x : Number(x))) as [unknown, number, number, number, number, number, number, string, number, number];
   const offset = (sign === '-' ? -1 : 1) * (oh * 60 + om) * 60_000;
-  return Date.UTC(2000 + y, mo - 1, d, h, mi, se) - offset;
+  return Date.UTC(y < 100 ? 2000 + y : y, mo - 1, d, h, mi, se) - offset;
 }
 
 /** The SignedData of a base64 PKCS#7, or undefined. */
