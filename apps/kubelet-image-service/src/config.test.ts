@@ -2,8 +2,10 @@ import { createServer } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { IidStrategy } from '@registry-proxy/auth-iid';
+import { createAzureTestCa, startAzureImds } from '@registry-proxy/testing';
 import { checkNode, parseConfig } from './config.js';
-import { CredentialRules } from './credentials.js';
+import { CACHE_DURATION, CredentialRules } from './credentials.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rp-kis-cfg-'));
 
@@ -51,6 +53,25 @@ credentials:
     expect((await rules.decide('registry.example.com/team/app:1', kubelet)).auth?.username).toBe('corp');
     expect((await rules.decide('nginx', undefined)).decision).toBe('none');
   });
+});
+
+describe('azure-iid credentials', () => {
+  // IMDS is a stand-in here (libs/testing azure.ts): Microsoft's format, signed by a test CA.
+  it("hands kubelet the node's attested document from IMDS, which the proxy's verifier accepts", async () => {
+    const ca = createAzureTestCa();
+    const vm = { vmId: 'b1c2d3e4-0000-4000-8000-000000000001', subscriptionId: '8d10da13-8125-4ba9-a717-bf7490507b3d' };
+    const imds = await startAzureImds(vm, ca.signer());
+    try {
+      const rules = new CredentialRules(parseConfig(`backend: {type: cri}\ncredentials:\n  - hosts: [registry.example.com]\n    provider: {type: azure-iid, imdsUrl: "${imds.url}", nonceFile: ${join(dir, 'azure-nonce')}}\n`, 't'));
+      const d = await rules.decide('registry.example.com/nodes/pause:v1', undefined);
+      expect([d.decision, d.auth?.username]).toEqual(['rule 0 (azure-iid)', 'azure-iid']);
+      const verdict = await new IidStrategy({ azure: { roots: [ca.rootPem], intermediates: [ca.intermediatePem], subscriptions: [vm.subscriptionId] } }).verify('azure-iid', d.auth?.password ?? '');
+      expect(verdict).toMatchObject({ result: 'allow', identity: { subject: `azure/${vm.subscriptionId}/${vm.vmId}` } });
+      expect(CACHE_DURATION['azure-iid']).toBe('5m');
+    } finally {
+      await imds.close();
+    }
+  }, 30_000);
 });
 
 describe('the built service, run with plain node', () => {

@@ -11,6 +11,7 @@ const provider = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('docker-config'), path: z.string().min(1).optional(), cacheSeconds: z.number().int().min(0).default(300) }),
   z.strictObject({ type: z.literal('aws-iid'), imdsUrl: url.optional(), nonceFile: z.string().min(1).default('/var/lib/registry-proxy/iid-nonce') }),
   z.strictObject({ type: z.literal('gcp-iid'), audience: z.string().min(1), metadataUrl: url.optional() }),
+  z.strictObject({ type: z.literal('azure-iid'), imdsUrl: url.optional(), nonceFile: z.string().min(1).default('/var/lib/registry-proxy/azure-iid-nonce') }),
   z.strictObject({ type: z.literal('ecr'), region: z.string().min(1).optional(), endpoint: url.optional() }),
   z.strictObject({ type: z.literal('gcp'), keyFile: z.string().min(1).optional(), metadataUrl: url.optional() }),
   /** A Docker credential helper (`docker-credential-<helper> get`). */

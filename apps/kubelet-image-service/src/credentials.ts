@@ -1,4 +1,4 @@
-import { AwsIidProvider, GcpIidProvider } from '@registry-proxy/auth-iid';
+import { AwsIidProvider, AzureIidProvider, GcpIidProvider } from '@registry-proxy/auth-iid';
 import { CredentialHelperProvider, DockerConfigProvider, EcrProvider, GcpProvider, globToRegExp, parseReference, resolveSecret, staticProvider, type UpstreamCredentialProvider } from '@registry-proxy/registry-core';
 import type { AuthConfig, CredentialDecision } from '@registry-proxy/cri-image-service';
 import type { Config, ProviderConfig } from './config.js';
@@ -15,6 +15,8 @@ export function providerFor(p: ProviderConfig, key: string): UpstreamCredentialP
       return new AwsIidProvider({ ...(p.imdsUrl ? { imdsUrl: p.imdsUrl } : {}), nonceFile: p.nonceFile });
     case 'gcp-iid':
       return new GcpIidProvider({ audience: p.audience, ...(p.metadataUrl ? { metadataUrl: p.metadataUrl } : {}) });
+    case 'azure-iid':
+      return new AzureIidProvider({ ...(p.imdsUrl ? { imdsUrl: p.imdsUrl } : {}), nonceFile: p.nonceFile });
     case 'ecr':
       return new EcrProvider({ ...(p.region ? { region: p.region } : {}), ...(p.endpoint ? { endpoint: p.endpoint } : {}) });
     case 'gcp':
@@ -29,6 +31,8 @@ export const CACHE_DURATION: Record<ProviderConfig['type'], string> = {
   exec: '5m',
   'aws-iid': '1h',
   'gcp-iid': '50m',
+  // Microsoft does not document how long attested documents live (its examples: 5 s, 6 h).
+  'azure-iid': '5m',
   ecr: '6h',
   gcp: '50m',
 };

@@ -4,6 +4,7 @@ import { OidcStrategy } from '@registry-proxy/auth-oidc';
 import { StaticStrategy } from '@registry-proxy/auth-static';
 import {
   AccessRules,
+  AcrProvider,
   DockerConfigProvider,
   EcrProvider,
   GcpProvider,
@@ -16,6 +17,7 @@ import {
   anonymousProvider,
   staticProvider,
   type CredentialVerifier,
+  type SecretRef,
   type UpstreamCredentialProvider,
 } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
@@ -43,19 +45,26 @@ function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvide
   if (c.type === 'docker-config') return new DockerConfigProvider({ ...(c.path ? { path: c.path } : {}), cacheSeconds: c.cacheSeconds });
   if (c.type === 'ecr') return new EcrProvider({ ...(c.region ? { region: c.region } : {}), ...(c.registryId ? { registryId: c.registryId } : {}), ...(c.endpoint ? { endpoint: c.endpoint } : {}) });
   if (c.type === 'gcp') return new GcpProvider({ ...(c.keyFile ? { keyFile: c.keyFile } : {}), ...(c.metadataUrl ? { metadataUrl: c.metadataUrl } : {}) });
+  if (c.type === 'acr') {
+    const id = c.identity;
+    const identity = id.type === 'service-principal' ? { ...id, clientSecret: resolveSecret(id.clientSecret, `${key}.identity.clientSecret`) } : id;
+    return new AcrProvider({ identity, tenantId: c.tenantId, resource: c.resource, exchangeUrl: c.exchangeUrl, service: c.service });
+  }
   return anonymousProvider;
 }
 
 function verifiers(config: Config): Array<CredentialVerifier & { close?(): Promise<void> }> {
   return config.auth.map((a, i) => {
     if (a.type === 'iid') {
-      const { aws, gcp } = a;
+      const { aws, gcp, azure } = a;
+      const pems = (list: readonly SecretRef[], key: string) => list.map((c, j) => resolveSecret(c, `auth.${i}.${key}.${j}`));
       return configured(`auth.${i}`, () =>
         new IidStrategy({
           name: a.name,
           realm: config.service,
           ...(aws ? { aws: { ...aws, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
           ...(gcp ? { gcp } : {}),
+          ...(azure ? { azure: { ...azure, roots: pems(azure.roots, 'azure.roots'), intermediates: pems(azure.intermediates, 'azure.intermediates') } } : {}),
         }),
       );
     }

@@ -76,7 +76,7 @@ describe('AWS instance identity', () => {
 
   it('refuses certificates that are not certificates, at construction', () => {
     expect(() => new IidStrategy({ aws: { certificates: ['-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----'] } })).toThrow(/aws certificates.0: not a PEM certificate/);
-    expect(() => new IidStrategy({})).toThrow(/configure aws, gcp or both/);
+    expect(() => new IidStrategy({})).toThrow(/configure at least one of aws, gcp, azure/);
   });
 });
 

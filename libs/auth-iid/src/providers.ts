@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { CredentialError, Refreshing, type UpstreamCredentialProvider, type UpstreamCredentials } from '@registry-proxy/registry-core';
 import { decodeJwt } from 'jose';
 import { encodeAwsIidCredential } from './aws.js';
+import { attestedContent, azureImdsNonce, encodeAzureIidCredential, parseAzureTimestamp } from './azure.js';
 import { IID_USERNAMES } from './strategy.js';
 
 async function call(url: string, init: RequestInit, what: string, timeoutMs: number): Promise<string> {
@@ -17,6 +18,23 @@ async function call(url: string, init: RequestInit, what: string, timeoutMs: num
   const text = await res.text();
   if (res.status !== 200) throw new CredentialError('iid', `${what} answered HTTP ${res.status}`);
   return text;
+}
+
+/** The node's secret nonce: read from `file` (created, mode 0600, on first use), or a fresh one kept in memory. */
+async function nodeNonce(file: string | undefined): Promise<string> {
+  if (!file) return randomBytes(32).toString('base64url');
+  try {
+    const existing = (await readFile(file, 'utf8')).trim();
+    if (existing.length >= 16) return existing;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CredentialError('iid', `cannot read nonce file ${file}: ${(err as NodeJS.ErrnoException).code}`);
+  }
+  const fresh = randomBytes(32).toString('base64url');
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, `${fresh}\n`, { mode: 0o600, flag: 'wx' }).catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw new CredentialError('iid', `cannot write nonce file ${file}: ${err.code}`);
+  });
+  return (await readFile(file, 'utf8')).trim();
 }
 
 export interface AwsIidProviderOptions {
@@ -48,23 +66,7 @@ export class AwsIidProvider implements UpstreamCredentialProvider {
   }
 
   private async nonceValue(): Promise<string> {
-    if (this.nonce) return this.nonce;
-    const file = this.opts.nonceFile;
-    if (file) {
-      try {
-        const existing = (await readFile(file, 'utf8')).trim();
-        if (existing.length >= 16) return (this.nonce = existing);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CredentialError('iid', `cannot read nonce file ${file}: ${(err as NodeJS.ErrnoException).code}`);
-      }
-      const fresh = randomBytes(32).toString('base64url');
-      await mkdir(dirname(file), { recursive: true });
-      await writeFile(file, `${fresh}\n`, { mode: 0o600, flag: 'wx' }).catch(async (err: NodeJS.ErrnoException) => {
-        if (err.code !== 'EEXIST') throw new CredentialError('iid', `cannot write nonce file ${file}: ${err.code}`);
-      });
-      return (this.nonce = (await readFile(file, 'utf8')).trim());
-    }
-    return (this.nonce = randomBytes(32).toString('base64url'));
+    return (this.nonce ??= await nodeNonce(this.opts.nonceFile));
   }
 
   private async fetch(): Promise<UpstreamCredentials> {
@@ -108,5 +110,55 @@ export class GcpIidProvider implements UpstreamCredentialProvider {
 
   credentials(): Promise<UpstreamCredentials> {
     return this.value.get();
+  }
+}
+
+export interface AzureIidProviderOptions {
+  /** IMDS; default `http://169.254.169.254`. */
+  readonly imdsUrl?: string;
+  /** Where the node keeps its secret nonce (created, mode 0600, on first use). Without it the secret lives in memory. */
+  readonly nonceFile?: string;
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Node side, Azure: IMDS's attested document (`/metadata/attested/document`, header
+ * `Metadata: true`) asked with the nonce derived from this node's secret, plus the secret, as
+ * Basic credentials `azure-iid`. Fetched again at half the document's life.
+ */
+export class AzureIidProvider implements UpstreamCredentialProvider {
+  private readonly value: Refreshing<UpstreamCredentials>;
+  private nonce: string | undefined;
+
+  constructor(private readonly opts: AzureIidProviderOptions = {}) {
+    this.value = new Refreshing(() => this.fetch());
+  }
+
+  credentials(): Promise<UpstreamCredentials> {
+    return this.value.get();
+  }
+
+  private async fetch() {
+    this.nonce ??= await nodeNonce(this.opts.nonceFile);
+    const base = (this.opts.imdsUrl ?? 'http://169.254.169.254').replace(/\/+$/, '');
+    const q = new URLSearchParams({ 'api-version': '2020-09-01', nonce: azureImdsNonce(this.nonce) });
+    const text = await call(`${base}/metadata/attested/document?${q}`, { headers: { Metadata: 'true' } }, 'IMDS attested document', this.opts.timeoutMs ?? 2000);
+    let body: { encoding?: unknown; signature?: unknown };
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      throw new CredentialError('iid', 'IMDS attested document is not JSON');
+    }
+    if (body.encoding !== 'pkcs7' || typeof body.signature !== 'string') throw new CredentialError('iid', 'IMDS attested document is not {encoding: pkcs7, signature}');
+    const doc = attestedContent(body.signature);
+    const ts = doc?.['timeStamp'] as { createdOn?: unknown; expiresOn?: unknown } | undefined;
+    const now = Date.now();
+    const created = typeof ts?.createdOn === 'string' ? parseAzureTimestamp(ts.createdOn) : NaN;
+    const expires = typeof ts?.expiresOn === 'string' ? parseAzureTimestamp(ts.expiresOn) : NaN;
+    // Unreadable times: keep it five minutes (the proxy checks the real expiry anyway).
+    const expiresAt = Number.isNaN(expires) ? now + 300_000 : expires;
+    const from = Number.isNaN(created) ? now : Math.min(created, now);
+    const value: UpstreamCredentials = { kind: 'basic', username: IID_USERNAMES.azure, password: encodeAzureIidCredential({ signature: body.signature, nonce: this.nonce }) };
+    return { value, refreshAt: from + Math.max(0, (expiresAt - from) / 2), expiresAt };
   }
 }

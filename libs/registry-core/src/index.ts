@@ -22,4 +22,5 @@ export * from './providers/refresh.js';
 export * from './providers/docker-config.js';
 export * from './providers/ecr.js';
 export * from './providers/gcp.js';
+export * from './providers/acr.js';
 export * from './secrets.js';

@@ -8,3 +8,5 @@ export * from './oci.js';
 export * from './slapd.js';
 export * from './oidc.js';
 export * from './cloud.js';
+export * from './azure.js';
+export * from './acr.js';

@@ -113,3 +113,6 @@ export async function startTokenRegistry(users: Record<string, string>): Promise
     },
   };
 }
+
+/** docker-registry on a free loopback port with a given `auth:` section (YAML flow style), ready when /v2/ answers `ready`. */
+export const startRegistryWithAuth = serve;

@@ -46,6 +46,7 @@ describe('configuration', () => {
     expect(c.upstreams.map((u) => [u.name, u.credentials.type])).toEqual([
       ['gcr', 'gcp'],
       ['ecr', 'ecr'],
+      ['acr', 'acr'],
       ['quay', 'docker-config'],
       ['internal', 'anonymous'],
       ['hub', 'static'],
@@ -56,6 +57,8 @@ describe('configuration', () => {
     expect(staticAt(c, 0).groups).toEqual({ 'registry-admins': ['alice'] });
     expect(isBcryptHash(staticAt(c, 0).users[0]?.passwordHash ?? '')).toBe(true);
     expect(c.auth[1]).toMatchObject({ type: 'ldap', url: 'ldaps://ldap.example.com:636', bindCredentials: { file: '/run/secrets/ldap-bind' }, cacheSeconds: 60 });
+    expect(c.auth[3]).toMatchObject({ type: 'iid', azure: { roots: [{ file: '/etc/registry-proxy/azure/roots.pem' }], signerNames: ['metadata.azure.com'] } });
+    expect(c.upstreams.find((u) => u.name === 'acr')?.credentials).toEqual({ type: 'acr', identity: { type: 'managed-identity' } });
   });
 
   it.each([
@@ -70,6 +73,9 @@ describe('configuration', () => {
     [minimal + 'tokens:\n  ttlSeconds: 10\n', 'tokens.ttlSeconds'],
     [minimal + 'rules:\n  - repository: "**"\n    actions: [fly]\n', 'rules.0.actions.0'],
     [minimal + 'auth:\n  - type: kerberos\n', 'auth.0.type'],
+    [minimal + 'auth:\n  - type: iid\n    azure: {roots: []}\n', 'auth.0.azure.roots'],
+    ['upstreams:\n  - name: up\n    url: http://x\n    credentials: {type: acr, identity: {type: service-principal, clientId: c, clientSecret: s}}', 'upstreams.0.credentials.identity.tenantId'],
+    ['upstreams:\n  - name: up\n    url: http://x\n    credentials: {type: acr, identity: {type: workload-identity}}', 'upstreams.0.credentials.identity.type'],
     [minimal + 'typo: 1\n', 'typo'],
   ])('names the bad key: %j', (text, key) => {
     const m = messageOf(() => parseConfig(text, 'proxy.yaml'));

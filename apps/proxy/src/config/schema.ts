@@ -93,8 +93,20 @@ const iidAuth = z
         jwksUrl: httpUrl.optional(),
       })
       .optional(),
+    azure: z
+      .strictObject({
+        /** secrets: PEM root certificates the attested document's signer must chain to. */
+        roots: z.array(secret).min(1),
+        /** secrets: PEM intermediates (IMDS embeds only the signing certificate). */
+        intermediates: z.array(secret).default([]),
+        /** DNS names (or parent domains) the signing certificate must carry. */
+        signerNames: z.array(z.string().min(1)).min(1).default(['metadata.azure.com']),
+        subscriptions: idList,
+        vmIds: idList,
+      })
+      .optional(),
   })
-  .refine((a) => a.aws !== undefined || a.gcp !== undefined, 'configure aws, gcp or both');
+  .refine((a) => a.aws !== undefined || a.gcp !== undefined || a.azure !== undefined, 'configure at least one of aws, gcp, azure');
 
 const credentials = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('anonymous') }),
@@ -106,6 +118,18 @@ const credentials = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('ecr'), region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'an AWS region such as eu-west-1').optional(), registryId: z.string().regex(/^\d{12}$/, 'a 12-digit AWS account id').optional(), endpoint: httpUrl.optional() }),
   /** Google Artifact Registry / GCR: an access token from the metadata server or a service-account key file. */
   z.strictObject({ type: z.literal('gcp'), keyFile: z.string().min(1).optional(), metadataUrl: httpUrl.optional() }),
+  /** Azure Container Registry: an Entra ID token (managed identity or service principal) exchanged for an ACR refresh token. */
+  z.strictObject({
+    type: z.literal('acr'),
+    identity: z.discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('managed-identity'), clientId: z.string().min(1).optional(), imdsUrl: httpUrl.optional() }),
+      z.strictObject({ type: z.literal('service-principal'), tenantId: z.string().min(1), clientId: z.string().min(1), clientSecret: secret, tokenUrl: httpUrl.optional() }),
+    ]),
+    tenantId: z.string().min(1).optional(),
+    resource: z.url().optional(),
+    exchangeUrl: httpUrl.optional(),
+    service: z.string().min(1).optional(),
+  }),
 ]);
 
 const upstream = z.strictObject({
