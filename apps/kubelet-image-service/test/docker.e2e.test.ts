@@ -12,6 +12,7 @@ import { requireCommands, startDockerd, type TestDockerd } from '@registry-proxy
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/logging.js';
 import { startImageService, type RunningImageService } from '../src/service.js';
+import { buildGoKubelet, goKubelet } from './go-kubelet.js';
 import { KubeletImageClient } from './kubelet.js';
 import { serviceConfig, startNodeWorld, type NodeWorld } from './world.js';
 
@@ -104,6 +105,24 @@ describe('kubelet image service, Docker Engine backend', () => {
     expect(await kubelet.imageStatus(ref('v1'))).toBeUndefined();
     await kubelet.removeImage(ref('v1'));
   });
+
+  it('answers a real Go gRPC client dialling as kubelet did before kubernetes#123463 (socket path as :authority) and as it does now (issue 13 defect 0)', async () => {
+    const bin = await buildGoKubelet();
+    for (const authority of ['legacy', 'localhost'] as const) {
+      const calls = await goKubelet(bin, socket, authority, ['version', 'imagefsinfo', `status=${ref('v2')}`, `pull=${ref('v2')}`, `status=${ref('v2')}`, `list=${ref('v2')}`, `remove=${ref('v2')}`, `status=${ref('v2')}`]);
+      // Before the fix every call of the legacy dial failed: "RST_STREAM with error code: PROTOCOL_ERROR".
+      expect(calls.map((c) => [c.call, c.code, c.message])).toEqual(calls.map((c) => [c.call, 0, undefined]));
+      const [version, fs, before, pull, after, list, , removed] = calls.map((c) => c.response as Record<string, unknown>);
+      expect(version).toMatchObject({ RuntimeApiVersion: 'v1' });
+      expect((fs?.['ImageFilesystems'] as { FsId: { Mountpoint: string } }[])[0]?.FsId.Mountpoint).toMatch(/data$/);
+      expect(before?.['Image']).toBeNull();
+      expect(pull?.['ImageRef']).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(after?.['Image']).toMatchObject({ Id: pull?.['ImageRef'], RepoTags: [ref('v2')] });
+      expect((list?.['Images'] as { Id: string }[]).map((i) => i.Id)).toEqual([pull?.['ImageRef']]);
+      expect(removed?.['Image']).toBeNull();
+    }
+    expect(logs.join('')).toContain('rewrote the HTTP/2 :authority');
+  }, 300_000); // the first run compiles grpc-go
 
   it('survives its own restart: later pulls work on the same socket', async () => {
     await service.close();

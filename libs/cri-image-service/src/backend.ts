@@ -1,4 +1,4 @@
-import type { AuthConfig, Image, ImageFsInfoResponse, PodSandboxConfig } from './gen/runtime/v1/api.js';
+import type { AuthConfig, Image, ImageFsInfoResponse, ImageSpec, PodSandboxConfig } from './gen/runtime/v1/api.js';
 
 /** Why a backend call failed, mapped to a gRPC status by the server. */
 export type BackendErrorKind = 'not_found' | 'unauthenticated' | 'denied' | 'invalid' | 'unavailable' | 'internal';
@@ -23,16 +23,20 @@ export function classifyPullFailure(message: string): BackendErrorKind {
   return 'internal';
 }
 
-/** Where images live on the node: Docker Engine, or a CRI image service such as containerd's. */
+/**
+ * Where images live on the node. Calls take kubelet's whole ImageSpec (`image` is never empty):
+ * its annotations and `runtime_handler` (RuntimeClassInImageCriApi) choose the runtime
+ * configuration, so a backend that forwards must forward them as they came.
+ */
 export interface ImageBackend {
   readonly name: string;
-  listImages(filter: string | undefined): Promise<Image[]>;
+  listImages(filter: ImageSpec | undefined): Promise<Image[]>;
   /** undefined when the image is not present (kubelet expects `image: null`, not an error). */
-  imageStatus(image: string): Promise<Image | undefined>;
+  imageStatus(spec: ImageSpec): Promise<Image | undefined>;
   /** Pulls, and answers with the image's id, the same value `Image.id` carries. */
-  pullImage(image: string, auth: AuthConfig | undefined, sandbox: PodSandboxConfig | undefined): Promise<string>;
+  pullImage(spec: ImageSpec, auth: AuthConfig | undefined, sandbox: PodSandboxConfig | undefined): Promise<string>;
   /** Idempotent: removing a missing image is not an error. */
-  removeImage(image: string): Promise<void>;
+  removeImage(spec: ImageSpec): Promise<void>;
   imageFsInfo(): Promise<ImageFsInfoResponse>;
   close(): Promise<void>;
 }
