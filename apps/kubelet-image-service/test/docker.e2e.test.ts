@@ -14,7 +14,7 @@ import { createLogger } from '../src/logging.js';
 import { startImageService, type RunningImageService } from '../src/service.js';
 import { buildGoKubelet, goKubelet } from './go-kubelet.js';
 import { KubeletImageClient } from './kubelet.js';
-import { serviceConfig, startNodeWorld, type NodeWorld } from './world.js';
+import { freePortWith403, serviceConfig, startNodeWorld, type NodeWorld } from './world.js';
 
 jest.setTimeout(120_000);
 let w: NodeWorld;
@@ -31,7 +31,8 @@ async function start(): Promise<RunningImageService> {
 
 beforeAll(async () => {
   await requireCommands('docker-registry', 'htpasswd', 'dockerd', 'docker');
-  w = await startNodeWorld();
+  // The proxy's port holds "403", as it did by chance when defect 10 showed up.
+  w = await startNodeWorld({ proxyPort: await freePortWith403() });
   d = await startDockerd();
   service = await start();
   kubelet = new KubeletImageClient(socket);
@@ -71,7 +72,8 @@ describe('kubelet image service, Docker Engine backend', () => {
     expect(logs.join('')).not.toMatch(/"password"\s*:\s*"[^[]/);
   });
 
-  it('tells a refused pull and a missing image apart in the gRPC status', async () => {
+  it('tells a refused pull and a missing image apart in the gRPC status, whatever digits the registry port holds (issue 13 defect 10)', async () => {
+    expect(w.proxyHost).toMatch(/:403\d\d$/);
     const forbidden = await kubelet.pullImage(`${w.proxyHost}/secret/app:v1`).catch((e: grpc.ServiceError) => e);
     expect([grpc.status.PERMISSION_DENIED, grpc.status.UNAUTHENTICATED]).toContain((forbidden as grpc.ServiceError).code);
     expect((forbidden as grpc.ServiceError).details).toContain('secret/app');

@@ -14,12 +14,28 @@ export class BackendError extends Error {
   }
 }
 
-/** Classifies a registry failure message the way runtimes word them. */
+/**
+ * Tokens that echo what was pulled rather than why it failed: image references, registry
+ * `host:port`s and URLs (anything with a "/" or a ":" followed by a digit).
+ */
+const ECHOES = /[^\s"'(),[\]]*\/[^\s"'(),[\]]*|[^\s"'(),[\]]+:\d[^\s"'(),[\]]*/g;
+/** Docker Engine folds DENIED, MANIFEST_UNKNOWN and NAME_UNKNOWN into this one sentence. */
+const DOCKER_LOGIN_HINT = /pull access denied for .*?, repository does not exist or may require 'docker login': /;
+
+/**
+ * Classifies a registry failure message the way runtimes word them. Issue 13 defect 10: the
+ * message echoes the image reference, so a registry on port 40312 (or a repository named
+ * `forbidden-app`) made a missing tag "denied". The echoes are removed first, numbers must stand
+ * alone, and for Docker's "pull access denied ... may require 'docker login': CAUSE" only the
+ * registry's own CAUSE counts.
+ */
 export function classifyPullFailure(message: string): BackendErrorKind {
-  if (/unauthorized|authentication required|401|no basic auth credentials|invalid username\/password/i.test(message)) return 'unauthenticated';
-  if (/denied|forbidden|403|insufficient_scope/i.test(message)) return 'denied';
-  if (/not found|manifest unknown|404|name unknown/i.test(message)) return 'not_found';
-  if (/connection refused|timeout|timed out|no such host|EOF|502|503|504/i.test(message)) return 'unavailable';
+  const hint = DOCKER_LOGIN_HINT.exec(message);
+  const text = (hint ? message.slice(hint.index + hint[0].length) : message).replace(ECHOES, ' ');
+  if (/unauthorized|authentication required|\b401\b|no basic auth credentials|invalid username\/password/i.test(text)) return 'unauthenticated';
+  if (/denied|forbidden|\b403\b|insufficient_scope/i.test(text)) return 'denied';
+  if (/not found|manifest unknown|\b404\b|name unknown/i.test(text)) return 'not_found';
+  if (/connection refused|timeout|timed out|no such host|\bEOF\b|\b50[234]\b/i.test(text)) return 'unavailable';
   return 'internal';
 }
 
