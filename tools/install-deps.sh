@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the real components the end-to-end tests and benchmarks run against (Debian
-# bookworm, as root): docker-registry, skopeo, dockerd, containerd, slapd, nginx, dbus-daemon and tools.
+# bookworm, as root): docker-registry, skopeo, dockerd, containerd, slapd, nginx, dbus-daemon, Go with grpc-go (for the kubelet-like gRPC client) and tools.
 # apt starts no daemons here; the tests start and stop each one themselves.
 set -eu
 pkgs="docker-registry apache2-utils skopeo umoci docker.io containerd runc slapd ldap-utils curl jq openssl ca-certificates busybox-static nginx-light dbus-daemon golang-go golang-google-grpc-dev"
