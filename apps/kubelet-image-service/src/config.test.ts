@@ -6,6 +6,7 @@ import { IidStrategy } from '@registry-proxy/auth-iid';
 import { createAzureTestCa, startAzureImds } from '@registry-proxy/testing';
 import { checkNode, parseConfig } from './config.js';
 import { CACHE_DURATION, CredentialRules } from './credentials.js';
+import { answer, tokenCacheDuration } from './provider-response.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rp-kis-cfg-'));
 
@@ -72,6 +73,30 @@ describe('azure-iid credentials', () => {
       await imds.close();
     }
   }, 30_000);
+});
+
+describe('per-pod identity settings (KEP-4412)', () => {
+  it('needs a provider, a serviceAccountToken, or both; a node fallback needs the node provider', () => {
+    expect(() => parseConfig('backend: {type: cri}\ncredentials: [{hosts: [r.example]}]\n', 't')).toThrow(/credentials.0.provider: a rule needs a provider, serviceAccountToken, or both/);
+    expect(() => parseConfig('backend: {type: cri}\ncredentials: [{hosts: [r.example], serviceAccountToken: {nodeFallback: true}}]\n', 't')).toThrow(/credentials.0.serviceAccountToken.nodeFallback: falls back/);
+    expect(parseConfig('backend: {type: cri}\ncredentials: [{hosts: [r.example], serviceAccountToken: {}}]\n', 't').credentials[0]?.serviceAccountToken).toEqual({ username: 'kubernetes', nodeFallback: false });
+  });
+
+  it('keeps a pod token no longer than it lives, and answers a token request kubelet will use', async () => {
+    const jwt = (exp: unknown) => `e30.${Buffer.from(JSON.stringify({ exp })).toString('base64url')}.sig`;
+    const now = 1_700_000_000_000;
+    expect(tokenCacheDuration(jwt(now / 1000 + 600), now)).toBe('540s');
+    expect(tokenCacheDuration(jwt(now / 1000 + 86_400), now)).toBe('3600s');
+    expect(tokenCacheDuration(jwt(now / 1000 + 30), now)).toBe('0s');
+    expect(tokenCacheDuration(jwt('soon'), now)).toBe('0s');
+    expect(tokenCacheDuration('not-a-jwt', now)).toBe('0s');
+    const config = parseConfig('backend: {type: cri}\ncredentials: [{hosts: [r.example], serviceAccountToken: {}}]\n', 't');
+    const req = (extra: object) => JSON.stringify({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderRequest', image: 'r.example/a:1', ...extra });
+    // No rule for the registry, but a token came: kubelet 1.34 needs serviceAccountTokenCacheType.
+    expect(await answer(config, JSON.stringify({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderRequest', image: 'other.example/a:1', serviceAccountToken: jwt(1) }))).toMatchObject({ serviceAccountTokenCacheType: 'ServiceAccount', auth: {} });
+    expect(await answer(config, req({}))).toEqual({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderResponse', cacheKeyType: 'Registry', cacheDuration: '5m', auth: {} });
+    await expect(answer(config, req({ serviceAccountToken: 7 }))).rejects.toThrow(/serviceAccountToken: not a string/);
+  });
 });
 
 describe('the built service, run with plain node', () => {

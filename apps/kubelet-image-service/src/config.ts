@@ -41,12 +41,30 @@ export const ConfigSchema = z.strictObject({
   /** The first rule whose hosts match the image's registry decides the credentials. */
   credentials: z
     .array(
-      z.strictObject({
-        hosts: z.array(hostGlob).min(1),
-        provider,
-        /** Replace credentials kubelet sent itself (default: kubelet's win). */
-        override: z.boolean().default(false),
-      }),
+      z
+        .strictObject({
+          hosts: z.array(hostGlob).min(1),
+          /** The node's credentials for these hosts. */
+          provider: provider.optional(),
+          /** Replace credentials kubelet sent itself (default: kubelet's win). */
+          override: z.boolean().default(false),
+          /**
+           * Per-pod identity (KEP-4412, credential provider only): when kubelet hands over the pod's
+           * service-account token, answer with it as the password of `username`, for a proxy whose
+           * OIDC issuer is the cluster's service-account issuer. Pulls without a token get the
+           * node's credentials (`provider`) only with `nodeFallback: true`; otherwise none.
+           */
+          serviceAccountToken: z
+            .strictObject({
+              username: z.string().min(1).regex(/^[^:]+$/, 'must not contain ":"').default('kubernetes'),
+              nodeFallback: z.boolean().default(false),
+            })
+            .optional(),
+        })
+        .superRefine((r, ctx) => {
+          if (!r.provider && !r.serviceAccountToken) ctx.addIssue({ code: 'custom', path: ['provider'], message: 'a rule needs a provider, serviceAccountToken, or both' });
+          if (r.serviceAccountToken?.nodeFallback && !r.provider) ctx.addIssue({ code: 'custom', path: ['serviceAccountToken', 'nodeFallback'], message: 'falls back to the node credentials of provider, which this rule does not have' });
+        }),
     )
     .default([]),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),

@@ -5,6 +5,9 @@
 //   providers: [{name: registry-proxy-credential-provider, matchImages: ["registry.example.com"],
 //               defaultCacheDuration: "5m", apiVersion: credentialprovider.kubelet.k8s.io/v1,
 //               args: ["--config", "/etc/registry-proxy/image-service.yaml"]}]
+// With per-pod identity (KEP-4412, kubelet 1.33+; see the README) the provider entry adds
+//   tokenAttributes: {serviceAccountTokenAudience: registry-proxy, requireServiceAccount: false}
+// and the rule `serviceAccountToken: {username: kubernetes}`: the answer is then the pod's token.
 import { loadConfig } from './config.js';
 import { answer } from './provider-response.js';
 

@@ -37,12 +37,13 @@ export const CACHE_DURATION: Record<ProviderConfig['type'], string> = {
   gcp: '50m',
 };
 
-interface Rule {
+export interface Rule {
   readonly index: number;
   readonly hosts: RegExp[];
-  readonly type: ProviderConfig['type'];
-  readonly provider: UpstreamCredentialProvider;
+  /** Undefined for a rule that only passes pods' service-account tokens on. */
+  readonly node: { readonly type: ProviderConfig['type']; readonly provider: UpstreamCredentialProvider } | undefined;
   readonly override: boolean;
+  readonly serviceAccountToken: Config['credentials'][number]['serviceAccountToken'];
 }
 
 /** Registry host globs -> credential providers, as configured. */
@@ -53,9 +54,9 @@ export class CredentialRules {
     this.rules = config.credentials.map((r, i) => ({
       index: i,
       hosts: r.hosts.map((h) => globToRegExp(h.toLowerCase())),
-      type: r.provider.type,
-      provider: providerFor(r.provider, `credentials.${i}.provider`),
+      node: r.provider ? { type: r.provider.type, provider: providerFor(r.provider, `credentials.${i}.provider`) } : undefined,
       override: r.override,
+      serviceAccountToken: r.serviceAccountToken,
     }));
   }
 
@@ -80,8 +81,11 @@ export class CredentialRules {
     const rule = this.match(registry);
     if (!rule) return { auth: fromKubelet, decision: fromKubelet ? 'from kubelet' : 'none' };
     if (fromKubelet && !rule.override) return { auth: fromKubelet, decision: `from kubelet (rule ${rule.index} does not override)` };
-    const creds = await rule.provider.credentials({ registry });
-    const decision = `rule ${rule.index} (${rule.type})`;
+    if (!rule.node) return { auth: fromKubelet, decision: `${fromKubelet ? 'from kubelet' : 'none'} (rule ${rule.index} has no node credentials)` };
+    // A pull without the pod's identity gets the node's only where the rule falls back to them.
+    if (!fromKubelet && rule.serviceAccountToken && !rule.serviceAccountToken.nodeFallback) return { auth: undefined, decision: `none (rule ${rule.index}: pod identity only)` };
+    const creds = await rule.node.provider.credentials({ registry });
+    const decision = `rule ${rule.index} (${rule.node.type})`;
     if (creds.kind === 'anonymous') return { auth: undefined, decision: `${decision}: anonymous` };
     // server_address stays empty: the credentials are for the image's own registry, and
     // containerd parses a non-empty one as a URL ("host:port" alone fails there).

@@ -35,6 +35,9 @@ export async function startImageService(config: Config, logger: Logger): Promise
       if (l.code === 0) logger.info(line, 'rpc');
       else logger.warn(line, 'rpc failed');
     },
+    // Older kubelets send the socket path as :authority; the service serves them all the same.
+    onAuthorityRewrite: (authority) => logger.debug({ authority }, 'rewrote the HTTP/2 :authority of a client connection to localhost'),
+    onConnectionError: (err) => logger.debug({ err: err.message }, 'client connection failed'),
   });
   await server.listen(config.socket, config.socketMode);
   const health: Server = createServer((req, res) => {

@@ -13,6 +13,7 @@ import { requireCommands, startContainerd, type TestContainerd } from '@registry
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/logging.js';
 import { startImageService, type RunningImageService } from '../src/service.js';
+import { buildGoKubelet, goKubelet } from './go-kubelet.js';
 import { KubeletImageClient } from './kubelet.js';
 import { serviceConfig, startNodeWorld, type NodeWorld } from './world.js';
 
@@ -58,6 +59,24 @@ describe('kubelet image service, CRI backend (containerd)', () => {
     await kubelet.removeImage(ref);
     expect(await kubelet.imageStatus(ref)).toBeUndefined();
   });
+});
+
+describe('a real Go gRPC client (grpc-go, as kubelet) on the CRI backend', () => {
+  it('gets every image RPC kubelet makes answered, dialling with the socket path as :authority (before kubernetes#123463) and with localhost (issue 13 defect 0)', async () => {
+    const bin = await buildGoKubelet();
+    const ref = `${w.proxyHost}/nodes/app:v2`;
+    for (const authority of ['legacy', 'localhost'] as const) {
+      const calls = await goKubelet(bin, socket, authority, ['version', 'imagefsinfo', `status=${ref}`, `pull=${ref}`, `status=${ref}`, 'list', `remove=${ref}`, `status=${ref}`]);
+      expect(calls.map((c) => [c.call, c.code, c.message])).toEqual(calls.map((c) => [c.call, 0, undefined]));
+      const [, fs, before, pull, after, list, , removed] = calls.map((c) => c.response as Record<string, unknown>);
+      expect((fs?.['ImageFilesystems'] as unknown[]).length).toBeGreaterThan(0);
+      expect(before?.['Image']).toBeNull();
+      expect(pull?.['ImageRef']).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(after?.['Image']).toMatchObject({ Id: pull?.['ImageRef'] });
+      expect((list?.['Images'] as { Id: string }[]).map((i) => i.Id)).toContain(pull?.['ImageRef']);
+      expect(removed?.['Image']).toBeNull();
+    }
+  }, 300_000); // the first run compiles grpc-go
 });
 
 describe('the kubelet credential provider executable', () => {

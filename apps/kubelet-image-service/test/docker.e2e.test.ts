@@ -12,8 +12,9 @@ import { requireCommands, startDockerd, type TestDockerd } from '@registry-proxy
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/logging.js';
 import { startImageService, type RunningImageService } from '../src/service.js';
+import { buildGoKubelet, goKubelet } from './go-kubelet.js';
 import { KubeletImageClient } from './kubelet.js';
-import { serviceConfig, startNodeWorld, type NodeWorld } from './world.js';
+import { freePortWith403, serviceConfig, startNodeWorld, type NodeWorld } from './world.js';
 
 jest.setTimeout(120_000);
 let w: NodeWorld;
@@ -30,7 +31,8 @@ async function start(): Promise<RunningImageService> {
 
 beforeAll(async () => {
   await requireCommands('docker-registry', 'htpasswd', 'dockerd', 'docker');
-  w = await startNodeWorld();
+  // The proxy's port holds "403", as it did by chance when defect 10 showed up.
+  w = await startNodeWorld({ proxyPort: await freePortWith403() });
   d = await startDockerd();
   service = await start();
   kubelet = new KubeletImageClient(socket);
@@ -70,7 +72,8 @@ describe('kubelet image service, Docker Engine backend', () => {
     expect(logs.join('')).not.toMatch(/"password"\s*:\s*"[^[]/);
   });
 
-  it('tells a refused pull and a missing image apart in the gRPC status', async () => {
+  it('tells a refused pull and a missing image apart in the gRPC status, whatever digits the registry port holds (issue 13 defect 10)', async () => {
+    expect(w.proxyHost).toMatch(/:403\d\d$/);
     const forbidden = await kubelet.pullImage(`${w.proxyHost}/secret/app:v1`).catch((e: grpc.ServiceError) => e);
     expect([grpc.status.PERMISSION_DENIED, grpc.status.UNAUTHENTICATED]).toContain((forbidden as grpc.ServiceError).code);
     expect((forbidden as grpc.ServiceError).details).toContain('secret/app');
@@ -104,6 +107,24 @@ describe('kubelet image service, Docker Engine backend', () => {
     expect(await kubelet.imageStatus(ref('v1'))).toBeUndefined();
     await kubelet.removeImage(ref('v1'));
   });
+
+  it('answers a real Go gRPC client dialling as kubelet did before kubernetes#123463 (socket path as :authority) and as it does now (issue 13 defect 0)', async () => {
+    const bin = await buildGoKubelet();
+    for (const authority of ['legacy', 'localhost'] as const) {
+      const calls = await goKubelet(bin, socket, authority, ['version', 'imagefsinfo', `status=${ref('v2')}`, `pull=${ref('v2')}`, `status=${ref('v2')}`, `list=${ref('v2')}`, `remove=${ref('v2')}`, `status=${ref('v2')}`]);
+      // Before the fix every call of the legacy dial failed: "RST_STREAM with error code: PROTOCOL_ERROR".
+      expect(calls.map((c) => [c.call, c.code, c.message])).toEqual(calls.map((c) => [c.call, 0, undefined]));
+      const [version, fs, before, pull, after, list, , removed] = calls.map((c) => c.response as Record<string, unknown>);
+      expect(version).toMatchObject({ RuntimeApiVersion: 'v1' });
+      expect((fs?.['ImageFilesystems'] as { FsId: { Mountpoint: string } }[])[0]?.FsId.Mountpoint).toMatch(/data$/);
+      expect(before?.['Image']).toBeNull();
+      expect(pull?.['ImageRef']).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(after?.['Image']).toMatchObject({ Id: pull?.['ImageRef'], RepoTags: [ref('v2')] });
+      expect((list?.['Images'] as { Id: string }[]).map((i) => i.Id)).toEqual([pull?.['ImageRef']]);
+      expect(removed?.['Image']).toBeNull();
+    }
+    expect(logs.join('')).toContain('rewrote the HTTP/2 :authority');
+  }, 300_000); // the first run compiles grpc-go
 
   it('survives its own restart: later pulls work on the same socket', async () => {
     await service.close();

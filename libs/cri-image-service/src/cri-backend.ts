@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { BackendError, classifyPullFailure, type ImageBackend } from './backend.js';
-import { ImageServiceClient, type AuthConfig, type Image, type ImageFsInfoResponse, type PodSandboxConfig } from './gen/runtime/v1/api.js';
+import { ImageServiceClient, type AuthConfig, type Image, type ImageFsInfoResponse, type ImageSpec, type PodSandboxConfig } from './gen/runtime/v1/api.js';
 
 const KINDS: Partial<Record<grpc.status, BackendError['kind']>> = {
   [grpc.status.NOT_FOUND]: 'not_found',
@@ -38,23 +38,25 @@ export class CriBackend implements ImageBackend {
     });
   }
 
-  async listImages(filter: string | undefined): Promise<Image[]> {
-    const res = await this.unary(this.client.listImages, filter ? { filter: { image: { image: filter, annotations: {}, userSpecifiedImage: '', runtimeHandler: '' } } } : {});
+  // kubelet's ImageSpec goes on as it came: annotations and runtime_handler pick the runtime
+  // configuration (issue 13 defect 8: they were dropped, so every pull used the default handler).
+  async listImages(filter: ImageSpec | undefined): Promise<Image[]> {
+    const res = await this.unary(this.client.listImages, filter ? { filter: { image: filter } } : {});
     return res.images;
   }
 
-  async imageStatus(image: string): Promise<Image | undefined> {
-    const res = await this.unary(this.client.imageStatus, { image: { image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '' }, verbose: false });
+  async imageStatus(spec: ImageSpec): Promise<Image | undefined> {
+    const res = await this.unary(this.client.imageStatus, { image: spec, verbose: false });
     return res.image;
   }
 
-  async pullImage(image: string, auth: AuthConfig | undefined, sandbox: PodSandboxConfig | undefined): Promise<string> {
-    const res = await this.unary(this.client.pullImage, { image: { image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '' }, ...(auth ? { auth } : {}), ...(sandbox ? { sandboxConfig: sandbox } : {}) }, this.timeoutMs);
+  async pullImage(spec: ImageSpec, auth: AuthConfig | undefined, sandbox: PodSandboxConfig | undefined): Promise<string> {
+    const res = await this.unary(this.client.pullImage, { image: spec, ...(auth ? { auth } : {}), ...(sandbox ? { sandboxConfig: sandbox } : {}) }, this.timeoutMs);
     return res.imageRef;
   }
 
-  async removeImage(image: string): Promise<void> {
-    await this.unary(this.client.removeImage, { image: { image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '' } });
+  async removeImage(spec: ImageSpec): Promise<void> {
+    await this.unary(this.client.removeImage, { image: spec });
   }
 
   imageFsInfo(): Promise<ImageFsInfoResponse> {

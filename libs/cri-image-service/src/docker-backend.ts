@@ -1,7 +1,7 @@
 import Docker from 'dockerode';
 import { formatReference, parseReference } from '@registry-proxy/registry-core';
 import { BackendError, classifyPullFailure, type ImageBackend } from './backend.js';
-import type { AuthConfig, Image, ImageFsInfoResponse } from './gen/runtime/v1/api.js';
+import type { AuthConfig, Image, ImageFsInfoResponse, ImageSpec } from './gen/runtime/v1/api.js';
 
 /** A reference as Docker wants it: a tag or a digest always (a bare name would pull every tag). */
 function normalise(image: string): string {
@@ -45,14 +45,17 @@ export class DockerBackend implements ImageBackend {
     this.docker = new Docker({ socketPath: opts.socketPath });
   }
 
-  async listImages(filter: string | undefined): Promise<Image[]> {
-    const list = await this.call(() => this.docker.listImages({ digests: true, ...(filter ? { filters: { reference: [filter] } } : {}) }));
+  // Docker Engine has one runtime configuration: ImageSpec annotations and runtime_handler have
+  // nothing to select here, so only the reference is used.
+  async listImages(filter: ImageSpec | undefined): Promise<Image[]> {
+    const list = await this.call(() => this.docker.listImages({ digests: true, ...(filter ? { filters: { reference: [filter.image] } } : {}) }));
     const out: Image[] = [];
     for (const i of list) out.push(toImage(i.Id, i.RepoTags, i.RepoDigests, i.Size, undefined));
     return out;
   }
 
-  async imageStatus(image: string): Promise<Image | undefined> {
+  async imageStatus(spec: ImageSpec | string): Promise<Image | undefined> {
+    const image = typeof spec === 'string' ? spec : spec.image;
     try {
       const i = await this.docker.getImage(normalise(image)).inspect();
       return toImage(i.Id, i.RepoTags, i.RepoDigests, i.Size, i.Config?.User);
@@ -63,8 +66,8 @@ export class DockerBackend implements ImageBackend {
     }
   }
 
-  async pullImage(image: string, auth: AuthConfig | undefined): Promise<string> {
-    const ref = normalise(image);
+  async pullImage(spec: ImageSpec, auth: AuthConfig | undefined): Promise<string> {
+    const ref = normalise(spec.image);
     const authconfig = auth ? dockerAuth(auth, parseReference(ref).registry) : undefined;
     let stream: NodeJS.ReadableStream;
     try {
@@ -89,7 +92,8 @@ export class DockerBackend implements ImageBackend {
     return pulled.id;
   }
 
-  async removeImage(image: string): Promise<void> {
+  async removeImage(spec: ImageSpec): Promise<void> {
+    const image = spec.image;
     try {
       await this.docker.getImage(normalise(image)).remove({ force: false });
     } catch (err) {
