@@ -122,7 +122,10 @@ export class LoginProvider {
     try {
       tokens = await oidc.refreshTokenGrant(config, refreshToken);
     } catch (e) {
-      if (e instanceof oidc.ResponseBodyError) return undefined; // invalid_grant: revoked, expired, user gone
+      // Only invalid_grant says the refresh token (so the person) is no longer good; any other
+      // error (invalid_client after a client secret rotation, ...) is ours or the provider's, and
+      // must not cost everyone their secrets.
+      if (e instanceof oidc.ResponseBodyError && e.error === 'invalid_grant') return undefined;
       throw new AuthBackendError(`login: refresh failed: ${(e as Error).message}`, { cause: e });
     }
     let claims: Record<string, unknown> | undefined = tokens.claims();
