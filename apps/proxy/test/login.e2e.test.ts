@@ -146,6 +146,14 @@ describe('browser sign-in', () => {
     expect(l.stderr).toMatch(/unauthorized|401/i);
   });
 
+  it('regression: a revoked secret stops a docker that is already logged in (no refresh token outlives it)', async () => {
+    // dockerd keeps whatever its earlier `docker login` got: a refresh token, if one was issued,
+    // replaces the password and would keep pulling after the revocation.
+    const pull = await d.docker(['pull', `${proxy.host}/team/app:v1`]);
+    expect(pull.code).not.toBe(0);
+    expect(pull.stderr).toMatch(/unauthorized|401|denied/i);
+  });
+
   it('a person removed at the provider loses their secret at the next use', async () => {
     const p = await newPage();
     await p.goto(`${base}/login`);

@@ -24,6 +24,11 @@ export interface CliSecretRecord {
  */
 export interface CliSecretStore {
   put(record: CliSecretRecord): Promise<void>;
+  /**
+   * Overwrites the record with the same hash only if it is still there (Redis: SET XX), in one
+   * step: a revocation that lands while a secret is revalidated must win. False when it was gone.
+   */
+  replace(record: CliSecretRecord): Promise<boolean>;
   get(hash: string): Promise<CliSecretRecord | undefined>;
   delete(hash: string): Promise<void>;
   /** Every record of a subject (or all, for operators), expired ones left out. */
@@ -37,6 +42,11 @@ export class MemoryCliSecretStore implements CliSecretStore {
 
   async put(record: CliSecretRecord): Promise<void> {
     this.records.set(record.hash, record);
+  }
+  async replace(record: CliSecretRecord): Promise<boolean> {
+    if (!this.records.has(record.hash)) return false;
+    this.records.set(record.hash, record);
+    return true;
   }
   async get(hash: string): Promise<CliSecretRecord | undefined> {
     const r = this.records.get(hash);
@@ -85,6 +95,8 @@ const SHAPE = /^rpcli_[A-Za-z0-9_-]{43}$/;
 export class CliSecrets implements CredentialVerifier {
   readonly name = 'cli-secret';
   private readonly now: () => number;
+  /** Revalidations under way, by hash: concurrent uses share one, so a rotating refresh token is spent once. */
+  private readonly revalidating = new Map<string, Promise<AuthOutcome>>();
 
   constructor(private readonly opts: CliSecretsOptions) {
     this.now = opts.now ?? Date.now;
@@ -132,9 +144,18 @@ export class CliSecrets implements CredentialVerifier {
     if (!timingSafeEqual(Buffer.from(record.hash), Buffer.from(hash))) return { result: 'deny', reason: 'unknown CLI secret' };
     if (record.identity.subject !== username) return { result: 'deny', reason: 'CLI secret belongs to another user' };
     if (this.now() - record.validatedAt < this.opts.revalidateAfterSeconds * 1000) return { result: 'allow', identity: this.expiring(record) };
+    let running = this.revalidating.get(hash);
+    if (!running) {
+      running = this.revalidateRecord(record).finally(() => this.revalidating.delete(hash));
+      this.revalidating.set(hash, running);
+    }
+    return running;
+  }
+
+  private async revalidateRecord(record: CliSecretRecord): Promise<AuthOutcome> {
     const fresh = await this.opts.revalidate(record);
     if (!fresh || fresh.identity.subject !== record.identity.subject) {
-      await this.opts.store.delete(hash);
+      await this.opts.store.delete(record.hash);
       return { result: 'deny', reason: 'the identity provider no longer confirms this user' };
     }
     const next: CliSecretRecord = {
@@ -143,12 +164,18 @@ export class CliSecrets implements CredentialVerifier {
       validatedAt: this.now(),
       ...(fresh.upstreamRefreshToken !== undefined ? { upstreamRefreshToken: fresh.upstreamRefreshToken } : {}),
     };
-    await this.opts.store.put(next);
+    if (!(await this.opts.store.replace(next))) return { result: 'deny', reason: 'CLI secret revoked' };
     return { result: 'allow', identity: this.expiring(next) };
   }
 
-  /** Refresh tokens issued at a `docker login` with this secret do not outlive the secret. */
+  /**
+   * The identity vouches for this one token request only (`expiresAt` now): the token endpoint
+   * issues no refresh token for it. docker would keep a refresh token in place of the password,
+   * and the proxy's refresh tokens are stateless, so it would outlive a revocation, the secret's
+   * expiry check and every revalidation. Without one, docker keeps the secret and presents it
+   * again, and each use passes through `verify`.
+   */
   private expiring(r: CliSecretRecord): Identity {
-    return { ...r.identity, method: 'cli-secret', expiresAt: Math.floor(r.expiresAt / 1000) };
+    return { ...r.identity, method: 'cli-secret', expiresAt: Math.floor(Math.min(this.now(), r.expiresAt) / 1000) };
   }
 }
