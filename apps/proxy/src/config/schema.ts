@@ -232,8 +232,14 @@ export const ConfigSchema = z
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
 })
   .superRefine((c, ctx) => {
-    if (c.login && !c.auth.some((a) => a.type === 'oidc' && a.issuers.some((i) => i.issuer === c.login?.issuer))) {
-      ctx.addIssue({ code: 'custom', path: ['login', 'issuer'], message: 'must be the issuer of an `oidc` auth entry (its claim mapping is used)' });
+    if (c.login) {
+      const issuers = c.auth.flatMap((a) => (a.type === 'oidc' ? a.issuers : [])).filter((i) => i.issuer === c.login?.issuer);
+      if (issuers.length === 0) {
+        ctx.addIssue({ code: 'custom', path: ['login', 'issuer'], message: 'must be the issuer of an `oidc` auth entry (its claim mapping is used)' });
+      } else if (c.login.operatorGroups.length > 0 && !issuers[0]?.groupsClaim) {
+        // Without a groups claim every person signs in with no groups: no one could be an operator.
+        ctx.addIssue({ code: 'custom', path: ['login', 'operatorGroups'], message: 'needs a `groupsClaim` on the `oidc` issuer entry of login.issuer' });
+      }
     }
     // Routes must not shadow each other: one upstream per name, per mirrored registry, and per
     // (host, prefix).
