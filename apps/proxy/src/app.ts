@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
 import { registryHandler } from './routes/registry.js';
 import { tokenRouter } from './routes/token.js';
+import { loginRouter } from './login/routes.js';
+import { externalBase } from './routes/registry.js';
 import type { Runtime } from './runtime.js';
 
 /** The proxy's HTTP application: /v2 API, token endpoint, JWKS, health and metrics. */
@@ -59,6 +61,22 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
   app.get('/jwks', jwks);
   app.get('/.well-known/jwks.json', jwks);
   app.use('/token', tokenRouter(runtime, metrics, logger));
+  const login = runtime.login;
+  if (login) {
+    app.use(
+      '/login',
+      loginRouter({
+        provider: login.provider,
+        secrets: login.secrets,
+        sealer: login.sealer,
+        base: (req) => externalBase(runtime, req),
+        ...(login.config.redirectUrl ? { redirectUrl: login.config.redirectUrl } : {}),
+        sessionTtlSeconds: login.config.sessionTtlSeconds,
+        operatorGroups: login.config.operatorGroups,
+        logger,
+      }),
+    );
+  }
   const v2 = registryHandler(runtime, metrics, logger);
   app.use('/v2', (req, res, next) => {
     void v2(req, res, next);

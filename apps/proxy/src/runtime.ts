@@ -25,6 +25,7 @@ import { readConfiguredFile, resolveSecret } from './config/load.js';
 import type { Config, UpstreamConfig } from './config/schema.js';
 import { Flights, type SharedResponse } from './coalesce.js';
 import { Router, normaliseRegistryHost } from './routing.js';
+import { createLogin, type Login } from './login/index.js';
 
 /** Everything the HTTP layer needs, built once from a validated configuration. */
 export interface Runtime {
@@ -34,6 +35,8 @@ export interface Runtime {
   readonly tokenEndpoint: TokenEndpoint;
   readonly router: Router;
   readonly rules: AccessRules;
+  /** Browser sign-in, when `login` is configured. */
+  readonly login?: Login;
   close(): Promise<void>;
 }
 
@@ -153,7 +156,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   });
   const rules = new AccessRules(config.rules);
   const chain = verifiers(config);
-  const tokenEndpoint = new TokenEndpoint({ tokens, verifier: new VerifierChain(chain), rules, basicRealm: config.service });
+  const login = configured('login', () => createLogin(config, logger));
+  // CLI secrets first: they are recognised by their prefix, and no other strategy should see one.
+  const tokenEndpoint = new TokenEndpoint({ tokens, verifier: new VerifierChain(login ? [login.secrets, ...chain] : chain), rules, basicRealm: config.service });
   const clients = config.upstreams.map(
     (u, i) =>
       new UpstreamClient({
@@ -186,6 +191,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     tokenEndpoint,
     router,
     rules,
+    ...(login ? { login } : {}),
     close: async () => {
       await Promise.all([...clients.map((c) => c.close()), ...chain.map((v) => v.close?.())]);
     },

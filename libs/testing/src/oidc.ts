@@ -21,7 +21,16 @@ export function newSigningJwk(kid: string, kind: 'rsa' | 'ec' = 'rsa'): object {
   return { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig', alg: kind === 'rsa' ? 'RS256' : 'ES256' };
 }
 
-export async function startOidcProvider(options: { ttl?: number; extraClaims?: Record<string, unknown>; keys?: object[] } = {}): Promise<TestOidcProvider> {
+/** A client that signs people in through a browser (authorization code + PKCE, refresh tokens). */
+export interface BrowserClient {
+  readonly id: string;
+  readonly secret: string;
+  readonly redirectUris: readonly string[];
+  /** A JSON file `{"<login>": {claims...}}`, read at every use: the people who can sign in. */
+  readonly accountsFile: string;
+}
+
+export async function startOidcProvider(options: { ttl?: number; extraClaims?: Record<string, unknown>; keys?: object[]; browser?: BrowserClient } = {}): Promise<TestOidcProvider> {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
   let keys = options.keys ?? [newSigningJwk('k1')];
@@ -33,7 +42,22 @@ export async function startOidcProvider(options: { ttl?: number; extraClaims?: R
       jwks: { keys },
       ttl: options.ttl,
       extraClaims: options.extraClaims,
-      clients: [{ client_id: OIDC_CLIENT.id, client_secret: OIDC_CLIENT.secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [], scope: 'registry' }],
+      clients: [
+        { client_id: OIDC_CLIENT.id, client_secret: OIDC_CLIENT.secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [], scope: 'registry' },
+        ...(options.browser
+          ? [
+              {
+                client_id: options.browser.id,
+                client_secret: options.browser.secret,
+                grant_types: ['authorization_code', 'refresh_token'],
+                redirect_uris: options.browser.redirectUris,
+                response_types: ['code'],
+                scope: 'openid offline_access profile groups',
+              },
+            ]
+          : []),
+      ],
+      ...(options.browser ? { accountsFile: options.browser.accountsFile } : {}),
     };
     const c = spawn(process.execPath, [join(__dirname, '../assets/oidc-provider.mjs'), JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
     child = c;

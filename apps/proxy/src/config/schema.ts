@@ -166,6 +166,32 @@ const upstream = z.strictObject({
   coalesce: z.boolean().default(true),
 });
 
+/**
+ * Browser sign-in for people (`/login`): an OpenID Connect authorization-code flow with PKCE
+ * against `issuer`, which must be one of the issuers of an `oidc` auth entry (its subject,
+ * groups and label claims are used). The page hands out personal CLI secrets for `docker login`.
+ */
+const login = z.strictObject({
+  issuer: z.url(),
+  clientId: z.string().min(1),
+  clientSecret: secret,
+  /** Scopes asked for; `offline_access` gets a refresh token, with which groups are re-checked. */
+  scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope token')).default(['openid', 'profile', 'offline_access']),
+  /** The callback URL registered with the provider. Default: `<publicUrl or request origin>/login/callback`. */
+  redirectUrl: httpUrl.optional(),
+  /** secret: seals the sign-in cookies; replicas must share it. Default: random per process (with a warning). */
+  cookieKey: secret.optional(),
+  sessionTtlSeconds: z.number().int().min(60).max(86_400).default(3600),
+  /** How long a CLI secret works. */
+  secretTtlSeconds: z.number().int().min(300).max(366 * 86_400).default(30 * 86_400),
+  /** After this long, the next use of a secret re-checks the person with the provider (refresh token). */
+  revalidateAfterSeconds: z.number().int().min(0).max(86_400).default(900),
+  maxSecretsPerUser: z.number().int().min(1).max(100).default(10),
+  /** Members of these groups see and may revoke every user's secrets. */
+  operatorGroups: z.array(z.string().min(1)).default([]),
+  timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+});
+
 const rule = z.strictObject({
   account: list.optional(),
   groups: list.optional(),
@@ -224,11 +250,21 @@ export const ConfigSchema = z
       perAccount: z.strictObject({ burst: z.number().int().min(1).default(300), perSecond: z.number().positive().default(30) }).prefault({}),
     })
     .prefault({}),
+  login: login.optional(),
   rules: z.array(rule).default([]),
   upstreams: z.array(upstream).min(1),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
 })
   .superRefine((c, ctx) => {
+    if (c.login) {
+      const issuers = c.auth.flatMap((a) => (a.type === 'oidc' ? a.issuers : [])).filter((i) => i.issuer === c.login?.issuer);
+      if (issuers.length === 0) {
+        ctx.addIssue({ code: 'custom', path: ['login', 'issuer'], message: 'must be the issuer of an `oidc` auth entry (its claim mapping is used)' });
+      } else if (c.login.operatorGroups.length > 0 && !issuers[0]?.groupsClaim) {
+        // Without a groups claim every person signs in with no groups: no one could be an operator.
+        ctx.addIssue({ code: 'custom', path: ['login', 'operatorGroups'], message: 'needs a `groupsClaim` on the `oidc` issuer entry of login.issuer' });
+      }
+    }
     // Routes must not shadow each other: one upstream per name, per mirrored registry, and per
     // (host, prefix).
     const seen = new Map<string, number>();
@@ -246,3 +282,4 @@ export const ConfigSchema = z
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type UpstreamConfig = Config['upstreams'][number];
+export type LoginConfig = NonNullable<Config['login']>;
