@@ -1,6 +1,7 @@
 import { parseChallenges, type Challenge } from '../challenge.js';
 import { CredentialError, credentialKey, type UpstreamCredentialProvider, type UpstreamCredentials } from '../credentials.js';
 import type { ResponseBody } from './body.js';
+import { vetRedirect, type Lookup } from './destination.js';
 import { UpstreamUnavailableError } from './errors.js';
 import type { Readable } from 'node:stream';
 import { Http1Transport, type HttpMethod } from './http1.js';
@@ -15,6 +16,13 @@ export interface UpstreamClientOptions {
   readonly credentials: UpstreamCredentialProvider;
   /** Follow blob redirects here (true) or hand them to the client with an absolute Location (false). */
   readonly followRedirects: boolean;
+  /**
+   * Hosts a followed redirect may reach although they resolve to loopback, private, link-local
+   * or other non-public addresses (see destination.ts); by default none.
+   */
+  readonly redirectHosts?: readonly string[];
+  /** Name resolution for redirect targets (tests); the system resolver by default. */
+  readonly lookup?: Lookup;
   /** Origins besides the registry's own that may receive credentials as token realms. */
   readonly tokenRealms?: readonly string[];
   readonly timeouts?: { readonly connectMs?: number; readonly headersMs?: number; readonly bodyIdleMs?: number };
@@ -72,6 +80,7 @@ export class UpstreamClient {
   private readonly transport: Http1Transport;
   private readonly tokens = new TokenCache();
   private readonly realms: ReadonlySet<string>;
+  private readonly redirectHosts: ReadonlySet<string>;
   private readonly retry: RetryPolicy;
   private readonly headersMs: number;
   private readonly bodyIdleMs: number;
@@ -84,6 +93,7 @@ export class UpstreamClient {
     this.origin = base.origin;
     this.host = base.host;
     this.realms = new Set([this.origin, ...(opts.tokenRealms ?? []).map((r) => new URL(r).origin)]);
+    this.redirectHosts = new Set((opts.redirectHosts ?? []).map((h) => h.toLowerCase().replace(/^\[|\]$/g, '')));
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.headersMs = opts.timeouts?.headersMs ?? 30_000;
     this.bodyIdleMs = opts.timeouts?.bodyIdleMs ?? 60_000;
@@ -192,7 +202,7 @@ export class UpstreamClient {
       headers['authorization'] = basic(creds.username, creds.password);
     }
     const started = Date.now();
-    const res = await withRetry(this.name, this.retry, signal, () =>
+    const res = await withRetry(this.name, this.retry, 'GET', signal, () =>
       this.transport.request({ url, method: 'GET', headers, headersTimeoutMs: this.headersMs, bodyIdleTimeoutMs: this.bodyIdleMs, ...(signal ? { signal } : {}) }),
       (r) => r.body.dump(),
     );
@@ -221,19 +231,22 @@ export class UpstreamClient {
   private async send(req: UpstreamRequest, authorization: string | undefined, streamed: boolean): Promise<UpstreamResponse> {
     let url = new URL(req.path, this.origin);
     let method: HttpMethod = req.method;
-    const retry = streamed ? { ...this.retry, attempts: 1 } : this.retry;
     // Only reads follow redirects; anything else hands the (absolute) Location to the caller.
     const follow = this.opts.followRedirects && (method === 'GET' || method === 'HEAD');
     let withAuth = authorization !== undefined;
+    let connectTo: string | undefined;
     for (let hops = 0; ; hops++) {
       const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'registry-proxy', ...req.headers };
       if (withAuth) headers['authorization'] = authorization as string;
       const target = url;
       const m = method;
-      const res = await withRetry(this.name, retry, req.signal, () =>
+      const to = connectTo;
+      // A streamed body cannot be sent twice, whatever the method.
+      const res = await withRetry(this.name, this.retry, streamed ? 'stream' : m, req.signal, () =>
         this.transport.request({
           url: target,
           method: m,
+          ...(to !== undefined ? { connectTo: to } : {}),
           headers,
           headersTimeoutMs: this.headersMs,
           bodyIdleTimeoutMs: this.bodyIdleMs,
@@ -257,8 +270,12 @@ export class UpstreamClient {
       }
       await res.body.dump();
       if (hops >= MAX_REDIRECTS) throw new UpstreamUnavailableError(this.name, 'protocol', 'too many redirects');
-      // Never forward the upstream's Authorization to another host (blob storage, CDN).
-      if (next.origin !== this.origin) withAuth = false;
+      // Never forward the upstream's Authorization to another host (blob storage, CDN), and go
+      // only where destination.ts allows; the configured upstream itself is the operator's choice.
+      if (next.origin !== this.origin) {
+        withAuth = false;
+        connectTo = await vetRedirect(this.name, target, next, this.redirectHosts, this.opts.lookup);
+      } else connectTo = undefined;
       if (res.statusCode === 303) method = 'GET';
       url = next;
     }

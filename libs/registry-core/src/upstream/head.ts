@@ -1,0 +1,100 @@
+/**
+ * The response head of HTTP/1.1 (RFC 9112 sections 4-6), parsed as a proxy must: whatever could
+ * make this proxy and its client frame the message differently is refused, not guessed at.
+ * Pure: no sockets, so the differential tests can hold it against Node's llhttp.
+ */
+
+/** How the body of a response is delimited (RFC 9112 section 6.3). */
+export type Framing = { readonly kind: 'none' } | { readonly kind: 'length'; readonly length: number } | { readonly kind: 'chunked' } | { readonly kind: 'close' };
+
+/** A final (non-1xx) response head. */
+export interface ResponseHead {
+  readonly statusCode: number;
+  /** Lower-case names; repeated headers become arrays, in the order they came. */
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly framing: Framing;
+  /** The connection may carry another exchange after this one. */
+  readonly keepAlive: boolean;
+  /** The server's `Keep-Alive: timeout=N`, in ms. */
+  readonly keepAliveHintMs: number | undefined;
+}
+
+/** A response the proxy will not relay: the connection is dropped and the client gets a 502. */
+export class ProtocolError extends Error {
+  readonly code = 'EPROTO';
+  constructor(message: string) {
+    super(`HTTP protocol error: ${message}`);
+    this.name = 'ProtocolError';
+  }
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** field-value: visible ASCII, SP, HTAB and obs-text; CR, LF, NUL and other controls are refused (they would split or forge headers downstream). */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d) [\t\x20-\x7e\x80-\xff]*$|^HTTP\/1\.([01]) ([1-5]\d\d)$/;
+
+/**
+ * Parses a head (the text before the blank line, latin1, without its final CRLF CRLF).
+ * Returns `undefined` for an interim 1xx response (the real one follows); throws ProtocolError.
+ */
+export function parseHead(text: string, method: string): ResponseHead | undefined {
+  const lines = text.split('\r\n');
+  const m = STATUS_LINE.exec(lines[0] ?? '');
+  if (!m) throw new ProtocolError('bad status line');
+  const minor = m[1] ?? m[3];
+  const statusCode = Number(m[2] ?? m[4]);
+  const headers: Record<string, string | string[] | undefined> = {};
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i] as string;
+    const colon = line.indexOf(':');
+    // No whitespace before the colon (RFC 9112 5.1) and no obs-fold: both are old ways to make
+    // two parsers disagree on a header's name or extent.
+    const name = colon > 0 ? line.slice(0, colon) : '';
+    if (!TOKEN.test(name)) throw new ProtocolError('bad header line');
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    if (!FIELD_VALUE.test(value)) throw new ProtocolError(`control character in header ${name.toLowerCase()}`);
+    const k = name.toLowerCase();
+    const prev = headers[k];
+    headers[k] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+  }
+  if (statusCode < 200) {
+    // The proxy never asks to switch protocols: a 101 would hand it a stream it cannot frame.
+    if (statusCode === 101) throw new ProtocolError('unexpected 101 Switching Protocols');
+    return undefined;
+  }
+  const conn = String(headers['connection'] ?? '').toLowerCase();
+  let keepAlive = minor === '1' ? !/(?:^|,)\s*close\s*(?:,|$)/.test(conn) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(conn);
+  const hint = /(?:^|,)\s*timeout=(\d{1,9})/i.exec(String(headers['keep-alive'] ?? ''));
+  const te = headers['transfer-encoding'];
+  const cl = headers['content-length'];
+  let framing: Framing;
+  if (te !== undefined && cl !== undefined) {
+    // RFC 9112 6.3: both is a smuggling attempt or a broken server; a proxy must not relay it.
+    throw new ProtocolError('both Transfer-Encoding and Content-Length');
+  }
+  if (te !== undefined && minor === '0') throw new ProtocolError('Transfer-Encoding in an HTTP/1.0 response');
+  const length = cl === undefined ? undefined : contentLength(cl);
+  if (method === 'HEAD' || statusCode === 204 || statusCode === 304) {
+    // No body, whatever the headers say (RFC 9112 6.3 rule 1); a 204 has no business declaring one.
+    if (statusCode === 204 && (te !== undefined || (length !== undefined && length !== 0))) throw new ProtocolError('204 response with a body length');
+    framing = { kind: 'none' };
+  } else if (te !== undefined) {
+    const codings = (Array.isArray(te) ? te.join(',') : te).split(',').map((s) => s.trim().toLowerCase());
+    const last = codings[codings.length - 1];
+    // chunked must be the final coding, once; anything else is delimited by close (rule 4).
+    if (codings.slice(0, -1).includes('chunked') || codings.some((c) => !TOKEN.test(c))) throw new ProtocolError('bad transfer-encoding');
+    framing = last === 'chunked' ? { kind: 'chunked' } : { kind: 'close' };
+  } else if (length !== undefined) {
+    framing = length === 0 ? { kind: 'none' } : { kind: 'length', length };
+  } else framing = { kind: 'close' };
+  if (framing.kind === 'close') keepAlive = false;
+  return { statusCode, headers, framing, keepAlive, keepAliveHintMs: hint ? Number(hint[1]) * 1000 : undefined };
+}
+
+/** Content-Length: one decimal number; repeats are accepted only when identical (RFC 9110 8.6). */
+function contentLength(cl: string | string[]): number {
+  const values = new Set((Array.isArray(cl) ? cl : [cl]).flatMap((v) => v.split(',')).map((s) => s.trim()));
+  const only = values.size === 1 ? ([...values][0] as string) : '';
+  if (!/^\d{1,15}$/.test(only)) throw new ProtocolError('bad content-length');
+  return Number(only);
+}
