@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { CredentialError, anonymousProvider, staticProvider } from '../credentials.js';
 import { UpstreamClient, type UpstreamClientOptions } from './client.js';
 import { UpstreamUnavailableError } from './errors.js';
+import { Http1Transport } from './http1.js';
 import { TokenCache } from './token-cache.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -226,6 +227,42 @@ describe('UpstreamClient redirects', () => {
     expect(r.statusCode).toBe(307);
     expect(r.headers['location']).toBe(`${s.url}/storage/blob?sig=1`);
     await r.body.dump();
+  });
+
+  describe('issue 11 defect 3: redirects to internal addresses (SSRF)', () => {
+    /** A transport that records where it was asked to go. */
+    const recording = () => {
+      const asked: string[] = [];
+      const t = new Http1Transport();
+      const orig = t.request.bind(t);
+      t.request = (r) => (asked.push(r.url.href), orig(r));
+      return { t, asked };
+    };
+    it('refuses a 307 to loopback: the internal server sees no request', async () => {
+      const metadata = await serve((_req, res) => res.end('{"AccessKeyId":"secret"}'));
+      const s = await serve((_req, res) => res.writeHead(307, { location: `${metadata.url}/latest/meta-data/iam/security-credentials/role` }).end());
+      await expect(client(s.url).request({ method: 'GET', path: '/v2/a/blobs/x' })).rejects.toMatchObject({ kind: 'redirect', message: expect.stringMatching(/127\.0\.0\.1.*not a public address/) });
+      expect(metadata.seen).toHaveLength(0);
+    });
+    it('opens no connection for a Location that is not http(s)', async () => {
+      const s = await serve((_req, res) => res.writeHead(302, { location: 'file:///etc/passwd' }).end());
+      const { t, asked } = recording();
+      await expect(client(s.url, { transport: t }).request({ method: 'GET', path: '/v2/a/blobs/x' })).rejects.toMatchObject({ kind: 'redirect' });
+      expect(asked).toEqual([`${s.url}/v2/a/blobs/x`]);
+      await t.close();
+    });
+    it('connects to the address it checked, not to a second DNS answer', async () => {
+      const storage = await serve((req, res) => res.end(`storage saw host ${req.headers.host}`));
+      const port = new URL(storage.url).port;
+      const s = await serve((_req, res) => res.writeHead(307, { location: `http://storage.test:${port}/b` }).end());
+      // storage.test exists only in this resolver: were the transport to resolve it again, it would fail.
+      const c = client(s.url, { redirectHosts: ['storage.test'], lookup: async () => [{ address: '127.0.0.1' }] });
+      const r = await c.request({ method: 'GET', path: '/v2/a/blobs/x' });
+      expect(await r.body.text()).toBe(`storage saw host storage.test:${port}`);
+      const refused = client(s.url, { lookup: async () => [{ address: '127.0.0.1' }] });
+      await expect(refused.request({ method: 'GET', path: '/v2/a/blobs/x' })).rejects.toMatchObject({ kind: 'redirect' });
+      expect(storage.seen).toHaveLength(1);
+    });
   });
 
   it('stops redirect loops', async () => {
