@@ -89,7 +89,8 @@ async function proxyFor(url: string, redirects: 'follow' | 'pass', token: string
       listen: { port: 0 },
       auth: [{ type: 'static', users: [{ username: 'u', passwordHash: bcrypt.hashSync('p', 4) }] }],
       rules: [{ account: 'u', repository: '**', actions: ['pull'] }],
-      upstreams: [{ name: 'up', prefix: 'x', namespace: 'ns', url, redirects, credentials: { type: 'bearer', token } }],
+      // The storage server is on loopback, which a followed redirect may reach only when listed.
+      upstreams: [{ name: 'up', prefix: 'x', namespace: 'ns', url, redirects, redirectHosts: ['127.0.0.1'], credentials: { type: 'bearer', token } }],
       ...extra,
     }),
     'test',
