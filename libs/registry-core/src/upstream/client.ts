@@ -72,6 +72,20 @@ function header(h: UpstreamResponse['headers'], name: string): string | undefine
  * A client for one upstream registry: answers the upstream's own challenge (anonymous, Basic or
  * Bearer), caches bearer tokens per scope and credential, retries idempotent requests, and
  * follows or passes on redirects without ever sending credentials to another host.
+ *
+ * Worst case per client request (docs/configuration.md, "Retries and their bounds"), with
+ * R = attempts + 1 (withRetry: the attempts, plus one re-send after a stale kept-alive connection):
+ * - GET/HEAD: 2 credential rounds (only for providers that can refresh, ECR/GCP/docker-config)
+ *   x 2 challenge rounds x (token fetch R + 6 hops (1 + MAX_REDIRECTS) x R) = 28R upstream
+ *   requests (112 with attempts: 3; 14R = 56 without a refreshing provider).
+ * - Any other method with a Buffer body (manifest PUT, POST, DELETE): sent once per round, and
+ *   sent again only after the upstream refused it unprocessed (401, or 401/403 with refreshed
+ *   credentials): at most 4 times, never after a timeout, reset or 5xx.
+ * - A streamed body (blob upload): sent exactly once (after a `GET /v2/` that learns the challenge).
+ * - Time to response headers: each upstream request is bounded by connectMs + headersMs, and a
+ *   timeout ends the client request at once (never retried), so the worst case is the sum over
+ *   the requests above of connectMs + headersMs, plus (attempts - 1) x maxDelayMs of backoff per
+ *   withRetry call, plus the system resolver's own timeout per followed redirect.
  */
 export class UpstreamClient {
   readonly name: string;
