@@ -91,10 +91,12 @@ export function parseHead(text: string, method: string): ResponseHead | undefine
   return { statusCode, headers, framing, keepAlive, keepAliveHintMs: hint ? Number(hint[1]) * 1000 : undefined };
 }
 
-/** Content-Length: one decimal number; repeats are accepted only when identical (RFC 9110 8.6). */
+/**
+ * Content-Length: exactly one header with one decimal number. RFC 9110 8.6 would allow identical
+ * repeats, but llhttp refuses them, and relayed as they are they would reach the client as two
+ * headers: the one reading that cannot go wrong is none.
+ */
 function contentLength(cl: string | string[]): number {
-  const values = new Set((Array.isArray(cl) ? cl : [cl]).flatMap((v) => v.split(',')).map((s) => s.trim()));
-  const only = values.size === 1 ? ([...values][0] as string) : '';
-  if (!/^\d{1,15}$/.test(only)) throw new ProtocolError('bad content-length');
-  return Number(only);
+  if (typeof cl !== 'string' || !/^\d{1,15}$/.test(cl)) throw new ProtocolError('bad content-length');
+  return Number(cl);
 }
