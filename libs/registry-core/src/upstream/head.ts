@@ -31,7 +31,7 @@ export class ProtocolError extends Error {
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** field-value: visible ASCII, SP, HTAB and obs-text; CR, LF, NUL and other controls are refused (they would split or forge headers downstream). */
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d) [\t\x20-\x7e\x80-\xff]*$|^HTTP\/1\.([01]) ([1-5]\d\d)$/;
+const STATUS_LINE = /^HTTP\/(\d)\.(\d) (\d{3})(?: (.*))?$/s;
 
 /**
  * Parses a head (the text before the blank line, latin1, without its final CRLF CRLF).
@@ -39,10 +39,15 @@ const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d) [\t\x20-\x7e\x80-\xff]*$|^HTTP
  */
 export function parseHead(text: string, method: string): ResponseHead | undefined {
   const lines = text.split('\r\n');
+  if (lines[0] === '') throw new ProtocolError('empty line before the status line');
   const m = STATUS_LINE.exec(lines[0] ?? '');
   if (!m) throw new ProtocolError('bad status line');
-  const minor = m[1] ?? m[3];
-  const statusCode = Number(m[2] ?? m[4]);
+  // Only HTTP/1.0 and 1.1 framing is known here; llhttp reads any 1-digit version as 1.1.
+  if (m[1] !== '1' || (m[2] !== '0' && m[2] !== '1')) throw new ProtocolError(`unsupported version HTTP/${m[1]}.${m[2]}`);
+  const minor = m[2];
+  const statusCode = Number(m[3]);
+  if (statusCode < 100 || statusCode > 599) throw new ProtocolError(`status ${m[3]} outside 100-599`);
+  if (!FIELD_VALUE.test(m[4] ?? '')) throw new ProtocolError('control character in the reason phrase');
   const headers: Record<string, string | string[] | undefined> = {};
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i] as string;
@@ -57,6 +62,14 @@ export function parseHead(text: string, method: string): ResponseHead | undefine
     const prev = headers[k];
     headers[k] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
   }
+  // Framing headers are checked even on an interim response, as llhttp does.
+  const te = headers['transfer-encoding'];
+  const cl = headers['content-length'];
+  if (te !== undefined && cl !== undefined) {
+    // RFC 9112 6.3: both is a smuggling attempt or a broken server; a proxy must not relay it.
+    throw new ProtocolError('both Transfer-Encoding and Content-Length');
+  }
+  const length = cl === undefined ? undefined : contentLength(cl);
   if (statusCode < 200) {
     // The proxy never asks to switch protocols: a 101 would hand it a stream it cannot frame.
     if (statusCode === 101) throw new ProtocolError('unexpected 101 Switching Protocols');
@@ -65,15 +78,8 @@ export function parseHead(text: string, method: string): ResponseHead | undefine
   const conn = String(headers['connection'] ?? '').toLowerCase();
   let keepAlive = minor === '1' ? !/(?:^|,)\s*close\s*(?:,|$)/.test(conn) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(conn);
   const hint = /(?:^|,)\s*timeout=(\d{1,9})/i.exec(String(headers['keep-alive'] ?? ''));
-  const te = headers['transfer-encoding'];
-  const cl = headers['content-length'];
   let framing: Framing;
-  if (te !== undefined && cl !== undefined) {
-    // RFC 9112 6.3: both is a smuggling attempt or a broken server; a proxy must not relay it.
-    throw new ProtocolError('both Transfer-Encoding and Content-Length');
-  }
   if (te !== undefined && minor === '0') throw new ProtocolError('Transfer-Encoding in an HTTP/1.0 response');
-  const length = cl === undefined ? undefined : contentLength(cl);
   if (method === 'HEAD' || statusCode === 204 || statusCode === 304) {
     // No body, whatever the headers say (RFC 9112 6.3 rule 1); a 204 has no business declaring one.
     if (statusCode === 204 && (te !== undefined || (length !== undefined && length !== 0))) throw new ProtocolError('204 response with a body length');

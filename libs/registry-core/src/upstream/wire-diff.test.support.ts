@@ -3,7 +3,7 @@
  * TCP server on loopback, read by node:http's client (llhttp) and by this package's transport.
  * Used by wire-diff.test.ts (a table and the saved corpus) and by tools/fuzz/wire-diff.mjs
  * (generated mutations, against the built dist). Not part of the package's API (and not packed:
- * `*.test-*` files are left out of `files`).
+ * `*.test.*` files are left out of `files`).
  */
 import { request as httpRequest } from 'node:http';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -118,6 +118,8 @@ export function viaNode(port: number, path: string, method: string): Promise<Out
     // The proxy never asks to upgrade; record what llhttp made of a 101 and hang up.
     req.on('upgrade', (res, socket) => {
       socket.destroy();
+      // A 101 after a complete response is bytes after the message (see 'error' below).
+      if (whole && response?.complete === true) return whole();
       done({ ok: true, status: res.statusCode ?? 0, headers: normalise([]), body: '' });
     });
     req.on('error', (e) => {
@@ -153,9 +155,12 @@ export async function viaOurs(transport: Http1Transport, port: number, path: str
 export const STRICTER: ReadonlyArray<{ readonly name: string; readonly ours: RegExp; readonly node?: (o: Extract<Outcome, { ok: true }>) => boolean }> = [
   // RFC 9110 15: status codes are 100-599; llhttp takes any three digits. Relayed, 600+ would be a
   // status Node's own server refuses to write (the old 500 UNKNOWN).
-  { name: 'status outside 100-599', ours: /bad status line/, node: (o) => o.status < 100 || o.status > 599 },
+  { name: 'status outside 100-599', ours: /outside 100-599/, node: (o) => o.status < 100 || o.status > 599 },
+  // llhttp reads any one-digit version (HTTP/2.0, HTTP/1.9) with HTTP/1.1's rules; this parser
+  // knows the framing of 1.0 and 1.1 only, and will not guess at another's.
+  { name: 'HTTP version other than 1.0 and 1.1', ours: /unsupported version/ },
   // The proxy never sends Upgrade; llhttp hands a 101 on as a normal response.
-  { name: '101 nobody asked for', ours: /101/ },
+  { name: '101 nobody asked for', ours: /unexpected 101/ },
   // RFC 9112 6.3: a proxy must treat both as an error (request smuggling, response splitting).
   { name: 'Content-Length beside Transfer-Encoding', ours: /both Transfer-Encoding and Content-Length/ },
   // A 204 that announces a body: whichever length is believed, one side desynchronises.
@@ -164,11 +169,15 @@ export const STRICTER: ReadonlyArray<{ readonly name: string; readonly ours: Reg
   { name: 'Transfer-Encoding in HTTP/1.0', ours: /Transfer-Encoding in an HTTP\/1\.0/ },
   // chunked not last, twice, or codings that are not tokens: two readers may frame it differently.
   { name: 'odd transfer codings', ours: /bad transfer-encoding/ },
-  // Control characters in values (llhttp lets some through): they would split or forge headers
-  // downstream, and Node's own server refuses to write them (the old 500 UNKNOWN).
-  { name: 'control characters in header values', ours: /control character/ },
+  // Control characters in header values or the reason phrase (llhttp lets some through): they
+  // would split or forge headers downstream, and Node's own server refuses to write them (the
+  // old 500 UNKNOWN).
+  { name: 'control characters in header values or the reason phrase', ours: /control character/ },
   // More than 16 interim responses: a storm meant to hold the connection.
   { name: 'interim response storm', ours: /too many interim/ },
+  // RFC 9112 2.2 lets a recipient skip empty lines before a request line; llhttp does so before a
+  // status line too. Nothing legitimate sends them after an interim response, so they are refused.
+  { name: 'empty line before a status line', ours: /empty line before the status line/ },
 ];
 
 export type Verdict = { readonly kind: 'same' | 'both-refuse' } | { readonly kind: 'stricter'; readonly name: string } | { readonly kind: 'differ'; readonly ours: Outcome; readonly node: Outcome };
@@ -193,3 +202,67 @@ export async function runCase(server: CaseServer, transport: Http1Transport, c: 
   server.forget(b);
   return { verdict: verdict(ours, node), ours, node };
 }
+
+const CRLF = '\r\n';
+const r = (head: string[], body = '') => `${head.join(CRLF)}${CRLF}${CRLF}${body}`;
+const chunked = (...parts: string[]) => `${parts.map((p) => `${p.length.toString(16)}${CRLF}${p}${CRLF}`).join('')}0${CRLF}${CRLF}`;
+
+/** Normal and broken responses: the differential test's table and the fuzzer's seeds. */
+export const WIRE_TABLE: ReadonlyArray<[string, WireCase]> = [
+  ['content-length', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Content-Length: 5', 'Content-Type: text/plain'], 'hello') }],
+  ['content-length, split mid-head', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Content-Length: 5'], 'hello'), split: 10 }],
+  ['content-length, split mid-body', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Content-Length: 5'], 'hello'), split: 40 }],
+  ['chunked', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Transfer-Encoding: chunked'], chunked('hel', 'lo')) }],
+  ['chunked, split in a size line', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Transfer-Encoding: chunked'], chunked('hello world')), split: 48 }],
+  ['chunked with extensions and trailers', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Transfer-Encoding: chunked'], `5;a=b;c="d"\r\nhello\r\n0\r\nX-T: 1\r\n\r\n`) }],
+  ['chunked upper-case hex', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Transfer-Encoding: chunked'], `A\r\n0123456789\r\n0\r\n\r\n`) }],
+  ['gzip, chunked', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Transfer-Encoding: gzip, chunked'], chunked('xx')) }],
+  ['close-delimited', { method: 'GET', bytes: r(['HTTP/1.1 200 OK'], 'until the end') }],
+  ['HTTP/1.0 close-delimited', { method: 'GET', bytes: r(['HTTP/1.0 200 OK'], 'old') }],
+  ['HTTP/1.0 keep-alive with length', { method: 'GET', bytes: r(['HTTP/1.0 200 OK', 'Connection: keep-alive', 'Content-Length: 2'], 'ok') }],
+  ['HEAD with a length', { method: 'HEAD', bytes: r(['HTTP/1.1 200 OK', 'Content-Length: 1234']) }],
+  ['HEAD with chunked', { method: 'HEAD', bytes: r(['HTTP/1.1 200 OK', 'Transfer-Encoding: chunked']) }],
+  ['204', { method: 'GET', bytes: r(['HTTP/1.1 204 No Content']) }],
+  ['304 with a length', { method: 'GET', bytes: r(['HTTP/1.1 304 Not Modified', 'Content-Length: 99']) }],
+  ['100 then 200', { method: 'GET', bytes: `HTTP/1.1 100 Continue\r\n\r\n${r(['HTTP/1.1 200 OK', 'Content-Length: 2'], 'ok')}` }],
+  ['103 with headers then 200', { method: 'GET', bytes: `HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n${r(['HTTP/1.1 200 OK', 'Content-Length: 2'], 'ok')}` }],
+  ['no reason phrase', { method: 'GET', bytes: r(['HTTP/1.1 200', 'Content-Length: 2'], 'ok') }],
+  ['empty reason phrase', { method: 'GET', bytes: r(['HTTP/1.1 404 ', 'Content-Length: 2'], 'no') }],
+  ['repeated headers', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Link: <a>', 'link: <b>', 'Content-Length: 0']) }],
+  ['whitespace around a value', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'X-A: \t spaced \t ', 'Content-Length: 0']) }],
+  ['empty value', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'X-A:', 'Content-Length: 0']) }],
+  ['obs-text in a value', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'X-A: caf\xe9', 'Content-Length: 0']) }],
+  ['identical repeated Content-Length', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Content-Length: 2', 'Content-Length: 2'], 'ok') }],
+  ['extra bytes after the body', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Content-Length: 2'], 'okEXTRA') }],
+  // Broken ones: both must refuse, or we refuse on purpose.
+  ['CL and TE', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Content-Length: 5', 'Transfer-Encoding: chunked'], chunked('hello, forged')) }],
+  ['conflicting Content-Length', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Content-Length: 2', 'Content-Length: 3'], 'okk') }],
+  ['Content-Length list', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Content-Length: 2, 3'], 'okk') }],
+  ['negative Content-Length', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Content-Length: -1'], 'x') }],
+  ['short body', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Content-Length: 10'], 'short') }],
+  ['bad chunk size', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Transfer-Encoding: chunked'], 'zz\r\n') }],
+  ['chunk without CRLF after data', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Transfer-Encoding: chunked'], '2\r\nokX0\r\n\r\n') }],
+  ['chunked cut before the last chunk', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Transfer-Encoding: chunked'], '2\r\nok\r\n') }],
+  ['status 600', { method: 'GET', bytes: r(['HTTP/1.1 600 Odd', 'Content-Length: 0']) }],
+  ['status 099', { method: 'GET', bytes: r(['HTTP/1.1 099 Odd', 'Content-Length: 0']) }],
+  ['two-digit status', { method: 'GET', bytes: r(['HTTP/1.1 20 OK', 'Content-Length: 0']) }],
+  ['HTTP/2 status line', { method: 'GET', bytes: r(['HTTP/2 200', 'Content-Length: 0']) }],
+  ['not HTTP at all', { method: 'GET', bytes: 'SSH-2.0-OpenSSH_9.6\r\n' }],
+  ['101', { method: 'GET', bytes: r(['HTTP/1.1 101 Switching Protocols', 'Upgrade: h2c', 'Connection: Upgrade']) }],
+  ['space before colon', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Content-Length : 2'], 'ok') }],
+  ['obs-fold', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'X-A: a', ' b', 'Content-Length: 2'], 'ok') }],
+  ['NUL in a value', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'X-A: a\0b', 'Content-Length: 0']) }],
+  ['bare CR in a value', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'X-A: a\rb', 'Content-Length: 0']) }],
+  ['bare LF line ends', { method: 'GET', bytes: 'HTTP/1.1 200 OK\nContent-Length: 2\n\nok' }],
+  ['bad header name', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'X A: b', 'Content-Length: 0']) }],
+  ['header without colon', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'nocolon', 'Content-Length: 0']) }],
+  ['head cut short', { method: 'GET', bytes: 'HTTP/1.1 200 OK\r\nContent-Le' }],
+  ['nothing', { method: 'GET', bytes: '' }],
+  ['204 with a length', { method: 'GET', bytes: r(['HTTP/1.1 204 No Content', 'Content-Length: 5'], 'hello') }],
+  ['TE in HTTP/1.0', { method: 'GET', bytes: r(['HTTP/1.0 200 OK', 'Transfer-Encoding: chunked'], chunked('ok')) }],
+  ['chunked twice', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Transfer-Encoding: chunked, chunked'], chunked('ok')) }],
+  ['chunked then gzip', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', 'Transfer-Encoding: chunked, gzip'], 'raw') }],
+  ['1xx storm', { method: 'GET', bytes: `${'HTTP/1.1 100 Continue\r\n\r\n'.repeat(40)}${r(['HTTP/1.1 200 OK', 'Content-Length: 2'], 'ok')}` }],
+  ['oversized head', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', `X-Pad: ${'a'.repeat(70_000)}`, 'Content-Length: 0']) }],
+];
+
