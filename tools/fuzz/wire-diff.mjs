@@ -113,6 +113,7 @@ const stricter = {};
 const found = [];
 const started = Date.now();
 let done = 0;
+let finished = 0;
 
 async function worker() {
   while (done < CASES) {
@@ -125,7 +126,7 @@ async function worker() {
     if (verdict.kind === 'differ' && found.length < 200) {
       found.push({ ...c, found: `fuzz seed ${process.env.FUZZ_SEED ?? 1}: ours ${JSON.stringify(ours).slice(0, 160)} / llhttp ${JSON.stringify(node).slice(0, 160)}` });
     }
-    if (done % 10_000 === 0) console.error(`${done} cases, ${((Date.now() - started) / 1000).toFixed(0)} s, ${counts.differ} disagreements`);
+    if (++finished % 10_000 === 0) console.error(`${finished} cases, ${((Date.now() - started) / 1000).toFixed(0)} s, ${counts.differ} disagreements`);
   }
 }
 await Promise.all(Array.from({ length: PARALLEL }, worker));

@@ -80,7 +80,7 @@ export class BodyTooLargeError extends Error {
 const TOKEN = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
 const QUOTED = '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t \\x21-\\x7e\\x80-\\xff])*"';
 /** chunk-size and chunk-ext (RFC 9112 7.1.1): extensions are checked, since they are skipped unread. */
-const CHUNK_SIZE = new RegExp(`^([0-9a-fA-F]{1,15})((?:[ \\t]*;[ \\t]*${TOKEN}(?:[ \\t]*=[ \\t]*(?:${TOKEN}|${QUOTED}))?)*)[ \\t]*$`);
+const CHUNK_SIZE = new RegExp(`^([0-9a-fA-F]{1,15})((?:[ \\t]*;[ \\t]*${TOKEN}(?:=(?:${TOKEN}|${QUOTED}))?)*)$`);
 /** A trailer field line, checked as a header line is (and then dropped). */
 const TRAILER = new RegExp(`^${TOKEN}:[\\t\\x20-\\x7e\\x80-\\xff]*$`);
 
@@ -123,7 +123,7 @@ export class ChunkedDecoder {
         this.state = 'size';
       } else if (this.state === 'size') {
         const m = CHUNK_SIZE.exec(line);
-        if (!m) throw new Error('invalid chunk size');
+        if (!m) throw new Error(/^[0-9a-fA-F]{1,15}[ \t]*;/.test(line) ? 'invalid chunk extension' : 'invalid chunk size');
         this.remaining = parseInt(m[1] as string, 16);
         this.state = this.remaining === 0 ? 'trailer' : 'data';
       } else if (line === '') {

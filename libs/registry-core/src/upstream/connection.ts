@@ -177,9 +177,8 @@ export class Connection {
       const ok = chunked ? (socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1'), socket.write(chunk), socket.write('\r\n', 'latin1')) : socket.write(chunk);
       if (!ok) body.pause();
     };
-    const onDrain = () => {
-      if (!done) body.resume();
-    };
+    // cleanup() removes this listener and onClose, so neither runs once the pump let go.
+    const onDrain = () => body.resume();
     const onEnd = () => {
       cleanup();
       this.bodyPump = undefined;
@@ -193,11 +192,9 @@ export class Connection {
       cleanup();
       socket.destroy(err);
     };
-    const onClose = () => {
-      // The source went away before its end (the client hung up): the upstream must not take a
-      // short body for a whole one.
-      if (!done) onError(new Error('request body ended early'));
-    };
+    // The source went away before its end (the client hung up): the upstream must not take a
+    // short body for a whole one.
+    const onClose = () => onError(new Error('request body ended early'));
     this.bodyPump = () => {
       // The upstream answered before the body was all sent (an error, usually): stop sending;
       // the connection cannot be reused.

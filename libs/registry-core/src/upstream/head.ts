@@ -39,7 +39,7 @@ const STATUS_LINE = /^HTTP\/(\d)\.(\d) (\d{3})(?: (.*))?$/s;
  */
 export function parseHead(text: string, method: string): ResponseHead | undefined {
   const lines = text.split('\r\n');
-  if (lines[0] === '') throw new ProtocolError('empty line before the status line');
+  if (/^[\r\n]/.test(text)) throw new ProtocolError('empty line before the status line');
   const m = STATUS_LINE.exec(lines[0] ?? '');
   if (!m) throw new ProtocolError('bad status line');
   // Only HTTP/1.0 and 1.1 framing is known here; llhttp reads any 1-digit version as 1.1.
@@ -56,12 +56,18 @@ export function parseHead(text: string, method: string): ResponseHead | undefine
     // two parsers disagree on a header's name or extent.
     const name = colon > 0 ? line.slice(0, colon) : '';
     if (!TOKEN.test(name)) throw new ProtocolError('bad header line');
-    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    const raw = line.slice(colon + 1);
+    const value = raw.replace(/^[ \t]+|[ \t]+$/g, '');
     if (!FIELD_VALUE.test(value)) throw new ProtocolError(`control character in header ${name.toLowerCase()}`);
     const k = name.toLowerCase();
+    // Framing headers get no benefit of the doubt: llhttp takes "chunked<TAB>" for another
+    // coding and refuses "5<TAB>", so any tab or trailing space in them is refused.
+    if ((k === 'content-length' || k === 'transfer-encoding') && /\t| $/.test(raw)) throw new ProtocolError(`bad ${k}`);
     const prev = headers[k];
     headers[k] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
   }
+  // The proxy never asks to switch protocols: a 101 would hand it a stream it cannot frame.
+  if (statusCode === 101) throw new ProtocolError('unexpected 101 Switching Protocols');
   // Framing headers are checked even on an interim response, as llhttp does.
   const te = headers['transfer-encoding'];
   const cl = headers['content-length'];
@@ -70,14 +76,16 @@ export function parseHead(text: string, method: string): ResponseHead | undefine
     throw new ProtocolError('both Transfer-Encoding and Content-Length');
   }
   const length = cl === undefined ? undefined : contentLength(cl);
+  const conn = String(headers['connection'] ?? '').toLowerCase();
+  // [ \t], not \s: JavaScript's \s also matches NBSP (0xA0), which HTTP does not trim.
+  let keepAlive = minor === '1' ? !/(?:^|,)[ \t]*close[ \t]*(?:,|$)/.test(conn) : /(?:^|,)[ \t]*keep-alive[ \t]*(?:,|$)/.test(conn);
   if (statusCode < 200) {
-    // The proxy never asks to switch protocols: a 101 would hand it a stream it cannot frame.
-    if (statusCode === 101) throw new ProtocolError('unexpected 101 Switching Protocols');
+    // An interim response that closes the connection leaves no room for the final one (llhttp
+    // refuses what follows too).
+    if (!keepAlive) throw new ProtocolError('interim response closing the connection');
     return undefined;
   }
-  const conn = String(headers['connection'] ?? '').toLowerCase();
-  let keepAlive = minor === '1' ? !/(?:^|,)\s*close\s*(?:,|$)/.test(conn) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(conn);
-  const hint = /(?:^|,)\s*timeout=(\d{1,9})/i.exec(String(headers['keep-alive'] ?? ''));
+  const hint = /(?:^|,)[ \t]*timeout=(\d{1,9})/i.exec(String(headers['keep-alive'] ?? ''));
   let framing: Framing;
   if (te !== undefined && minor === '0') throw new ProtocolError('Transfer-Encoding in an HTTP/1.0 response');
   if (method === 'HEAD' || statusCode === 204 || statusCode === 304) {
@@ -85,7 +93,9 @@ export function parseHead(text: string, method: string): ResponseHead | undefine
     if (statusCode === 204 && (te !== undefined || (length !== undefined && length !== 0))) throw new ProtocolError('204 response with a body length');
     framing = { kind: 'none' };
   } else if (te !== undefined) {
-    const codings = (Array.isArray(te) ? te.join(',') : te).split(',').map((s) => s.trim().toLowerCase());
+    // Trimmed of SP and HTAB only: String.trim() would also drop NBSP, and read "\xa0chunked"
+    // as chunked where llhttp reads it as another coding (found by the differential fuzzer).
+    const codings = (Array.isArray(te) ? te.join(',') : te).split(',').map((s) => s.replace(/^[ \t]+|[ \t]+$/g, '').toLowerCase());
     const last = codings[codings.length - 1];
     // chunked must be the final coding, once; anything else is delimited by close (rule 4).
     if (codings.slice(0, -1).includes('chunked') || codings.some((c) => !TOKEN.test(c))) throw new ProtocolError('bad transfer-encoding');

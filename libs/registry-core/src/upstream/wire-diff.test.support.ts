@@ -178,6 +178,9 @@ export const STRICTER: ReadonlyArray<{ readonly name: string; readonly ours: Reg
   // RFC 9112 2.2 lets a recipient skip empty lines before a request line; llhttp does so before a
   // status line too. Nothing legitimate sends them after an interim response, so they are refused.
   { name: 'empty line before a status line', ours: /empty line before the status line/ },
+  // Chunk extensions are skipped unread, so they are held to RFC 9112's grammar; llhttp lets
+  // some malformed ones through (an empty name, ";;"), and refuses others.
+  { name: 'malformed chunk extension', ours: /invalid chunk extension/ },
 ];
 
 export type Verdict = { readonly kind: 'same' | 'both-refuse' } | { readonly kind: 'stricter'; readonly name: string } | { readonly kind: 'differ'; readonly ours: Outcome; readonly node: Outcome };
