@@ -292,3 +292,98 @@ describe('TokenCache', () => {
     expect(refetched).toBe(true);
   });
 });
+
+describe('UpstreamClient edges', () => {
+  /** Credentials that change each time they are invalidated (as ECR's do when they expire). */
+  const rotating = () => {
+    let n = 1;
+    return {
+      provider: { credentials: async () => ({ kind: 'basic' as const, username: 'u', password: `p${n}` }), invalidate: () => void n++ },
+      invalidations: () => n - 1,
+    };
+  };
+
+  it('refreshes credentials a token realm refused, and sends the request once more', async () => {
+    const { s } = await bearerRegistry({ requireBasic: 'u:p2' });
+    const r = rotating();
+    const c = client(s.url, { credentials: r.provider });
+    const res = await c.request({ method: 'GET', path: '/v2/a/manifests/1', scope: 'repository:a:pull' });
+    expect(await res.body.text()).toBe('manifest-bytes');
+    expect(r.invalidations()).toBe(1);
+  });
+
+  it('refreshes credentials the upstream refused with 403, and returns the refusal when nothing changes', async () => {
+    let good = 'u:p2';
+    const s = await serve((req, res) => {
+      if (basicOf(req) === good) res.end('ok');
+      else if (req.headers.authorization) res.writeHead(403).end();
+      else res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
+    });
+    const r = rotating();
+    expect(await (await client(s.url, { credentials: r.provider }).request({ method: 'GET', path: '/v2/' })).body.text()).toBe('ok');
+    good = 'nobody';
+    const same = { credentials: async () => ({ kind: 'basic' as const, username: 'u', password: 'x' }), invalidate: () => undefined };
+    const refused = await client(s.url, { credentials: same }).request({ method: 'GET', path: '/v2/' });
+    expect(refused.statusCode).toBe(403);
+    await refused.body.dump();
+  });
+
+  it('learns the challenge before a streamed push, and sends the stream once', async () => {
+    const { PassThrough } = await import('node:stream');
+    const s = await serve((req, res) => {
+      if (req.url === '/v2/') return void res.end('{}');
+      let n = 0;
+      req.on('data', (d: Buffer) => (n += d.length));
+      req.on('end', () => res.writeHead(201).end(String(n)));
+    });
+    const body = new PassThrough();
+    const p = client(s.url).request({ method: 'PATCH', path: '/v2/a/blobs/uploads/1', body });
+    body.end('0123456789');
+    const res = await p;
+    expect([res.statusCode, await res.body.text()]).toEqual([201, '10']);
+    expect(s.seen.map((q) => `${q.method} ${q.url}`)).toEqual(['GET /v2/', 'PATCH /v2/a/blobs/uploads/1']);
+  });
+
+  it('turns a 303 into a GET, and takes the first of two Locations', async () => {
+    const s = await serve((req, res) => {
+      if (req.url === '/v2/a/blobs/x') {
+        res.statusCode = 303;
+        res.setHeader('location', ['/v2/first', '/v2/second']);
+        res.end();
+      } else res.end(`${req.method} ${req.url}`);
+    });
+    const r = await client(s.url).request({ method: 'HEAD', path: '/v2/a/blobs/x' });
+    expect(r.url.pathname).toBe('/v2/first');
+    await r.body.dump();
+    expect(s.seen.map((q) => `${q.method} ${q.url}`)).toEqual(['HEAD /v2/a/blobs/x', 'GET /v2/first']);
+  });
+
+  it.each([
+    ['a 500', (res: ServerResponse) => res.writeHead(500).end(), /answered 500/],
+    ['no token', (res: ServerResponse) => res.end('{"other":1}'), /no token/],
+    ['bad JSON', (res: ServerResponse) => res.end('{'), /invalid JSON/],
+  ])('reports a token realm that sends %s', async (_n, answer, re) => {
+    const s = await serve((req, res) => {
+      if (req.url?.startsWith('/token')) answer(res);
+      else res.writeHead(401, { 'www-authenticate': `Bearer realm="${s.url}/token"` }).end();
+    });
+    await expect(client(s.url).request({ method: 'GET', path: '/v2/a/manifests/1', scope: 'repository:a:pull  repository:b:pull' })).rejects.toThrow(re);
+  });
+
+  it('accepts an OAuth2 access_token, and sends nothing to a Basic upstream without credentials', async () => {
+    const s = await serve((req, res) => {
+      if (req.url?.startsWith('/token')) res.end('{"access_token":"oauth"}');
+      else if (req.headers.authorization === 'Bearer oauth') res.end('bearer ok');
+      else res.writeHead(401, { 'www-authenticate': `Bearer realm="${s.url}/token"` }).end();
+    });
+    expect(await (await client(s.url).request({ method: 'GET', path: '/v2/' })).body.text()).toBe('bearer ok');
+    const basicOnly = await serve((_req, res) => res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end());
+    const c = client(basicOnly.url);
+    const r = await c.request({ method: 'GET', path: '/v2/' });
+    expect(r.statusCode).toBe(401);
+    await r.body.dump();
+    const again = await c.request({ method: 'GET', path: '/v2/' });
+    await again.body.dump();
+    expect(basicOnly.seen.every((q) => q.headers.authorization === undefined)).toBe(true);
+  });
+});

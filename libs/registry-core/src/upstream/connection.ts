@@ -183,10 +183,10 @@ export class Connection {
       cleanup();
       this.bodyPump = undefined;
       if (chunked) socket.write('0\r\n\r\n', 'latin1');
-      if (this.pending) {
-        if (!this.body) socket.setTimeout(0);
-        this.headersTimer = setTimeout(() => socket.destroy(timeoutError('upstream sent no response headers in time')), headersTimeoutMs);
-      }
+      // Still waiting for the head: an answer that came early stopped the pump (bodyPump), so
+      // this end is never reached after it.
+      socket.setTimeout(0);
+      this.headersTimer = setTimeout(() => socket.destroy(timeoutError('upstream sent no response headers in time')), headersTimeoutMs);
     };
     const onError = (err: Error) => {
       cleanup();

@@ -103,6 +103,44 @@ describe('HTTP/1.0 and connection reuse', () => {
   });
 });
 
+describe('reads that end at awkward places', () => {
+  it('an interim response alone in a read, then a head alone, then its body', async () => {
+    const s = await raw((_h, sock) => {
+      sock.write('HTTP/1.1 100 Continue\r\n\r\n');
+      setTimeout(() => sock.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n'), 20);
+      setTimeout(() => sock.write('hello'), 40);
+    });
+    const r = await transport().request(req(`${s.url}/`));
+    expect(await r.body.text()).toBe('hello');
+  });
+  it('sends a Buffer body with the length the caller gave, and streams an empty-chunk source', async () => {
+    const { Readable } = await import('node:stream');
+    let got = '';
+    const server = createServer((sock) =>
+      sock.on('data', (d) => {
+        got += d.toString('latin1');
+        if (got.endsWith('0\r\n\r\n') || got.endsWith('\r\n\r\nabc')) sock.write(ok('done'));
+      }),
+    );
+    const port = await listen(server);
+    const t = transport();
+    const r1 = await t.request(req(`http://127.0.0.1:${port}/`, { method: 'PUT', headers: { 'content-length': '3' }, body: Buffer.from('abc') }));
+    expect(await r1.body.text()).toBe('done');
+    expect(got.match(/content-length/gi)).toHaveLength(1);
+    got = '';
+    // Readable.from is in object mode: it hands on an empty Buffer, which must not end the chunked body.
+    const r2 = await t.request(req(`http://127.0.0.1:${port}/`, { method: 'PATCH', body: Readable.from([Buffer.alloc(0), Buffer.from('xyz')]) }));
+    expect(await r2.body.text()).toBe('done');
+    expect(got).toContain('3\r\nxyz\r\n0\r\n\r\n');
+  });
+  it('refuses a request whose signal was aborted with an Error before it was sent', async () => {
+    const s = await raw((_h, sock) => sock.write(ok('x')));
+    const ac = new AbortController();
+    ac.abort(new Error('caller gone'));
+    await expect(transport().request(req(`${s.url}/`, { signal: ac.signal }))).rejects.toThrow(/caller gone/);
+  });
+});
+
 describe('bodies discarded', () => {
   it('a small known remainder is read and thrown away, and the connection kept', async () => {
     const s = await raw((h, sock, n) => {
