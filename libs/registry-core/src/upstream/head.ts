@@ -39,7 +39,7 @@ const STATUS_LINE = /^HTTP\/(\d)\.(\d) (\d{3})(?: (.*))?$/s;
  */
 export function parseHead(text: string, method: string): ResponseHead | undefined {
   const lines = text.split('\r\n');
-  if (/^[\r\n]/.test(text)) throw new ProtocolError('empty line before the status line');
+  if (text === '' || /^[\r\n]/.test(text)) throw new ProtocolError('empty line before the status line');
   const m = STATUS_LINE.exec(lines[0] ?? '');
   if (!m) throw new ProtocolError('bad status line');
   // Only HTTP/1.0 and 1.1 framing is known here; llhttp reads any 1-digit version as 1.1.
@@ -62,7 +62,7 @@ export function parseHead(text: string, method: string): ResponseHead | undefine
     const k = name.toLowerCase();
     // Framing headers get no benefit of the doubt: llhttp takes "chunked<TAB>" for another
     // coding and refuses "5<TAB>", so any tab or trailing space in them is refused.
-    if ((k === 'content-length' || k === 'transfer-encoding') && /\t| $/.test(raw)) throw new ProtocolError(`bad ${k}`);
+    if ((k === 'content-length' || k === 'transfer-encoding') && /\t| $/.test(raw)) throw new ProtocolError(`odd whitespace in ${k}`);
     const prev = headers[k];
     headers[k] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
   }
@@ -113,6 +113,8 @@ export function parseHead(text: string, method: string): ResponseHead | undefine
  * headers: the one reading that cannot go wrong is none.
  */
 function contentLength(cl: string | string[]): number {
-  if (typeof cl !== 'string' || !/^\d{1,15}$/.test(cl)) throw new ProtocolError('bad content-length');
+  if (typeof cl !== 'string' || !/^\d+$/.test(cl)) throw new ProtocolError('bad content-length');
+  // Beyond 15 digits a JavaScript number is no longer exact (and no registry serves petabytes).
+  if (cl.length > 15) throw new ProtocolError('content-length too large');
   return Number(cl);
 }

@@ -181,6 +181,12 @@ export const STRICTER: ReadonlyArray<{ readonly name: string; readonly ours: Reg
   // Chunk extensions are skipped unread, so they are held to RFC 9112's grammar; llhttp lets
   // some malformed ones through (an empty name, ";;"), and refuses others.
   { name: 'malformed chunk extension', ours: /invalid chunk extension/ },
+  // A tab or trailing whitespace in Content-Length or Transfer-Encoding: llhttp takes
+  // "chunked<TAB>" for another coding but "<TAB>5" for 5, and refuses "5<TAB>"; where two readers
+  // of a framing header can disagree, the proxy refuses the message.
+  // Lengths of 16 digits and more are not exact as JavaScript numbers; llhttp takes up to 2^64.
+  { name: 'Content-Length of 16 digits or more', ours: /content-length too large/ },
+  { name: 'whitespace in a framing header', ours: /odd whitespace in (content-length|transfer-encoding)/ },
 ];
 
 export type Verdict = { readonly kind: 'same' | 'both-refuse' } | { readonly kind: 'stricter'; readonly name: string } | { readonly kind: 'differ'; readonly ours: Outcome; readonly node: Outcome };
