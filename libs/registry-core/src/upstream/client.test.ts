@@ -386,4 +386,37 @@ describe('UpstreamClient edges', () => {
     await again.body.dump();
     expect(basicOnly.seen.every((q) => q.headers.authorization === undefined)).toBe(true);
   });
+
+  it('learns a Basic challenge before a streamed push (with the caller signal), reading every challenge header', async () => {
+    const { PassThrough } = await import('node:stream');
+    const s = await serve((req, res) => {
+      if (basicOf(req) !== 'u:p') {
+        res.statusCode = 401;
+        res.setHeader('www-authenticate', ['Negotiate', 'Basic realm="r"']);
+        return void res.end();
+      }
+      req.resume();
+      req.on('end', () => res.writeHead(202).end());
+    });
+    const ac = new AbortController();
+    const body = new PassThrough();
+    const p = client(s.url, { credentials: staticProvider({ kind: 'basic', username: 'u', password: 'p' }), ca: 'unused for http' }).request({ method: 'PATCH', path: '/v2/a/blobs/uploads/1', body, signal: ac.signal });
+    body.end('x');
+    const res = await p;
+    expect(res.statusCode).toBe(202);
+    await res.body.dump();
+  });
+
+  it('fetches a token under the caller signal, and does not refresh credentials for an error that is not a refusal', async () => {
+    const { s } = await bearerRegistry();
+    const ac = new AbortController();
+    const r = await client(s.url).request({ method: 'GET', path: '/v2/a/manifests/1', scope: 'repository:a:pull', signal: ac.signal });
+    expect(await r.body.text()).toBe('manifest-bytes');
+    const realm = await serve((_req, res) => res.end('{"token":"t"}'));
+    const { s: elsewhere } = await bearerRegistry({ realm: () => `${realm.url}/token` });
+    let invalidated = 0;
+    const provider = { credentials: async () => ({ kind: 'basic' as const, username: 'u', password: 'p' }), invalidate: () => void invalidated++ };
+    await expect(client(elsewhere.url, { credentials: provider }).request({ method: 'GET', path: '/v2/a/manifests/1', scope: 'repository:a:pull' })).rejects.toThrow(/tokenRealms/);
+    expect(invalidated).toBe(0);
+  });
 });
