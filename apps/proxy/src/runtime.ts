@@ -166,6 +166,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         url: u.url,
         credentials: credentialsFor(u, i),
         followRedirects: u.redirects === 'follow',
+        redirectHosts: u.redirectHosts,
         tokenRealms: u.tokenRealms,
         timeouts: u.timeouts,
         ...(u.ca ? { ca: resolveSecret(u.ca, `upstreams.${i}.ca`) } : {}),

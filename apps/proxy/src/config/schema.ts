@@ -150,6 +150,12 @@ const upstream = z.strictObject({
   credentials: credentials.default({ type: 'anonymous' }),
   tokenRealms: z.array(httpUrl).default([]),
   redirects: z.enum(['follow', 'pass']).default('follow'),
+  /**
+   * Hosts (names or IP literals, no port) a followed redirect may reach although they resolve to
+   * loopback, private, link-local, CGNAT or other non-public addresses. By default none: an
+   * upstream's redirect must not make the proxy fetch from inside its own network.
+   */
+  redirectHosts: z.array(z.string().regex(/^(?:[A-Za-z0-9.-]+|\[?[0-9A-Fa-f:.]+\]?)$/, 'a host name or IP address, without port').transform((h) => h.toLowerCase().replace(/^\[|\]$/g, ''))).default([]),
   timeouts: z
     .strictObject({
       connectMs: z.number().int().positive().default(10_000),

@@ -355,6 +355,9 @@ async function relay(req: Request, res: Response, ep: RepoEndpoint, p: Plan, tar
     return;
   }
   const length = Number(up.headers['content-length']);
+  // The upstream's Content-Length is relayed only when it frames the body (the transport refuses
+  // a response that has it beside Transfer-Encoding): Node then holds the relay to it.
+  res.strictContentLength = true;
   // A hand-written pipe: each chunk's memory goes back to the transport once the socket has
   // it (stream.pipeline would also build and abort an AbortController per request).
   const body = up.body;

@@ -77,6 +77,14 @@ export class BodyTooLargeError extends Error {
   }
 }
 
+const TOKEN = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
+const QUOTED = '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t \\x21-\\x7e\\x80-\\xff])*"';
+/** chunk-size and chunk-ext (RFC 9112 7.1.1): extensions are checked, since they are skipped unread. */
+// No whitespace inside (RFC 9112 allows BWS; llhttp refuses it after ";", found by the fuzzer).
+const CHUNK_SIZE = new RegExp(`^([0-9a-fA-F]{1,15})((?:;${TOKEN}(?:=(?:${TOKEN}|${QUOTED}))?)*)$`);
+/** A trailer field line, checked as a header line is (and then dropped). */
+const TRAILER = new RegExp(`^${TOKEN}:[\\t\\x20-\\x7e\\x80-\\xff]*$`);
+
 /** Decodes `Transfer-Encoding: chunked` (RFC 9112 section 7.1); trailers are read and dropped. */
 export class ChunkedDecoder {
   private state: 'size' | 'data' | 'data-crlf' | 'trailer' | 'done' = 'size';
@@ -106,18 +114,23 @@ export class ChunkedDecoder {
       i = end;
       if (nl < 0) break;
       i++;
-      const line = this.line.replace(/\r$/, '');
+      // Lines end in CRLF, never a bare LF: a reader that takes either can be made to frame
+      // the body differently from one that does not (chunk smuggling).
+      if (!this.line.endsWith('\r')) throw new Error('chunk line not ended by CRLF');
+      const line = this.line.slice(0, -1);
       this.line = '';
       if (this.state === 'data-crlf') {
         if (line !== '') throw new Error('missing CRLF after chunk data');
         this.state = 'size';
       } else if (this.state === 'size') {
-        const m = /^([0-9a-fA-F]{1,15})(?:[ \t]*;.*)?$/.exec(line);
-        if (!m) throw new Error('invalid chunk size');
+        const m = CHUNK_SIZE.exec(line);
+        if (!m) throw new Error(/^[0-9a-fA-F]{1,15}[ \t]*;/.test(line) ? 'invalid chunk extension' : 'invalid chunk size');
         this.remaining = parseInt(m[1] as string, 16);
         this.state = this.remaining === 0 ? 'trailer' : 'data';
       } else if (line === '') {
         this.state = 'done';
+      } else if (!TRAILER.test(line)) {
+        throw new Error('invalid trailer field');
       }
     }
     return i < input.length ? input.subarray(i) : undefined;

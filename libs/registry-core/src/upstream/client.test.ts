@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { CredentialError, anonymousProvider, staticProvider } from '../credentials.js';
 import { UpstreamClient, type UpstreamClientOptions } from './client.js';
 import { UpstreamUnavailableError } from './errors.js';
+import { Http1Transport } from './http1.js';
 import { TokenCache } from './token-cache.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -204,7 +205,8 @@ describe('UpstreamClient redirects', () => {
       else if (req.headers.authorization === 'Bearer tok-1') res.writeHead(307, { location: `${storage.url}/blob?sig=1` }).end();
       else res.writeHead(401, { 'www-authenticate': `Bearer realm="${redirecting.url}/token"` }).end();
     });
-    const r = await client(redirecting.url).request({ method: 'GET', path: '/v2/a/blobs/sha256:x', scope: 'repository:a:pull' });
+    // Storage on loopback is allowed here only because the operator lists it (see the SSRF tests).
+    const r = await client(redirecting.url, { redirectHosts: ['127.0.0.1'] }).request({ method: 'GET', path: '/v2/a/blobs/sha256:x', scope: 'repository:a:pull' });
     expect(await r.body.text()).toBe('blob-bytes');
     expect(r.url.origin).toBe(storage.url);
     expect(storage.seen[0]?.headers.authorization).toBeUndefined();
@@ -225,6 +227,42 @@ describe('UpstreamClient redirects', () => {
     expect(r.statusCode).toBe(307);
     expect(r.headers['location']).toBe(`${s.url}/storage/blob?sig=1`);
     await r.body.dump();
+  });
+
+  describe('issue 11 defect 3: redirects to internal addresses (SSRF)', () => {
+    /** A transport that records where it was asked to go. */
+    const recording = () => {
+      const asked: string[] = [];
+      const t = new Http1Transport();
+      const orig = t.request.bind(t);
+      t.request = (r) => (asked.push(r.url.href), orig(r));
+      return { t, asked };
+    };
+    it('refuses a 307 to loopback: the internal server sees no request', async () => {
+      const metadata = await serve((_req, res) => res.end('{"AccessKeyId":"secret"}'));
+      const s = await serve((_req, res) => res.writeHead(307, { location: `${metadata.url}/latest/meta-data/iam/security-credentials/role` }).end());
+      await expect(client(s.url).request({ method: 'GET', path: '/v2/a/blobs/x' })).rejects.toMatchObject({ kind: 'redirect', message: expect.stringMatching(/127\.0\.0\.1.*not a public address/) });
+      expect(metadata.seen).toHaveLength(0);
+    });
+    it('opens no connection for a Location that is not http(s)', async () => {
+      const s = await serve((_req, res) => res.writeHead(302, { location: 'file:///etc/passwd' }).end());
+      const { t, asked } = recording();
+      await expect(client(s.url, { transport: t }).request({ method: 'GET', path: '/v2/a/blobs/x' })).rejects.toMatchObject({ kind: 'redirect' });
+      expect(asked).toEqual([`${s.url}/v2/a/blobs/x`]);
+      await t.close();
+    });
+    it('connects to the address it checked, not to a second DNS answer', async () => {
+      const storage = await serve((req, res) => res.end(`storage saw host ${req.headers.host}`));
+      const port = new URL(storage.url).port;
+      const s = await serve((_req, res) => res.writeHead(307, { location: `http://storage.test:${port}/b` }).end());
+      // storage.test exists only in this resolver: were the transport to resolve it again, it would fail.
+      const c = client(s.url, { redirectHosts: ['storage.test'], lookup: async () => [{ address: '127.0.0.1' }] });
+      const r = await c.request({ method: 'GET', path: '/v2/a/blobs/x' });
+      expect(await r.body.text()).toBe(`storage saw host storage.test:${port}`);
+      const refused = client(s.url, { lookup: async () => [{ address: '127.0.0.1' }] });
+      await expect(refused.request({ method: 'GET', path: '/v2/a/blobs/x' })).rejects.toMatchObject({ kind: 'redirect' });
+      expect(storage.seen).toHaveLength(1);
+    });
   });
 
   it('stops redirect loops', async () => {
@@ -252,5 +290,133 @@ describe('TokenCache', () => {
     let refetched = false;
     await cache.get('a', async () => ((refetched = true), { token: 'a2', refreshAt: Date.now() + 60_000 }));
     expect(refetched).toBe(true);
+  });
+});
+
+describe('UpstreamClient edges', () => {
+  /** Credentials that change each time they are invalidated (as ECR's do when they expire). */
+  const rotating = () => {
+    let n = 1;
+    return {
+      provider: { credentials: async () => ({ kind: 'basic' as const, username: 'u', password: `p${n}` }), invalidate: () => void n++ },
+      invalidations: () => n - 1,
+    };
+  };
+
+  it('refreshes credentials a token realm refused, and sends the request once more', async () => {
+    const { s } = await bearerRegistry({ requireBasic: 'u:p2' });
+    const r = rotating();
+    const c = client(s.url, { credentials: r.provider });
+    const res = await c.request({ method: 'GET', path: '/v2/a/manifests/1', scope: 'repository:a:pull' });
+    expect(await res.body.text()).toBe('manifest-bytes');
+    expect(r.invalidations()).toBe(1);
+  });
+
+  it('refreshes credentials the upstream refused with 403, and returns the refusal when nothing changes', async () => {
+    let good = 'u:p2';
+    const s = await serve((req, res) => {
+      if (basicOf(req) === good) res.end('ok');
+      else if (req.headers.authorization) res.writeHead(403).end();
+      else res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
+    });
+    const r = rotating();
+    expect(await (await client(s.url, { credentials: r.provider }).request({ method: 'GET', path: '/v2/' })).body.text()).toBe('ok');
+    good = 'nobody';
+    const same = { credentials: async () => ({ kind: 'basic' as const, username: 'u', password: 'x' }), invalidate: () => undefined };
+    const refused = await client(s.url, { credentials: same }).request({ method: 'GET', path: '/v2/' });
+    expect(refused.statusCode).toBe(403);
+    await refused.body.dump();
+  });
+
+  it('learns the challenge before a streamed push, and sends the stream once', async () => {
+    const { PassThrough } = await import('node:stream');
+    const s = await serve((req, res) => {
+      if (req.url === '/v2/') return void res.end('{}');
+      let n = 0;
+      req.on('data', (d: Buffer) => (n += d.length));
+      req.on('end', () => res.writeHead(201).end(String(n)));
+    });
+    const body = new PassThrough();
+    const p = client(s.url).request({ method: 'PATCH', path: '/v2/a/blobs/uploads/1', body });
+    body.end('0123456789');
+    const res = await p;
+    expect([res.statusCode, await res.body.text()]).toEqual([201, '10']);
+    expect(s.seen.map((q) => `${q.method} ${q.url}`)).toEqual(['GET /v2/', 'PATCH /v2/a/blobs/uploads/1']);
+  });
+
+  it('turns a 303 into a GET, and takes the first of two Locations', async () => {
+    const s = await serve((req, res) => {
+      if (req.url === '/v2/a/blobs/x') {
+        res.statusCode = 303;
+        res.setHeader('location', ['/v2/first', '/v2/second']);
+        res.end();
+      } else res.end(`${req.method} ${req.url}`);
+    });
+    const r = await client(s.url).request({ method: 'HEAD', path: '/v2/a/blobs/x' });
+    expect(r.url.pathname).toBe('/v2/first');
+    await r.body.dump();
+    expect(s.seen.map((q) => `${q.method} ${q.url}`)).toEqual(['HEAD /v2/a/blobs/x', 'GET /v2/first']);
+  });
+
+  it.each([
+    ['a 500', (res: ServerResponse) => res.writeHead(500).end(), /answered 500/],
+    ['no token', (res: ServerResponse) => res.end('{"other":1}'), /no token/],
+    ['bad JSON', (res: ServerResponse) => res.end('{'), /invalid JSON/],
+  ])('reports a token realm that sends %s', async (_n, answer, re) => {
+    const s = await serve((req, res) => {
+      if (req.url?.startsWith('/token')) answer(res);
+      else res.writeHead(401, { 'www-authenticate': `Bearer realm="${s.url}/token"` }).end();
+    });
+    await expect(client(s.url).request({ method: 'GET', path: '/v2/a/manifests/1', scope: 'repository:a:pull  repository:b:pull' })).rejects.toThrow(re);
+  });
+
+  it('accepts an OAuth2 access_token, and sends nothing to a Basic upstream without credentials', async () => {
+    const s = await serve((req, res) => {
+      if (req.url?.startsWith('/token')) res.end('{"access_token":"oauth"}');
+      else if (req.headers.authorization === 'Bearer oauth') res.end('bearer ok');
+      else res.writeHead(401, { 'www-authenticate': `Bearer realm="${s.url}/token"` }).end();
+    });
+    expect(await (await client(s.url).request({ method: 'GET', path: '/v2/' })).body.text()).toBe('bearer ok');
+    const basicOnly = await serve((_req, res) => res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end());
+    const c = client(basicOnly.url);
+    const r = await c.request({ method: 'GET', path: '/v2/' });
+    expect(r.statusCode).toBe(401);
+    await r.body.dump();
+    const again = await c.request({ method: 'GET', path: '/v2/' });
+    await again.body.dump();
+    expect(basicOnly.seen.every((q) => q.headers.authorization === undefined)).toBe(true);
+  });
+
+  it('learns a Basic challenge before a streamed push (with the caller signal), reading every challenge header', async () => {
+    const { PassThrough } = await import('node:stream');
+    const s = await serve((req, res) => {
+      if (basicOf(req) !== 'u:p') {
+        res.statusCode = 401;
+        res.setHeader('www-authenticate', ['Negotiate', 'Basic realm="r"']);
+        return void res.end();
+      }
+      req.resume();
+      req.on('end', () => res.writeHead(202).end());
+    });
+    const ac = new AbortController();
+    const body = new PassThrough();
+    const p = client(s.url, { credentials: staticProvider({ kind: 'basic', username: 'u', password: 'p' }), ca: 'unused for http' }).request({ method: 'PATCH', path: '/v2/a/blobs/uploads/1', body, signal: ac.signal });
+    body.end('x');
+    const res = await p;
+    expect(res.statusCode).toBe(202);
+    await res.body.dump();
+  });
+
+  it('fetches a token under the caller signal, and does not refresh credentials for an error that is not a refusal', async () => {
+    const { s } = await bearerRegistry();
+    const ac = new AbortController();
+    const r = await client(s.url).request({ method: 'GET', path: '/v2/a/manifests/1', scope: 'repository:a:pull', signal: ac.signal });
+    expect(await r.body.text()).toBe('manifest-bytes');
+    const realm = await serve((_req, res) => res.end('{"token":"t"}'));
+    const { s: elsewhere } = await bearerRegistry({ realm: () => `${realm.url}/token` });
+    let invalidated = 0;
+    const provider = { credentials: async () => ({ kind: 'basic' as const, username: 'u', password: 'p' }), invalidate: () => void invalidated++ };
+    await expect(client(elsewhere.url, { credentials: provider }).request({ method: 'GET', path: '/v2/a/manifests/1', scope: 'repository:a:pull' })).rejects.toThrow(/tokenRealms/);
+    expect(invalidated).toBe(0);
   });
 });

@@ -1,6 +1,7 @@
 import { parseChallenges, type Challenge } from '../challenge.js';
 import { CredentialError, credentialKey, type UpstreamCredentialProvider, type UpstreamCredentials } from '../credentials.js';
 import type { ResponseBody } from './body.js';
+import { vetRedirect, type Lookup } from './destination.js';
 import { UpstreamUnavailableError } from './errors.js';
 import type { Readable } from 'node:stream';
 import { Http1Transport, type HttpMethod } from './http1.js';
@@ -15,6 +16,13 @@ export interface UpstreamClientOptions {
   readonly credentials: UpstreamCredentialProvider;
   /** Follow blob redirects here (true) or hand them to the client with an absolute Location (false). */
   readonly followRedirects: boolean;
+  /**
+   * Hosts a followed redirect may reach although they resolve to loopback, private, link-local
+   * or other non-public addresses (see destination.ts); by default none.
+   */
+  readonly redirectHosts?: readonly string[];
+  /** Name resolution for redirect targets (tests); the system resolver by default. */
+  readonly lookup?: Lookup;
   /** Origins besides the registry's own that may receive credentials as token realms. */
   readonly tokenRealms?: readonly string[];
   readonly timeouts?: { readonly connectMs?: number; readonly headersMs?: number; readonly bodyIdleMs?: number };
@@ -64,6 +72,20 @@ function header(h: UpstreamResponse['headers'], name: string): string | undefine
  * A client for one upstream registry: answers the upstream's own challenge (anonymous, Basic or
  * Bearer), caches bearer tokens per scope and credential, retries idempotent requests, and
  * follows or passes on redirects without ever sending credentials to another host.
+ *
+ * Worst case per client request (docs/configuration.md, "Retries and their bounds"), with
+ * R = attempts + 1 (withRetry: the attempts, plus one re-send after a stale kept-alive connection):
+ * - GET/HEAD: 2 credential rounds (only for providers that can refresh, ECR/GCP/docker-config)
+ *   x 2 challenge rounds x (token fetch R + 6 hops (1 + MAX_REDIRECTS) x R) = 28R upstream
+ *   requests (112 with attempts: 3; 14R = 56 without a refreshing provider).
+ * - Any other method with a Buffer body (manifest PUT, POST, DELETE): sent once per round, and
+ *   sent again only after the upstream refused it unprocessed (401, or 401/403 with refreshed
+ *   credentials): at most 4 times, never after a timeout, reset or 5xx.
+ * - A streamed body (blob upload): sent exactly once (after a `GET /v2/` that learns the challenge).
+ * - Time to response headers: each upstream request is bounded by connectMs + headersMs, and a
+ *   timeout ends the client request at once (never retried), so the worst case is the sum over
+ *   the requests above of connectMs + headersMs, plus (attempts - 1) x maxDelayMs of backoff per
+ *   withRetry call, plus the system resolver's own timeout per followed redirect.
  */
 export class UpstreamClient {
   readonly name: string;
@@ -72,6 +94,7 @@ export class UpstreamClient {
   private readonly transport: Http1Transport;
   private readonly tokens = new TokenCache();
   private readonly realms: ReadonlySet<string>;
+  private readonly redirectHosts: ReadonlySet<string>;
   private readonly retry: RetryPolicy;
   private readonly headersMs: number;
   private readonly bodyIdleMs: number;
@@ -84,6 +107,7 @@ export class UpstreamClient {
     this.origin = base.origin;
     this.host = base.host;
     this.realms = new Set([this.origin, ...(opts.tokenRealms ?? []).map((r) => new URL(r).origin)]);
+    this.redirectHosts = new Set((opts.redirectHosts ?? []).map((h) => h.toLowerCase().replace(/^\[|\]$/g, '')));
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.headersMs = opts.timeouts?.headersMs ?? 30_000;
     this.bodyIdleMs = opts.timeouts?.bodyIdleMs ?? 60_000;
@@ -192,7 +216,7 @@ export class UpstreamClient {
       headers['authorization'] = basic(creds.username, creds.password);
     }
     const started = Date.now();
-    const res = await withRetry(this.name, this.retry, signal, () =>
+    const res = await withRetry(this.name, this.retry, 'GET', signal, () =>
       this.transport.request({ url, method: 'GET', headers, headersTimeoutMs: this.headersMs, bodyIdleTimeoutMs: this.bodyIdleMs, ...(signal ? { signal } : {}) }),
       (r) => r.body.dump(),
     );
@@ -221,19 +245,22 @@ export class UpstreamClient {
   private async send(req: UpstreamRequest, authorization: string | undefined, streamed: boolean): Promise<UpstreamResponse> {
     let url = new URL(req.path, this.origin);
     let method: HttpMethod = req.method;
-    const retry = streamed ? { ...this.retry, attempts: 1 } : this.retry;
     // Only reads follow redirects; anything else hands the (absolute) Location to the caller.
     const follow = this.opts.followRedirects && (method === 'GET' || method === 'HEAD');
     let withAuth = authorization !== undefined;
+    let connectTo: string | undefined;
     for (let hops = 0; ; hops++) {
       const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'registry-proxy', ...req.headers };
       if (withAuth) headers['authorization'] = authorization as string;
       const target = url;
       const m = method;
-      const res = await withRetry(this.name, retry, req.signal, () =>
+      const to = connectTo;
+      // A streamed body cannot be sent twice, whatever the method.
+      const res = await withRetry(this.name, this.retry, streamed ? 'stream' : m, req.signal, () =>
         this.transport.request({
           url: target,
           method: m,
+          ...(to !== undefined ? { connectTo: to } : {}),
           headers,
           headersTimeoutMs: this.headersMs,
           bodyIdleTimeoutMs: this.bodyIdleMs,
@@ -257,8 +284,12 @@ export class UpstreamClient {
       }
       await res.body.dump();
       if (hops >= MAX_REDIRECTS) throw new UpstreamUnavailableError(this.name, 'protocol', 'too many redirects');
-      // Never forward the upstream's Authorization to another host (blob storage, CDN).
-      if (next.origin !== this.origin) withAuth = false;
+      // Never forward the upstream's Authorization to another host (blob storage, CDN), and go
+      // only where destination.ts allows; the configured upstream itself is the operator's choice.
+      if (next.origin !== this.origin) {
+        withAuth = false;
+        connectTo = await vetRedirect(this.name, target, next, this.redirectHosts, this.opts.lookup);
+      } else connectTo = undefined;
       if (res.statusCode === 303) method = 'GET';
       url = next;
     }

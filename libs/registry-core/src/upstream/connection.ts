@@ -3,12 +3,16 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { ChunkedDecoder, ResponseBody } from './body.js';
 import { BIG_READ, releaseChunk, takeBig } from './buffer-pool.js';
+import { NoResponseError } from './errors.js';
+import { parseHead, ProtocolError } from './head.js';
 import type { Http1Request, Http1Response, Http1TransportOptions } from './http1.js';
 
 /** Reads of headers and small bodies land here and are copied out; one buffer serves every socket. */
 const SHARED_SMALL = Buffer.allocUnsafeSlow(64 * 1024);
 const MAX_HEAD = 64 * 1024;
 const COPY_BELOW = BIG_READ / 4;
+/** Interim (1xx) responses accepted before the final one; more is a storm meant to hold the connection. */
+const MAX_INTERIM = 16;
 /** Request bodies (pushes) are written in the client's 64 KiB reads; a larger write buffer pauses the client less often. */
 const WRITE_HWM = 1 << 20;
 
@@ -18,12 +22,8 @@ function timeoutError(message: string): Error {
   (e as NodeJS.ErrnoException).code = 'ETIMEDOUT';
   return e;
 }
-function protocolError(message: string): Error {
-  const e = new Error(`HTTP protocol error: ${message}`);
-  (e as NodeJS.ErrnoException).code = 'EPROTO';
-  return e;
-}
 
+/** The body framing while it is read (head.ts decides it). */
 type Framing = { kind: 'none' } | { kind: 'length'; remaining: number } | { kind: 'chunked'; decoder: ChunkedDecoder } | { kind: 'close' };
 
 interface Pending {
@@ -49,18 +49,23 @@ export class Connection {
   private keepAlive = true;
   private fresh = false;
   private spare: Buffer | undefined;
+  /** Interim responses seen for the current request. */
+  private interim = 0;
+  /** Why the body failed while the head's packet was being read. */
+  private broken: Error | undefined;
   private headersTimer: NodeJS.Timeout | undefined;
   private abortListener: (() => void) | undefined;
   private signal: AbortSignal | undefined;
   /** Stops a request body still being sent; set while one is. */
   private bodyPump: (() => void) | undefined;
+  private aborted = false;
   /** Set by the pool while the connection waits in it; cleared when it is taken for a request. */
   idleTimer: NodeJS.Timeout | undefined;
   /** Set by the pool: called once per exchange when the connection is free again (or dead). */
   onRelease: (reusable: boolean) => void = () => undefined;
   keepAliveHintMs: number | undefined;
 
-  constructor(url: URL, connectTimeoutMs: number, ca: Http1TransportOptions['ca'], onConnectError: (e: Error) => void) {
+  constructor(url: URL, connectTo: string | undefined, connectTimeoutMs: number, ca: Http1TransportOptions['ca'], onConnectError: (e: Error) => void) {
     const onread = {
       buffer: () => this.nextBuffer(),
       callback: (n: number, buf: Uint8Array) => {
@@ -68,12 +73,13 @@ export class Connection {
         return true; // pausing is done explicitly, on the body's backpressure
       },
     };
-    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const name = url.hostname.replace(/^\[|\]$/g, '');
+    const host = connectTo ?? name;
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
     this.socket =
       url.protocol === 'https:'
         ? // tls.connect takes net's onread option (documented), but @types/node does not list it.
-          tlsConnect({ host, port, servername: isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'], onread, writableHighWaterMark: WRITE_HWM, ...(ca ? { ca: ca as string | Buffer | Array<string | Buffer> } : {}) } as ConnectionOptions)
+          tlsConnect({ host, port, servername: isIP(name) ? undefined : name, ALPNProtocols: ['http/1.1'], onread, writableHighWaterMark: WRITE_HWM, ...(ca ? { ca: ca as string | Buffer | Array<string | Buffer> } : {}) } as ConnectionOptions)
         : netConnect({ host, port, onread, writableHighWaterMark: WRITE_HWM } as NetConnectOpts);
     this.socket.setNoDelay(true);
     const connectTimer = setTimeout(() => this.socket.destroy(timeoutError(`connect to ${url.host} timed out`)), connectTimeoutMs);
@@ -120,12 +126,17 @@ export class Connection {
       }
       this.pending = { req, resolve, reject };
       this.gotBytes = false;
+      this.interim = 0;
+      this.broken = undefined;
       this.head = [];
       this.headLen = 0;
       this.headersTimer = setTimeout(() => this.socket.destroy(timeoutError('upstream sent no response headers in time')), req.headersTimeoutMs);
       if (req.signal) {
         this.signal = req.signal;
-        this.abortListener = () => this.socket.destroy(req.signal?.reason instanceof Error ? req.signal.reason : new Error('aborted'));
+        this.abortListener = () => {
+          this.aborted = true;
+          this.socket.destroy(req.signal?.reason instanceof Error ? req.signal.reason : new Error('aborted'));
+        };
         req.signal.addEventListener('abort', this.abortListener, { once: true });
       }
       this.socket.resume();
@@ -166,27 +177,24 @@ export class Connection {
       const ok = chunked ? (socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1'), socket.write(chunk), socket.write('\r\n', 'latin1')) : socket.write(chunk);
       if (!ok) body.pause();
     };
-    const onDrain = () => {
-      if (!done) body.resume();
-    };
+    // cleanup() removes this listener and onClose, so neither runs once the pump let go.
+    const onDrain = () => body.resume();
     const onEnd = () => {
       cleanup();
       this.bodyPump = undefined;
       if (chunked) socket.write('0\r\n\r\n', 'latin1');
-      if (this.pending) {
-        if (!this.body) socket.setTimeout(0);
-        this.headersTimer = setTimeout(() => socket.destroy(timeoutError('upstream sent no response headers in time')), headersTimeoutMs);
-      }
+      // Still waiting for the head: an answer that came early stopped the pump (bodyPump), so
+      // this end is never reached after it.
+      socket.setTimeout(0);
+      this.headersTimer = setTimeout(() => socket.destroy(timeoutError('upstream sent no response headers in time')), headersTimeoutMs);
     };
     const onError = (err: Error) => {
       cleanup();
       socket.destroy(err);
     };
-    const onClose = () => {
-      // The source went away before its end (the client hung up): the upstream must not take a
-      // short body for a whole one.
-      if (!done) onError(new Error('request body ended early'));
-    };
+    // The source went away before its end (the client hung up): the upstream must not take a
+    // short body for a whole one.
+    const onClose = () => onError(new Error('request body ended early'));
     this.bodyPump = () => {
       // The upstream answered before the body was all sent (an error, usually): stop sending;
       // the connection cannot be reused.
@@ -215,7 +223,8 @@ export class Connection {
       return;
     }
     if (!this.pending) {
-      this.socket.destroy(protocolError('data on an idle connection'));
+      // Nothing was asked: whatever this is, it is not an answer to anything we will send.
+      this.socket.destroy(new ProtocolError('data on an idle connection'));
       return;
     }
     const copy = Buffer.from(chunk); // the shared small buffer is reused by the next read
@@ -223,64 +232,36 @@ export class Connection {
     this.headLen += copy.length;
     const all = this.head.length === 1 ? copy : Buffer.concat(this.head, this.headLen);
     const end = all.indexOf('\r\n\r\n');
+    if (end < 0 ? this.headLen > MAX_HEAD : end > MAX_HEAD) {
+      this.socket.destroy(new ProtocolError('response headers too large'));
+      return;
+    }
     if (end < 0) {
-      if (this.headLen > MAX_HEAD) this.socket.destroy(protocolError('response headers too large'));
-      else this.head = [all];
+      this.head = [all];
       return;
     }
-    if (end > MAX_HEAD) {
-      this.socket.destroy(protocolError('response headers too large'));
-      return;
-    }
-    let rest: Buffer | undefined = all.subarray(end + 4);
+    const rest = all.subarray(end + 4);
+    this.head = [];
+    this.headLen = 0;
     try {
-      if (!this.parseHead(all.toString('latin1', 0, end))) {
-        // A 1xx response: the real one follows.
-        this.head = [];
-        this.headLen = 0;
-        if (rest.length > 0) this.onData(rest);
-        return;
+      if (!this.onHead(all.toString('latin1', 0, end), rest)) {
+        if (++this.interim > MAX_INTERIM) throw new ProtocolError('too many interim responses');
+        if (rest.length > 0) this.onData(rest); // an interim response: the real one follows
       }
     } catch (e) {
       this.socket.destroy(e as Error);
-      return;
     }
-    if (rest.length > 0 && this.body) this.feedBody(rest, true);
-    else rest = undefined;
   }
 
-  /** Parses the status line and headers; returns false for an interim 1xx response. */
-  private parseHead(text: string): boolean {
-    const lines = text.split('\r\n');
-    const m = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/.exec(lines[0] ?? '');
-    if (!m) throw protocolError('bad status line');
-    const status = Number(m[2]);
-    if (status >= 100 && status < 200) return false;
-    const headers: Record<string, string | string[] | undefined> = {};
-    for (const line of lines.slice(1)) {
-      const colon = line.indexOf(':');
-      if (colon <= 0 || line.startsWith(' ') || line.startsWith('\t')) throw protocolError('bad header line');
-      const k = line.slice(0, colon).trim().toLowerCase();
-      const v = line.slice(colon + 1).trim();
-      const prev = headers[k];
-      headers[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-    }
+  /** Handles a response head and the bytes that came after it in the same read; false for a 1xx. */
+  private onHead(text: string, rest: Buffer): boolean {
     const pending = this.pending as Pending;
-    const conn = String(headers['connection'] ?? '').toLowerCase();
-    this.keepAlive = m[1] === '1' ? !conn.includes('close') : conn.includes('keep-alive');
-    const hint = /timeout=(\d+)/.exec(String(headers['keep-alive'] ?? ''));
-    this.keepAliveHintMs = hint ? Number(hint[1]) * 1000 : undefined;
-    const te = headers['transfer-encoding'];
-    const cl = headers['content-length'];
-    if (pending.req.method === 'HEAD' || status === 204 || status === 304) this.framing = { kind: 'none' };
-    else if (te !== undefined) this.framing = /(?:^|,)\s*chunked\s*$/i.test(String(te)) ? { kind: 'chunked', decoder: new ChunkedDecoder() } : { kind: 'close' };
-    else if (cl !== undefined) {
-      const values = new Set(String(cl).split(',').map((s) => s.trim()));
-      const only = [...values][0] as string;
-      if (values.size !== 1 || !/^\d{1,15}$/.test(only)) throw protocolError('bad content-length');
-      this.framing = Number(only) === 0 ? { kind: 'none' } : { kind: 'length', remaining: Number(only) };
-    } else this.framing = { kind: 'close' };
-    if (this.framing.kind === 'close') this.keepAlive = false;
+    const head = parseHead(text, pending.req.method);
+    if (!head) return false;
+    this.keepAlive = head.keepAlive;
+    this.keepAliveHintMs = head.keepAliveHintMs;
+    const f = head.framing;
+    this.framing = f.kind === 'length' ? { kind: 'length', remaining: f.length } : f.kind === 'chunked' ? { kind: 'chunked', decoder: new ChunkedDecoder() } : f;
 
     clearTimeout(this.headersTimer);
     if (this.bodyPump) {
@@ -297,7 +278,7 @@ export class Connection {
     });
     body.discard = () => {
       // A small known remainder is read and thrown away to keep the connection; anything else closes it.
-      if (this.framing.kind === 'length' && this.framing.remaining <= 64 * 1024) {
+      if (this.body === body && this.framing.kind === 'length' && this.framing.remaining <= 64 * 1024) {
         body.resume();
       } else {
         this.keepAlive = false;
@@ -309,16 +290,26 @@ export class Connection {
       if (this.body === body && !body.readableEnded) this.socket.destroy();
     });
     this.pending = undefined;
-    this.head = [];
     if (this.framing.kind === 'none') {
+      // Bytes after a bodiless response belong to no request we made: the connection cannot
+      // be trusted to hold only what we ask for next.
+      if (rest.length > 0) this.keepAlive = false;
       body.complete = true;
       body.push(null);
       this.finish();
     } else {
       this.body = body;
       this.socket.setTimeout(pending.req.bodyIdleTimeoutMs);
+      // The rest of this read is fed before the caller sees the response, so a body that is
+      // already broken here (a bad first chunk) fails the request as a whole: the caller can
+      // still answer 502 instead of a status line with an empty, cut body.
+      if (rest.length > 0) this.feedBody(rest, true);
+      if (this.broken) {
+        pending.reject(this.broken);
+        return true;
+      }
     }
-    pending.resolve({ statusCode: status, headers, body });
+    pending.resolve({ statusCode: head.statusCode, headers: head.headers, body });
     return true;
   }
 
@@ -346,7 +337,8 @@ export class Connection {
           more = body.push(own(data)) && more;
         });
       } catch (e) {
-        this.socket.destroy(protocolError((e as Error).message));
+        this.broken = new ProtocolError((e as Error).message);
+        this.socket.destroy(this.broken);
         return;
       }
       if (rest) this.keepAlive = false;
@@ -393,7 +385,12 @@ export class Connection {
     const body = this.body;
     this.pending = undefined;
     this.body = undefined;
-    if (pending) pending.reject(err);
+    if (pending) {
+      // Reset or EOF before a single response byte: say so, so the retry layer can tell the
+      // stale kept-alive connection (safe to send a GET again) from everything else.
+      const silent = !this.gotBytes && err.name !== 'TimeoutError' && !(err instanceof ProtocolError) && !this.aborted;
+      pending.reject(silent ? new NoResponseError(err, this.reused) : err);
+    }
     if (body && !body.destroyed) body.destroy(err);
     if (pending || body) this.onRelease(false);
   }

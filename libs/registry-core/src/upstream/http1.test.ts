@@ -211,7 +211,7 @@ describe('Http1Transport', () => {
     expect(await r.body.text()).toBe('ok');
   });
 
-  it('retries once on a fresh connection when a kept-alive one turns out closed', async () => {
+  it('notices a kept-alive connection the server closed while idle, and opens a new one (retries are retry.ts\'s)', async () => {
     let first = true;
     const url = await raw((_r, s) => {
       s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');

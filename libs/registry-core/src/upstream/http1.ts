@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { ResponseBody } from './body.js';
 import { Connection } from './connection.js';
+import { NoResponseError } from './errors.js';
 export { releaseChunk } from './buffer-pool.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -17,6 +18,12 @@ export interface Http1Request {
    */
   readonly body?: Buffer | Readable;
   readonly signal?: AbortSignal;
+  /**
+   * Connect to this IP address instead of resolving the URL's host again: the redirect layer
+   * resolves and vets a destination once and the connection goes exactly there (no second DNS
+   * answer in between). TLS still verifies the certificate against the URL's host.
+   */
+  readonly connectTo?: string;
   readonly headersTimeoutMs: number;
   readonly bodyIdleTimeoutMs: number;
 }
@@ -54,24 +61,33 @@ export class Http1Transport {
 
   constructor(private readonly opts: Http1TransportOptions = {}) {}
 
+  /**
+   * Sends one request, once: retrying is the caller's decision (see retry.ts). A request that
+   * must not be sent twice (anything but GET and HEAD) and a streamed body always get a fresh
+   * connection, where a reset cannot be the race with a server closing an idle one.
+   */
   async request(req: Http1Request): Promise<Http1Response> {
     if (this.closed) throw new Error('transport closed');
-    for (let attempt = 0; ; attempt++) {
-      const streamed = req.body !== undefined && !Buffer.isBuffer(req.body);
-      const conn = (streamed ? undefined : this.take(req.url.origin)) ?? (await this.open(req.url));
-      try {
-        return await conn.send(req);
-      } catch (err) {
-        // A kept-alive connection the server had closed fails before any byte comes back:
-        // that request never reached the server, so it goes once more on a new connection.
-        if (conn.reused && !conn.gotBytes && attempt === 0 && !streamed && !req.signal?.aborted && !(err instanceof TypeError)) continue;
-        throw err;
-      }
+    const key = poolKey(req);
+    const fresh = req.body !== undefined && !Buffer.isBuffer(req.body) ? true : req.method !== 'GET' && req.method !== 'HEAD';
+    const conn = (fresh ? undefined : this.take(key)) ?? (await this.open(req.url, key, req.connectTo));
+    try {
+      return await conn.send(req);
+    } catch (err) {
+      // A kept-alive connection found closed: the others kept as long are most likely closed
+      // too (an upstream restart); drop them rather than let the next requests find out one by one.
+      if (err instanceof NoResponseError && err.reusedConnection) this.drop(key);
+      throw err;
     }
   }
 
-  private take(origin: string): Connection | undefined {
-    const list = this.idle.get(origin);
+  private drop(key: string): void {
+    for (const c of this.idle.get(key) ?? []) c.socket.destroy();
+    this.idle.delete(key);
+  }
+
+  private take(key: string): Connection | undefined {
+    const list = this.idle.get(key);
     while (list && list.length > 0) {
       const c = list.pop() as Connection;
       // Regression: the idle timer used to survive the take, and cut transfers that were still
@@ -82,20 +98,24 @@ export class Http1Transport {
     return undefined;
   }
 
-  private open(url: URL): Promise<Connection> {
+  private open(url: URL, key: string, connectTo: string | undefined): Promise<Connection> {
     return new Promise((resolve, reject) => {
-      const conn = new Connection(url, this.opts.connectTimeoutMs ?? 10_000, this.opts.ca, reject);
+      const conn = new Connection(url, connectTo, this.opts.connectTimeoutMs ?? 10_000, this.opts.ca, reject);
       this.live.add(conn);
       conn.socket.once('close', () => {
         clearTimeout(conn.idleTimer);
         this.live.delete(conn);
-        const list = this.idle.get(url.origin);
+        const list = this.idle.get(key);
         const i = list?.indexOf(conn) ?? -1;
         if (list && i >= 0) list.splice(i, 1);
       });
       conn.onRelease = (reusable) => {
-        const list = this.idle.get(url.origin) ?? [];
-        if (!reusable || this.closed || list.length >= (this.opts.maxIdlePerOrigin ?? 256)) {
+        if (!reusable || this.closed) {
+          conn.socket.destroy();
+          return;
+        }
+        const list = this.idle.get(key) ?? [];
+        if (list.length >= (this.opts.maxIdlePerOrigin ?? 256)) {
           conn.socket.destroy();
           return;
         }
@@ -103,9 +123,11 @@ export class Http1Transport {
         clearTimeout(conn.idleTimer);
         conn.idleTimer = setTimeout(() => conn.socket.destroy(), keep);
         conn.idleTimer.unref();
-        conn.socket.resume(); // an idle socket reads, so a server's close is noticed
+        // An idle socket reads, so a server's close is noticed, and so is any byte nobody asked
+        // for: the connection then closes (connection.ts) instead of answering the next request.
+        conn.socket.resume();
         list.push(conn);
-        this.idle.set(url.origin, list);
+        this.idle.set(key, list);
       };
       conn.socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => resolve(conn));
     });
@@ -117,4 +139,9 @@ export class Http1Transport {
     for (const c of this.live) c.socket.destroy();
     this.idle.clear();
   }
+}
+
+/** Connections are shared per origin, and per vetted address when the caller chose one. */
+function poolKey(req: Http1Request): string {
+  return req.connectTo === undefined ? req.url.origin : `${req.url.origin} ${req.connectTo}`;
 }

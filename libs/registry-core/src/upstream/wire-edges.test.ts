@@ -1,0 +1,277 @@
+/**
+ * The transport's less travelled paths, each against a real loopback server: HTTP/1.0
+ * keep-alive, bodies discarded on error or unread, connection reuse after odd framings,
+ * aborts, closed transports, TLS to a vetted address, and the retry layer's own edges.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { BodyTooLargeError, ChunkedDecoder } from './body.js';
+import { BIG_READ, releaseChunk, takeBig } from './buffer-pool.js';
+import { vetRedirect } from './destination.js';
+import { NoResponseError, UpstreamUnavailableError } from './errors.js';
+import { Http1Transport, type Http1Request } from './http1.js';
+import { classify, withRetry } from './retry.js';
+
+const closers: Array<() => void> = [];
+afterEach(() => {
+  for (const c of closers.splice(0)) c();
+});
+
+async function listen(server: Server): Promise<number> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
+  closers.push(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return (server.address() as { port: number }).port;
+}
+/** A TCP server calling `answer` per request head; counts connections. */
+async function raw(answer: (head: string, s: Socket, n: number) => void) {
+  let conns = 0;
+  let n = 0;
+  const server = createServer((s) => {
+    conns++;
+    s.on('error', () => undefined);
+    let buf = '';
+    s.on('data', (d) => {
+      buf += d.toString('latin1');
+      for (let i = buf.indexOf('\r\n\r\n'); i >= 0; i = buf.indexOf('\r\n\r\n')) {
+        const head = buf.slice(0, i);
+        const len = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 0);
+        buf = buf.slice(i + 4 + len);
+        answer(head, s, ++n);
+      }
+    });
+  });
+  const port = await listen(server);
+  return { url: `http://127.0.0.1:${port}`, connections: () => conns };
+}
+const transport = (o = {}) => {
+  const t = new Http1Transport(o);
+  closers.push(() => void t.close());
+  return t;
+};
+const req = (url: string, over: Partial<Http1Request> = {}): Http1Request => ({ url: new URL(url), method: 'GET', headers: {}, headersTimeoutMs: 2000, bodyIdleTimeoutMs: 2000, ...over });
+const ok = (body: string, extra = '') => `HTTP/1.1 200 OK\r\n${extra}content-length: ${body.length}\r\n\r\n${body}`;
+
+describe('HTTP/1.0 and connection reuse', () => {
+  it('keeps an HTTP/1.0 connection only when the server says keep-alive', async () => {
+    const s = await raw((h, sock, n) => sock.write(h.includes('/ka') ? `HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nk${n}` : `HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\np${n}`));
+    const t = transport();
+    expect(await (await t.request(req(`${s.url}/ka`))).body.text()).toBe('k1');
+    expect(await (await t.request(req(`${s.url}/ka`))).body.text()).toBe('k2');
+    expect(s.connections()).toBe(1);
+    expect(await (await t.request(req(`${s.url}/plain`))).body.text()).toBe('p3');
+    expect(await (await t.request(req(`${s.url}/ka`))).body.text()).toBe('k4');
+    expect(s.connections()).toBe(2);
+  });
+  it('does not reuse a connection the server asked to close, or one whose chunked body was followed by more', async () => {
+    const s = await raw((h, sock, n) =>
+      sock.write(h.includes('/close') ? ok(`c${n}`, 'Connection: close\r\n') : h.includes('/more') ? `HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nm${n}\r\n0\r\n\r\nJUNK` : ok(`a${n}`)),
+    );
+    const t = transport();
+    expect(await (await t.request(req(`${s.url}/close`))).body.text()).toBe('c1');
+    expect(await (await t.request(req(`${s.url}/more`))).body.text()).toBe('m2');
+    expect(await (await t.request(req(`${s.url}/`))).body.text()).toBe('a3');
+    expect(s.connections()).toBe(3);
+  });
+  it('reads a repeated header as a list, and a close-delimited body after an unknown coding', async () => {
+    const s = await raw((_h, sock) => sock.end('HTTP/1.1 200 OK\r\nx-a: 1\r\nx-a: 2\r\nx-a: 3\r\ntransfer-encoding: gzip\r\n\r\nraw bytes'));
+    const r = await transport().request(req(`${s.url}/`));
+    expect(r.headers['x-a']).toEqual(['1', '2', '3']);
+    expect(await r.body.text()).toBe('raw bytes');
+  });
+  it('drops the idle connections of an upstream whose kept-alive one was found closed', async () => {
+    const s = await raw((_h, sock, n) => {
+      if (n === 3) sock.destroy();
+      else sock.write(ok(`r${n}`));
+    });
+    const t = transport();
+    const [a, b] = await Promise.all([t.request(req(`${s.url}/`)), t.request(req(`${s.url}/`))]);
+    await a.body.dump();
+    await b.body.dump();
+    await expect(t.request(req(`${s.url}/`))).rejects.toBeInstanceOf(NoResponseError);
+    expect(await (await t.request(req(`${s.url}/`))).body.text()).toBe('r4');
+    expect(s.connections()).toBe(3);
+  });
+});
+
+describe('reads that end at awkward places', () => {
+  it('an interim response alone in a read, then a head alone, then its body', async () => {
+    const s = await raw((_h, sock) => {
+      sock.write('HTTP/1.1 100 Continue\r\n\r\n');
+      setTimeout(() => sock.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n'), 20);
+      setTimeout(() => sock.write('hello'), 40);
+    });
+    const r = await transport().request(req(`${s.url}/`));
+    expect(await r.body.text()).toBe('hello');
+  });
+  it('sends a Buffer body with the length the caller gave, and streams an empty-chunk source', async () => {
+    const { Readable } = await import('node:stream');
+    let got = '';
+    const server = createServer((sock) =>
+      sock.on('data', (d) => {
+        got += d.toString('latin1');
+        if (got.endsWith('0\r\n\r\n') || got.endsWith('\r\n\r\nabc')) sock.write(ok('done'));
+      }),
+    );
+    const port = await listen(server);
+    const t = transport();
+    const r1 = await t.request(req(`http://127.0.0.1:${port}/`, { method: 'PUT', headers: { 'content-length': '3' }, body: Buffer.from('abc') }));
+    expect(await r1.body.text()).toBe('done');
+    expect(got.match(/content-length/gi)).toHaveLength(1);
+    got = '';
+    // Readable.from is in object mode: it hands on an empty Buffer, which must not end the chunked body.
+    const r2 = await t.request(req(`http://127.0.0.1:${port}/`, { method: 'PATCH', body: Readable.from([Buffer.alloc(0), Buffer.from('xyz')]) }));
+    expect(await r2.body.text()).toBe('done');
+    expect(got).toContain('3\r\nxyz\r\n0\r\n\r\n');
+  });
+  it('refuses a request whose signal was aborted with an Error before it was sent', async () => {
+    const s = await raw((_h, sock) => sock.write(ok('x')));
+    const ac = new AbortController();
+    ac.abort(new Error('caller gone'));
+    await expect(transport().request(req(`${s.url}/`, { signal: ac.signal }))).rejects.toThrow(/caller gone/);
+  });
+});
+
+describe('bodies discarded', () => {
+  it('a small known remainder is read and thrown away, and the connection kept', async () => {
+    const s = await raw((h, sock, n) => {
+      if (!h.includes('/slow')) return void sock.write(ok(`r${n}`));
+      sock.write('HTTP/1.1 200 OK\r\ncontent-length: 20000\r\n\r\nstart');
+      setTimeout(() => sock.write('x'.repeat(19_995)), 30);
+    });
+    const t = transport();
+    const r = await t.request(req(`${s.url}/slow`));
+    const ended = new Promise((resolve) => r.body.once('end', resolve));
+    await r.body.dump();
+    await ended; // read to its end off the wire, then pooled
+    expect(await (await t.request(req(`${s.url}/`))).body.text()).toBe('r2');
+    expect(s.connections()).toBe(1);
+  });
+  it('a body over the reader limit is refused and its connection dropped', async () => {
+    const s = await raw((_h, sock, n) => {
+      if (n > 1) return void sock.write(ok(`r${n}`));
+      sock.write('HTTP/1.1 200 OK\r\ncontent-length: 200000\r\n\r\nxxxxx');
+      setTimeout(() => sock.write('x'.repeat(199_995)), 30);
+    });
+    const t = transport();
+    const r = await t.request(req(`${s.url}/`));
+    await expect(r.body.bytes(100)).rejects.toBeInstanceOf(BodyTooLargeError);
+    await r.body.dump(); // after destruction: nothing to do
+    expect(await (await t.request(req(`${s.url}/`))).body.text()).toBe('r2');
+    expect(s.connections()).toBe(2);
+  });
+  it('a body that failed is not read again, and dump() of a finished body is a no-op', async () => {
+    const s = await raw((_h, sock) => sock.end('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc'));
+    const r = await transport().request(req(`${s.url}/`));
+    await expect(r.body.bytes()).rejects.toThrow(/closed/);
+    await r.body.dump();
+    const s2 = await raw((_h, sock) => sock.write(ok('fine')));
+    const r2 = await transport().request(req(`${s2.url}/`));
+    expect(await r2.body.text()).toBe('fine');
+    await r2.body.dump();
+  });
+  it('refuses an endless chunk-size line', () => {
+    expect(() => new ChunkedDecoder().push(Buffer.from('f'.repeat(5000)), () => undefined)).toThrow(/too long/);
+  });
+});
+
+describe('requests that never start', () => {
+  it('refuses on a closed transport, and on a signal aborted before sending', async () => {
+    const s = await raw((_h, sock) => sock.write(ok('x')));
+    const t = transport();
+    const ac = new AbortController();
+    ac.abort('not an Error');
+    await expect(t.request(req(`${s.url}/`, { signal: ac.signal }))).rejects.toThrow(/aborted/);
+    const mid = new AbortController();
+    const silent = await raw(() => undefined);
+    setTimeout(() => mid.abort('also not an Error'), 30);
+    await expect(t.request(req(`${silent.url}/`, { signal: mid.signal }))).rejects.toThrow(/aborted/);
+    await t.close();
+    await expect(t.request(req(`${s.url}/`))).rejects.toThrow(/transport closed/);
+  });
+  it('uses the scheme default port', async () => {
+    // Nothing listens on loopback's 80/443 here: the point is where it went.
+    for (const url of ['http://127.0.0.1/', 'https://127.0.0.1/']) {
+      await expect(transport({ connectTimeoutMs: 2000 }).request(req(url))).rejects.toMatchObject({ message: expect.stringMatching(/ECONNREFUSED|127\.0\.0\.1:(80|443)/) });
+    }
+  });
+  it('streams a body that has empty chunks', async () => {
+    let got = '';
+    const s = await raw((_h, sock) => sock.write(ok('done')));
+    const server = createServer((sock) => {
+      sock.on('data', (d) => {
+        got += d.toString('latin1');
+        if (got.endsWith('0\r\n\r\n')) sock.write(ok('done'));
+      });
+    });
+    const port = await listen(server);
+    void s;
+    const src = new PassThrough();
+    const p = transport().request(req(`http://127.0.0.1:${port}/`, { method: 'PATCH', body: src }));
+    src.write(Buffer.alloc(0));
+    src.write('abc');
+    src.end();
+    expect(await (await p).body.text()).toBe('done');
+    expect(got).toContain('3\r\nabc\r\n0\r\n\r\n');
+  });
+});
+
+describe('TLS to a vetted address', () => {
+  it('verifies the certificate against the URL host while connecting to the given address', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rp-tls-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=storage.test', '-addext', 'subjectAltName=DNS:storage.test'], { stdio: 'pipe' });
+    const cert = readFileSync(join(dir, 'c.pem'));
+    const server = createHttpsServer({ key: readFileSync(join(dir, 'k.pem')), cert }, (q, res) => res.end(`host ${q.headers.host}`));
+    const port = await listen(server as unknown as Server);
+    const t = transport({ ca: cert });
+    const r = await t.request(req(`https://storage.test:${port}/b`, { connectTo: '127.0.0.1' }));
+    expect(await r.body.text()).toBe(`host storage.test:${port}`);
+    await expect(t.request(req(`https://other.test:${port}/b`, { connectTo: '127.0.0.1' }))).rejects.toThrow(/altnames|does not match/i);
+  });
+});
+
+describe('retry edges', () => {
+  it('passes an UpstreamUnavailableError through, and stops on an aborted signal before an attempt', async () => {
+    const e = new UpstreamUnavailableError('up', 'status', 'x');
+    expect(classify('up', e)).toBe(e);
+    expect(classify('up', 'a string').message).toMatch(/a string/);
+    const ac = new AbortController();
+    ac.abort(new Error('gone'));
+    await expect(withRetry('up', { attempts: 2, baseDelayMs: 1, maxDelayMs: 1 }, 'GET', ac.signal, async () => ({ statusCode: 200 }), async () => undefined)).rejects.toMatchObject({ kind: 'connection' });
+    await expect(withRetry('up', { attempts: 0, baseDelayMs: 1, maxDelayMs: 1 }, 'GET', undefined, async () => ({ statusCode: 200 }), async () => undefined)).rejects.toThrow(/no attempt/);
+  });
+  it('retries a refused connection for GET, within the attempts', async () => {
+    let n = 0;
+    const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    await expect(withRetry('up', { attempts: 3, baseDelayMs: 1, maxDelayMs: 1 }, 'GET', undefined, async () => (n++, Promise.reject(refused)), async () => undefined)).rejects.toMatchObject({ kind: 'connection' });
+    expect(n).toBe(3);
+  });
+});
+
+describe('redirect vetting with the system resolver', () => {
+  it('resolves localhost and refuses it', async () => {
+    await expect(vetRedirect('up', new URL('http://reg.example'), new URL('http://localhost:1/'), new Set())).rejects.toMatchObject({ kind: 'redirect' });
+  });
+});
+
+describe('buffer pool', () => {
+  it('keeps at most its bound of released buffers, and ignores foreign and second releases', () => {
+    const lent = Array.from({ length: 40 }, () => takeBig());
+    for (const b of lent) releaseChunk(b.subarray(0, 10));
+    releaseChunk(lent[0] as Buffer);
+    releaseChunk(Buffer.alloc(10));
+    const again = Array.from({ length: 40 }, () => takeBig());
+    expect(again.filter((b) => lent.some((l) => l.buffer === b.buffer)).length).toBeLessThanOrEqual(32);
+    expect(again.every((b) => b.length === BIG_READ)).toBe(true);
+    for (const b of again) releaseChunk(b);
+  });
+});
