@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import { AuthOverloadedError } from '@registry-proxy/registry-core';
 
 const BCRYPTJS = createRequire(import.meta.url).resolve('bcryptjs');
 const SOURCE = `
@@ -12,6 +13,18 @@ parentPort.on('message', ({ id, password, hash }) => {
   parentPort.postMessage({ id, ok });
 });`;
 
+/** Options of {@link BcryptWorkers}. */
+export interface BcryptWorkersOptions {
+  /** Worker threads; default one per core but one, at most 4. */
+  readonly size?: number;
+  /**
+   * Comparisons waiting or running at most; beyond it {@link BcryptWorkers.compare} rejects with
+   * {@link AuthOverloadedError} at once. Without a bound, a burst of wrong passwords queues
+   * up and every other login waits behind it (issue 11, defect 4).
+   */
+  readonly maxQueue?: number;
+}
+
 /**
  * Compares passwords with bcrypt hashes on worker threads. bcryptjs is plain JavaScript and
  * holds the event loop for the whole hash, even in its "async" form (about 80 ms at cost 10),
@@ -22,8 +35,22 @@ export class BcryptWorkers {
   private readonly pending = new Map<number, { resolve: (ok: boolean) => void; reject: (e: Error) => void; worker: Worker }>();
   private next = 0;
   private seq = 0;
+  private readonly size: number;
+  /** The queue bound. */
+  readonly maxQueue: number;
+  /** Comparisons started and refused (queue full) so far, for metrics and tests. */
+  readonly stats = { compares: 0, overloaded: 0 };
 
-  constructor(private readonly size = Math.max(1, Math.min(4, availableParallelism() - 1))) {}
+  constructor(options: BcryptWorkersOptions | number = {}) {
+    const o = typeof options === 'number' ? { size: options } : options;
+    this.size = o.size ?? Math.max(1, Math.min(4, availableParallelism() - 1));
+    this.maxQueue = o.maxQueue ?? 32;
+  }
+
+  /** Comparisons waiting or running now. */
+  get queued(): number {
+    return this.pending.size;
+  }
 
   private worker(): Worker {
     if (this.workers.length < this.size) {
@@ -54,8 +81,13 @@ export class BcryptWorkers {
     return this.workers[this.next++ % this.workers.length] as Worker;
   }
 
-  /** True when `password` matches the bcrypt `hash`. */
+  /** True when `password` matches the bcrypt `hash`; rejects with {@link AuthOverloadedError} when the queue is full. */
   compare(password: string, hash: string): Promise<boolean> {
+    if (this.pending.size >= this.maxQueue) {
+      this.stats.overloaded++;
+      return Promise.reject(new AuthOverloadedError(`password checks saturated (${this.pending.size} queued)`));
+    }
+    this.stats.compares++;
     const worker = this.worker();
     const id = ++this.seq;
     return new Promise((resolve, reject) => {
