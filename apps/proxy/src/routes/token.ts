@@ -45,10 +45,11 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger, 
       return;
     }
     // Keyed by the claimed name AND the address: a stranger's guesses lock out only themselves.
-    const failureKey = parsed.grant === 'password' ? `${parsed.username.slice(0, 256)}\u0000${client}` : undefined;
+    const claimed = parsed.grant === 'password' ? parsed.username : undefined;
+    const failureKey = claimed === undefined ? undefined : `${claimed.slice(0, 256)}\u0000${client}`;
     if (failureKey !== undefined) {
       const wait = await take(limits.failures, failureKey);
-      if (wait !== undefined) return limited(res, wait, 'client for this account', { client, subject: parsed.username });
+      if (wait !== undefined) return limited(res, wait, 'client for this account', { client, subject: claimed });
     }
     const decision = await runtime.tokenEndpoint.handle(parsed, req.host || undefined);
     if (failureKey !== undefined && decision.outcome !== 'denied') {
