@@ -87,3 +87,12 @@ describe('defect 4: successful verifications are cached, failures never', () => 
     expect(workers.stats.compares).toBe(2);
   });
 });
+
+describe('StaticStrategy.lookup (refresh re-checks, issue 11 defect 7)', () => {
+  it('allows a listed user with their groups now, denies one no longer listed, skips other methods', async () => {
+    const s = new StaticStrategy({ users: [{ username: 'bob', passwordHash: bcrypt.hashSync('x', 4), groups: ['dev'] }] });
+    expect(await s.lookup({ subject: 'bob', method: 'htpasswd', groups: [], labels: {} })).toEqual({ result: 'allow', identity: { subject: 'bob', method: 'htpasswd', groups: ['dev'], labels: {} } });
+    expect((await s.lookup({ subject: 'carol', method: 'htpasswd', groups: [], labels: {} })).result).toBe('deny');
+    expect((await s.lookup({ subject: 'bob', method: 'ldap', groups: [], labels: {} })).result).toBe('skip');
+  });
+});
