@@ -29,7 +29,7 @@ export interface ReloadingVerifierOptions {
  */
 export class ReloadingVerifier implements CredentialVerifier {
   readonly name: string;
-  readonly decoy?: (password: string) => Promise<void>;
+  readonly decoy?: (username: string, password: string) => Promise<void>;
   private current: Built;
   private timer: NodeJS.Timeout | undefined;
   private readonly onChange = () => this.schedule();
@@ -38,7 +38,7 @@ export class ReloadingVerifier implements CredentialVerifier {
   constructor(private readonly opts: ReloadingVerifierOptions) {
     this.current = opts.build();
     this.name = this.current.name;
-    if (this.current.decoy) this.decoy = (password) => this.current.decoy?.(password) ?? Promise.resolve();
+    if (this.current.decoy) this.decoy = (username, password) => this.current.decoy?.(username, password) ?? Promise.resolve();
     for (const f of new Set(opts.files)) watchFile(f, { interval: opts.intervalMs, persistent: false }, this.onChange);
   }
 

@@ -60,6 +60,22 @@ describe('defect 4: a burst of wrong passwords does not hold up other logins', (
     expect(during).toBeLessThan(single * 6 + 1000);
   });
 
+  it("with no failure limit, 40 wrong passwords for alice still hold bob's login up by about one comparison (accounts take turns)", async () => {
+    const p = await proxy({ rateLimits: { failures: { points: 1000 } }, passwordChecks: { workers: 1, maxQueue: 64 } });
+    const alone: number[] = [];
+    for (let i = 0; i < 5; i++) alone.push((await timed(() => ask(p, '10.7.0.2', 'bob', BOB)))[1]);
+    const single = median(alone);
+    const flood = Array.from({ length: 40 }, (_, i) => ask(p, '10.7.0.1', 'alice', `wrong${i}`));
+    await new Promise((r) => setTimeout(r, 50)); // the flood is queued first
+    const [bob, during] = await timed(() => ask(p, '10.7.0.2', 'bob', BOB));
+    const [flooded, floodMs] = await timed(() => Promise.all(flood));
+    expect(bob.status).toBe(200);
+    expect(flooded.map((r) => r.status)).toEqual(Array(40).fill(401));
+    process.stdout.write(`defect 4 (turns): bob alone ${single.toFixed(0)} ms, during 40 queued wrong passwords for alice ${during.toFixed(0)} ms; the flood took ${floodMs.toFixed(0)} ms more\n`);
+    // First come, first served, bob would wait for all 40 (about 40 x single).
+    expect(during).toBeLessThan(single * 4 + 500);
+  });
+
   it('beyond the queue bound answers 503 UNAVAILABLE with Retry-After, and counts it', async () => {
     const p = await proxy({ passwordChecks: { workers: 1, maxQueue: 4 } });
     // From 30 addresses, so the per-address failure limit does not step in first.

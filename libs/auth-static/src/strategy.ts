@@ -99,7 +99,7 @@ export class StaticStrategy extends BasicCredentialStrategy {
     if (hit) return { result: 'allow', identity: hit };
     let check = this.inflight.get(key);
     if (!check) {
-      check = this.workers.compare(password, entry.hash).finally(() => this.inflight.delete(key));
+      check = this.workers.compare(password, entry.hash, username).finally(() => this.inflight.delete(key));
       this.inflight.set(key, check);
     }
     if (!(await check)) return { result: 'deny', reason: 'wrong password' };
@@ -108,8 +108,8 @@ export class StaticStrategy extends BasicCredentialStrategy {
     return { result: 'allow', identity };
   }
 
-  async decoy(password: string): Promise<void> {
-    await this.workers.compare(password, this.decoy_);
+  async decoy(username: string, password: string): Promise<void> {
+    await this.workers.compare(password, this.decoy_, username);
   }
 
   /** A refresh grant's re-check: the user must still be listed; groups as they are now. */

@@ -34,7 +34,7 @@ export interface CredentialVerifier {
    * hash no password matches). Called by {@link VerifierChain} when no verifier knows the
    * username, so the answer time does not tell which usernames exist.
    */
-  decoy?(password: string): Promise<void>;
+  decoy?(username: string, password: string): Promise<void>;
   /**
    * Re-checks an identity this verifier established earlier, without its credential (a refresh
    * grant): allow with the identity as it is now (fresh groups), deny when the account is gone
@@ -77,7 +77,7 @@ export class VerifierChain implements CredentialVerifier {
       if (outcome.result !== 'skip') return outcome;
     }
     // An unknown username costs what a wrong password costs, so timing does not enumerate users.
-    await this.verifiers.find((v) => v.decoy)?.decoy?.(password);
+    await this.verifiers.find((v) => v.decoy)?.decoy?.(username, password);
     return { result: 'deny', reason: 'no strategy knows this user' };
   }
 
