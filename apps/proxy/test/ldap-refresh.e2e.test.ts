@@ -84,6 +84,21 @@ describe('defect 7: refresh grants re-check the directory after revalidateAfterS
     expect(audit).toMatchObject({ grant: 'refresh_token', subject: 'bob', outcome: 'denied', reason: expect.stringContaining('no longer in the directory') });
   });
 
+  it('a directory that cannot be reached during a re-check answers 503 with Retry-After, not a grant', async () => {
+    const token = await loginRefresh('alice');
+    await sleep(1200);
+    await ldap.stop();
+    try {
+      const res = await fetch(`${proxy.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form({ grant_type: 'refresh_token', refresh_token: token, scope: 'repository:team/app:pull' }) });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('5');
+      expect(((await res.json()) as { errors: Array<{ code: string }> }).errors[0]?.code).toBe('UNAVAILABLE');
+    } finally {
+      await ldap.start();
+    }
+    expect((await refresh(token)).status).toBe(200);
+  });
+
   it('the bind secret file is watched: rewritten, the strategy is rebuilt and keeps working; secrets never logged', async () => {
     const marks = proxy.logs.length;
     writeFileSync(`${bindFile}.tmp`, `${ldap.adminPassword}\n`);
