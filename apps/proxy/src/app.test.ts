@@ -263,10 +263,10 @@ describe('X-Forwarded-* from reverse proxies', () => {
 });
 
 describe('token endpoint rate limits', () => {
-  it('answer 429 with Retry-After per client address and per account', async () => {
+  it('answer 429 with Retry-After per client address (the other limits: routes/token.test.ts)', async () => {
     const p = await proxyFor(upstreamUrl, 'follow', 'upstream-token', {
       trustedProxies: ['127.0.0.1'],
-      rateLimits: { perClient: { burst: 3, perSecond: 0.01 }, perAccount: { burst: 5, perSecond: 0.01 } },
+      rateLimits: { perClient: { burst: 3, perSecond: 0.03 } },
     });
     const ask = (from: string, user = 'u', pw = 'p') =>
       fetch(`${p.url}/token?service=registry-proxy&scope=repository:x/app:pull`, { headers: { 'x-forwarded-for': from, authorization: `Basic ${Buffer.from(`${user}:${pw}`).toString('base64')}` } });
@@ -274,15 +274,11 @@ describe('token endpoint rate limits', () => {
     for (let i = 0; i < 4; i++) statuses.push((await ask('10.0.0.1')).status);
     expect(statuses).toEqual([200, 200, 200, 429]);
     const limited = await ask('10.0.0.1');
-    expect(limited.headers.get('retry-after')).toBe('100');
+    // 3 per window of 3 / 0.03 = 100 s.
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(90);
+    expect(Number(limited.headers.get('retry-after'))).toBeLessThanOrEqual(100);
     expect(((await limited.json()) as { errors: Array<{ code: string; message: string }> }).errors[0]).toMatchObject({ code: 'TOOMANYREQUESTS', message: 'too many token requests from this client' });
-    // Another address has its own budget, but the account's (5 in all, wrong passwords count) runs out.
-    expect((await ask('10.0.0.2', 'u', 'wrong')).status).toBe(401);
-    expect((await ask('10.0.0.2')).status).toBe(200);
-    const byAccount = await ask('10.0.0.3');
-    expect(byAccount.status).toBe(429);
-    expect(((await byAccount.json()) as { errors: Array<{ message: string }> }).errors[0]?.message).toBe('too many token requests from this account');
-    expect(p.logs.some((l) => l.includes('"outcome":"limited"') && l.includes('"limit":"account"'))).toBe(true);
+    expect((await ask('10.0.0.2')).status).toBe(200); // another address has its own budget
   });
 });
 

@@ -30,7 +30,7 @@ export class Metrics {
   });
   readonly tokens = new Counter({
     name: 'registry_proxy_tokens_total',
-    help: 'Token requests by outcome (issued, denied, unavailable, invalid)',
+    help: 'Token requests by outcome (issued, denied, invalid, limited: 429, unavailable: backend down, overloaded: too many password checks queued)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });

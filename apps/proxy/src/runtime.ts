@@ -1,7 +1,7 @@
 import { IidStrategy } from '@registry-proxy/auth-iid';
 import { LdapStrategy } from '@registry-proxy/auth-ldap';
 import { OidcStrategy } from '@registry-proxy/auth-oidc';
-import { StaticStrategy } from '@registry-proxy/auth-static';
+import { BcryptWorkers, StaticStrategy } from '@registry-proxy/auth-static';
 import {
   AccessRules,
   AcrProvider,
@@ -9,7 +9,9 @@ import {
   EcrProvider,
   GcpProvider,
   KeySet,
+  MemoryRevocations,
   ProxyError,
+  RefreshCheck,
   TokenEndpoint,
   TokenService,
   UpstreamClient,
@@ -18,9 +20,12 @@ import {
   staticProvider,
   type CredentialVerifier,
   type SecretRef,
+  type RevocationStore,
   type UpstreamCredentialProvider,
 } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
+import { ReloadingVerifier, secretFiles } from './auth-reload.js';
+import { RevocationsFile } from './revocations-file.js';
 import { readConfiguredFile, resolveSecret } from './config/load.js';
 import type { Config, UpstreamConfig } from './config/schema.js';
 import { Flights, type SharedResponse } from './coalesce.js';
@@ -35,6 +40,12 @@ export interface Runtime {
   readonly tokenEndpoint: TokenEndpoint;
   readonly router: Router;
   readonly rules: AccessRules;
+  /** Refresh tokens revoked by operators (tokens.revocationsFile); memory now, shareable later. */
+  readonly revocations: RevocationStore;
+  /** The verifiers of `auth`, in order; each is rebuilt when a file it reads changes. */
+  readonly verifiers: readonly ReloadingVerifier[];
+  /** The bcrypt pool and its bounded queue (its stats feed metrics). */
+  readonly bcrypt: BcryptWorkers;
   /** Browser sign-in, when `login` is configured. */
   readonly login?: Login;
   close(): Promise<void>;
@@ -56,62 +67,80 @@ function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvide
   return anonymousProvider;
 }
 
-function verifiers(config: Config): Array<CredentialVerifier & { close?(): Promise<void> }> {
-  return config.auth.map((a, i) => {
-    if (a.type === 'iid') {
-      const { aws, gcp, azure } = a;
-      const pems = (list: readonly SecretRef[], key: string) => list.map((c, j) => resolveSecret(c, `auth.${i}.${key}.${j}`));
-      return configured(`auth.${i}`, () =>
-        new IidStrategy({
-          name: a.name,
-          realm: config.service,
-          ...(aws ? { aws: { ...aws, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
-          ...(gcp ? { gcp } : {}),
-          ...(azure ? { azure: { ...azure, roots: pems(azure.roots, 'azure.roots'), intermediates: pems(azure.intermediates, 'azure.intermediates') } } : {}),
-        }),
-      );
-    }
-    if (a.type === 'oidc') {
-      return configured(`auth.${i}`, () =>
-        new OidcStrategy({
-          name: a.name,
-          realm: config.service,
-          timeoutMs: a.timeoutMs,
-          ...(a.jwksCooldownMs !== undefined ? { jwksCooldownMs: a.jwksCooldownMs } : {}),
-          issuers: a.issuers.map(({ introspection, ...iss }, j) => ({
-            ...iss,
-            ...(introspection ? { introspection: { ...introspection, clientSecret: resolveSecret(introspection.clientSecret, `auth.${i}.issuers.${j}.introspection.clientSecret`) } } : {}),
-          })),
-        }),
-      );
-    }
-    if (a.type === 'ldap') {
-      const key = `auth.${i}`;
-      const ca = a.tlsOptions?.ca === undefined ? undefined : resolveSecret(a.tlsOptions.ca, `${key}.tlsOptions.ca`);
-      const tlsOptions = a.tlsOptions ? { ...(ca ? { ca } : {}), ...(a.tlsOptions.servername ? { servername: a.tlsOptions.servername } : {}) } : undefined;
-      return configured(key, () =>
-        new LdapStrategy({
-          name: a.name,
-          realm: config.service,
-          url: a.url,
-          ...(a.bindDN !== undefined ? { bindDN: a.bindDN } : {}),
-          ...(a.bindCredentials !== undefined ? { bindCredentials: resolveSecret(a.bindCredentials, `${key}.bindCredentials`) } : {}),
-          ...pick(a, ['searchBase', 'searchFilter', 'searchScope', 'bindDnTemplate', 'groupSearchBase', 'groupSearchFilter', 'groupSearchScope', 'groupNameAttribute', 'usernameAttribute'] as const),
-          starttls: a.starttls,
-          ...(tlsOptions ? { tlsOptions } : {}),
-          timeout: a.timeoutMs,
-          cacheSeconds: a.cacheSeconds,
-        }),
-      );
-    }
-    return new StaticStrategy({
-      name: a.name,
-      realm: config.service,
-      htpasswd: (a.htpasswd ?? []).map((path, j) => ({ source: path, text: readConfiguredFile(path, `auth.${i}.htpasswd.${j}`) })),
-      users: a.users,
-      groups: a.groups,
-    });
+type AuthConfig = Config['auth'][number];
+
+/** Builds the strategy of `auth.<i>`, reading its files and secrets as they are now. */
+function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorkers): CredentialVerifier & { close?(): Promise<void> } {
+  if (a.type === 'iid') {
+    const { aws, gcp, azure } = a;
+    const pems = (list: readonly SecretRef[], key: string) => list.map((c, j) => resolveSecret(c, `auth.${i}.${key}.${j}`));
+    return configured(`auth.${i}`, () =>
+      new IidStrategy({
+        name: a.name,
+        realm: config.service,
+        ...(aws ? { aws: { ...aws, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
+        ...(gcp ? { gcp } : {}),
+        ...(azure ? { azure: { ...azure, roots: pems(azure.roots, 'azure.roots'), intermediates: pems(azure.intermediates, 'azure.intermediates') } } : {}),
+      }),
+    );
+  }
+  if (a.type === 'oidc') {
+    return configured(`auth.${i}`, () =>
+      new OidcStrategy({
+        name: a.name,
+        realm: config.service,
+        timeoutMs: a.timeoutMs,
+        ...(a.jwksCooldownMs !== undefined ? { jwksCooldownMs: a.jwksCooldownMs } : {}),
+        issuers: a.issuers.map(({ introspection, ...iss }, j) => ({
+          ...iss,
+          ...(introspection ? { introspection: { ...introspection, clientSecret: resolveSecret(introspection.clientSecret, `auth.${i}.issuers.${j}.introspection.clientSecret`) } } : {}),
+        })),
+      }),
+    );
+  }
+  if (a.type === 'ldap') {
+    const key = `auth.${i}`;
+    const ca = a.tlsOptions?.ca === undefined ? undefined : resolveSecret(a.tlsOptions.ca, `${key}.tlsOptions.ca`);
+    const tlsOptions = a.tlsOptions ? { ...(ca ? { ca } : {}), ...(a.tlsOptions.servername ? { servername: a.tlsOptions.servername } : {}) } : undefined;
+    return configured(key, () =>
+      new LdapStrategy({
+        name: a.name,
+        realm: config.service,
+        url: a.url,
+        ...(a.bindDN !== undefined ? { bindDN: a.bindDN } : {}),
+        ...(a.bindCredentials !== undefined ? { bindCredentials: resolveSecret(a.bindCredentials, `${key}.bindCredentials`) } : {}),
+        ...pick(a, ['searchBase', 'searchFilter', 'searchScope', 'bindDnTemplate', 'groupSearchBase', 'groupSearchFilter', 'groupSearchScope', 'groupNameAttribute', 'usernameAttribute'] as const),
+        starttls: a.starttls,
+        ...(tlsOptions ? { tlsOptions } : {}),
+        timeout: a.timeoutMs,
+        cacheSeconds: a.cacheSeconds,
+      }),
+    );
+  }
+  return new StaticStrategy({
+    name: a.name,
+    realm: config.service,
+    htpasswd: (a.htpasswd ?? []).map((path, j) => ({ source: path, text: readConfiguredFile(path, `auth.${i}.htpasswd.${j}`) })),
+    users: a.users,
+    groups: a.groups,
+    workers: bcrypt,
+    cacheSeconds: a.cacheSeconds,
   });
+}
+
+/** The `auth` chain; each strategy is rebuilt when one of its files changes (issue 11, defect 11). */
+function verifiers(config: Config, logger: Logger, bcrypt: BcryptWorkers): ReloadingVerifier[] {
+  const built: ReloadingVerifier[] = [];
+  try {
+    for (const [i, a] of config.auth.entries()) {
+      const files = [...(a.type === 'static' ? (a.htpasswd ?? []) : []), ...secretFiles(a)];
+      built.push(new ReloadingVerifier({ key: `auth.${i}`, files, build: () => strategy(config, a, i, bcrypt), logger, intervalMs: config.authFiles.reloadIntervalMs }));
+    }
+  } catch (err) {
+    void Promise.all(built.map((v) => v.close()));
+    throw err;
+  }
+  return built;
 }
 
 /** Builds a strategy; its configuration errors name the configuration key. */
@@ -155,10 +184,16 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     clockTolerance: t.clockToleranceSeconds,
   });
   const rules = new AccessRules(config.rules);
-  const chain = verifiers(config);
+  const bcrypt = new BcryptWorkers({ maxQueue: config.passwordChecks.maxQueue, ...(config.passwordChecks.workers ? { size: config.passwordChecks.workers } : {}) });
+  const revocations = new MemoryRevocations();
+  const revocationsFile = t.revocationsFile ? new RevocationsFile(t.revocationsFile, revocations, logger, config.authFiles.reloadIntervalMs) : undefined;
+  await revocationsFile?.start();
+  const chain = verifiers(config, logger, bcrypt);
   const login = configured('login', () => createLogin(config, logger));
   // CLI secrets first: they are recognised by their prefix, and no other strategy should see one.
-  const tokenEndpoint = new TokenEndpoint({ tokens, verifier: new VerifierChain(login ? [login.secrets, ...chain] : chain), rules, basicRealm: config.service });
+  const verifier = new VerifierChain(login ? [login.secrets, ...chain] : chain);
+  const refreshCheck = new RefreshCheck({ lookup: (identity) => verifier.lookup(identity), revalidateAfter: t.revalidateAfterSeconds, revocations });
+  const tokenEndpoint = new TokenEndpoint({ tokens, verifier, rules, basicRealm: config.service, refreshCheck });
   const clients = config.upstreams.map(
     (u, i) =>
       new UpstreamClient({
@@ -192,9 +227,13 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     tokenEndpoint,
     router,
     rules,
+    revocations,
+    verifiers: chain,
+    bcrypt,
     ...(login ? { login } : {}),
     close: async () => {
-      await Promise.all([...clients.map((c) => c.close()), ...chain.map((v) => v.close?.())]);
+      revocationsFile?.stop();
+      await Promise.all([...clients.map((c) => c.close()), ...chain.map((v) => v.close()), bcrypt.close()]);
     },
   };
 }

@@ -97,6 +97,16 @@ export class AwsIidVerifier {
     return { result: 'allow', identity };
   }
 
+  /** Re-applies the allow-lists to an identity this verifier established (a refresh grant). */
+  recheck(identity: Identity): AuthOutcome {
+    const l = identity.labels;
+    const allowed = (list: readonly string[] | undefined, v: string | undefined) => list === undefined || list.length === 0 || (v !== undefined && list.includes(v));
+    if (!allowed(this.opts.accounts, l['aws.accountId']) || !allowed(this.opts.regions, l['aws.region']) || !allowed(this.opts.instanceIds, l['aws.instanceId'])) {
+      return { result: 'deny', reason: `instance ${l['aws.instanceId'] ?? '?'} is no longer allowed` };
+    }
+    return { result: 'allow', identity };
+  }
+
   /** The document the signature covers (attached content, or the given one when detached), or undefined. */
   private async signedDocument(pkcs7: string, given: string): Promise<string | undefined> {
     const der = Buffer.from(pkcs7.replace(/-----(BEGIN|END) PKCS7-----/g, '').replace(/\s+/g, ''), 'base64');

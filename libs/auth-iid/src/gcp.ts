@@ -1,5 +1,5 @@
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
-import { AuthBackendError, ProxyError, type AuthOutcome } from '@registry-proxy/registry-core';
+import { AuthBackendError, ProxyError, type AuthOutcome, type Identity } from '@registry-proxy/registry-core';
 
 export interface GcpIidVerifierOptions {
   /** The audience the nodes ask their metadata server for: this registry's URL. */
@@ -34,6 +34,16 @@ export class GcpIidVerifier {
   constructor(private readonly opts: GcpIidVerifierOptions) {
     if (!opts.audience) throw new ProxyError('RP_ERR_CONFIG_INVALID', 'gcp: audience is required');
     this.jwks = createRemoteJWKSet(new URL(opts.jwksUrl ?? 'https://www.googleapis.com/oauth2/v3/certs'), { timeoutDuration: opts.timeoutMs ?? 5000 });
+  }
+
+  /** Re-applies the allow-lists to an identity this verifier established (a refresh grant). */
+  recheck(identity: Identity): AuthOutcome {
+    const l = identity.labels;
+    const allowed = (list: readonly string[] | undefined, ...v: Array<string | undefined>) => list === undefined || list.length === 0 || v.some((x) => x !== undefined && list.includes(x));
+    if (!allowed(this.opts.projects, l['gcp.project']) || !allowed(this.opts.zones, l['gcp.zone']) || !allowed(this.opts.instances, l['gcp.instanceName'], l['gcp.instanceId'])) {
+      return { result: 'deny', reason: `instance ${l['gcp.instanceName'] ?? '?'} is no longer allowed` };
+    }
+    return { result: 'allow', identity };
   }
 
   async verify(token: string, method: string): Promise<AuthOutcome> {

@@ -116,3 +116,18 @@ describe('GCP instance identity', () => {
     await expect(new GcpIidProvider({ audience: AUD, metadataUrl: md.url }).credentials()).rejects.toThrow(/the metadata server unreachable: ECONNREFUSED/);
   });
 });
+
+describe('IidStrategy.lookup (refresh re-checks, issue 11 defect 7)', () => {
+  const id = (method: string, labels: Record<string, string>) => ({ subject: 'x', method, groups: [], labels });
+  it('re-applies the allow-lists configured now to an identity established earlier', async () => {
+    const s = new IidStrategy({ aws: { certificates: [region.certPem], accounts: ['123456789012'], instanceIds: ['i-1'] }, gcp: { audience: 'a', projects: ['p1'], jwksUrl: 'http://127.0.0.1:9/jwks' } });
+    const aws = { 'aws.accountId': '123456789012', 'aws.region': 'eu-west-1', 'aws.instanceId': 'i-1' };
+    expect((await s.lookup(id('iid:aws', aws))).result).toBe('allow');
+    expect((await s.lookup(id('iid:aws', { ...aws, 'aws.instanceId': 'i-2' }))).result).toBe('deny');
+    expect((await s.lookup(id('iid:aws', { ...aws, 'aws.accountId': '999999999999' }))).result).toBe('deny');
+    const gcp = { 'gcp.project': 'p1', 'gcp.zone': 'z', 'gcp.instanceId': '1', 'gcp.instanceName': 'n' };
+    expect((await s.lookup(id('iid:gcp', gcp))).result).toBe('allow');
+    expect((await s.lookup(id('iid:gcp', { ...gcp, 'gcp.project': 'p2' }))).result).toBe('deny');
+    expect((await s.lookup(id('ldap', {}))).result).toBe('skip');
+  });
+});

@@ -1,4 +1,4 @@
-import { BasicCredentialStrategy, ProxyError, type AuthOutcome } from '@registry-proxy/registry-core';
+import { BasicCredentialStrategy, ProxyError, type AuthOutcome, type Identity } from '@registry-proxy/registry-core';
 import { AwsIidVerifier, type AwsIidVerifierOptions } from './aws.js';
 import { AzureIidVerifier, type AzureIidVerifierOptions } from './azure.js';
 import { GcpIidVerifier, type GcpIidVerifierOptions } from './gcp.js';
@@ -40,6 +40,13 @@ export class IidStrategy extends BasicCredentialStrategy {
     if (username === IID_USERNAMES.aws && this.aws) return this.aws.verify(password, `${this.name}:aws`);
     if (username === IID_USERNAMES.gcp && this.gcp) return this.gcp.verify(password, `${this.name}:gcp`);
     if (username === IID_USERNAMES.azure && this.azure) return this.azure.verify(password, `${this.name}:azure`);
+    return { result: 'skip' };
+  }
+
+  /** A refresh grant's re-check: the instance must still pass the allow-lists as they are configured now. */
+  async lookup(identity: Identity): Promise<AuthOutcome> {
+    if (identity.method === `${this.name}:aws` && this.aws) return this.aws.recheck(identity);
+    if (identity.method === `${this.name}:gcp` && this.gcp) return this.gcp.recheck(identity);
     return { result: 'skip' };
   }
 }

@@ -113,3 +113,18 @@ describe('LdapStrategy against slapd', () => {
     expect(() => new LdapStrategy({ url: 'ldap://x', searchBase: 'o=x', searchFilter: '(uid={{user}})' })).toThrow(/searchFilter: unknown placeholder \{\{user\}\}/);
   });
 });
+
+describe('LdapStrategy.lookup (refresh re-checks, issue 11 defect 7)', () => {
+  it('re-reads a user and their groups without the password; a DN that is not found is a deny; other methods are not its business', async () => {
+    const s = strategy();
+    const dn = `uid=alice,ou=people,${BASE}`;
+    expect(await s.lookup({ subject: 'alice', method: 'ldap', groups: [], labels: { 'ldap.dn': dn } })).toEqual({
+      result: 'allow',
+      identity: { subject: 'alice', method: 'ldap', groups: ['devs', 'registry-admins'], labels: { 'ldap.dn': dn } },
+    });
+    expect((await s.lookup({ subject: 'ghost', method: 'ldap', groups: [], labels: { 'ldap.dn': `uid=ghost,ou=people,${BASE}` } })).result).toBe('deny');
+    expect((await s.lookup({ subject: 'alice', method: 'htpasswd', groups: [], labels: {} })).result).toBe('skip');
+    const direct = strategy({ bindDnTemplate: `uid={{username}},ou=people,${BASE}`, searchBase: undefined });
+    expect((await direct.lookup({ subject: 'bob', method: 'ldap', groups: [], labels: { 'ldap.dn': `uid=bob,ou=people,${BASE}` } })).result).toBe('allow');
+  });
+});

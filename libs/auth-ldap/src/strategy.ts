@@ -167,6 +167,33 @@ export class LdapStrategy extends BasicCredentialStrategy {
     return { result: 'allow', identity: { subject, method: this.name, groups, labels: { 'ldap.dn': dn } } };
   }
 
+  /**
+   * A refresh grant's re-check, without the password: the entry must still be found as at login
+   * (the search filter, so a filter that excludes disabled accounts applies), with its groups
+   * as they are now. A user removed from the directory, or from a group, is seen here.
+   */
+  async lookup(identity: Identity): Promise<AuthOutcome> {
+    if (identity.method !== this.name) return { result: 'skip' };
+    const dn = identity.labels['ldap.dn'];
+    if (dn === undefined) return { result: 'deny', reason: 'identity has no ldap.dn' };
+    let outcome: AuthOutcome;
+    try {
+      outcome = await this.relookup(identity.subject, dn);
+    } catch (err) {
+      throw new AuthBackendError(`ldap ${this.opts.url}: ${describe(err)}`, { cause: err });
+    }
+    return outcome;
+  }
+
+  private async relookup(subject: string, dn: string): Promise<AuthOutcome> {
+    const entries = this.opts.bindDnTemplate
+      ? await this.search(dn, '(objectClass=*)', 'base', ['dn'], 2)
+      : await this.search(this.opts.searchBase as string, fillTemplate(this.opts.searchFilter ?? '(uid={{username}})', { username: subject }, escapeFilterValue), this.opts.searchScope ?? 'sub', ['dn'], 2);
+    if (entries.length !== 1 || entries[0]?.dn.toLowerCase() !== dn.toLowerCase()) return { result: 'deny', reason: `${subject} is no longer in the directory` };
+    const groups = this.opts.groupSearchBase ? await this.groups(dn, subject) : [];
+    return { result: 'allow', identity: { subject, method: this.name, groups, labels: { 'ldap.dn': dn } } };
+  }
+
   private async search(base: string, filter: string, scope: 'base' | 'one' | 'sub', attributes: string[], sizeLimit: number): Promise<Entry[]> {
     const c = await this.searcher();
     try {

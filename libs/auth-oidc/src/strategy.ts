@@ -163,6 +163,18 @@ export class OidcStrategy extends BasicCredentialStrategy {
     return this.allow(iss, res as unknown as JWTPayload);
   }
 
+  /**
+   * A refresh grant's re-check. The refresh token already expires with the OIDC token it was
+   * issued for, which bounds how long the claims are trusted; here only the issuer must still
+   * be configured.
+   */
+  async lookup(identity: Identity): Promise<AuthOutcome> {
+    if (identity.method !== this.name) return { result: 'skip' };
+    const issuer = identity.labels['oidc.issuer'];
+    if (!this.issuers.some((i) => i.opts.issuer === issuer)) return { result: 'deny', reason: `issuer ${issuer ?? '(none)'} is no longer trusted` };
+    return { result: 'allow', identity };
+  }
+
   private allow(iss: Issuer, claims: JWTPayload): AuthOutcome {
     // Without a configured claim: `sub`, else `client_id` (client-credentials tokens may have no sub).
     const subject = iss.opts.subjectClaim ? claimText(readClaim(claims, iss.opts.subjectClaim)) : (claimText(claims.sub) ?? claimText(claims['client_id']));

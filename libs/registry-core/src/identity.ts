@@ -29,12 +29,34 @@ export type AuthOutcome =
 export interface CredentialVerifier {
   readonly name: string;
   verify(username: string, password: string): Promise<AuthOutcome>;
+  /**
+   * Spends the time a wrong password for a known user would cost (a bcrypt compare against a
+   * hash no password matches). Called by {@link VerifierChain} when no verifier knows the
+   * username, so the answer time does not tell which usernames exist.
+   */
+  decoy?(username: string, password: string): Promise<void>;
+  /**
+   * Re-checks an identity this verifier established earlier, without its credential (a refresh
+   * grant): allow with the identity as it is now (fresh groups), deny when the account is gone
+   * or no longer allowed, skip when the identity is not this verifier's.
+   */
+  lookup?(identity: Identity): Promise<AuthOutcome>;
 }
 
 /** A backend (directory, identity provider) could not be reached; the token endpoint answers 503. */
 export class AuthBackendError extends ProxyError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('RP_ERR_AUTH_BACKEND', message, options);
+  }
+}
+
+/** Too many verifications are queued (password hashing is saturated); answered 503 with Retry-After. */
+export class AuthOverloadedError extends AuthBackendError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds = 1,
+  ) {
+    super(message);
   }
 }
 
@@ -54,7 +76,18 @@ export class VerifierChain implements CredentialVerifier {
       const outcome = await v.verify(username, password);
       if (outcome.result !== 'skip') return outcome;
     }
+    // An unknown username costs what a wrong password costs, so timing does not enumerate users.
+    await this.verifiers.find((v) => v.decoy)?.decoy?.(username, password);
     return { result: 'deny', reason: 'no strategy knows this user' };
+  }
+
+  /** Asks each verifier to re-check `identity`; deny when none recognises it (nothing vouches for it any more). */
+  async lookup(identity: Identity): Promise<AuthOutcome> {
+    for (const v of this.verifiers) {
+      const outcome = (await v.lookup?.(identity)) ?? { result: 'skip' };
+      if (outcome.result !== 'skip') return outcome;
+    }
+    return { result: 'deny', reason: `no strategy can re-check a ${identity.method} identity` };
   }
 }
 

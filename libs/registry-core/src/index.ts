@@ -12,6 +12,8 @@ export * from './token/keys.js';
 export * from './token/service.js';
 export * from './token/request.js';
 export * from './token/endpoint.js';
+export * from './token/revocations.js';
+export * from './token/revalidate.js';
 export * from './upstream/errors.js';
 export * from './upstream/retry.js';
 export * from './upstream/token-cache.js';

@@ -115,3 +115,27 @@ describe('configuration', () => {
     expect(messageOf(() => resolveSecret({ file: join(dir, 'nope') }, 'tokens.signingKey'))).toMatch(/tokens.signingKey: cannot read .*ENOENT/);
   });
 });
+
+describe('configuration of logins (issue 11: defects 4, 5, 7, 11)', () => {
+  it('has defaults for limits, password checks, reloading and refresh re-checks', () => {
+    const c = parseConfig(minimal, 't');
+    expect(c.rateLimits.failures).toEqual({ points: 10, durationSeconds: 300 });
+    expect(c.passwordChecks).toEqual({ maxQueue: 32 });
+    expect(c.authFiles).toEqual({ reloadIntervalMs: 1000 });
+    expect(c.tokens.revalidateAfterSeconds).toBe(600);
+    expect(c.tokens.revocationsFile).toBeUndefined();
+    expect(staticAt(parseConfig(`${minimal}auth: [{type: static, users: []}]\n`, 't'), 0).cacheSeconds).toBe(60);
+  });
+  it.each([
+    ['tokens: {revalidateAfterSeconds: -1}', 't: tokens.revalidateAfterSeconds:'],
+    ['tokens: {revocationsFile: ""}', 't: tokens.revocationsFile:'],
+    ['rateLimits: {failures: {points: 0}}', 't: rateLimits.failures.points:'],
+    ['rateLimits: {failures: {window: 3}}', 't: rateLimits.failures.window: unknown key'],
+    ['passwordChecks: {maxQueue: 0}', 't: passwordChecks.maxQueue:'],
+    ['passwordChecks: {workers: 99}', 't: passwordChecks.workers:'],
+    ['authFiles: {reloadIntervalMs: 5}', 't: authFiles.reloadIntervalMs:'],
+    ['auth: [{type: static, cacheSeconds: -5}]', 't: auth.0.cacheSeconds:'],
+  ])('names the bad key: %s', (yaml, expected) => {
+    expect(messageOf(() => parseConfig(`${minimal}${yaml}\n`, 't'))).toContain(expected);
+  });
+});

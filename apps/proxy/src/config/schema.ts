@@ -17,6 +17,8 @@ const staticAuth = z.strictObject({
     .array(z.strictObject({ username: z.string().min(1).regex(/^[^:]+$/, 'must not contain ":"'), passwordHash: z.string().min(1), groups: z.array(z.string().min(1)).default([]) }))
     .default([]),
   groups: z.record(z.string(), z.array(z.string().min(1))).default({}),
+  /** Keep successful logins this long (HMAC-keyed, no password kept; cleared when the files reload); 0 = off. */
+  cacheSeconds: z.number().int().min(0).max(3600).default(60),
 });
 
 const ldapScope = z.enum(['base', 'one', 'sub']);
@@ -245,6 +247,13 @@ export const ConfigSchema = z
       signingKey: secret.optional(),
       /** More PEM public keys accepted on verification, for key rotation. */
       verificationKeys: z.array(secret).default([]),
+      /**
+       * A refresh grant for a login older than this re-checks the identity with its strategy
+       * (the account still exists, its groups now) before the rules are evaluated.
+       */
+      revalidateAfterSeconds: z.number().int().min(0).max(7 * 86_400).default(600),
+      /** A file of revoked subjects (`subject [ISO-8601 time]` per line), watched for changes. */
+      revocationsFile: z.string().min(1).optional(),
     })
     .prefault({}),
   auth: z.array(z.discriminatedUnion('type', [staticAuth, ldapAuth, oidcAuth, iidAuth])).default([]),
@@ -254,8 +263,19 @@ export const ConfigSchema = z
       // A node pulling 20 images at once asks for a token per blob (containerd): well over 60.
       perClient: z.strictObject({ burst: z.number().int().min(1).default(300), perSecond: z.number().positive().default(30) }).prefault({}),
       perAccount: z.strictObject({ burst: z.number().int().min(1).default(300), perSecond: z.number().positive().default(30) }).prefault({}),
+      /** Failed password attempts per (account, client address). */
+      failures: z.strictObject({ points: z.number().int().min(1).default(10), durationSeconds: z.number().int().min(1).max(86_400).default(300) }).prefault({}),
     })
     .prefault({}),
+  /** bcrypt checks of htpasswd and configured users run on worker threads, through one bounded queue. */
+  passwordChecks: z
+    .strictObject({
+      workers: z.number().int().min(1).max(16).optional(),
+      maxQueue: z.number().int().min(1).max(10_000).default(32),
+    })
+    .prefault({}),
+  /** Files the auth strategies read (htpasswd, secrets given as {file: ...}) are re-read when they change. */
+  authFiles: z.strictObject({ reloadIntervalMs: z.number().int().min(100).max(3_600_000).default(1000) }).prefault({}),
   login: login.optional(),
   rules: z.array(rule).default([]),
   upstreams: z.array(upstream).min(1),

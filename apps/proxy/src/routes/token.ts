@@ -1,20 +1,23 @@
 import express, { type Request, type Response, type Router } from 'express';
-import { RegistryError, formatScope, parseTokenRequest, registryErrorBody, type Access } from '@registry-proxy/registry-core';
+import { RegistryError, formatScope, parseTokenRequest, registryErrorBody, type Access, type TokenRequest } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
+import { createTokenLimiters, take, type TokenLimiters } from '../limits.js';
 import type { Metrics } from '../metrics.js';
-import { RateLimiter } from '../rate-limit.js';
 import type { Runtime } from '../runtime.js';
 
 const scopes = (list: readonly Access[]) => list.map(formatScope);
 
-/** The token endpoint: GET with Basic credentials, POST with an OAuth2 form. */
-export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger): Router {
-  const router = express.Router();
-  const form = express.urlencoded({ extended: false, limit: '64kb', parameterLimit: 100 });
+/**
+ * The form is kept as text and parsed with URLSearchParams, which keeps repeated fields:
+ * express.urlencoded turns `scope=a&scope=b` into an array that URLSearchParams then joined
+ * into the one bogus scope "a,b" (issue 11, defect 9).
+ */
+const formText = express.text({ type: 'application/x-www-form-urlencoded', limit: '64kb' });
 
-  const rl = runtime.config.rateLimits;
-  const perClient = new RateLimiter(rl.perClient.burst, rl.perClient.perSecond);
-  const perAccount = new RateLimiter(rl.perAccount.burst, rl.perAccount.perSecond);
+/** The token endpoint: GET with Basic credentials, POST with an OAuth2 form. */
+export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger, limits: TokenLimiters = createTokenLimiters(runtime.config.rateLimits)): Router {
+  const router = express.Router();
+
   const limited = (res: Response, retryAfter: number, what: string, who: Record<string, unknown>) => {
     metrics.tokens.inc({ outcome: 'limited' });
     logger.warn({ audit: 'token', outcome: 'limited', limit: what, ...who }, 'token request rate-limited');
@@ -25,14 +28,14 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger):
   const handle = async (req: Request, res: Response) => {
     res.locals['route'] = 'token';
     const client = req.ip ?? 'unknown';
-    const byClient = perClient.take(client);
-    if (!byClient.ok) return limited(res, byClient.retryAfter, 'client', { client });
-    let parsed;
+    const byClient = await take(limits.client, client);
+    if (byClient !== undefined) return limited(res, byClient, 'client', { client });
+    let parsed: TokenRequest;
     try {
       parsed = parseTokenRequest({
         method: req.method,
         query: new URL(req.originalUrl, 'http://x').searchParams,
-        form: req.method === 'POST' ? new URLSearchParams((req.body ?? {}) as Record<string, string>) : undefined,
+        form: req.method === 'POST' ? new URLSearchParams(typeof req.body === 'string' ? req.body : '') : undefined,
         authorization: req.headers.authorization,
       });
     } catch (err) {
@@ -41,13 +44,25 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger):
       res.status(err.status).set(err.headers).type('application/json').send(registryErrorBody(err));
       return;
     }
-    if (parsed.grant === 'password') {
-      const byAccount = perAccount.take(parsed.username);
-      if (!byAccount.ok) return limited(res, byAccount.retryAfter, 'account', { client, subject: parsed.username });
+    // Keyed by the claimed name AND the address: a stranger's guesses lock out only themselves.
+    const claimed = parsed.grant === 'password' ? parsed.username : undefined;
+    const failureKey = claimed === undefined ? undefined : `${claimed.slice(0, 256)}\u0000${client}`;
+    if (failureKey !== undefined) {
+      const wait = await take(limits.failures, failureKey);
+      if (wait !== undefined) return limited(res, wait, 'client for this account', { client, subject: claimed });
     }
     const decision = await runtime.tokenEndpoint.handle(parsed, req.host || undefined);
-    metrics.tokens.inc({ outcome: decision.outcome });
+    if (failureKey !== undefined && decision.outcome !== 'denied') {
+      // Only a refused password stays counted; a success clears the slate for this address.
+      await (decision.outcome === 'issued' ? limits.failures.delete(failureKey) : limits.failures.reward(failureKey));
+    }
     const who = decision.identity ?? (parsed.grant === 'password' ? { subject: parsed.username, method: 'unknown' } : undefined);
+    if (decision.outcome === 'issued' && decision.identity && decision.identity.method !== 'anonymous') {
+      // Spent only once the identity is verified: unauthenticated traffic cannot exhaust it.
+      const wait = await take(limits.identity, `${decision.identity.method}\u0000${decision.identity.subject}`);
+      if (wait !== undefined) return limited(res, wait, 'account', { client, subject: decision.identity.subject });
+    }
+    metrics.tokens.inc({ outcome: decision.outcome });
     // The audit line: who, how, what was asked and granted, the result. Never the secret.
     logger.info(
       {
@@ -69,6 +84,6 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger):
   };
 
   router.get('/', handle);
-  router.post('/', form, handle);
+  router.post('/', formText, handle);
   return router;
 }

@@ -2,9 +2,10 @@ import type { AccessRules } from '../access-rules.js';
 import { ANONYMOUS } from '../access-rules.js';
 import { formatChallenge } from '../challenge.js';
 import { RegistryError, registryErrorBody } from '../errors.js';
-import { AuthBackendError, type CredentialVerifier, type Identity } from '../identity.js';
+import { AuthBackendError, AuthOverloadedError, type CredentialVerifier, type Identity } from '../identity.js';
 import { intersectActions, type Access } from '../scope.js';
 import type { TokenRequest } from './request.js';
+import type { RefreshCheck } from './revalidate.js';
 import { InvalidTokenError, type TokenService } from './service.js';
 
 /** What the token endpoint decided: the HTTP answer plus the facts for the audit log (never a secret). */
@@ -12,7 +13,7 @@ export interface TokenDecision {
   readonly status: number;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: string;
-  readonly outcome: 'issued' | 'denied' | 'unavailable' | 'invalid';
+  readonly outcome: 'issued' | 'denied' | 'unavailable' | 'overloaded' | 'invalid';
   readonly identity?: Identity;
   readonly requested: readonly Access[];
   readonly granted: readonly Access[];
@@ -28,6 +29,8 @@ export class TokenEndpoint {
       rules: AccessRules;
       /** Realm named in the Basic challenge of a 401. */
       basicRealm: string;
+      /** Revocations and re-checks of refresh grants; without it a valid refresh token is enough. */
+      refreshCheck?: RefreshCheck;
     },
   ) {}
 
@@ -38,6 +41,16 @@ export class TokenEndpoint {
   private unauthorized(req: TokenRequest, reason: string): TokenDecision {
     const headers = { 'WWW-Authenticate': formatChallenge('Basic', { realm: this.opts.basicRealm }) };
     return this.error('denied', new RegistryError('UNAUTHORIZED', { headers }), req, reason);
+  }
+
+  /** 503 with Retry-After: the directory is down, or password checks are saturated (issue 11, defect 4). */
+  private backendDown(req: TokenRequest, err: AuthBackendError): TokenDecision {
+    if (err instanceof AuthOverloadedError) {
+      const e = new RegistryError('UNAVAILABLE', { message: 'too many logins being checked; try again shortly', headers: { 'Retry-After': String(err.retryAfterSeconds) } });
+      return this.error('overloaded', e, req, err.message);
+    }
+    const e = new RegistryError('UNAVAILABLE', { message: 'authentication backend unavailable', headers: { 'Retry-After': '5' } });
+    return this.error('unavailable', e, req, err.message);
   }
 
   /**
@@ -73,9 +86,13 @@ export class TokenEndpoint {
       identity = ANONYMOUS;
     } else if (req.grant === 'refresh_token') {
       try {
-        identity = await tokens.verifyRefreshToken(req.refreshToken);
+        const verified = await tokens.verifyRefresh(req.refreshToken);
+        const checked = this.opts.refreshCheck ? await this.opts.refreshCheck.check(verified) : { identity: verified.identity };
+        if ('refused' in checked) return { ...this.unauthorized(req, checked.refused), identity: verified.identity };
+        identity = checked.identity;
       } catch (err) {
         if (err instanceof InvalidTokenError) return this.unauthorized(req, `refresh token: ${err.message}`);
+        if (err instanceof AuthBackendError) return this.backendDown(req, err);
         throw err;
       }
     } else {
@@ -85,10 +102,7 @@ export class TokenEndpoint {
         if (outcome.result !== 'allow') return this.unauthorized(req, outcome.result === 'deny' ? outcome.reason : 'no strategy knows this user');
         identity = outcome.identity;
       } catch (err) {
-        if (err instanceof AuthBackendError) {
-          const e = new RegistryError('UNAVAILABLE', { message: 'authentication backend unavailable', headers: { 'Retry-After': '5' } });
-          return this.error('unavailable', e, req, err.message);
-        }
+        if (err instanceof AuthBackendError) return this.backendDown(req, err);
         throw err;
       }
     }

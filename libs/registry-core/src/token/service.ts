@@ -153,10 +153,24 @@ export class TokenService {
 
   /** Verifies a refresh token and returns the identity it was issued to. */
   async verifyRefreshToken(token: string): Promise<Identity> {
+    return (await this.verifyRefresh(token)).identity;
+  }
+
+  /** Verifies a refresh token: the identity, when it was issued (the login, epoch seconds), and its id. */
+  async verifyRefresh(token: string): Promise<VerifiedRefresh> {
     const p = await this.verify(token);
     if (p['token_use'] !== REFRESH_USE) throw new InvalidTokenError('not a refresh token');
-    return identityFrom(p.sub as string, p);
+    return { identity: identityFrom(p.sub as string, p), issuedAt: typeof p.iat === 'number' ? p.iat : 0, id: typeof p.jti === 'string' ? p.jti : token };
   }
+}
+
+/** What a verified refresh token says. */
+export interface VerifiedRefresh {
+  readonly identity: Identity;
+  /** `iat`: when the login it was issued at happened, epoch seconds. */
+  readonly issuedAt: number;
+  /** `jti`. */
+  readonly id: string;
 }
 
 /** What a verified access token says. */
