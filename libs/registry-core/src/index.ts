@@ -23,3 +23,5 @@ export * from './providers/docker-config.js';
 export * from './providers/ecr.js';
 export * from './providers/gcp.js';
 export * from './secrets.js';
+export * from './state/store.js';
+export * from './state/memory.js';
