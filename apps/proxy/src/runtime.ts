@@ -10,12 +10,13 @@ import {
   KeySet,
   ProxyError,
   TokenEndpoint,
-  TokenService,
+  type TokenService,
   UpstreamClient,
   VerifierChain,
   anonymousProvider,
   staticProvider,
   type CredentialVerifier,
+  type StateStore,
   type UpstreamCredentialProvider,
 } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
@@ -23,6 +24,8 @@ import { readConfiguredFile, resolveSecret } from './config/load.js';
 import type { Config, UpstreamConfig } from './config/schema.js';
 import { Flights, type SharedResponse } from './coalesce.js';
 import { Router, normaliseRegistryHost } from './routing.js';
+import { RevocableTokenService } from './state/revocations.js';
+import { createSharedState, type SharedState } from './state/shared.js';
 
 /** Everything the HTTP layer needs, built once from a validated configuration. */
 export interface Runtime {
@@ -32,6 +35,8 @@ export interface Runtime {
   readonly tokenEndpoint: TokenEndpoint;
   readonly router: Router;
   readonly rules: AccessRules;
+  /** Rate-limit counters, replay records, revocations and locks: memory, or Redis when configured. */
+  readonly state: SharedState;
   close(): Promise<void>;
 }
 
@@ -46,7 +51,7 @@ function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvide
   return anonymousProvider;
 }
 
-function verifiers(config: Config): Array<CredentialVerifier & { close?(): Promise<void> }> {
+function verifiers(config: Config, store: StateStore): Array<CredentialVerifier & { close?(): Promise<void> }> {
   return config.auth.map((a, i) => {
     if (a.type === 'iid') {
       const { aws, gcp } = a;
@@ -54,7 +59,7 @@ function verifiers(config: Config): Array<CredentialVerifier & { close?(): Promi
         new IidStrategy({
           name: a.name,
           realm: config.service,
-          ...(aws ? { aws: { ...aws, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
+          ...(aws ? { aws: { ...aws, store, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
           ...(gcp ? { gcp } : {}),
         }),
       );
@@ -133,7 +138,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   if (!t.algorithms.includes(keys.signer.alg)) {
     throw new ProxyError('RP_ERR_CONFIG_INVALID', `tokens.algorithms: does not include ${keys.signer.alg}, the signing key's algorithm`);
   }
-  const tokens = new TokenService({
+  const state = await createSharedState(config.state, logger);
+  const tokens = new RevocableTokenService({
     issuer: config.issuer,
     service: config.service,
     keys,
@@ -141,9 +147,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     refreshTokenTtl: t.refreshTtlSeconds,
     algorithms: t.algorithms,
     clockTolerance: t.clockToleranceSeconds,
-  });
+  }, state.store);
   const rules = new AccessRules(config.rules);
-  const chain = verifiers(config);
+  const chain = verifiers(config, state.store);
   const tokenEndpoint = new TokenEndpoint({ tokens, verifier: new VerifierChain(chain), rules, basicRealm: config.service });
   const clients = config.upstreams.map(
     (u, i) =>
@@ -177,8 +183,10 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     tokenEndpoint,
     router,
     rules,
+    state,
     close: async () => {
       await Promise.all([...clients.map((c) => c.close()), ...chain.map((v) => v.close?.())]);
+      await state.close();
     },
   };
 }

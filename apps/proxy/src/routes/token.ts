@@ -2,8 +2,8 @@ import express, { type Request, type Response, type Router } from 'express';
 import { RegistryError, formatScope, parseTokenRequest, registryErrorBody, type Access } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
-import { RateLimiter } from '../rate-limit.js';
 import type { Runtime } from '../runtime.js';
+import { takeOne } from '../state/limiter.js';
 
 const scopes = (list: readonly Access[]) => list.map(formatScope);
 
@@ -13,8 +13,12 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger):
   const form = express.urlencoded({ extended: false, limit: '64kb', parameterLimit: 100 });
 
   const rl = runtime.config.rateLimits;
-  const perClient = new RateLimiter(rl.perClient.burst, rl.perClient.perSecond);
-  const perAccount = new RateLimiter(rl.perAccount.burst, rl.perAccount.perSecond);
+  // SEAM (issue 14): the token-bucket settings mapped onto shared fixed windows (burst per
+  // burst/perSecond seconds) so the limits hold across replicas; the token endpoint's own
+  // limiter rewrite (issue 11) replaces these two lines with its factory on runtime.state.limiters.
+  const window = (b: { burst: number; perSecond: number }) => Math.max(1, Math.ceil(b.burst / b.perSecond));
+  const perClient = runtime.state.limiters({ keyPrefix: 'token-client', points: rl.perClient.burst, durationSeconds: window(rl.perClient) });
+  const perAccount = runtime.state.limiters({ keyPrefix: 'token-account', points: rl.perAccount.burst, durationSeconds: window(rl.perAccount) });
   const limited = (res: Response, retryAfter: number, what: string, who: Record<string, unknown>) => {
     metrics.tokens.inc({ outcome: 'limited' });
     logger.warn({ audit: 'token', outcome: 'limited', limit: what, ...who }, 'token request rate-limited');
@@ -25,7 +29,7 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger):
   const handle = async (req: Request, res: Response) => {
     res.locals['route'] = 'token';
     const client = req.ip ?? 'unknown';
-    const byClient = perClient.take(client);
+    const byClient = await takeOne(perClient, client, logger);
     if (!byClient.ok) return limited(res, byClient.retryAfter, 'client', { client });
     let parsed;
     try {
@@ -42,7 +46,7 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger):
       return;
     }
     if (parsed.grant === 'password') {
-      const byAccount = perAccount.take(parsed.username);
+      const byAccount = await takeOne(perAccount, parsed.username, logger);
       if (!byAccount.ok) return limited(res, byAccount.retryAfter, 'account', { client, subject: parsed.username });
     }
     const decision = await runtime.tokenEndpoint.handle(parsed, req.host || undefined);

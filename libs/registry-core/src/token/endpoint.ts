@@ -40,6 +40,11 @@ export class TokenEndpoint {
     return this.error('denied', new RegistryError('UNAUTHORIZED', { headers }), req, reason);
   }
 
+  private unavailable(req: TokenRequest, err: AuthBackendError): TokenDecision {
+    const e = new RegistryError('UNAVAILABLE', { message: 'authentication backend unavailable', headers: { 'Retry-After': '5' } });
+    return this.error('unavailable', e, req, err.message);
+  }
+
   /**
    * The access `identity` gets: requested ∩ allowed, per resource; resources with nothing granted
    * are left out. `registry:catalog:*` is granted to every signed-in caller: the catalog lists only the
@@ -76,6 +81,8 @@ export class TokenEndpoint {
         identity = await tokens.verifyRefreshToken(req.refreshToken);
       } catch (err) {
         if (err instanceof InvalidTokenError) return this.unauthorized(req, `refresh token: ${err.message}`);
+        // The revocation records could not be read: refuse for now (fail closed), like a directory that is down.
+        if (err instanceof AuthBackendError) return this.unavailable(req, err);
         throw err;
       }
     } else {
@@ -85,10 +92,7 @@ export class TokenEndpoint {
         if (outcome.result !== 'allow') return this.unauthorized(req, outcome.result === 'deny' ? outcome.reason : 'no strategy knows this user');
         identity = outcome.identity;
       } catch (err) {
-        if (err instanceof AuthBackendError) {
-          const e = new RegistryError('UNAVAILABLE', { message: 'authentication backend unavailable', headers: { 'Retry-After': '5' } });
-          return this.error('unavailable', e, req, err.message);
-        }
+        if (err instanceof AuthBackendError) return this.unavailable(req, err);
         throw err;
       }
     }
