@@ -103,6 +103,30 @@ describe('redis', () => {
   });
 });
 
+describe('a Redis with a password', () => {
+  it('authenticates with the password in the URL, refuses a wrong one, and never logs it', async () => {
+    const locked = await startRedis({ password: 'pw-7f3a9c' });
+    logs.length = 0;
+    try {
+      const port = new URL(locked.tcpUrl).port;
+      const ok = createRedisClient({ url: `redis://:pw-7f3a9c@127.0.0.1:${port}`, keyPrefix: 'auth:', commandTimeoutMs: 500, connectTimeoutMs: 1000 }, logger);
+      const good = new RedisStateStore(ok);
+      expect(await good.connect()).toBe(true);
+      await good.put('k', 'v', 1000);
+      expect(await good.get('k')).toBe('v');
+      await good.close();
+      const wrong = new RedisStateStore(createRedisClient({ url: `redis://:wrong-9d2e1b@127.0.0.1:${port}`, keyPrefix: 'auth:', commandTimeoutMs: 500, connectTimeoutMs: 1000 }, logger));
+      await wrong.connect();
+      await expect(wrong.get('k')).rejects.toBeInstanceOf(StateUnavailableError);
+      await wrong.close();
+      expect(logs.join('')).toContain('redis unreachable');
+      expect(logs.join('')).not.toMatch(/pw-7f3a9c|wrong-9d2e1b/);
+    } finally {
+      await locked.destroy();
+    }
+  });
+});
+
 describe('when redis is down', () => {
   afterEach(async () => {
     redis.thaw();

@@ -23,7 +23,7 @@ export interface TestRedis {
   destroy(): Promise<void>;
 }
 
-/** Sends PING over the socket; resolves true on +PONG. */
+/** Sends PING over the socket; resolves true on +PONG (or -NOAUTH: up, and wants the password). */
 function ping(socket: string): Promise<boolean> {
   return new Promise((resolve) => {
     const c = connect(socket);
@@ -34,17 +34,18 @@ function ping(socket: string): Promise<boolean> {
     c.setTimeout(500, () => done(false));
     c.once('error', () => done(false));
     c.once('connect', () => c.write('PING\r\n'));
-    c.once('data', (d) => done(d.toString().startsWith('+PONG')));
+    c.once('data', (d) => done(/^(\+PONG|-NOAUTH)/.test(d.toString())));
   });
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** `password`: clients must AUTH with it (`redis://:password@...`). */
+export async function startRedis(opts: { password?: string } = {}): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'rp-redis-'));
   const socket = join(dir, 'r.sock');
   const port = await freePort();
   let child: ChildProcess | undefined;
   const start = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '', '--appendonly', 'no', ...(opts.password ? ['--requirepass', opts.password] : [])], { stdio: 'ignore' });
     child.once('error', () => undefined);
     for (let i = 0; i < 200; i++) {
       if (await ping(socket)) return;

@@ -58,6 +58,13 @@ describe('configuration', () => {
     expect(c.auth[1]).toMatchObject({ type: 'ldap', url: 'ldaps://ldap.example.com:636', bindCredentials: { file: '/run/secrets/ldap-bind' }, cacheSeconds: 60 });
   });
 
+  it('parses the Many replicas example in docs/configuration.md; without state.redis there is none', () => {
+    const doc = readFileSync(join(__dirname, '../../../../docs/configuration.md'), 'utf8');
+    const yaml = /### Many replicas[\s\S]*?```yaml\n([\s\S]*?)```/.exec(doc)?.[1] ?? '';
+    expect(parseConfig(yaml + minimal, 'docs/configuration.md').state.redis).toEqual({ url: { file: '/etc/registry-proxy/redis/url' }, keyPrefix: 'registry-proxy:', commandTimeoutMs: 500, connectTimeoutMs: 2000 });
+    expect(parseConfig(minimal, 'm').state).toEqual({});
+  });
+
   it.each([
     ['listen:\n  port: "80"\n' + minimal, 'listen.port'],
     ['listen:\n  port: 70000\n' + minimal, 'listen.port'],
@@ -71,6 +78,10 @@ describe('configuration', () => {
     [minimal + 'rules:\n  - repository: "**"\n    actions: [fly]\n', 'rules.0.actions.0'],
     [minimal + 'auth:\n  - type: kerberos\n', 'auth.0.type'],
     [minimal + 'typo: 1\n', 'typo'],
+    [minimal + 'state:\n  redis: {}\n', 'state.redis.url'],
+    [minimal + 'state:\n  redis: {url: "redis://r:6379", commandTimeoutMs: 0}\n', 'state.redis.commandTimeoutMs'],
+    [minimal + 'state:\n  redis: {url: "redis://r:6379", timeout: 5}\n', 'state.redis.timeout'],
+    [minimal + 'state:\n  memcached: {}\n', 'state.memcached'],
   ])('names the bad key: %j', (text, key) => {
     const m = messageOf(() => parseConfig(text, 'proxy.yaml'));
     expect(m).toMatch(/^RP_ERR_CONFIG_INVALID/);
