@@ -39,6 +39,9 @@ export function createRedisClient(opts: RedisStateOptions, logger: Logger): Redi
   const options: RedisOptions = {
     keyPrefix: opts.keyPrefix,
     commandTimeout: opts.commandTimeoutMs,
+    // A command left unanswered that long also drops the connection: a frozen Redis then counts
+    // as down, and later commands fail at once instead of each waiting out its own timeout.
+    socketTimeout: opts.commandTimeoutMs,
     connectTimeout: opts.connectTimeoutMs,
     // While disconnected, commands fail at once rather than wait in a queue for a Redis that may
     // be gone for minutes: every caller has a decision for "no answer".
