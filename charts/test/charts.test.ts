@@ -73,6 +73,58 @@ describe('registry-proxy objects', () => {
     // The configuration the proxy reads is the `config` value, as YAML.
     expect(parse(find('ConfigMap')['data']['config.yaml'])).toMatchObject({ upstreams: [{ name: 'hub' }] });
   });
+  type Pod = { volumes: Array<Record<string, any>>; containers: Array<{ volumeMounts: Array<{ name: string; mountPath: string }> }> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const render = (values: Record<string, unknown>) => renderChart(join(charts, 'registry-proxy'), values, { Name: 'rp', Namespace: 'registry' }).map((d) => d.obj as Obj & Record<string, any>); // eslint-disable-line @typescript-eslint/no-explicit-any
+  const podOf = (objs: Array<Obj & Record<string, any>>) => objs.find((d) => d.kind === 'Deployment')?.['spec'].template.spec as Pod; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+  it('without redis or a cache volume: no state in the configuration, no extra volumes', () => {
+    const objs = render({});
+    expect(parse(objs.find((d) => d.kind === 'ConfigMap')?.['data']['config.yaml'])).not.toHaveProperty('state');
+    expect(podOf(objs).volumes.map((v) => v.name)).toEqual(['config', 'secrets', 'tmp']);
+    expect(objs.some((d) => d.kind === 'PersistentVolumeClaim')).toBe(false);
+  });
+
+  it('takes the Redis URL from a key of an existing Secret, mounted as a file that state.redis.url names', () => {
+    const values = { redis: { existingSecret: 'redis-creds', urlKey: 'redis-url', keyPrefix: 'rp-prod:', commandTimeoutMs: 300 } };
+    expect(schemaCheck('registry-proxy', { ...merged('registry-proxy'), ...values })).toEqual([]);
+    const objs = render(values);
+    const pod = podOf(objs);
+    expect(pod.volumes.find((v) => v.name === 'redis')).toEqual({ name: 'redis', secret: { secretName: 'redis-creds', items: [{ key: 'redis-url', path: 'url' }] } });
+    expect(pod.containers[0]?.volumeMounts).toContainEqual({ name: 'redis', mountPath: '/etc/registry-proxy/redis', readOnly: true });
+    const config = parse(objs.find((d) => d.kind === 'ConfigMap')?.['data']['config.yaml']);
+    expect(config.state).toEqual({ redis: { url: { file: '/etc/registry-proxy/redis/url' }, keyPrefix: 'rp-prod:', commandTimeoutMs: 300 } });
+    expect(config.upstreams).toEqual([expect.objectContaining({ name: 'hub' })]); // the rest of config is kept
+    expect(validate(objs.filter((o) => o.apiVersion !== 'monitoring.coreos.com/v1')).every((l) => l.startsWith('ok '))).toBe(true);
+  });
+
+  it('refuses state in config when the chart writes it from redis values, and unknown redis keys', () => {
+    const base = merged('registry-proxy') as { config: Record<string, unknown> };
+    expect(schemaCheck('registry-proxy', { ...base, redis: { existingSecret: 'r' }, config: { ...base.config, state: {} } })).toContain('/config must NOT be valid');
+    expect(schemaCheck('registry-proxy', { ...base, redis: { existingSecret: 'r', url: 'redis://x' } })).toEqual(['/redis must NOT have additional properties']);
+  });
+
+  it.each([
+    ['emptyDir', { type: 'emptyDir', sizeLimit: '20Gi' }, { name: 'cache', emptyDir: { sizeLimit: '20Gi' } }],
+    ['emptyDir without a limit', { type: 'emptyDir' }, { name: 'cache', emptyDir: {} }],
+    ['persistentVolumeClaim', { type: 'persistentVolumeClaim', storageClassName: 'efs-sc' }, { name: 'cache', persistentVolumeClaim: { claimName: 'rp-registry-proxy-cache' } }],
+    ['existingClaim', { type: 'existingClaim', existingClaim: 'shared-cache' }, { name: 'cache', persistentVolumeClaim: { claimName: 'shared-cache' } }],
+  ])('mounts the cache volume: %s', (_n, volume, expected) => {
+    expect(schemaCheck('registry-proxy', { ...merged('registry-proxy'), cache: { volume } })).toEqual([]);
+    const objs = render({ cache: { volume } });
+    const pod = podOf(objs);
+    expect(pod.volumes.find((v) => v.name === 'cache')).toEqual(expected);
+    expect(pod.containers[0]?.volumeMounts).toContainEqual({ name: 'cache', mountPath: '/var/cache/registry-proxy' });
+    const pvc = objs.find((d) => d.kind === 'PersistentVolumeClaim');
+    if (volume.type === 'persistentVolumeClaim') expect(pvc?.['spec']).toEqual({ accessModes: ['ReadWriteMany'], storageClassName: 'efs-sc', resources: { requests: { storage: '50Gi' } } });
+    else expect(pvc).toBeUndefined();
+    expect(validate(objs.filter((o) => o.apiVersion !== 'monitoring.coreos.com/v1')).every((l) => l.startsWith('ok '))).toBe(true);
+  });
+
+  it('refuses a cache volume type it does not know, and an existingClaim without a name', () => {
+    expect(schemaCheck('registry-proxy', { ...merged('registry-proxy'), cache: { volume: { type: 'hostPath' } } })).toContain('/cache/volume/type must be equal to one of the allowed values');
+    expect(schemaCheck('registry-proxy', { ...merged('registry-proxy'), cache: { volume: { type: 'existingClaim' } } })).toContain("/cache/volume must have required property 'existingClaim'");
+  });
+
   it('uses an existing Secret instead of creating one', () => {
     const withSecret = renderChart(join(charts, 'registry-proxy'), { existingSecret: 'mine' }).map((d) => d.obj as Obj & Record<string, any>); // eslint-disable-line @typescript-eslint/no-explicit-any
     expect(withSecret.some((d) => d.kind === 'Secret')).toBe(false);

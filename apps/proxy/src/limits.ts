@@ -1,12 +1,6 @@
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { Redis } from 'ioredis';
+import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config } from './config/schema.js';
-
-/**
- * Where limiter counters live: this process (one replica's view), or a Redis shared by every
- * replica, so a budget is one budget however many replicas serve it.
- */
-export type LimiterStore = { readonly kind: 'memory' } | { readonly kind: 'redis'; readonly client: Redis };
+import { memoryLimiters, type LimiterFactory } from './state/limiter.js';
 
 /** The token endpoint's limiters (issue 11, defect 5). */
 export interface TokenLimiters {
@@ -29,17 +23,16 @@ function window(b: { burst: number; perSecond: number }): Window {
   return { points: b.burst, durationSeconds: Math.max(1, Math.ceil(b.burst / b.perSecond)) };
 }
 
-function limiter(store: LimiterStore, keyPrefix: string, w: Window): RateLimiterAbstract {
-  const opts = { keyPrefix: `rp:${keyPrefix}`, points: w.points, duration: w.durationSeconds };
-  return store.kind === 'redis' ? new RateLimiterRedis({ ...opts, storeClient: store.client }) : new RateLimiterMemory(opts);
-}
-
-/** Builds every token endpoint limiter from the configuration, on one store. */
-export function createTokenLimiters(limits: Config['rateLimits'], store: LimiterStore = { kind: 'memory' }): TokenLimiters {
+/**
+ * Builds every token endpoint limiter from the configuration, on one state engine: this
+ * process's memory, or Redis (state.redis) so a budget is one budget across replicas.
+ */
+export function createTokenLimiters(limits: Config['rateLimits'], limiters: LimiterFactory = memoryLimiters()): TokenLimiters {
+  const make = (keyPrefix: string, w: Window) => limiters({ keyPrefix: `token-${keyPrefix}`, points: w.points, durationSeconds: w.durationSeconds });
   return {
-    client: limiter(store, 'client', window(limits.perClient)),
-    failures: limiter(store, 'failures', limits.failures),
-    identity: limiter(store, 'identity', window(limits.perAccount)),
+    client: make('client', window(limits.perClient)),
+    failures: make('failures', limits.failures),
+    identity: make('identity', window(limits.perAccount)),
   };
 }
 

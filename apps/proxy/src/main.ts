@@ -8,6 +8,8 @@ import type { Config } from './config/schema.js';
 import { createLogger } from './logging.js';
 import { createRuntime } from './runtime.js';
 import { startProxy } from './server.js';
+import { revokeSubject } from './state/revocations.js';
+import { createSharedState } from './state/shared.js';
 
 const program = new Command()
   .name('registry-proxy')
@@ -15,11 +17,12 @@ const program = new Command()
   .option('-c, --config <file>', 'YAML configuration file (env REGISTRY_PROXY_CONFIG); without one the embedded default is used')
   .option('--check-config', 'validate the configuration (and the files, keys and secrets it names), then exit')
   .option('--print-default-config', 'print the embedded default configuration and exit')
+  .option('--revoke-subject <subject>', "refuse the refresh tokens this account holds now, on every replica sharing the configuration's state.redis, then exit")
   .showHelpAfterError();
 
 async function main(): Promise<number> {
   program.parse();
-  const opts = program.opts<{ config?: string; checkConfig?: boolean; printDefaultConfig?: boolean }>();
+  const opts = program.opts<{ config?: string; checkConfig?: boolean; printDefaultConfig?: boolean; revokeSubject?: string }>();
   if (opts.printDefaultConfig) {
     process.stdout.write(DEFAULT_CONFIG_YAML);
     return 0;
@@ -32,6 +35,7 @@ async function main(): Promise<number> {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     return 2;
   }
+  if (opts.revokeSubject !== undefined) return revoke(config, opts.revokeSubject);
   // With --check-config, stdout carries only the verdict; warnings go to stderr.
   const logger = opts.checkConfig ? createLogger('warn', destination(2)) : createLogger(config.log.level);
   if (!file) logger.warn('no configuration file: using the embedded default (Docker Hub, user demo/demo, pull only); see --print-default-config');
@@ -67,6 +71,26 @@ async function main(): Promise<number> {
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  return 0;
+}
+
+/** --revoke-subject: writes the revocation record to the shared store the replicas read. */
+async function revoke(config: Config, subject: string): Promise<number> {
+  if (config.state.redis === undefined) {
+    process.stderr.write('--revoke-subject needs state.redis: with in-memory state each replica keeps its own records, out of reach of this command\n');
+    return 2;
+  }
+  let state;
+  try {
+    state = await createSharedState(config.state, createLogger('warn', destination(2)));
+    await revokeSubject(state.store, subject, config.tokens.refreshTtlSeconds);
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  } finally {
+    await state?.close();
+  }
+  process.stdout.write(`refresh tokens of ${JSON.stringify(subject)} issued until now are refused\n`);
   return 0;
 }
 

@@ -13,14 +13,15 @@ import {
   ProxyError,
   RefreshCheck,
   TokenEndpoint,
-  TokenService,
+  type TokenService,
   UpstreamClient,
   VerifierChain,
   anonymousProvider,
   staticProvider,
   type CredentialVerifier,
-  type SecretRef,
   type RevocationStore,
+  type SecretRef,
+  type StateStore,
   type UpstreamCredentialProvider,
 } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
@@ -31,6 +32,8 @@ import type { Config, UpstreamConfig } from './config/schema.js';
 import { Flights, type SharedResponse } from './coalesce.js';
 import { Router, normaliseRegistryHost } from './routing.js';
 import { createLogin, type Login } from './login/index.js';
+import { RevocableTokenService } from './state/revocations.js';
+import { createSharedState, type SharedState } from './state/shared.js';
 
 /** Everything the HTTP layer needs, built once from a validated configuration. */
 export interface Runtime {
@@ -48,6 +51,8 @@ export interface Runtime {
   readonly bcrypt: BcryptWorkers;
   /** Browser sign-in, when `login` is configured. */
   readonly login?: Login;
+  /** Rate-limit counters, replay records, revocations and locks: memory, or Redis when configured. */
+  readonly state: SharedState;
   close(): Promise<void>;
 }
 
@@ -70,7 +75,7 @@ function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvide
 type AuthConfig = Config['auth'][number];
 
 /** Builds the strategy of `auth.<i>`, reading its files and secrets as they are now. */
-function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorkers): CredentialVerifier & { close?(): Promise<void> } {
+function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorkers, store: StateStore): CredentialVerifier & { close?(): Promise<void> } {
   if (a.type === 'iid') {
     const { aws, gcp, azure } = a;
     const pems = (list: readonly SecretRef[], key: string) => list.map((c, j) => resolveSecret(c, `auth.${i}.${key}.${j}`));
@@ -78,7 +83,7 @@ function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorker
       new IidStrategy({
         name: a.name,
         realm: config.service,
-        ...(aws ? { aws: { ...aws, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
+        ...(aws ? { aws: { ...aws, store, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
         ...(gcp ? { gcp } : {}),
         ...(azure ? { azure: { ...azure, roots: pems(azure.roots, 'azure.roots'), intermediates: pems(azure.intermediates, 'azure.intermediates') } } : {}),
       }),
@@ -129,12 +134,12 @@ function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorker
 }
 
 /** The `auth` chain; each strategy is rebuilt when one of its files changes (issue 11, defect 11). */
-function verifiers(config: Config, logger: Logger, bcrypt: BcryptWorkers): ReloadingVerifier[] {
+function verifiers(config: Config, logger: Logger, bcrypt: BcryptWorkers, store: StateStore): ReloadingVerifier[] {
   const built: ReloadingVerifier[] = [];
   try {
     for (const [i, a] of config.auth.entries()) {
       const files = [...(a.type === 'static' ? (a.htpasswd ?? []) : []), ...secretFiles(a)];
-      built.push(new ReloadingVerifier({ key: `auth.${i}`, files, build: () => strategy(config, a, i, bcrypt), logger, intervalMs: config.authFiles.reloadIntervalMs }));
+      built.push(new ReloadingVerifier({ key: `auth.${i}`, files, build: () => strategy(config, a, i, bcrypt, store), logger, intervalMs: config.authFiles.reloadIntervalMs }));
     }
   } catch (err) {
     void Promise.all(built.map((v) => v.close()));
@@ -174,7 +179,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   if (!t.algorithms.includes(keys.signer.alg)) {
     throw new ProxyError('RP_ERR_CONFIG_INVALID', `tokens.algorithms: does not include ${keys.signer.alg}, the signing key's algorithm`);
   }
-  const tokens = new TokenService({
+  const state = await createSharedState(config.state, logger);
+  const tokens = new RevocableTokenService({
     issuer: config.issuer,
     service: config.service,
     keys,
@@ -182,13 +188,13 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     refreshTokenTtl: t.refreshTtlSeconds,
     algorithms: t.algorithms,
     clockTolerance: t.clockToleranceSeconds,
-  });
+  }, state.store);
   const rules = new AccessRules(config.rules);
   const bcrypt = new BcryptWorkers({ maxQueue: config.passwordChecks.maxQueue, ...(config.passwordChecks.workers ? { size: config.passwordChecks.workers } : {}) });
   const revocations = new MemoryRevocations();
   const revocationsFile = t.revocationsFile ? new RevocationsFile(t.revocationsFile, revocations, logger, config.authFiles.reloadIntervalMs) : undefined;
   await revocationsFile?.start();
-  const chain = verifiers(config, logger, bcrypt);
+  const chain = verifiers(config, logger, bcrypt, state.store);
   const login = configured('login', () => createLogin(config, logger));
   // CLI secrets first: they are recognised by their prefix, and no other strategy should see one.
   const verifier = new VerifierChain(login ? [login.secrets, ...chain] : chain);
@@ -231,9 +237,11 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     verifiers: chain,
     bcrypt,
     ...(login ? { login } : {}),
+    state,
     close: async () => {
       revocationsFile?.stop();
       await Promise.all([...clients.map((c) => c.close()), ...chain.map((v) => v.close()), bcrypt.close()]);
+      await state.close();
     },
   };
 }

@@ -61,6 +61,19 @@ describe('registry-proxy CLI', () => {
     expect(r3.stderr).toMatch(/RP_ERR_CONFIG_READ: cannot read configuration file .*missing.yaml: ENOENT/);
   });
 
+  it('refuses --revoke-subject without state.redis (in-memory records are out of its reach), and says why when Redis cannot be reached', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rp-cli-'));
+    const memory = join(dir, 'memory.yaml');
+    writeFileSync(memory, 'upstreams:\n  - name: up\n    url: http://127.0.0.1:1\n');
+    const r = await cli('--config', memory, '--revoke-subject', 'alice');
+    expect([r.code, r.stderr]).toEqual([2, '--revoke-subject needs state.redis: with in-memory state each replica keeps its own records, out of reach of this command\n']);
+    const gone = join(dir, 'gone.yaml');
+    writeFileSync(gone, `state: {redis: {url: "unix://${join(dir, 'no.sock')}", connectTimeoutMs: 200}}\nupstreams:\n  - name: up\n    url: http://127.0.0.1:1\n`);
+    const r2 = await cli('--config', gone, '--revoke-subject', 'alice');
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toContain('RP_ERR_STATE_UNAVAILABLE: redis put:');
+  });
+
   it('prints the embedded default, which checks clean', async () => {
     const r = await cli('--print-default-config');
     expect(r.stdout).toContain('url: https://registry-1.docker.io');

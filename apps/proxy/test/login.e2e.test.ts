@@ -171,12 +171,12 @@ describe('browser sign-in', () => {
     const cookies = await p.browserContext().cookies();
     const session = cookies.find((c) => c.name === 'rp_session');
     expect(session).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict' });
-    const id = await p.$eval('form[action$="/revoke"]', (f) => (f as HTMLFormElement).action.split('/').at(-2) ?? '');
+    const id = await p.$eval('form[action$="/revoke"]', (f) => (f as unknown as { action: string }).action.split('/').at(-2) ?? '');
     const cookie = `rp_session=${session?.value}`;
     const post = (body: string, origin?: string) =>
       fetch(`${base}/login/secrets/${id}/revoke`, { method: 'POST', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', ...(origin ? { origin } : {}) }, body, redirect: 'manual' });
     expect((await post('csrf=forged')).status).toBe(400);
-    const csrf = await p.$eval('input[name="csrf"]', (e) => (e as HTMLInputElement).value);
+    const csrf = await p.$eval('input[name="csrf"]', (e) => (e as unknown as { value: string }).value);
     expect((await post(`csrf=${csrf}`, 'https://evil.example')).status).toBe(400);
     const still = await login('alice', (await text(p, '#secret')).trim());
     expect(still.code).toBe(0);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { ProxyError, type AuthOutcome, type Identity } from '@registry-proxy/registry-core';
+import { AuthBackendError, MemoryStateStore, ProxyError, StateUnavailableError, type AuthOutcome, type ClaimResult, type Identity, type StateStore } from '@registry-proxy/registry-core';
 
 /** What an AWS node presents as its password (base64url of this JSON). */
 export interface AwsIidCredential {
@@ -19,6 +19,10 @@ export interface AwsIidVerifierOptions {
   readonly accounts?: readonly string[];
   readonly regions?: readonly string[];
   readonly instanceIds?: readonly string[];
+  /** Where instance-to-nonce bindings live; share one (Redis) between replicas. Default: this process's memory. */
+  readonly store?: StateStore;
+  /** How long a binding lives after the instance last signed in. Default 90 days. */
+  readonly bindingTtlSeconds?: number;
 }
 
 interface Doc {
@@ -51,16 +55,20 @@ function parseCertificate(pem: string, i: number): pkijs.Certificate {
  * Replay: anyone who once saw a node's document and signature could present them. Each node
  * therefore adds a random nonce of its own; the first presentation binds the instance to that
  * nonce (trust on first use, as HashiCorp Vault's AWS EC2 method does), and a different nonce
- * for that instance is refused. The bindings live in this process: with several proxy
- * replicas, each replica binds on its own first use.
+ * for that instance is refused. The bindings live in the state store: with several replicas
+ * sharing one (Redis), a document replayed to another replica is refused there too. When the
+ * store cannot answer, the check fails closed: the node gets a 503 and tries again.
  */
 export class AwsIidVerifier {
   private readonly certs: pkijs.Certificate[];
-  private readonly nonces = new Map<string, string>();
+  private readonly store: StateStore;
+  private readonly bindingTtlMs: number;
 
   constructor(private readonly opts: AwsIidVerifierOptions) {
     if (opts.certificates.length === 0) throw new ProxyError('RP_ERR_CONFIG_INVALID', 'aws: at least one certificate');
     this.certs = opts.certificates.map(parseCertificate);
+    this.store = opts.store ?? new MemoryStateStore();
+    this.bindingTtlMs = (opts.bindingTtlSeconds ?? 90 * 86_400) * 1000;
   }
 
   async verify(password: string, method: string): Promise<AuthOutcome> {
@@ -87,9 +95,14 @@ export class AwsIidVerifier {
     if (!allowed(this.opts.regions, region)) return { result: 'deny', reason: `region ${region} not allowed` };
     if (!allowed(this.opts.instanceIds, instanceId)) return { result: 'deny', reason: `instance ${instanceId} not allowed` };
     const nonceHash = createHash('sha256').update(cred.nonce).digest('base64');
-    const bound = this.nonces.get(instanceId);
-    if (bound === undefined) this.nonces.set(instanceId, nonceHash);
-    else if (bound !== nonceHash) return { result: 'deny', reason: `instance ${instanceId} is bound to another nonce (a replayed document?)` };
+    let binding: ClaimResult;
+    try {
+      binding = await this.store.claim(`iid:aws:${accountId}:${instanceId}`, nonceHash, this.bindingTtlMs);
+    } catch (err) {
+      if (err instanceof StateUnavailableError) throw new AuthBackendError('instance identity replay records unavailable', { cause: err });
+      throw err;
+    }
+    if (!binding.claimed) return { result: 'deny', reason: `instance ${instanceId} is bound to another nonce (a replayed document?)` };
     const labels: Record<string, string> = { 'aws.accountId': accountId, 'aws.region': region, 'aws.instanceId': instanceId };
     if (typeof doc.availabilityZone === 'string') labels['aws.availabilityZone'] = doc.availabilityZone;
     if (typeof doc.imageId === 'string') labels['aws.imageId'] = doc.imageId;

@@ -6,6 +6,7 @@
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AuthBackendError, MemoryStateStore, StateUnavailableError, type StateStore } from '@registry-proxy/registry-core';
 import { awsDocument, createIidSigner, startGcpMetadata, startImds } from '@registry-proxy/testing';
 import { AwsIidProvider, GcpIidProvider } from './providers.js';
 import { IidStrategy } from './strategy.js';
@@ -72,6 +73,31 @@ describe('AWS instance identity', () => {
     // Someone who saw the document and signature, but not the node's nonce:
     expect(await s.verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'attacker-nonce-abcdef' }))).toMatchObject({ result: 'deny', reason: expect.stringContaining('bound to another nonce') });
     expect(await s.verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'short' }))).toMatchObject({ result: 'deny', reason: 'nonce must be 16 to 256 characters' });
+  });
+
+  it('keeps bindings in the state store it is given, so another replica on the same store refuses a replay', async () => {
+    const store = new MemoryStateStore();
+    const doc = awsDocument({ instanceId: 'i-0bbbbbbbbbbbbbbb2' });
+    const pkcs7 = region.sign(doc);
+    expect((await strategy({ store }).verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'node-nonce-0123456789' }))).result).toBe('allow');
+    const replica = strategy({ store });
+    expect(await replica.verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'attacker-nonce-abcdef' }))).toMatchObject({ result: 'deny', reason: expect.stringContaining('bound to another nonce') });
+    expect((await replica.verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'node-nonce-0123456789' }))).result).toBe('allow');
+    // A replica with a store of its own would have let the replay in (what each replica did before).
+    expect((await strategy().verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'attacker-nonce-abcdef' }))).result).toBe('allow');
+  });
+
+  it('fails closed when the state store cannot answer: a backend error (503), never an allow', async () => {
+    const down: StateStore = {
+      kind: 'down',
+      claim: () => Promise.reject(new StateUnavailableError('redis claim: Command timed out')),
+      put: () => Promise.reject(new StateUnavailableError('down')),
+      get: () => Promise.reject(new StateUnavailableError('down')),
+      lock: () => Promise.reject(new StateUnavailableError('down')),
+      close: async () => undefined,
+    };
+    const doc = awsDocument();
+    await expect(strategy({ store: down }).verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7: region.sign(doc), nonce: 'node-nonce-0123456789' }))).rejects.toBeInstanceOf(AuthBackendError);
   });
 
   it('refuses certificates that are not certificates, at construction', () => {

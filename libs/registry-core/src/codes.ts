@@ -9,6 +9,7 @@ export const ProxyErrorCodes = {
   RP_ERR_HTPASSWD_INVALID: 'an htpasswd line is malformed or uses a hash kind other than bcrypt',
   RP_ERR_UPSTREAM_CREDENTIALS: 'an upstream credential provider could not produce credentials',
   RP_ERR_AUTH_BACKEND: 'an authentication backend (directory, identity provider) could not be reached',
+  RP_ERR_STATE_UNAVAILABLE: 'the shared state store (Redis) did not answer in time or refused the command',
   RP_ERR_REFERENCE_INVALID: 'an image reference, repository name, tag or digest is not valid',
   RP_ERR_SCOPE_INVALID: 'a token scope does not follow the distribution scope grammar',
 } as const;

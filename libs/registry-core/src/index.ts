@@ -26,3 +26,5 @@ export * from './providers/ecr.js';
 export * from './providers/gcp.js';
 export * from './providers/acr.js';
 export * from './secrets.js';
+export * from './state/store.js';
+export * from './state/memory.js';

@@ -61,6 +61,13 @@ describe('configuration', () => {
     expect(c.upstreams.find((u) => u.name === 'acr')?.credentials).toEqual({ type: 'acr', identity: { type: 'managed-identity' } });
   });
 
+  it('parses the Many replicas example in docs/configuration.md; without state.redis there is none', () => {
+    const doc = readFileSync(join(__dirname, '../../../../docs/configuration.md'), 'utf8');
+    const yaml = /### Many replicas[\s\S]*?```yaml\n([\s\S]*?)```/.exec(doc)?.[1] ?? '';
+    expect(parseConfig(yaml + minimal, 'docs/configuration.md').state.redis).toEqual({ url: { file: '/etc/registry-proxy/redis/url' }, keyPrefix: 'registry-proxy:', commandTimeoutMs: 500, connectTimeoutMs: 2000 });
+    expect(parseConfig(minimal, 'm').state).toEqual({});
+  });
+
   it.each([
     ['listen:\n  port: "80"\n' + minimal, 'listen.port'],
     ['listen:\n  port: 70000\n' + minimal, 'listen.port'],
@@ -77,6 +84,10 @@ describe('configuration', () => {
     ['upstreams:\n  - name: up\n    url: http://x\n    credentials: {type: acr, identity: {type: service-principal, clientId: c, clientSecret: s}}', 'upstreams.0.credentials.identity.tenantId'],
     ['upstreams:\n  - name: up\n    url: http://x\n    credentials: {type: acr, identity: {type: workload-identity}}', 'upstreams.0.credentials.identity.type'],
     [minimal + 'typo: 1\n', 'typo'],
+    [minimal + 'state:\n  redis: {}\n', 'state.redis.url'],
+    [minimal + 'state:\n  redis: {url: "redis://r:6379", commandTimeoutMs: 0}\n', 'state.redis.commandTimeoutMs'],
+    [minimal + 'state:\n  redis: {url: "redis://r:6379", timeout: 5}\n', 'state.redis.timeout'],
+    [minimal + 'state:\n  memcached: {}\n', 'state.memcached'],
   ])('names the bad key: %j', (text, key) => {
     const m = messageOf(() => parseConfig(text, 'proxy.yaml'));
     expect(m).toMatch(/^RP_ERR_CONFIG_INVALID/);

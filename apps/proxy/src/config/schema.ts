@@ -84,6 +84,8 @@ const iidAuth = z
         accounts: idList,
         regions: idList,
         instanceIds: idList,
+        /** How long an instance stays bound to its nonce after it last signed in (trust on first use). */
+        bindingTtlSeconds: z.number().int().min(3600).default(90 * 86_400),
       })
       .optional(),
     gcp: z
@@ -277,6 +279,25 @@ export const ConfigSchema = z
   /** Files the auth strategies read (htpasswd, secrets given as {file: ...}) are re-read when they change. */
   authFiles: z.strictObject({ reloadIntervalMs: z.number().int().min(100).max(3_600_000).default(1000) }).prefault({}),
   login: login.optional(),
+  /**
+   * State the replicas share (rate-limit counters, instance-identity replay records, refresh-token
+   * revocations, cache fill locks): this process's memory unless `redis` is set.
+   */
+  state: z
+    .strictObject({
+      redis: z
+        .strictObject({
+          /** secret: `redis://[user:password@]host:port[/db]`, `rediss://...` (TLS) or `unix:///path/redis.sock`. */
+          url: secret,
+          /** Put in front of every key, so several deployments can share one Redis. */
+          keyPrefix: z.string().max(100).default('registry-proxy:'),
+          /** The longest one Redis command may take: a frozen Redis costs a request at most this. */
+          commandTimeoutMs: z.number().int().min(10).max(10_000).default(500),
+          connectTimeoutMs: z.number().int().min(100).max(60_000).default(2000),
+        })
+        .optional(),
+    })
+    .prefault({}),
   rules: z.array(rule).default([]),
   upstreams: z.array(upstream).min(1),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),

@@ -15,7 +15,7 @@ const scopes = (list: readonly Access[]) => list.map(formatScope);
 const formText = express.text({ type: 'application/x-www-form-urlencoded', limit: '64kb' });
 
 /** The token endpoint: GET with Basic credentials, POST with an OAuth2 form. */
-export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger, limits: TokenLimiters = createTokenLimiters(runtime.config.rateLimits)): Router {
+export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger, limits: TokenLimiters = createTokenLimiters(runtime.config.rateLimits, runtime.state.limiters)): Router {
   const router = express.Router();
 
   const limited = (res: Response, retryAfter: number, what: string, who: Record<string, unknown>) => {
