@@ -21,6 +21,7 @@ import {
 import type { Logger } from 'pino';
 import { readConfiguredFile, resolveSecret } from './config/load.js';
 import type { Config, UpstreamConfig } from './config/schema.js';
+import { openCaches } from './cache/setup.js';
 import { Flights, type SharedResponse } from './coalesce.js';
 import { Router, normaliseRegistryHost } from './routing.js';
 
@@ -159,6 +160,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         userAgent: 'registry-proxy/0.1',
       }),
   );
+  const caches = await openCaches(config, clients, logger);
   const router = new Router(
     config.upstreams.map((u, i) => ({
       prefix: u.prefix,
@@ -168,6 +170,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       mirrorOf: u.mirrorOf.map(normaliseRegistryHost),
       client: clients[i] as UpstreamClient,
       ...(u.coalesce ? { flights: new Flights<SharedResponse | undefined>() } : {}),
+      ...(caches[i] ? { cache: caches[i] } : {}),
     })),
   );
   return {
