@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink, utimes, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Quota } from './lru.js';
 import type { CacheStore, LinkKind, ObjectHandle, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
@@ -8,8 +8,6 @@ import type { CacheStore, LinkKind, ObjectHandle, ObjectInfo, ObjectWriter, Stor
 const DIGEST = /^sha256:([a-f0-9]{64})$/;
 /** A file left in tmp/ this long is an abandoned fill (a crashed process); younger ones may be another replica's. */
 const ABANDONED_MS = 3_600_000;
-/** The last-used time is written to the file's mtime at most this often (it survives restarts and is seen by replicas). */
-const TOUCH_EVERY_MS = 60_000;
 
 export class ObjectTooLargeError extends Error {
   constructor(size: number, max: number) {
@@ -42,12 +40,12 @@ const stampOf = (s: { ino: number; size: number; ctimeMs: number }) => `${s.ino}
  *   repositories/<upstream>/<repo>/_tags/<tag>/<variant>.json what the tag resolved to
  *   tmp/                                                      fills in progress
  * Every file appears by rename(2), so replicas sharing the volume never see a partial one. The
- * quota and last-used times are kept per process (seeded from the files' mtimes at start).
+ * quota and last-used times are kept per process, seeded at start from the files' mtimes (when
+ * they were filled): after a restart the least recently filled go first.
  */
 export class FilesystemStore implements CacheStore {
   readonly description: string;
   private readonly quota: Quota;
-  private readonly persistedUse = new Map<string, number>();
   /** Set when the directory could not be prepared at start. */
   openError: Error | undefined;
 
@@ -167,8 +165,7 @@ export class FilesystemStore implements CacheStore {
         await mkdir(dirname(path), { recursive: true });
         await rename(tmp, path);
         this.quota.set(digest, written);
-        this.persistedUse.set(digest, Date.now());
-        await this.evict(0);
+            await this.evict(0);
         return stampOf(await stat(path));
       },
       abort: async () => {
@@ -189,7 +186,6 @@ export class FilesystemStore implements CacheStore {
 
   async remove(digest: string): Promise<void> {
     this.quota.delete(digest);
-    this.persistedUse.delete(digest);
     // Readers that have the file open keep reading it (POSIX): removal never cuts a transfer.
     await unlink(this.objectPath(digest)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
@@ -197,12 +193,9 @@ export class FilesystemStore implements CacheStore {
   }
 
   touch(digest: string): void {
-    const now = Date.now();
-    this.quota.touch(digest, now);
-    if (now - (this.persistedUse.get(digest) ?? 0) < TOUCH_EVERY_MS) return;
-    this.persistedUse.set(digest, now);
-    const t = now / 1000;
-    utimes(this.objectPath(digest), t, t).catch(() => undefined);
+    // In memory only: writing the time to the file (utimes) would move its ctime, which is what
+    // tells the cache that a file may have changed and must be hashed again.
+    this.quota.touch(digest);
   }
 
   pin(digest: string): () => void {

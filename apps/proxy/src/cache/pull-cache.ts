@@ -65,6 +65,9 @@ export function acceptVariant(accept: string | undefined): string {
 
 /** The pull-through cache of one upstream (docs/configuration.md, "cache"). */
 export class PullCache {
+  /** Requests whose stored object turned out corrupt and that are being filled again (once). */
+  private readonly refetching = new WeakSet<CacheRequest>();
+
   constructor(
     readonly core: CacheCore,
     private readonly client: UpstreamClient,
@@ -280,14 +283,13 @@ export class PullCache {
     const unpin = this.store.pin(digest);
     try {
       this.store.touch(digest);
-      let verified = this.core.verified.get(digest) === obj.stamp;
-      const range = r.method === 'GET' && r.kind === 'blob' ? parseRange(r.headers['range'], obj.size) : undefined;
-      if (!verified && (range || r.method === 'HEAD' || r.kind === 'manifest')) {
-        // Part of an object, or none of it, says nothing about its digest: check it whole first
-        // (manifests always: they are small, and a bad one is then fetched again transparently).
-        if (!(await this.verifyWhole(r, obj, digest))) return PASS;
-        verified = true;
+      // A file this process has not checked (filled by a replica, or changed since: its ctime
+      // moved) is hashed whole before any of it is sent: a bad object is never served, not even
+      // in part, and the request goes on as a miss.
+      if (this.core.verified.get(digest) !== obj.stamp && !(await this.verifyWhole(r, obj, digest))) {
+        return r.kind === 'blob' && !this.refetching.has(r) ? (this.refetching.add(r), this.blob(r)) : PASS;
       }
+      const range = r.method === 'GET' && r.kind === 'blob' ? parseRange(r.headers['range'], obj.size) : undefined;
       this.count(r, result);
       if (r.kind === 'blob') this.blobHead(r, obj.size, range);
       else this.head(r, 200, { 'Content-Type': contentType, 'Docker-Content-Digest': digest, ETag: `"${digest}"`, 'Content-Length': obj.size });
@@ -299,21 +301,12 @@ export class PullCache {
       const end = range?.end ?? obj.size - 1;
       let ok: boolean;
       try {
-        ok = verified
-          ? await streamBytes(r.res, obj.handle, start, end)
-          : await sendBytes(r.res, { handle: obj.handle, available: () => obj.size, wait: async () => undefined }, 0, obj.size - 1, { digest, size: obj.size });
+        ok = await streamBytes(r.res, obj.handle, start, end);
       } catch (err) {
-        if (err instanceof CorruptObjectError) await this.corrupt(r, digest, err);
-        if (!r.res.headersSent) {
-          // Nothing sent yet: the upstream can still answer this request.
-          clearHeaders(r.res);
-          return PASS;
-        }
-        else r.logger.warn({ err: { message: (err as Error).message }, digest }, 'reading a cached object failed; connection cut');
+        r.logger.warn({ err: { message: (err as Error).message }, digest }, 'reading a cached object failed; connection cut');
         r.res.destroy();
         return SERVED;
       }
-      if (ok && !verified) this.core.verified.set(digest, obj.stamp);
       if (ok) r.metrics.cacheBytes.inc({ upstream: this.client.name, source: 'cache' }, end - start + 1);
       return SERVED;
     } finally {
