@@ -243,3 +243,34 @@ describe('blobs through the cache', () => {
     expect(JSON.parse(r.body.toString()).errors[0].code).toBe('BLOB_UNKNOWN');
   });
 });
+
+describe('the size quota', () => {
+  it('evicts the least recently used blob through the proxy, and counts it', async () => {
+    const small = mkdtempSync(join(tmpdir(), 'rp-cache-quota-'));
+    const q = await startTestProxy({
+      auth: [{ type: 'static', users: [{ username: 'alice', passwordHash: bcrypt.hashSync(PW, 4) }] }],
+      rules: [{ account: 'alice', repository: ['a/**'], actions: ['pull'] }],
+      upstreams: [{ name: 'up', url: up.url, attempts: 1, cache: { store: { type: 'filesystem', path: small }, maxBytes: 2621440 } }],
+    });
+    try {
+      const tq = ((await (await fetch(`${q.url}/token?service=registry-proxy&scope=repository:a/quota:pull`, { headers: { authorization: `Basic ${Buffer.from(`alice:${PW}`).toString('base64')}` } })).json()) as { token: string }).token;
+      const pullQ = async (d: string) => {
+        const r = await fetch(`${q.url}/v2/a/quota/blobs/${d}`, { headers: { authorization: `Bearer ${tq}` } });
+        return Buffer.from(await r.arrayBuffer());
+      };
+      const blobs = [randomBytes(1 << 20), randomBytes(1 << 20), randomBytes(1 << 20)];
+      const [a, b, c] = blobs.map((x) => up.add(x, ['a/quota'])) as [string, string, string];
+      await pullQ(a);
+      await pullQ(b);
+      await pullQ(a); // a is now more recent than b
+      await pullQ(c);
+      const file = (d: string) => join(small, 'blobs', 'sha256', d.slice(7, 9), d.slice(7));
+      expect([existsSync(file(a)), existsSync(file(b)), existsSync(file(c))]).toEqual([true, false, true]);
+      expect(await q.metrics.registry.getSingleMetricAsString('registry_proxy_cache_evictions_total')).toMatch(/registry_proxy_cache_evictions_total\{store="[^"]+"\} 1/);
+      expect((await pullQ(b)).equals(blobs[1] as Buffer)).toBe(true); // refilled
+    } finally {
+      await q.close();
+      rmSync(small, { recursive: true, force: true });
+    }
+  });
+});
