@@ -274,3 +274,38 @@ describe('the size quota', () => {
     }
   });
 });
+
+describe('an upstream that cannot be reached', () => {
+  it('fails the blob with a registry error, and (regression) does not keep failing once it is back', async () => {
+    const { freePort } = await import('@registry-proxy/testing');
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'rp-cache-down-'));
+    const p = await startTestProxy({
+      auth: [{ type: 'static', users: [{ username: 'alice', passwordHash: bcrypt.hashSync(PW, 4) }] }],
+      rules: [{ account: 'alice', repository: ['a/**'], actions: ['pull'] }],
+      upstreams: [{ name: 'down', url: `http://127.0.0.1:${port}`, attempts: 1, cache: { store: { type: 'filesystem', path: dir }, maxBytes: '1GiB' } }],
+    });
+    const { createServer } = await import('node:http');
+    const data = randomBytes(1000);
+    const d = digestOf(data);
+    const late = createServer((req, res) => {
+      if (req.url === `/v2/a/x/blobs/${d}`) res.writeHead(200, { 'content-length': data.length }).end(data);
+      else res.writeHead(404).end();
+    });
+    try {
+      const tq = ((await (await fetch(`${p.url}/token?service=registry-proxy&scope=repository:a/x:pull`, { headers: { authorization: `Basic ${Buffer.from(`alice:${PW}`).toString('base64')}` } })).json()) as { token: string }).token;
+      const first = await fetch(`${p.url}/v2/a/x/blobs/${d}`, { headers: { authorization: `Bearer ${tq}` } });
+      expect(first.status).toBe(502);
+      expect(((await first.json()) as { errors: Array<{ code: string }> }).errors[0]?.code).toBe('BAD_GATEWAY');
+      await new Promise<void>((r) => late.listen(port, '127.0.0.1', r));
+      const second = await fetch(`${p.url}/v2/a/x/blobs/${d}`, { headers: { authorization: `Bearer ${tq}` } });
+      expect(second.status).toBe(200);
+      expect(Buffer.from(await second.arrayBuffer()).equals(data)).toBe(true);
+    } finally {
+      late.closeAllConnections();
+      late.close();
+      await p.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -160,7 +160,10 @@ export class PullCache {
     const lead: { response?: UpstreamResponse } = {};
     const claim = this.startFill(r, lead);
     this.core.fills.set(digest, claim);
-    const fill = await claim;
+    const fill = await claim.catch((err: unknown) => {
+      this.core.fills.delete(digest); // an upstream failure is this request's answer, not the next one's
+      throw err;
+    });
     if (!fill) {
       this.core.fills.delete(digest);
       return { served: false, ...(lead.response ? { response: lead.response } : {}) };
