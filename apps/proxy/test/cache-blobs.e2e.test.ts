@@ -109,6 +109,9 @@ describe('blobs through the cache', () => {
     const got = await Promise.all(pulls);
     expect(got.filter((g) => g.status === 200 && g.complete && g.body.equals(data)).length).toBe(100);
     expect(up.count('GET', 'a/herd', d)).toBe(1);
+    // Regression: requests that came while the fill was still waiting for the upstream's answer
+    // each sent a HEAD to check the repository, although the fill was for that same repository.
+    expect(up.count('HEAD', 'a/herd', d)).toBe(0);
   });
 
   it('serves ranges (206) from the store and from a fill in progress', async () => {

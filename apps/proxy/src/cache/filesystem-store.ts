@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Quota } from './lru.js';
@@ -25,7 +24,6 @@ function hexOf(digest: string): string {
 function fileHandle(fh: FileHandle): ObjectHandle {
   return {
     read: async (buffer, position) => (await fh.read(buffer, 0, buffer.length, position)).bytesRead,
-    stream: (start, end) => createReadStream('', { fd: fh, start, end, autoClose: false, highWaterMark: 1 << 20 }),
     close: () => fh.close(),
   };
 }

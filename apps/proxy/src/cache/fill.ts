@@ -109,8 +109,9 @@ export class Fill {
       this.wake();
     } catch (err) {
       body.destroy();
-      this.failure = err as FillError;
+      // Readers learn of the failure only once the temporary file is gone.
       await this.writer.abort().catch(() => undefined);
+      this.failure = err as FillError;
       this.wake();
       throw err;
     }

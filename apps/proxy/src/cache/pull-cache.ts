@@ -7,7 +7,7 @@ import type { CacheConfig } from './config.js';
 import { Fill, FillError } from './fill.js';
 import type { FillLock } from './fill-lock.js';
 import { linksOf } from './manifest-links.js';
-import { CorruptObjectError, parseRange, sendBytes, streamBytes, type Source } from './serve.js';
+import { CorruptObjectError, parseRange, sendBytes, type Source } from './serve.js';
 import type { CacheStore, StoredObject, TagRecord } from './store.js';
 
 const SHA256 = /^sha256:[a-f0-9]{64}$/;
@@ -135,7 +135,10 @@ export class PullCache {
     const digest = r.reference;
     const obj = await this.safe(r, 'open', () => this.store.open(digest));
     const starting = obj ? undefined : this.core.fills.get(digest);
-    if (obj || starting) {
+    // A fill that is still asking the upstream: once it has its answer, the repository it was
+    // asked through is linked, so a request through the same one needs no upstream HEAD.
+    const fill = starting ? await starting.catch(() => undefined) : undefined;
+    if (obj || fill) {
       // Cached, or being filled, perhaps through another repository: serve it only if this one has it too.
       const ok = await this.confirmed(r).catch(async (err: unknown) => {
         await obj?.handle.close();
@@ -148,9 +151,9 @@ export class PullCache {
         return PASS;
       }
       if (obj) return this.serveObject(r, obj, 'application/octet-stream');
-      const fill = await starting;
-      return fill ? this.serveFill(r, fill) : PASS;
+      return this.serveFill(r, fill as Fill);
     }
+    if (starting) return PASS; // that fill did not start: this request asks the upstream itself
     if (r.method === 'HEAD') return PASS;
     if (Date.now() < this.core.bypassUntil) {
       this.count(r, 'bypass');
@@ -160,16 +163,16 @@ export class PullCache {
     const lead: { response?: UpstreamResponse } = {};
     const claim = this.startFill(r, lead);
     this.core.fills.set(digest, claim);
-    const fill = await claim.catch((err: unknown) => {
+    const started = await claim.catch((err: unknown) => {
       this.core.fills.delete(digest); // an upstream failure is this request's answer, not the next one's
       throw err;
     });
-    if (!fill) {
+    if (!started) {
       this.core.fills.delete(digest);
       return { served: false, ...(lead.response ? { response: lead.response } : {}) };
     }
     this.count(r, 'miss');
-    return this.serveFill(r, fill, false);
+    return this.serveFill(r, started, false);
   }
 
   /** Asks the upstream for a blob and starts copying it into the store; undefined (and the upstream's answer in `lead`) when it cannot be cached. */
@@ -304,7 +307,7 @@ export class PullCache {
       const end = range?.end ?? obj.size - 1;
       let ok: boolean;
       try {
-        ok = await streamBytes(r.res, obj.handle, start, end);
+        ok = await sendBytes(r.res, { handle: obj.handle, available: () => obj.size, wait: async () => undefined }, start, end);
       } catch (err) {
         r.logger.warn({ err: { message: (err as Error).message }, digest }, 'reading a cached object failed; connection cut');
         r.res.destroy();

@@ -8,8 +8,6 @@
 export interface ObjectHandle {
   /** Reads up to `buffer.length` bytes at `position`; resolves to how many were read. */
   read(buffer: Buffer, position: number): Promise<number>;
-  /** A readable stream of `[start, end]` (inclusive), for serving a verified object without copies through JavaScript. */
-  stream(start: number, end: number): NodeJS.ReadableStream;
   close(): Promise<void>;
 }
 
