@@ -47,6 +47,11 @@ export class Fill {
     return this.failure;
   }
 
+  /** True until the fill has ended, either way. */
+  get growing(): boolean {
+    return !this.finished && this.failure === undefined;
+  }
+
   /** Bytes a reader may send now. */
   available(): number {
     if (this.finished) return this.written;

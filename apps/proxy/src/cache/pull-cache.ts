@@ -253,7 +253,7 @@ export class PullCache {
         r.res.end();
         return SERVED;
       }
-      const src: Source = { handle, available: () => fill.available(), wait: () => fill.wait() };
+      const src: Source = { handle, available: () => fill.available(), growing: () => fill.growing, wait: () => fill.wait() };
       try {
         await sendBytes(r.res, src, range?.start ?? 0, range?.end ?? size - 1);
       } catch (err) {
@@ -307,7 +307,7 @@ export class PullCache {
       const end = range?.end ?? obj.size - 1;
       let ok: boolean;
       try {
-        ok = await sendBytes(r.res, { handle: obj.handle, available: () => obj.size, wait: async () => undefined }, start, end);
+        ok = await sendBytes(r.res, { handle: obj.handle, available: () => obj.size, growing: () => false, wait: async () => undefined }, start, end);
       } catch (err) {
         r.logger.warn({ err: { message: (err as Error).message }, digest }, 'reading a cached object failed; connection cut');
         r.res.destroy();

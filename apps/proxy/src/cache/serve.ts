@@ -13,6 +13,8 @@ export class CorruptObjectError extends Error {
 export interface Source {
   readonly handle: ObjectHandle;
   available(): number;
+  /** True while more bytes are still to come (a fill in progress). */
+  growing(): boolean;
   wait(): Promise<void>;
 }
 
@@ -35,6 +37,7 @@ export function parseRange(header: string | undefined, size: number): { start: n
 }
 
 const CHUNK = 1 << 20;
+const MIN_BATCH = 256 << 10;
 /**
  * Read buffers, reused: a fresh 1 MiB buffer per read is an mmap and 256 page faults (glibc maps
  * blocks this large on their own, always, once MALLOC_TRIM_THRESHOLD_ is set), which cost
@@ -67,7 +70,9 @@ export async function sendBytes(res: ServerResponse, src: Source, start: number,
   while (pos <= end) {
     if (res.destroyed) return false;
     const avail = src.available();
-    if (pos >= avail) {
+    // Behind a fill, wait for a good batch rather than reading each small chunk as it lands:
+    // fewer reads and writes, each of them a system call.
+    if (pos >= avail || (avail - pos < MIN_BATCH && avail <= end && src.growing())) {
       await src.wait();
       continue;
     }

@@ -20,6 +20,10 @@ export interface StandInBlob {
 
 export interface BlobUpstream {
   readonly url: string;
+  /** Manifests by `repository:tag` (answered for GET and HEAD, with ETag and If-None-Match support). */
+  readonly manifests: Map<string, { body: Buffer; mediaType: string }>;
+  /** While set, every manifest request gets this status (503, 429...). */
+  failManifests: number | undefined;
   readonly blobs: Map<string, StandInBlob>;
   /** Requests by `METHOD path`. */
   readonly counts: Map<string, number>;
@@ -35,6 +39,8 @@ export const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).
 
 export async function startBlobUpstream(): Promise<BlobUpstream> {
   const blobs = new Map<string, StandInBlob>();
+  const manifests = new Map<string, { body: Buffer; mediaType: string }>();
+  const self: { failManifests: number | undefined } = { failManifests: undefined };
   const counts = new Map<string, number>();
   let gate: Promise<void> | undefined;
   let open: () => void = () => undefined;
@@ -46,6 +52,17 @@ export async function startBlobUpstream(): Promise<BlobUpstream> {
     const path = req.url ?? '/';
     counts.set(`${req.method} ${path}`, (counts.get(`${req.method} ${path}`) ?? 0) + 1);
     if (path === '/v2/') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    const mm = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(path);
+    if (mm) {
+      if (self.failManifests !== undefined) return error(res, self.failManifests, self.failManifests === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE');
+      const m = manifests.get(`${mm[1]}:${mm[2]}`);
+      if (!m) return error(res, 404, 'MANIFEST_UNKNOWN');
+      const digest = digestOf(m.body);
+      const etag = `"${digest}"`;
+      if (req.headers['if-none-match'] === etag) return void res.writeHead(304, { etag, 'docker-content-digest': digest }).end();
+      res.writeHead(200, { 'content-type': m.mediaType, 'content-length': m.body.length, 'docker-content-digest': digest, etag });
+      return void res.end(req.method === 'HEAD' ? undefined : m.body);
+    }
     const m = /^\/v2\/(.+)\/blobs\/(sha256:[a-f0-9]{64})$/.exec(path);
     const b = m ? blobs.get(m[2] as string) : undefined;
     if (!m || !b || !b.repositories.includes(m[1] as string)) return error(res, 404, 'BLOB_UNKNOWN');
@@ -73,6 +90,13 @@ export async function startBlobUpstream(): Promise<BlobUpstream> {
   return {
     url,
     blobs,
+    manifests,
+    get failManifests() {
+      return self.failManifests;
+    },
+    set failManifests(v) {
+      self.failManifests = v;
+    },
     counts,
     hold() {
       gate = new Promise((r) => (open = r));
