@@ -450,7 +450,7 @@ http {
   const f = (n, d = 0) => n.toFixed(d).padStart(9);
   console.log(`\nregistry-proxy pull benchmark (${BLOB_MIB} MiB blob, median of ${RUNS} runs; ${new Date().toISOString()})`);
   console.log(`  proxy environment: ${process.env.BENCH_PROXY_ENV === 'none' ? 'bare node (BENCH_PROXY_ENV=none)' : Object.entries(imageEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-  console.log(`\n  large blob         ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}   (CPU of the relaying process)`);
+  if (results.direct) console.log(`\n  large blob         ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}   (CPU of the relaying process)`);
   for (const [name, r] of Object.entries(results)) console.log(`  ${name.padEnd(18)} ${f(r.mibs)} ${Number.isNaN(r.cpu) ? '        -' : f(r.cpu, 2)}`);
   if (results.proxy) console.log(`  proxy / nginx CPU per GiB: ${(results.proxy.cpu / results.nginx.cpu).toFixed(2)}x (target <= 2.5x)`);
   if (closed.direct) {
