@@ -6,10 +6,13 @@
 //   3. the proxy's peak RSS while 20 clients pull large blobs at once;
 //   4. the same large blob pushed (one streamed PUT) directly, through nginx and the proxy;
 //   5. an upstream behind a token realm: a request that needs a new upstream token vs one
-//      that reuses the cached token.
+//      that reuses the cached token;
+//   6. the pull-through cache: a cached blob through the proxy vs directly vs through nginx; a
+//      cold pull through the cache vs the uncached relay (CPU); 100 concurrent cold pulls of
+//      one blob and the upstream requests they caused.
 // Prints numbers; asserts nothing. Loopback only. Needs tools/install-deps.sh and a build.
 // Env: BENCH_BLOB_MIB (512), BENCH_RUNS (3), BENCH_HEADS (20000), BENCH_PARALLEL (20),
-// BENCH_ONLY (blob,head,rss,push,token).
+// BENCH_ONLY (blob,head,rss,push,token,cache), BENCH_HERD_MIB (64), BENCH_HERD (100).
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
@@ -24,7 +27,9 @@ const BLOB_MIB = Number(process.env.BENCH_BLOB_MIB ?? 512);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const HEADS = Number(process.env.BENCH_HEADS ?? 20_000);
 const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 20);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'blob,head,rss,push,token').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'blob,head,rss,push,token,cache').split(','));
+const HERD_MIB = Number(process.env.BENCH_HERD_MIB ?? 64);
+const HERD = Number(process.env.BENCH_HERD ?? 100);
 const root = join(import.meta.dirname, '../..');
 const dir = mkdtempSync(join(tmpdir(), 'rp-bench-'));
 const children = [];
@@ -376,10 +381,76 @@ http {
   }
   realmServer.close();
 
+  // --- 6. the pull-through cache, on a third proxy with a cache on the same registry
+  const cacheRuns = {};
+  let herd = null;
+  if (ONLY.has('cache')) {
+    const store = join(dir, 'cache');
+    const px3Port = await port();
+    writeFileSync(
+      join(dir, 'proxy3.yaml'),
+      readFileSync(join(dir, 'proxy.yaml'), 'utf8').replace(`port: ${pxPort}`, `port: ${px3Port}`).replace(`url: "${reg}"}`, `url: "${reg}", cache: {store: {type: filesystem, path: "${store}"}, maxBytes: 64GiB}}`),
+    );
+    const proxy3 = start(process.execPath, [join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy3.yaml')], 'proxy3.log', proxyEnv);
+    const px3 = `http://127.0.0.1:${px3Port}`;
+    await waitHttp(`${px3}/healthz`, (st) => st === 200);
+    const objectFile = (d) => join(store, 'blobs', 'sha256', d.slice(7, 9), d.slice(7));
+    const upstreamRequests = async () =>
+      [...(await (await fetch(`${px3}/metrics`)).text()).matchAll(/^registry_proxy_upstream_response_seconds_count\{[^}]*upstream="local"[^}]*\} (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
+    // Each proxy signs with its own in-memory key: tokens come from the proxy they are used on.
+    const t3 = ['-H', `Authorization: Bearer ${await freshToken(['repository:bench/big:pull', 'repository:bench/herd:pull'], px3)}`];
+    token = await freshToken();
+    const series = (fn) => {
+      fn(); // warm-up
+      const runs = Array.from({ length: RUNS }, fn);
+      return { mibs: median(runs.map((r) => r.mibs)), cpu: median(runs.map((r) => r.cpuPerGiB)) };
+    };
+    cacheRuns.direct = series(() => pull(reg, [], null));
+    cacheRuns.nginx = series(() => pull(`http://127.0.0.1:${ngPort}`, [], ngWorker));
+    cacheRuns['proxy, uncached relay'] = series(() => pull(px, auth(), proxy.pid));
+    cacheRuns['proxy, cold pull through the cache'] = series(() => {
+      execFileSync('rm', ['-f', objectFile(digest)]); // the proxy finds it gone and fills again
+      return pull(px3, t3, proxy3.pid);
+    });
+    cacheRuns['proxy, cached blob'] = series(() => pull(px3, t3, proxy3.pid));
+
+    // 100 clients pull one uncached blob at once
+    const herdFile = join(dir, 'herd');
+    const hfd = openSync(herdFile, 'w');
+    const hh = createHash('sha256');
+    for (let i = 0; i < HERD_MIB / 4; i++) {
+      chunk.writeUInt32LE(i, 4);
+      hh.update(chunk);
+      writeSync(hfd, chunk);
+    }
+    closeSync(hfd);
+    const herdDigest = `sha256:${hh.digest('hex')}`;
+    const hu = await fetch(`${reg}/v2/bench/herd/blobs/uploads/`, { method: 'POST' });
+    const hl = new URL(hu.headers.get('location'), reg);
+    hl.searchParams.set('digest', herdDigest);
+    execFileSync('curl', ['-sf', '-X', 'PUT', '-H', 'Content-Type: application/octet-stream', '-T', herdFile, hl.href]);
+    const before = await upstreamRequests();
+    const cpu0 = cpu(proxy3.pid);
+    const h0 = Date.now();
+    const sizes = await Promise.all(
+      Array.from(
+        { length: HERD },
+        () =>
+          new Promise((resolve) => {
+            const c = spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{size_download}', ...t3, `${px3}/v2/bench/herd/blobs/${herdDigest}`]);
+            let out = '';
+            c.stdout.on('data', (d) => (out += d));
+            c.once('exit', () => resolve(Number(out)));
+          }),
+      ),
+    );
+    herd = { upstream: (await upstreamRequests()) - before, complete: sizes.filter((n) => n === HERD_MIB * MIB).length, secs: (Date.now() - h0) / 1000, cpu: cpu(proxy3.pid) - cpu0 };
+  }
+
   const f = (n, d = 0) => n.toFixed(d).padStart(9);
   console.log(`\nregistry-proxy pull benchmark (${BLOB_MIB} MiB blob, median of ${RUNS} runs; ${new Date().toISOString()})`);
   console.log(`  proxy environment: ${process.env.BENCH_PROXY_ENV === 'none' ? 'bare node (BENCH_PROXY_ENV=none)' : Object.entries(imageEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-  console.log(`\n  large blob         ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}   (CPU of the relaying process)`);
+  if (results.direct) console.log(`\n  large blob         ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}   (CPU of the relaying process)`);
   for (const [name, r] of Object.entries(results)) console.log(`  ${name.padEnd(18)} ${f(r.mibs)} ${Number.isNaN(r.cpu) ? '        -' : f(r.cpu, 2)}`);
   if (results.proxy) console.log(`  proxy / nginx CPU per GiB: ${(results.proxy.cpu / results.nginx.cpu).toFixed(2)}x (target <= 2.5x)`);
   if (closed.direct) {
@@ -405,6 +476,14 @@ http {
     console.log(`\n  manifest HEAD through the proxy to an upstream behind a token realm   p50 ms    p99 ms`);
     console.log(`  needs a new upstream token (${String(tokenTimes.first.length).padStart(3)} scopes)                       ${f(q(tokenTimes.first, 0.5), 2)} ${f(q(tokenTimes.first, 0.99), 2)}`);
     console.log(`  reuses the cached token    (${String(tokenTimes.cached.length).padStart(3)} requests)                     ${f(q(tokenTimes.cached, 0.5), 2)} ${f(q(tokenTimes.cached, 0.99), 2)}`);
+  }
+  if (cacheRuns.direct) {
+    console.log(`\n  pull-through cache, ${BLOB_MIB} MiB blob      ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}   (CPU of the relaying process)`);
+    for (const [name, r] of Object.entries(cacheRuns)) console.log(`  ${name.padEnd(38)}${f(r.mibs)} ${Number.isNaN(r.cpu) ? '        -' : f(r.cpu, 2)}`);
+    const c = cacheRuns['proxy, cached blob'];
+    console.log(`  cached: ${(c.mibs / cacheRuns.direct.mibs).toFixed(2)}x the registry's own MiB/s (goal >= 1x); ${(c.cpu / cacheRuns.nginx.cpu).toFixed(2)}x nginx's CPU per GiB (goal <= 1x)`);
+    console.log(`  cold pull through the cache: ${(cacheRuns['proxy, cold pull through the cache'].cpu / cacheRuns['proxy, uncached relay'].cpu).toFixed(2)}x the CPU of the uncached relay (goal <= 1.3x)`);
+    console.log(`  ${HERD} concurrent cold pulls of one ${HERD_MIB} MiB blob: ${herd.upstream} upstream request(s) (goal 1), ${herd.complete}/${HERD} complete, ${herd.secs.toFixed(1)} s, proxy CPU ${herd.cpu.toFixed(2)} s`);
   }
 } finally {
   await cleanup();

@@ -21,6 +21,8 @@ const program = new Command()
   .showHelpAfterError();
 
 async function main(): Promise<number> {
+  // `registry-proxy cache list|verify|purge ...` manages the cache stores (src/cache/cli.ts).
+  if (process.argv[2] === 'cache') return (await import('./cache/cli.js')).runCacheCli(process.argv.slice(3));
   program.parse();
   const opts = program.opts<{ config?: string; checkConfig?: boolean; printDefaultConfig?: boolean; revokeSubject?: string }>();
   if (opts.printDefaultConfig) {

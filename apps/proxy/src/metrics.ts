@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** The proxy's Prometheus metrics, on a registry of their own (no global state). */
 export class Metrics {
@@ -32,6 +32,37 @@ export class Metrics {
     name: 'registry_proxy_tokens_total',
     help: 'Token requests by outcome (issued, denied, invalid, limited: 429, unavailable: backend down, overloaded: too many password checks queued)',
     labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly cacheRequests = new Counter({
+    name: 'registry_proxy_cache_requests_total',
+    help: 'Pull-through cache lookups by upstream, kind (blob, manifest) and result (hit, miss, stale: served while the upstream fails, bypass: relayed without caching)',
+    labelNames: ['upstream', 'kind', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly cacheBytes = new Counter({
+    name: 'registry_proxy_cache_bytes_total',
+    help: 'Bytes the cache served from its store (source=cache) or took from the upstream (source=upstream)',
+    labelNames: ['upstream', 'source'] as const,
+    registers: [this.registry],
+  });
+  readonly cacheEvictions = new Counter({
+    name: 'registry_proxy_cache_evictions_total',
+    help: 'Objects removed from a cache store to stay within its size quota',
+    labelNames: ['store'] as const,
+    registers: [this.registry],
+  });
+  readonly cacheErrors = new Counter({
+    name: 'registry_proxy_cache_errors_total',
+    help: 'Cache faults by reason: store (unwritable, full: the pull was relayed), digest (the upstream sent wrong bytes: nothing stored), corrupt (a stored object failed its check: removed), upstream (a fill broke off)',
+    labelNames: ['upstream', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly cacheStoreBytes = new Gauge({
+    name: 'registry_proxy_cache_store_bytes',
+    help: 'Bytes held by a cache store, as this process counts them',
+    labelNames: ['store'] as const,
     registers: [this.registry],
   });
 

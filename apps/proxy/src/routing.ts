@@ -1,4 +1,5 @@
 import { normaliseRegistryHost, type UpstreamClient } from '@registry-proxy/registry-core';
+import type { PullCache } from './cache/pull-cache.js';
 import type { Flights, SharedResponse } from './coalesce.js';
 
 /** One upstream with the part of the proxy's namespace it serves. */
@@ -13,6 +14,8 @@ export interface Route {
   readonly client: UpstreamClient;
   /** Identical concurrent manifest GET/HEAD requests share upstream requests (undefined: off). */
   readonly flights?: Flights<SharedResponse | undefined>;
+  /** The pull-through cache of this upstream (undefined: off). */
+  readonly cache?: PullCache;
 }
 
 /** Where a repository of the proxy lives upstream. */

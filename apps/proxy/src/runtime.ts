@@ -29,6 +29,7 @@ import { ReloadingVerifier, secretFiles } from './auth-reload.js';
 import { RevocationsFile } from './revocations-file.js';
 import { readConfiguredFile, resolveSecret } from './config/load.js';
 import type { Config, UpstreamConfig } from './config/schema.js';
+import { openCaches } from './cache/setup.js';
 import { Flights, type SharedResponse } from './coalesce.js';
 import { Router, normaliseRegistryHost } from './routing.js';
 import { createLogin, type Login } from './login/index.js';
@@ -215,6 +216,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         userAgent: 'registry-proxy/0.1',
       }),
   );
+  const caches = await openCaches(config, clients, logger);
   const router = new Router(
     config.upstreams.map((u, i) => ({
       prefix: u.prefix,
@@ -224,6 +226,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       mirrorOf: u.mirrorOf.map(normaliseRegistryHost),
       client: clients[i] as UpstreamClient,
       ...(u.coalesce ? { flights: new Flights<SharedResponse | undefined>() } : {}),
+      ...(caches[i] ? { cache: caches[i] } : {}),
     })),
   );
   return {

@@ -125,6 +125,34 @@ describe('configuration', () => {
     );
     expect(messageOf(() => resolveSecret({ file: join(dir, 'nope') }, 'tokens.signingKey'))).toMatch(/tokens.signingKey: cannot read .*ENOENT/);
   });
+
+  describe('upstreams[].cache', () => {
+    const withCache = (cache: string) => `upstreams:\n  - name: up\n    url: http://127.0.0.1:5000\n    cache: ${cache}\n`;
+
+    it('is off unless configured', () => {
+      expect(parseConfig(minimal, 't').upstreams[0]?.cache).toBeUndefined();
+    });
+
+    it('takes sizes with units and fills the freshness defaults', () => {
+      const c = parseConfig(withCache('{store: {type: filesystem, path: /var/cache/rp}, maxBytes: 50GiB}'), 't');
+      expect(c.upstreams[0]?.cache).toEqual({ store: { type: 'filesystem', path: '/var/cache/rp' }, maxBytes: 50 * 2 ** 30, tagFreshnessSeconds: 300, staleIfErrorSeconds: 86_400 });
+      expect(parseConfig(withCache('{store: {type: filesystem, path: /c}, maxBytes: 10GB}'), 't').upstreams[0]?.cache?.maxBytes).toBe(10e9);
+    });
+
+    it('names the bad key', () => {
+      expect(messageOf(() => parseConfig(withCache('{store: {type: filesystem, path: /c}, maxBytes: lots}'), 't'))).toMatch(/upstreams\.0\.cache\.maxBytes/);
+      expect(messageOf(() => parseConfig(withCache('{store: {type: s3}, maxBytes: 1GiB}'), 't'))).toMatch(/upstreams\.0\.cache\.store/);
+      expect(messageOf(() => parseConfig(withCache('{store: {type: filesystem, path: /c}, maxBytes: 1GiB, staleIfError: 5}'), 't'))).toMatch(/staleIfError/);
+    });
+
+    it('upstreams sharing a store directory must agree on its size', () => {
+      const two = `upstreams:
+  - {name: a, prefix: a, url: http://127.0.0.1:5000, cache: {store: {type: filesystem, path: /c}, maxBytes: 1GiB}}
+  - {name: b, prefix: b, url: http://127.0.0.1:5001, cache: {store: {type: filesystem, path: /c}, maxBytes: 2GiB}}
+`;
+      expect(messageOf(() => parseConfig(two, 't'))).toMatch(/upstreams\.1\.cache\.maxBytes.*upstreams\.0/);
+    });
+  });
 });
 
 describe('configuration of logins (issue 11: defects 4, 5, 7, 11)', () => {

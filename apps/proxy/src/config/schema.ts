@@ -1,5 +1,6 @@
 import { isValidRepositoryName } from '@registry-proxy/registry-core';
 import { z } from 'zod';
+import { cacheConfig } from '../cache/config.js';
 import { normaliseRegistryHost } from '../routing.js';
 
 /** A secret: given inline, or read from an environment variable or a file at start-up. */
@@ -174,6 +175,8 @@ const upstream = z.strictObject({
    * and tag however many nodes ask at once.
    */
   coalesce: z.boolean().default(true),
+  /** A pull-through cache of this upstream's blobs, manifests and tags (docs/configuration.md); off when absent. */
+  cache: cacheConfig.optional(),
 });
 
 /**
@@ -324,6 +327,14 @@ export const ConfigSchema = z
       claim(`name\u0000${u.name}`, i, ['name'], `name ${JSON.stringify(u.name)}`);
       for (const m of u.mirrorOf) claim(`mirror\u0000${normaliseRegistryHost(m)}`, i, ['mirrorOf'], `mirror of ${m}`);
       for (const h of u.hosts.length > 0 ? u.hosts : ['']) claim(`route\u0000${h}\u0000${u.prefix}`, i, ['prefix'], h ? `host ${h} with prefix ${JSON.stringify(u.prefix)}` : `prefix ${JSON.stringify(u.prefix)}`);
+    });
+    // Upstreams may share one cache directory (one quota, one LRU): they must agree on its size.
+    const quotas = new Map<string, { bytes: number; i: number }>();
+    c.upstreams.forEach((u, i) => {
+      if (u.cache?.store.type !== 'filesystem') return;
+      const prev = quotas.get(u.cache.store.path);
+      if (prev === undefined) quotas.set(u.cache.store.path, { bytes: u.cache.maxBytes, i });
+      else if (prev.bytes !== u.cache.maxBytes) ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'cache', 'maxBytes'], message: `differs from upstreams.${prev.i}.cache.maxBytes, which shares this store path` });
     });
   });
 

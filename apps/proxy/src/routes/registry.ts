@@ -307,8 +307,16 @@ async function relay(req: Request, res: Response, ep: RepoEndpoint, p: Plan, tar
     if (typeof v === 'string') headers[h] = v;
   }
   const client = target.route.client;
+  let cached: UpstreamResponse | undefined;
+  const cache = target.route.cache;
+  if (cache !== undefined && (ep.kind === 'blob' || ep.kind === 'manifest') && (p.method === 'GET' || p.method === 'HEAD')) {
+    const extra: Record<string, string> = { ...API_VERSION, ...(target.ns !== undefined ? { 'OCI-Namespace': target.ns } : {}) };
+    const out = await cache.serve({ method: p.method, kind: ep.kind, repository: target.name, reference: ep.kind === 'blob' ? ep.digest : ep.reference, path: p.path, scope: p.scope, headers, extra, res, metrics, logger });
+    if (out.served) return;
+    cached = out.response;
+  }
   const flights = target.route.flights;
-  if (flights !== undefined && ep.kind === 'manifest' && (p.method === 'GET' || p.method === 'HEAD')) {
+  if (cached === undefined && flights !== undefined && ep.kind === 'manifest' && (p.method === 'GET' || p.method === 'HEAD')) {
     // Identical manifest requests share upstream requests; the client's own name and Host
     // only shape the Location and namespace headers, which are written per client below.
     const key = `${client.name} ${p.method} ${p.path}\n${FORWARDED.map((h) => headers[h] ?? '').join('\n')}`;
@@ -334,12 +342,12 @@ async function relay(req: Request, res: Response, ep: RepoEndpoint, p: Plan, tar
   const started = process.hrtime.bigint();
   let up: UpstreamResponse;
   try {
-    up = await client.request({ method: p.method, path: p.path, headers, scope: p.scope, signal: abort.signal, ...(p.body !== undefined ? { body: p.body } : {}) });
+    up = cached ?? (await client.request({ method: p.method, path: p.path, headers, scope: p.scope, signal: abort.signal, ...(p.body !== undefined ? { body: p.body } : {}) }));
   } finally {
     // Past the response headers, a client that leaves is handled by destroying the body.
     res.off('close', onClose);
   }
-  metrics.upstreamLatency.observe({ upstream: client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+  if (cached === undefined) metrics.upstreamLatency.observe({ upstream: client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
 
   if (up.statusCode === 401) await up.body.dump();
   relayHead(res, ep, target, base, up);

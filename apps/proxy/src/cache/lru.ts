@@ -1,0 +1,76 @@
+/**
+ * The size quota: which objects the store holds, how big, when each was last used, and which
+ * are pinned (being read or filled). Victims are the least recently used unpinned objects.
+ */
+export class Quota {
+  private readonly entries = new Map<string, { size: number; lastUsed: number }>();
+  private readonly pins = new Map<string, number>();
+  private total = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  get bytes(): number {
+    return this.total;
+  }
+
+  get count(): number {
+    return this.entries.size;
+  }
+
+  set(digest: string, size: number, lastUsed = Date.now()): void {
+    this.delete(digest);
+    this.entries.set(digest, { size, lastUsed });
+    this.total += size;
+  }
+
+  size(digest: string): number {
+    return this.entries.get(digest)?.size ?? 0;
+  }
+
+  has(digest: string): boolean {
+    return this.entries.has(digest);
+  }
+
+  delete(digest: string): void {
+    const e = this.entries.get(digest);
+    if (!e) return;
+    this.entries.delete(digest);
+    this.total -= e.size;
+  }
+
+  touch(digest: string, now = Date.now()): void {
+    const e = this.entries.get(digest);
+    if (e) e.lastUsed = now;
+  }
+
+  pin(digest: string): () => void {
+    this.pins.set(digest, (this.pins.get(digest) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.pins.get(digest) ?? 1) - 1;
+      if (n <= 0) this.pins.delete(digest);
+      else this.pins.set(digest, n);
+    };
+  }
+
+  pinned(digest: string): boolean {
+    return this.pins.has(digest);
+  }
+
+  /** The objects to remove, oldest use first, so that `incoming` more bytes fit; pinned ones are skipped. */
+  victims(incoming: number): string[] {
+    let excess = this.total + incoming - this.maxBytes;
+    if (excess <= 0) return [];
+    const out: string[] = [];
+    const byAge = [...this.entries].sort((a, b) => a[1].lastUsed - b[1].lastUsed);
+    for (const [digest, e] of byAge) {
+      if (excess <= 0) break;
+      if (this.pins.has(digest)) continue;
+      out.push(digest);
+      excess -= e.size;
+    }
+    return out;
+  }
+}

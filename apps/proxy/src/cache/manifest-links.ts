@@ -1,0 +1,28 @@
+const SHA256 = /^sha256:[a-f0-9]{64}$/;
+
+interface Descriptor {
+  digest?: unknown;
+  mediaType?: unknown;
+}
+
+/**
+ * What a manifest references: its config and layers (blobs) and, for an index, its manifests.
+ * Fetching a manifest through a repository shows that the repository has them all.
+ */
+export function linksOf(body: Buffer): { blobs: string[]; manifests: Array<{ digest: string; mediaType: string }> } {
+  let doc: { config?: Descriptor; layers?: Descriptor[]; fsLayers?: Array<{ blobSum?: unknown }>; manifests?: Descriptor[] };
+  try {
+    doc = JSON.parse(body.toString('utf8')) as typeof doc;
+  } catch {
+    return { blobs: [], manifests: [] };
+  }
+  const ok = (d: unknown): d is string => typeof d === 'string' && SHA256.test(d);
+  const blobs = new Set<string>();
+  if (doc.config && ok(doc.config.digest)) blobs.add(doc.config.digest);
+  for (const l of Array.isArray(doc.layers) ? doc.layers : []) if (ok(l?.digest)) blobs.add(l.digest);
+  const manifests: Array<{ digest: string; mediaType: string }> = [];
+  for (const m of Array.isArray(doc.manifests) ? doc.manifests : []) {
+    if (ok(m?.digest) && typeof m.mediaType === 'string') manifests.push({ digest: m.digest, mediaType: m.mediaType });
+  }
+  return { blobs: [...blobs], manifests };
+}

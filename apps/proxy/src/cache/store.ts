@@ -1,0 +1,77 @@
+/**
+ * What the pull-through cache keeps, whatever holds it: objects (blobs and manifests) by
+ * digest, the repositories each digest has been seen in (the cache serves a digest through a
+ * repository only when the upstream has shown it there), and what each tag last resolved to.
+ */
+
+/** Random access to one stored object (or to one still being filled). */
+export interface ObjectHandle {
+  /** Reads up to `buffer.length` bytes at `position`; resolves to how many were read. */
+  read(buffer: Buffer, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** A stored, complete object. */
+export interface StoredObject {
+  readonly size: number;
+  /** Changes whenever the stored bytes could have changed (filesystem: inode, size, ctime); a verified stamp need not be hashed again. */
+  readonly stamp: string;
+  readonly handle: ObjectHandle;
+}
+
+/** An object being written: appended to, then committed under its digest or aborted (nothing left behind). */
+export interface ObjectWriter {
+  /** Appends a chunk; resolves once the store has it (readers of `openReader` can see it). */
+  write(chunk: Buffer): Promise<void>;
+  /** A handle on the partly written object that stays valid after commit. */
+  openReader(): Promise<ObjectHandle>;
+  /** Publishes the object under its digest (the caller has verified it); resolves to its stamp. */
+  commit(): Promise<string>;
+  /** Removes whatever was written. */
+  abort(): Promise<void>;
+}
+
+export type LinkKind = 'blob' | 'manifest';
+
+/** What a tag resolved to, and when the upstream last confirmed it. */
+export interface TagRecord {
+  readonly digest: string;
+  readonly mediaType: string;
+  /** Milliseconds since the epoch. */
+  readonly validatedAt: number;
+  /** The upstream's ETag, sent back as If-None-Match. */
+  readonly etag?: string;
+}
+
+/** One object in a listing. */
+export interface ObjectInfo {
+  readonly digest: string;
+  readonly size: number;
+  /** Milliseconds since the epoch. */
+  readonly lastUsed: number;
+}
+
+export interface CacheStore {
+  /** For logs: where the store is. */
+  readonly description: string;
+  /** Bytes held, as this process counts them. */
+  readonly bytes: number;
+  open(digest: string): Promise<StoredObject | undefined>;
+  /** Starts writing an object; throws when the store cannot take it (unwritable, full). */
+  create(digest: string, size: number | undefined): Promise<ObjectWriter>;
+  remove(digest: string): Promise<void>;
+  /** Says that an object was used just now (for least-recently-used eviction). */
+  touch(digest: string): void;
+  /** Keeps an object from eviction until the returned function is called. */
+  pin(digest: string): () => void;
+
+  /** The media type recorded with a manifest link ('' for a blob link), or undefined when the repository has not been seen with the digest. */
+  link(upstream: string, repository: string, kind: LinkKind, digest: string): Promise<string | undefined>;
+  addLink(upstream: string, repository: string, kind: LinkKind, digest: string, mediaType?: string): Promise<void>;
+
+  tag(upstream: string, repository: string, tag: string, variant: string): Promise<TagRecord | undefined>;
+  putTag(upstream: string, repository: string, tag: string, variant: string, record: TagRecord): Promise<void>;
+
+  list(): AsyncIterable<ObjectInfo>;
+  close(): Promise<void>;
+}
