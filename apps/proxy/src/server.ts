@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { createApp } from './app.js';
 import type { Config } from './config/schema.js';
 import { Metrics } from './metrics.js';
+import { answerClientError } from './respond.js';
 import { createRuntime } from './runtime.js';
 
 /** A running proxy. */
@@ -50,6 +51,7 @@ export async function startProxy(config: Config, logger: Logger, options: { defa
   const serverOptions = { keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 };
   const app = createApp(runtime, metrics, logger);
   const server: Server = initial ? createHttpsServer({ ...serverOptions, cert: initial.cert, key: initial.key }, app) : createServer(serverOptions, app);
+  server.on('clientError', answerClientError);
   let stopWatching = () => undefined as void;
   if (tls && initial) {
     logger.info({ certificate: initial.summary }, 'serving HTTPS');

@@ -10,7 +10,6 @@ import {
   formatChallenge,
   grants,
   parseApiPath,
-  writeRegistryError,
   type Endpoint,
   type HttpMethod,
   type UpstreamResponse,
@@ -22,6 +21,7 @@ import type { Metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { SharedResponse } from '../coalesce.js';
 import type { Target } from '../routing.js';
+import { clientGone, sendError } from '../respond.js';
 import { serveCatalog } from './catalog.js';
 import { relayTagList, rewriteLink } from './tags.js';
 
@@ -152,17 +152,44 @@ interface Plan {
   readonly body?: Buffer | Readable;
 }
 
-async function readManifest(req: Request): Promise<Buffer> {
+/**
+ * Reads a manifest body whole. Past the limit it stops reading and refuses with 413; the
+ * unread rest is the error writer's to drop (see ../respond.ts). Listeners rather than
+ * `for await`: leaving that loop would destroy the request, and with it the socket that the
+ * 413 still has to travel on.
+ */
+function readManifest(req: Request): Promise<Buffer> {
+  const tooLarge = () => new RegistryError('SIZE_INVALID', { status: 413, message: 'manifest larger than 4 MiB' });
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) throw new RegistryError('SIZE_INVALID', { status: 413, message: 'manifest larger than 4 MiB' });
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > MAX_MANIFEST_BYTES) throw new RegistryError('SIZE_INVALID', { status: 413, message: 'manifest larger than 4 MiB' });
-    chunks.push(c);
-  }
-  return Buffer.concat(chunks, size);
+  if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = (err?: Error) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', stop);
+      req.off('close', onClose);
+      if (err) {
+        req.pause();
+        reject(err);
+      }
+    };
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_MANIFEST_BYTES) stop(tooLarge());
+      else chunks.push(c);
+    };
+    const onEnd = () => {
+      stop();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onClose = () => stop(new Error('client went away'));
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', stop);
+    req.once('close', onClose);
+  });
 }
 
 function hasBody(req: Request): boolean {
@@ -243,7 +270,7 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       res.locals['upstream'] = target.route.client.name;
       await relay(req, res, ep, await plan(runtime, req, ep, action, target, who, query), target, externalBase(runtime, req), metrics, logger);
     } catch (err) {
-      if (res.destroyed || req.socket.destroyed) {
+      if (clientGone(req, res)) {
         // The client left while the upstream was answering: nobody to tell.
         logger.debug({ err, repository: res.locals['repository'] }, 'client went away');
         return;
@@ -251,7 +278,7 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       const regErr = err instanceof RegistryError ? err : upstreamFailure(err);
       if (!regErr) return next(err);
       if (regErr.status >= 500) logger.warn({ err: regErr.cause ?? regErr, repository: res.locals['repository'] }, regErr.message);
-      writeRegistryError(res, regErr, head);
+      sendError(req, res, regErr, head);
     }
   };
 }
