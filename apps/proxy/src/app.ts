@@ -3,6 +3,7 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import { RegistryError } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
+import { requireOneHost } from './host.js';
 import { clientGone, fromHttpError, sendError } from './respond.js';
 import { registryHandler } from './routes/registry.js';
 import { tokenRouter } from './routes/token.js';
@@ -59,6 +60,7 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
   };
   app.get('/jwks', jwks);
   app.get('/.well-known/jwks.json', jwks);
+  app.use(['/token', '/v2'], requireOneHost);
   app.use('/token', tokenRouter(runtime, metrics, logger));
   // Express 5 hands a handler's rejected promise to the error middleware below; wrapping a
   // handler in `void` would drop it and leave Node to exit on the unhandled rejection.

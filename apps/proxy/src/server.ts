@@ -48,7 +48,8 @@ export async function startProxy(config: Config, logger: Logger, options: { defa
   const initial = tls ? readTls(tls) : undefined;
   const runtime = await createRuntime(config, logger);
   const metrics = new Metrics(options.defaultMetrics ?? true);
-  const serverOptions = { keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 };
+  // requireHostHeader off: the app answers a missing Host itself, in the registry error format (./host.ts).
+  const serverOptions = { keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0, requireHostHeader: false };
   const app = createApp(runtime, metrics, logger);
   const server: Server = initial ? createHttpsServer({ ...serverOptions, cert: initial.cert, key: initial.key }, app) : createServer(serverOptions, app);
   server.on('clientError', answerClientError);

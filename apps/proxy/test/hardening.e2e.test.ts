@@ -2,8 +2,11 @@
  * Request-handling defects of issue 11, each pinned against a real docker-registry behind the
  * proxy, with raw sockets where the framing itself is the point (fetch would fix it up).
  */
+import bcrypt from 'bcryptjs';
+import { KeySet, TokenService } from '@registry-proxy/registry-core';
 import { requireCommands } from '@registry-proxy/testing';
-import { startWorld, token, type World } from './support/fixture.js';
+import { UPSTREAM_USER, USERS, startWorld, token, type World } from './support/fixture.js';
+import { startTestProxy, type TestProxy } from './support/proxy.js';
 import { bodyOf, raw, write } from './support/raw.js';
 
 jest.setTimeout(60_000);
@@ -108,5 +111,71 @@ describe('defect 1: the error middleware keeps the 4xx it is given', () => {
     expect(errorCodes(reply.text)).toEqual(['UNSUPPORTED']);
     expect(reply.closed).toBe(true);
     await stillServing();
+  });
+});
+
+describe('defect 2: host binding', () => {
+  let hp: TestProxy;
+  let hport: number;
+  const basic = `Basic ${Buffer.from(`alice:${USERS.alice}`).toString('base64')}`;
+  beforeAll(async () => {
+    hp = await startTestProxy({
+      tokens: { signingKey: w.signingKeyPem },
+      auth: [{ type: 'static', users: [{ username: 'alice', passwordHash: bcrypt.hashSync(USERS.alice, 4) }] }],
+      rules: [
+        // Nothing at all on vb.test; team/** elsewhere.
+        { hosts: ['vb.test'], account: '**', repository: '**', actions: [] },
+        { account: 'alice', repository: 'team/**', actions: ['pull'] },
+      ],
+      upstreams: [{ name: 'local', url: w.registry.url, credentials: { type: 'static', username: UPSTREAM_USER.username, password: UPSTREAM_USER.password } }],
+    });
+    hport = Number(new URL(hp.url).port);
+  });
+  afterAll(() => hp?.close());
+
+  const tokenRequest = (hostLines: string, version = '1.1') =>
+    raw(hport, (sock) => write(sock, `GET /token?service=registry-proxy&scope=repository:team/app:pull HTTP/${version}\r\n${hostLines}Authorization: ${basic}\r\nConnection: close\r\n\r\n`));
+
+  it.each([
+    ['no Host (HTTP/1.0)', '', '1.0'],
+    ['no Host (HTTP/1.1)', '', '1.1'],
+    ['an empty Host', 'Host: \r\n', '1.1'],
+    ['two Host headers', 'Host: localhost\r\nHost: vb.test\r\n', '1.1'],
+    ['a Host that is not a host', 'Host: a/b@c\r\n', '1.1'],
+  ])('/token with %s: 400 in the registry format, no token', async (_what, hostLines, version) => {
+    const reply = await tokenRequest(hostLines, version);
+    expect(reply.statuses).toEqual([400]);
+    expect(errorCodes(reply.text)).toEqual(['UNSUPPORTED']);
+    expect(reply.text).not.toContain('"token"');
+  });
+
+  it('/v2 with two Host headers or none: 400 in the registry format', async () => {
+    const good = await raw(hport, (sock) => write(sock, `GET /token?service=registry-proxy&scope=repository:team/app:pull HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic}\r\nConnection: close\r\n\r\n`));
+    const t = (bodyOf(good.text) as { token: string }).token;
+    for (const hostLines of ['Host: localhost\r\nHost: vb.test\r\n', '', 'Host: \r\n']) {
+      const reply = await raw(hport, (sock) => write(sock, `GET /v2/team/app/tags/list HTTP/1.1\r\n${hostLines}Authorization: Bearer ${t}\r\nConnection: close\r\n\r\n`));
+      expect(reply.statuses).toEqual([400]);
+      expect(errorCodes(reply.text)).toEqual(['UNSUPPORTED']);
+    }
+    const ok = await raw(hport, (sock) => write(sock, `GET /v2/team/app/tags/list HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${t}\r\nConnection: close\r\n\r\n`));
+    expect(ok.statuses).toEqual([200]);
+  });
+
+  it('a token is bound to its host: the one for localhost is refused on vb.test, where the rules deny everything', async () => {
+    const res = await fetch(`${hp.url}/token?service=registry-proxy&scope=repository:team/app:pull`, { headers: { authorization: basic } });
+    const t = ((await res.json()) as { token: string }).token;
+    const reply = await raw(hport, (sock) => write(sock, `GET /v2/team/app/tags/list HTTP/1.1\r\nHost: vb.test\r\nAuthorization: Bearer ${t}\r\nConnection: close\r\n\r\n`));
+    expect(reply.statuses).toEqual([401]);
+  });
+
+  it('an unbound token (signed by the proxy key, no host claim) is refused while rules name hosts', async () => {
+    const keys = await KeySet.fromPem(w.signingKeyPem);
+    const service = new TokenService({ issuer: 'registry-proxy', service: 'registry-proxy', keys, accessTokenTtl: 60, refreshTokenTtl: 60, algorithms: ['ES256'], clockTolerance: 0 });
+    const unbound = (await service.issueAccessToken('alice', [{ type: 'repository', name: 'team/app', actions: ['pull'] }])).token;
+    for (const host of ['vb.test', 'localhost']) {
+      const reply = await raw(hport, (sock) => write(sock, `GET /v2/team/app/tags/list HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${unbound}\r\nConnection: close\r\n\r\n`));
+      expect([host, reply.statuses]).toEqual([host, [401]]);
+      expect(reply.text).toContain('error="invalid_token"');
+    }
   });
 });

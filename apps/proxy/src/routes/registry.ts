@@ -70,8 +70,9 @@ export async function authenticate(runtime: Runtime, req: Request, scope: string
     if (err instanceof InvalidTokenError) throw challengeFor(runtime, req, scope, 'invalid_token');
     throw err;
   }
-  // A token granted by host-aware rules works only on the host it was issued for.
-  if (who.host !== undefined && who.host !== (req.host || '').toLowerCase().replace(/:\d+$/, '')) throw challengeFor(runtime, req, scope, 'invalid_token');
+  // A token granted by host-aware rules works only on the host it was issued for; while rules
+  // name hosts, a token bound to no host (minted before they did) works nowhere.
+  if (who.host === undefined ? runtime.rules.hostAware : who.host !== (req.host || '').toLowerCase().replace(/:\d+$/, '')) throw challengeFor(runtime, req, scope, 'invalid_token');
   return who;
 }
 

@@ -68,6 +68,10 @@ export class TokenEndpoint {
     if (req.service !== undefined && req.service !== tokens.service) {
       return this.error('invalid', new RegistryError('UNAUTHORIZED', { status: 400, message: `unknown service ${JSON.stringify(req.service)}` }), req, 'unknown service');
     }
+    // Host-aware rules bind every token to a host: without one there is nothing to bind to.
+    if (this.opts.rules.hostAware && !host) {
+      return this.error('invalid', new RegistryError('UNSUPPORTED', { status: 400, message: 'the token request names no host' }), req, 'no host');
+    }
     let identity: Identity;
     if (req.grant === 'anonymous') {
       identity = ANONYMOUS;
