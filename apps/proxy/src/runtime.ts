@@ -144,7 +144,6 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   });
   const rules = new AccessRules(config.rules);
   const chain = verifiers(config);
-  const tokenEndpoint = new TokenEndpoint({ tokens, verifier: new VerifierChain(chain), rules, basicRealm: config.service });
   const clients = config.upstreams.map(
     (u, i) =>
       new UpstreamClient({
@@ -170,6 +169,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       ...(u.coalesce ? { flights: new Flights<SharedResponse | undefined>() } : {}),
     })),
   );
+  // Grants are made on the upstream a name resolves to, and the token says which (issue 11).
+  const tokenEndpoint = new TokenEndpoint({ tokens, verifier: new VerifierChain(chain), rules, basicRealm: config.service, locate: (name, host) => router.locate(name, host) });
   return {
     config,
     tokens,

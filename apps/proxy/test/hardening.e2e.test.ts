@@ -179,3 +179,64 @@ describe('defect 2: host binding', () => {
     }
   });
 });
+
+describe('defect 6: grants are per upstream (registry), in ?ns=, prefix and host routing', () => {
+  let mp: TestProxy;
+  const creds = { type: 'static', username: UPSTREAM_USER.username, password: UPSTREAM_USER.password };
+  const basic = (u: string) => `Basic ${Buffer.from(`${u}:${USERS[u as keyof typeof USERS]}`).toString('base64')}`;
+  beforeAll(async () => {
+    // Two mirrored registries and two virtual hosts, all in front of the same real registry,
+    // so every one of them has a team/app.
+    mp = await startTestProxy({
+      auth: [{ type: 'static', users: ['alice', 'bob'].map((u) => ({ username: u, passwordHash: bcrypt.hashSync(USERS[u as keyof typeof USERS], 4) })) }],
+      rules: [
+        { account: 'alice', upstreams: ['quay', 'h1'], repository: ['team/**', 'q/**', 'g/**'], actions: ['pull'] },
+        { account: 'bob', repository: 'team/**', actions: ['pull'] },
+      ],
+      upstreams: [
+        { name: 'quay', mirrorOf: ['quay.localtest'], prefix: 'q', url: w.registry.url, credentials: creds },
+        { name: 'ghcr', mirrorOf: ['ghcr.localtest'], prefix: 'g', url: w.registry.url, credentials: creds },
+        { name: 'h1', hosts: ['h1.localtest'], url: w.registry.url, credentials: creds },
+        { name: 'h2', hosts: ['h2.localtest'], url: w.registry.url, credentials: creds },
+      ],
+    });
+  });
+  afterAll(() => mp?.close());
+
+  const port = () => Number(new URL(mp.url).port);
+  async function ask(user: string, scope: string, host = mp.host): Promise<{ token: string; scope?: string }> {
+    const r = await raw(port(), (s) => write(s, `GET /token?service=registry-proxy&scope=${scope} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: ${basic(user)}\r\nConnection: close\r\n\r\n`));
+    return bodyOf(r.text) as { token: string };
+  }
+  async function status(path: string, t: string, host = mp.host): Promise<number> {
+    const r = await raw(port(), (s) => write(s, `HEAD ${path} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${t}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n`));
+    return r.statuses[0] as number;
+  }
+
+  it('?ns=: a token for quay.localtest/team/app is refused on ghcr.localtest/team/app', async () => {
+    const bob = await ask('bob', 'repository:quay.localtest/team/app:pull');
+    expect(await status('/v2/team/app/manifests/v1?ns=quay.localtest', bob.token)).toBe(200);
+    expect(await status('/v2/team/app/manifests/v1?ns=ghcr.localtest', bob.token)).toBe(401);
+  });
+
+  it('rules name upstreams: alice may pull team/** on quay and h1 only', async () => {
+    const both = await ask('alice', 'repository:quay.localtest/team/app:pull&scope=repository:ghcr.localtest/team/app:pull');
+    expect(await status('/v2/team/app/manifests/v1?ns=quay.localtest', both.token)).toBe(200);
+    expect(await status('/v2/team/app/manifests/v1?ns=ghcr.localtest', both.token)).toBe(401);
+    // The same upstreams by prefix routing.
+    const byPrefix = await ask('alice', 'repository:q/team/app:pull&scope=repository:g/team/app:pull');
+    expect(await status('/v2/q/team/app/manifests/v1', byPrefix.token)).toBe(200);
+    expect(await status('/v2/g/team/app/manifests/v1', byPrefix.token)).toBe(401);
+  });
+
+  it('host routing: a token asked on h2.localtest is refused on h1.localtest for the same name, and the other way round', async () => {
+    const bobH2 = await ask('bob', 'repository:team/app:pull', 'h2.localtest');
+    expect(await status('/v2/team/app/manifests/v1', bobH2.token, 'h2.localtest')).toBe(200);
+    expect(await status('/v2/team/app/manifests/v1', bobH2.token, 'h1.localtest')).toBe(401);
+    const aliceH1 = await ask('alice', 'repository:team/app:pull', 'h1.localtest');
+    expect(await status('/v2/team/app/manifests/v1', aliceH1.token, 'h1.localtest')).toBe(200);
+    expect(await status('/v2/team/app/manifests/v1', aliceH1.token, 'h2.localtest')).toBe(401);
+    const aliceH2 = await ask('alice', 'repository:team/app:pull', 'h2.localtest');
+    expect(await status('/v2/team/app/manifests/v1', aliceH2.token, 'h2.localtest')).toBe(401);
+  });
+});

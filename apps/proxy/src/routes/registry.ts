@@ -8,7 +8,7 @@ import {
   RegistryError,
   UpstreamUnavailableError,
   formatChallenge,
-  grants,
+  grantsOn,
   parseApiPath,
   type Endpoint,
   type HttpMethod,
@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { SharedResponse } from '../coalesce.js';
-import type { Target } from '../routing.js';
+import { Router, type Target } from '../routing.js';
 import { clientGone, sendError } from '../respond.js';
 import { serveCatalog } from './catalog.js';
 import { relayTagList, rewriteLink } from './tags.js';
@@ -45,6 +45,9 @@ const RELAYED = [
 const FORWARDED = ['accept', 'range', 'if-none-match', 'if-match', 'if-range', 'if-modified-since', 'content-type', 'content-range'];
 /** Registries refuse manifests above 4 MiB; the proxy reads them whole so they can be resent. */
 const MAX_MANIFEST_BYTES = 4 << 20;
+
+/** A registry host as containerd names it in `ns` (host, optional port). */
+const REGISTRY_HOST = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::\d{1,5})?$/;
 
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 
@@ -221,7 +224,7 @@ async function plan(runtime: Runtime, req: Request, ep: RepoEndpoint, action: Ac
     q.delete('from');
     // A cross-repository mount needs pull on the source, on the same upstream; otherwise the
     // upload simply starts (202), which clients handle by uploading the blob.
-    if (mount !== null && from !== null && isValidDigest(mount) && isValidRepositoryName(from) && grants(who.access, 'repository', from, 'pull')) {
+    if (mount !== null && from !== null && isValidDigest(mount) && isValidRepositoryName(from) && grantsOn(who.access, Router.scopeName(from, target.ns), target.route.client.name, 'pull')) {
       const src = runtime.router.resolve(from, { host: req.host, ns: target.ns });
       if (src && src.route === target.route) {
         q.set('mount', mount);
@@ -260,15 +263,18 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       }
       const action = actionFor(ep, req.method);
       res.locals['repository'] = ep.name;
-      const scope = `repository:${ep.name}:${action === 'push' ? 'pull,push' : action}`;
+      const ns = query.get('ns') ?? undefined;
+      if (ns !== undefined && !REGISTRY_HOST.test(ns)) throw new RegistryError('NAME_INVALID', { message: 'ns is not a registry host' });
+      // The scope names the registry of a mirror request, so the token is granted on its upstream.
+      const scopeName = Router.scopeName(ep.name, ns);
+      const scope = `repository:${scopeName}:${action === 'push' ? 'pull,push' : action}`;
       const who = await authenticate(runtime, req, scope);
       res.locals['subject'] = who.subject;
-      if (!grants(who.access, 'repository', ep.name, action)) throw challengeFor(runtime, req, scope, 'insufficient_scope');
-
-      const ns = query.get('ns') ?? undefined;
       const target = runtime.router.resolve(ep.name, { host: req.host, ns });
       if (!target) throw new RegistryError('NAME_UNKNOWN', { message: ns === undefined ? 'no upstream serves this repository' : `no upstream mirrors ${ns}` });
       res.locals['upstream'] = target.route.client.name;
+      // A grant is good only on the upstream it was made for (issue 11, defect 6).
+      if (!grantsOn(who.access, scopeName, target.route.client.name, action)) throw challengeFor(runtime, req, scope, 'insufficient_scope');
       await relay(req, res, ep, await plan(runtime, req, ep, action, target, who, query), target, externalBase(runtime, req), metrics, logger);
     } catch (err) {
       if (clientGone(req, res)) {

@@ -26,6 +26,11 @@ export class TokenEndpoint {
       tokens: TokenService;
       verifier: CredentialVerifier;
       rules: AccessRules;
+      /**
+       * Where a requested repository name lives: its upstream, and the name the rules see. A
+       * name that resolves nowhere is granted nothing. Without it, names are not resolved.
+       */
+      locate?: (name: string, host: string | undefined) => { readonly upstream: string; readonly name: string } | undefined;
       /** Realm named in the Basic challenge of a 401. */
       basicRealm: string;
     },
@@ -53,8 +58,10 @@ export class TokenEndpoint {
         continue;
       }
       if (r.type !== 'repository') continue;
-      const actions = intersectActions(r.actions, this.opts.rules.allowedActions(identity, r.name, host));
-      if (actions.length > 0) out.push({ type: r.type, name: r.name, actions });
+      const where = this.opts.locate ? this.opts.locate(r.name, host) : { name: r.name, upstream: undefined };
+      if (!where) continue;
+      const actions = intersectActions(r.actions, this.opts.rules.allowedActions(identity, where.name, host, where.upstream));
+      if (actions.length > 0) out.push({ type: r.type, name: r.name, actions, ...(where.upstream !== undefined ? { upstream: where.upstream } : {}) });
     }
     return out;
   }
