@@ -3,6 +3,7 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import { RegistryError } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
+import { sendContinue } from './expect.js';
 import { requireOneHost } from './host.js';
 import { clientGone, fromHttpError, sendError } from './respond.js';
 import { registryHandler } from './routes/registry.js';
@@ -60,6 +61,11 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
   };
   app.get('/jwks', jwks);
   app.get('/.well-known/jwks.json', jwks);
+  // Only /v2 authorizes before it reads a body; everywhere else a waiting client may send it.
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    if (!req.path.startsWith('/v2/')) sendContinue(req, res);
+    next();
+  });
   app.use(['/token', '/v2'], requireOneHost);
   app.use('/token', tokenRouter(runtime, metrics, logger));
   // Express 5 hands a handler's rejected promise to the error middleware below; wrapping a

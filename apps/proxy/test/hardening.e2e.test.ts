@@ -240,3 +240,58 @@ describe('defect 6: grants are per upstream (registry), in ?ns=, prefix and host
     expect(await status('/v2/team/app/manifests/v1', aliceH2.token, 'h2.localtest')).toBe(401);
   });
 });
+
+describe('defect 8: Expect: 100-continue is answered only after authorization', () => {
+  const put = (auth: string, name = 'push/cont') =>
+    `PUT /v2/${name}/manifests/v1 HTTP/1.1\r\nHost: ${w.proxy.host}\r\n${auth}Content-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 3000000\r\nExpect: 100-continue\r\n\r\n`;
+
+  /** Sends the head, waits for the proxy's first answer, and sends the body only after a 100. */
+  const attempt = (auth: string, name?: string) =>
+    raw(port, async (sock, seen) => {
+      await write(sock, put(auth, name));
+      const deadline = Date.now() + 3000;
+      while (!/^HTTP\/1\.1 \d{3}/.test(seen()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      if (seen().startsWith('HTTP/1.1 100')) await write(sock, Buffer.alloc(3_000_000, 0x20)).catch(() => undefined);
+    }, 2500);
+
+  it.each([
+    ['no token', ''],
+    ['a forged token', 'Authorization: Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln\r\n'],
+  ])('%s: 401 without a 100, and the connection is closed', async (_what, auth) => {
+    const reply = await attempt(auth);
+    expect(reply.statuses).toEqual([401]);
+    expect(reply.text).toMatch(/\r\nconnection: close\r\n/i);
+    expect(reply.closed).toBe(true);
+  });
+
+  it('a token without push: 401 insufficient_scope without a 100', async () => {
+    const t = await token(w, 'alice', 'repository:team/app:pull');
+    const reply = await attempt(`Authorization: Bearer ${t}\r\n`, 'team/app');
+    expect(reply.statuses).toEqual([401]);
+    expect(reply.text).toContain('error="insufficient_scope"');
+  });
+
+  it('a token with push: 100, then the body, then the answer (here the real registry refusing a manifest of spaces)', async () => {
+    const t = await token(w, 'alice', 'repository:push/cont:pull,push');
+    const reply = await attempt(`Authorization: Bearer ${t}\r\n`);
+    expect(reply.statuses[0]).toBe(100);
+    expect(reply.statuses[1]).toBe(400);
+    expect(errorCodes(reply.text.slice(reply.text.indexOf('\r\n\r\n') + 4))).toEqual(['MANIFEST_INVALID']);
+  });
+
+  it('any other Expect: 417 in the registry format', async () => {
+    const reply = await raw(port, (sock) => write(sock, `GET /v2/ HTTP/1.1\r\nHost: ${w.proxy.host}\r\nExpect: something-else\r\nConnection: close\r\n\r\n`));
+    expect(reply.statuses).toEqual([417]);
+    expect(errorCodes(reply.text)).toEqual(['UNSUPPORTED']);
+  });
+
+  it('an Expect on the token endpoint is answered at once (it needs the form to authenticate)', async () => {
+    const body = `grant_type=password&username=alice&password=${USERS.alice}&service=registry-proxy&scope=repository:team/app:pull`;
+    const reply = await raw(port, async (sock, seen) => {
+      await write(sock, `POST /token HTTP/1.1\r\nHost: ${w.proxy.host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`);
+      while (!seen().startsWith('HTTP/1.1 100')) await new Promise((r) => setTimeout(r, 10));
+      await write(sock, body);
+    });
+    expect(reply.statuses).toEqual([100, 200]);
+  });
+});

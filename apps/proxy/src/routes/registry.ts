@@ -21,6 +21,7 @@ import type { Metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { SharedResponse } from '../coalesce.js';
 import { Router, type Target } from '../routing.js';
+import { sendContinue } from '../expect.js';
 import { clientGone, sendError } from '../respond.js';
 import { serveCatalog } from './catalog.js';
 import { relayTagList, rewriteLink } from './tags.js';
@@ -275,6 +276,8 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       res.locals['upstream'] = target.route.client.name;
       // A grant is good only on the upstream it was made for (issue 11, defect 6).
       if (!grantsOn(who.access, scopeName, target.route.client.name, action)) throw challengeFor(runtime, req, scope, 'insufficient_scope');
+      // Authorized: only now may a client waiting on `Expect: 100-continue` send its body.
+      sendContinue(req, res);
       await relay(req, res, ep, await plan(runtime, req, ep, action, target, who, query), target, externalBase(runtime, req), metrics, logger);
     } catch (err) {
       if (clientGone(req, res)) {
