@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
-import { RegistryError, writeRegistryError } from '@registry-proxy/registry-core';
+import { RegistryError } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
+import { sendContinue } from './expect.js';
+import { requireOneHost } from './host.js';
+import { clientGone, fromHttpError, sendError } from './respond.js';
 import { registryHandler } from './routes/registry.js';
 import { tokenRouter } from './routes/token.js';
 import { loginRouter } from './login/routes.js';
@@ -60,6 +63,12 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
   };
   app.get('/jwks', jwks);
   app.get('/.well-known/jwks.json', jwks);
+  // Only /v2 authorizes before it reads a body; everywhere else a waiting client may send it.
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    if (!req.path.startsWith('/v2/')) sendContinue(req, res);
+    next();
+  });
+  app.use(['/token', '/v2'], requireOneHost);
   app.use('/token', tokenRouter(runtime, metrics, logger));
   const login = runtime.login;
   if (login) {
@@ -77,24 +86,25 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
       }),
     );
   }
-  const v2 = registryHandler(runtime, metrics, logger);
-  app.use('/v2', (req, res, next) => {
-    void v2(req, res, next);
-  });
+  // Express 5 hands a handler's rejected promise to the error middleware below; wrapping a
+  // handler in `void` would drop it and leave Node to exit on the unhandled rejection.
+  app.use('/v2', registryHandler(runtime, metrics, logger));
 
   app.use((req: Request, res: Response) => {
-    writeRegistryError(res, new RegistryError('NAME_UNKNOWN', { status: 404, message: 'not found' }), req.method === 'HEAD');
+    sendError(req, res, new RegistryError('NAME_UNKNOWN', { status: 404, message: 'not found' }), req.method === 'HEAD');
   });
   // Malformed bodies and anything unexpected: a registry error, never a stack trace.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const status = (err as { status?: number }).status;
-    if (typeof status === 'number' && status >= 400 && status < 500) {
-      writeRegistryError(res, new RegistryError('UNAUTHORIZED', { status, message: 'malformed request' }), req.method === 'HEAD');
+    const head = req.method === 'HEAD';
+    if (clientGone(req, res)) return; // the client left: nobody to answer
+    const known = err instanceof RegistryError ? err : fromHttpError(err);
+    if (known) {
+      sendError(req, res, known, head);
       return;
     }
     logger.error({ err, req_id: res.locals['req_id'] }, 'unhandled error');
     if (res.headersSent) res.destroy();
-    else writeRegistryError(res, new RegistryError('UNKNOWN'), req.method === 'HEAD');
+    else sendError(req, res, new RegistryError('UNKNOWN'), head);
   });
   return app;
 }

@@ -59,6 +59,19 @@ describe('Router', () => {
     expect(r.resolve('org/app', { ns: 'QUAY.io' })).toMatchObject({ name: 'org/app', route: { prefix: 'q' } });
     expect(r.resolve('org/app', { ns: 'ghcr.io' })).toBeUndefined();
   });
+  it('locates token scopes: a registry-qualified name on the mirror of that registry, others by host and prefix (issue 11, defect 6)', () => {
+    const r = new Router([route('hub', '', true, { mirrorOf: ['docker.io'] }), route('q', 'ns', false, { mirrorOf: ['quay.io'] }), route('')]);
+    expect(Router.scopeName('org/app', 'Quay.IO')).toBe('quay.io/org/app');
+    expect(Router.scopeName('org/app', undefined)).toBe('org/app');
+    expect(r.locate('quay.io/org/app', undefined)).toEqual({ upstream: 'q', name: 'org/app' });
+    expect(r.locate('docker.io/library/alpine', undefined)).toEqual({ upstream: 'hub', name: 'library/alpine' });
+    expect(r.locate('registry-1.docker.io/library/alpine', undefined)).toEqual({ upstream: 'hub', name: 'library/alpine' });
+    expect(r.locate('org/app', undefined)).toEqual({ upstream: 'root', name: 'org/app' });
+    expect(r.locate('q/org/app', undefined)).toEqual({ upstream: 'q', name: 'q/org/app' });
+    // A registry nobody mirrors is just a name's first component.
+    expect(r.locate('ghcr.io/org/app', undefined)).toEqual({ upstream: 'root', name: 'ghcr.io/org/app' });
+    expect(new Router([route('q', 'ns')]).locate('other/app', undefined)).toBeUndefined();
+  });
   it('maps upstream names back to client names, refusing ones the route does not expose', () => {
     const gcr = router.routes.find((x) => x.prefix === 'gcr') as Route;
     expect(router.clientName(gcr, 'my-project/images/a/b', undefined)).toBe('gcr/a/b');

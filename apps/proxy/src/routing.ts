@@ -80,6 +80,35 @@ export class Router {
   }
 
   /**
+   * The repository name of a token scope for a request: for a mirror request, qualified with
+   * the registry it names (`quay.io/team/app`, the form distribution's scope grammar allows),
+   * so that the token is asked for, and granted on, that registry's upstream; otherwise the
+   * name itself.
+   */
+  static scopeName(name: string, ns: string | undefined): string {
+    return ns === undefined ? name : `${ns.toLowerCase()}/${name}`;
+  }
+
+  /**
+   * Where the repository of a token scope lives: the upstream, and the name the access rules
+   * see (a mirror scope's name without its registry). The inverse of {@link Router.scopeName}:
+   * a first component naming a registry that an upstream mirrors is that registry.
+   */
+  locate(scopeName: string, host: string | undefined): { upstream: string; name: string } | undefined {
+    const slash = scopeName.indexOf('/');
+    if (slash > 0) {
+      const registry = normaliseRegistryHost(scopeName.slice(0, slash));
+      if (this.routes.some((r) => r.mirrorOf.includes(registry))) {
+        const name = scopeName.slice(slash + 1);
+        const t = this.resolve(name, { ns: registry });
+        return t ? { upstream: t.route.client.name, name } : undefined;
+      }
+    }
+    const t = this.resolve(scopeName, { host });
+    return t ? { upstream: t.route.client.name, name: scopeName } : undefined;
+  }
+
+  /**
    * The name a client uses for an upstream repository on a route, or undefined when the route
    * does not expose it (outside its namespace, or shadowed by a longer prefix).
    */

@@ -200,7 +200,6 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   // CLI secrets first: they are recognised by their prefix, and no other strategy should see one.
   const verifier = new VerifierChain(login ? [login.secrets, ...chain] : chain);
   const refreshCheck = new RefreshCheck({ lookup: (identity) => verifier.lookup(identity), revalidateAfter: t.revalidateAfterSeconds, revocations });
-  const tokenEndpoint = new TokenEndpoint({ tokens, verifier, rules, basicRealm: config.service, refreshCheck });
   const clients = config.upstreams.map(
     (u, i) =>
       new UpstreamClient({
@@ -229,6 +228,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       ...(caches[i] ? { cache: caches[i] } : {}),
     })),
   );
+  // Grants are made on the upstream a name resolves to, and the token says which (issue 11).
+  const tokenEndpoint = new TokenEndpoint({ tokens, verifier, rules, basicRealm: config.service, refreshCheck, locate: (name, host) => router.locate(name, host) });
   return {
     config,
     tokens,

@@ -1,14 +1,16 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
-import { ProxyError } from '@registry-proxy/registry-core';
+import { ProxyError, RegistryError } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import { createApp } from './app.js';
 import type { Config } from './config/schema.js';
 import { Metrics } from './metrics.js';
+import { deferContinue } from './expect.js';
+import { answerClientError, sendError } from './respond.js';
 import { createRuntime } from './runtime.js';
 
 /** A running proxy. */
@@ -47,9 +49,16 @@ export async function startProxy(config: Config, logger: Logger, options: { defa
   const initial = tls ? readTls(tls) : undefined;
   const runtime = await createRuntime(config, logger);
   const metrics = new Metrics(options.defaultMetrics ?? true);
-  const serverOptions = { keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 };
+  // requireHostHeader off: the app answers a missing Host itself, in the registry error format (./host.ts).
+  const serverOptions = { keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0, requireHostHeader: false };
   const app = createApp(runtime, metrics, logger);
   const server: Server = initial ? createHttpsServer({ ...serverOptions, cert: initial.cert, key: initial.key }, app) : createServer(serverOptions, app);
+  server.on('clientError', answerClientError);
+  server.on('checkContinue', deferContinue(app));
+  // Any other Expect: Node's own answer is a bare 417; this one is in the registry format.
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+    sendError(req, res, new RegistryError('UNSUPPORTED', { status: 417, message: 'only Expect: 100-continue is supported' }), req.method === 'HEAD'),
+  );
   let stopWatching = () => undefined as void;
   if (tls && initial) {
     logger.info({ certificate: initial.summary }, 'serving HTTPS');

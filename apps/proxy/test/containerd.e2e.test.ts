@@ -6,6 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireCommands, startContainerd, type TestContainerd } from '@registry-proxy/testing';
 import { UPSTREAM_USER, USERS, startWorld, type World } from './support/fixture.js';
@@ -73,6 +74,30 @@ describe('containerd through the proxy', () => {
     const refused = await c.ctr(['images', 'push', '--hosts-dir', c.certsDir, '--user', `bob:${USERS.bob}`, `${w.proxy.host}/team/ctr:v1`]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/insufficient_scope|401|403|unauthorized|denied/i);
+  });
+
+  it('pulls as a registry mirror (?ns=): the token is granted on the mirrored registry, and only there (issue 11, defect 6)', async () => {
+    // hosts.toml for quay.localtest names the proxy as its mirror; containerd then asks the proxy
+    // for /v2/<name>/...?ns=quay.localtest. The challenge's scope names the registry
+    // (repository:quay.localtest/team/app:pull), and containerd asks for it alongside its own.
+    mkdirSync(join(c.certsDir, 'quay.localtest'), { recursive: true });
+    writeFileSync(
+      join(c.certsDir, 'quay.localtest', 'hosts.toml'),
+      `server = "https://quay.localtest"\n[host."https://${w.proxy.host}"]\n  capabilities = ["pull", "resolve"]\n  ca = "${w.ca?.caFile as string}"\n`,
+    );
+    const before = w.proxy.logs.length;
+    const r = await c.ctr(['images', 'pull', '--hosts-dir', c.certsDir, '--user', `alice:${USERS.alice}`, 'quay.localtest/team/app:v1']);
+    expect([r.code, r.stderr]).toEqual([0, expect.not.stringMatching(/unauthorized|401|403|not found/i)]);
+    const check = await c.ctr(['images', 'check']);
+    expect(check.stdout).toMatch(new RegExp(`quay.localtest/team/app:v1\\s+application/vnd.oci.image.manifest.v1\\+json\\s+${w.images.v1.digest}\\s+complete`));
+    const logs = w.proxy.logs.slice(before).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const granted = logs.filter((l) => l['audit'] === 'token' && l['outcome'] === 'issued').flatMap((l) => l['granted'] as string[]);
+    expect(granted).toContain('repository:quay.localtest/team/app:pull');
+    // Every relayed request (the rest are the 401 challenges) went to the mirror's upstream.
+    const relayed = logs.filter((l) => l['msg'] === 'request' && l['repository'] === 'team/app' && l['status'] !== 401);
+    expect(relayed.length).toBeGreaterThan(0);
+    expect(new Set(relayed.map((l) => l['upstream']))).toEqual(new Set(['mirror']));
+    expect(relayed.every((l) => l['status'] === 200)).toBe(true);
   });
 
   it("pulls through containerd's CRI plugin: PullImage with an AuthConfig, as kubelet sends it", async () => {

@@ -164,7 +164,7 @@ describe('access control on every request', () => {
   });
 
   it('refuses unsigned, foreign-key, other-algorithm, expired and other-audience tokens', async () => {
-    const access = [{ type: 'repository', name: 'team/app', actions: ['pull'] }];
+    const access = [{ type: 'repository', name: 'team/app', actions: ['pull'], upstream: 'local' }];
     const keys = await KeySet.fromPem(w.signingKeyPem);
     const mint = (over: { service?: string; issuer?: string; keys?: KeySet } = {}, now?: Date) =>
       new TokenService({ issuer: over.issuer ?? 'registry-proxy', service: over.service ?? 'registry-proxy', keys: over.keys ?? keys, accessTokenTtl: 60, refreshTokenTtl: 60, algorithms: ['ES256', 'RS256'], clockTolerance: 0 })
@@ -234,18 +234,27 @@ describe('bad input never reaches the upstream', () => {
 
 describe('routing by virtual host and as a containerd mirror', () => {
   it('sends Host gcr.localtest to its upstream (app is team/app there); other hosts do not see that route', async () => {
-    const t = await tok('alice', pull('app'));
+    // The token is asked for on the host it is used on: grants are made per upstream.
+    const tr = await rawGet(`/token?service=registry-proxy&scope=${pull('app')}`, undefined, { host: 'gcr.localtest:5000', authorization: `Basic ${Buffer.from(`alice:${USERS.alice}`).toString('base64')}` });
+    const t = (JSON.parse(tr.body) as { token: string }).token;
+    issued.push(t);
     const r = await rawGet('/v2/app/manifests/v1', t, { host: 'gcr.localtest:5000', accept: MT.manifest });
     expect(r.status).toBe(200);
     expect(sha256(r.body)).toBe(w.images.v1.digest);
-    const other = await rawGet('/v2/app/manifests/v1', t, { accept: MT.manifest });
-    expect(other.status).toBe(404); // the catch-all upstream has no repository "app"
+    // On another host the same name is another upstream's: this token is no good there...
+    expect((await rawGet('/v2/app/manifests/v1', t, { accept: MT.manifest })).status).toBe(401);
+    // ...and a token asked for there reaches the catch-all upstream, which has no repository "app".
+    const other = await rawGet('/v2/app/manifests/v1', await tok('alice', pull('app')), { accept: MT.manifest });
+    expect(other.status).toBe(404);
     // The challenge's realm names the host the client used.
     const c = await rawGet('/v2/app/manifests/v1', undefined, { host: 'gcr.localtest:5000' });
     expect(c.headers['www-authenticate']).toBe('Bearer realm="http://gcr.localtest:5000/token",service="registry-proxy",scope="repository:app:pull"');
   });
   it('serves ?ns=<registry> from the upstream that mirrors it, names unchanged, with OCI-Namespace', async () => {
-    const t = await tok('alice', pull('team/app'));
+    // The challenge asks for the name qualified with the registry (scope grammar: host/name).
+    const c = await get('/v2/team/app/manifests/v1?ns=quay.localtest');
+    expect(c.headers.get('www-authenticate')).toContain('scope="repository:quay.localtest/team/app:pull"');
+    const t = await tok('alice', pull('quay.localtest/team/app'));
     const r = await get('/v2/team/app/manifests/v1?ns=quay.localtest', t, { headers: { accept: MT.manifest } });
     expect(r.status).toBe(200);
     expect(r.headers.get('oci-namespace')).toBe('quay.localtest');
@@ -256,10 +265,21 @@ describe('routing by virtual host and as a containerd mirror', () => {
     const unknown = await get('/v2/team/app/manifests/v1?ns=ghcr.io', t);
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as { errors: Array<{ message: string }> }).errors[0]?.message).toBe('no upstream mirrors ghcr.io');
-    // Rules apply to the name the client used: bob may pull team/app but not team/multi.
-    const bob = await tok('bob', pull('team/app'), pull('team/multi'));
+    // Rules see the name without its registry: bob may pull team/app but not team/multi.
+    const bob = await tok('bob', pull('quay.localtest/team/app'), pull('quay.localtest/team/multi'));
     expect((await get('/v2/team/app/manifests/v1?ns=quay.localtest', bob, { headers: { accept: MT.manifest } })).status).toBe(200);
     expect((await get(`/v2/team/multi/manifests/${w.indexDigest}?ns=quay.localtest`, bob)).status).toBe(401);
+  });
+  it('refuses a token granted on one upstream for the same name on another (issue 11, defect 6)', async () => {
+    // team/app by prefix routing is the catch-all upstream's; with ?ns= it is the mirror's.
+    const bare = await tok('alice', pull('team/app'));
+    expect((await get('/v2/team/app/manifests/v1', bare, { headers: { accept: MT.manifest } })).status).toBe(200);
+    const r = await get('/v2/team/app/manifests/v1?ns=quay.localtest', bare, { headers: { accept: MT.manifest } });
+    expect(r.status).toBe(401);
+    expect(r.headers.get('www-authenticate')).toContain('error="insufficient_scope"');
+    // And the other way round.
+    const mirrored = await tok('alice', pull('quay.localtest/team/app'));
+    expect((await get('/v2/team/app/manifests/v1', mirrored, { headers: { accept: MT.manifest } })).status).toBe(401);
   });
 });
 
@@ -313,7 +333,7 @@ describe('token endpoint', () => {
     const jwks = (await (await fetch(`${w.proxy.url}/jwks`)).json()) as JSONWebKeySet;
     const t = await tok('alice', pull('team/app'));
     const { payload } = await jwtVerify(t, createLocalJWKSet(jwks), { issuer: 'registry-proxy', audience: 'registry-proxy' });
-    expect(payload['access']).toEqual([{ type: 'repository', name: 'team/app', actions: ['pull'] }]);
+    expect(payload['access']).toEqual([{ type: 'repository', name: 'team/app', actions: ['pull'], upstream: 'local' }]);
   });
 });
 

@@ -63,5 +63,16 @@ describe('AccessRules with hosts', () => {
     expect(rules.hostAware).toBe(true);
     expect(new AccessRules([{ repository: ['**'], actions: ['pull'] }]).hostAware).toBe(false);
   });
+  it('applies upstream rules only to names resolved to those upstreams (issue 11, defect 6)', () => {
+    const r = new AccessRules([
+      { account: ['u'], upstreams: ['quay-*'], repository: ['team/**'], actions: ['pull', 'push'] },
+      { account: ['u'], upstreams: ['ghcr'], repository: ['**'], actions: [] },
+      { account: ['u'], repository: ['**'], actions: ['pull'] },
+    ]);
+    expect(r.allowedActions(id, 'team/app', undefined, 'quay-eu')).toEqual(['pull', 'push']);
+    expect(r.allowedActions(id, 'team/app', undefined, 'ghcr')).toEqual([]);
+    expect(r.allowedActions(id, 'team/app', undefined, 'hub')).toEqual(['pull']);
+    expect(r.allowedActions(id, 'team/app')).toEqual(['pull']); // no upstream known: upstream rules do not apply
+  });
 });
 

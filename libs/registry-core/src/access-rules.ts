@@ -15,6 +15,11 @@ export interface AccessRule {
    * these virtual hosts. Without it, the rule applies on every host.
    */
   readonly hosts?: readonly string[];
+  /**
+   * Upstream name globs: the rule applies only to repositories that resolve to one of these
+   * upstreams (by prefix, host or a mirror request's `ns`). Without it, to every upstream.
+   */
+  readonly upstreams?: readonly string[];
   /** Actions granted: `pull`, `push`, `delete`, or `*`. An empty list denies explicitly. */
   readonly actions: readonly string[];
 }
@@ -83,13 +88,17 @@ export class AccessRules {
     this.rules = Object.freeze(rules.map((r) => Object.freeze({ ...r })));
   }
 
-  /** The actions `identity` may perform on `repository` (on virtual host `host`, when given). */
-  allowedActions(identity: Identity, repository: string, host?: string): readonly string[] {
+  /**
+   * The actions `identity` may perform on `repository` (on virtual host `host`, when given,
+   * resolved to upstream `upstream`, when given: rules naming hosts or upstreams need them).
+   */
+  allowedActions(identity: Identity, repository: string, host?: string, upstream?: string): readonly string[] {
     const account = escapeGlob(identity.subject);
     const h = host?.toLowerCase().replace(/:\d+$/, '');
     for (const rule of this.rules) {
       if (!identityMatches(rule, identity)) continue;
       if (rule.hosts && (h === undefined || !matchAny(rule.hosts, h))) continue;
+      if (rule.upstreams && (upstream === undefined || !matchAny(rule.upstreams, upstream))) continue;
       const repoGlobs = rule.repository.map((g) => g.replaceAll('${account}', account));
       if (matchAny(repoGlobs, repository)) return rule.actions;
     }

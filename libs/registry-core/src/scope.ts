@@ -5,6 +5,12 @@ export interface Access {
   readonly type: string;
   readonly name: string;
   readonly actions: readonly string[];
+  /**
+   * In an issued token: the upstream the name resolved to when it was granted. The same name
+   * can mean different repositories on different upstreams (a mirror of quay.io and one of
+   * ghcr.io may both have `team/app`), so a grant is good only where it was made.
+   */
+  readonly upstream?: string;
 }
 
 const TYPE_RE = /^[a-z0-9]+(?:\([a-z0-9]+\))?$/;
@@ -55,6 +61,11 @@ export function mergeAccess(list: readonly Access[]): Access[] {
 export function intersectActions(requested: readonly string[], allowed: readonly string[]): string[] {
   if (allowed.includes('*')) return [...requested];
   return requested.filter((a) => allowed.includes(a));
+}
+
+/** True when the granted access list includes `action` on repository `name` as resolved to `upstream` when it was granted. */
+export function grantsOn(granted: readonly Access[], name: string, upstream: string, action: string): boolean {
+  return granted.some((a) => a.type === 'repository' && a.name === name && a.upstream === upstream && (a.actions.includes(action) || a.actions.includes('*')));
 }
 
 /** True when the granted access list includes `action` on `type:name`. */

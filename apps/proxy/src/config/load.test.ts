@@ -53,7 +53,8 @@ describe('configuration', () => {
     ]);
     expect(c.listen.tls?.reloadIntervalMs).toBe(5000);
     expect(c.trustedProxies).toEqual(['10.0.0.0/8']);
-    expect(c.rules).toHaveLength(4);
+    expect(c.rules).toHaveLength(5);
+    expect(c.rules[4]).toMatchObject({ upstreams: ['quay'] });
     expect(staticAt(c, 0).groups).toEqual({ 'registry-admins': ['alice'] });
     expect(isBcryptHash(staticAt(c, 0).users[0]?.passwordHash ?? '')).toBe(true);
     expect(c.auth[1]).toMatchObject({ type: 'ldap', url: 'ldaps://ldap.example.com:636', bindCredentials: { file: '/run/secrets/ldap-bind' }, cacheSeconds: 60 });
@@ -107,6 +108,12 @@ describe('configuration', () => {
     );
     // The same prefix on different hosts is fine.
     expect(() => parseConfig(two('hosts: [a.example]', 'hosts: [b.example]'), 't')).not.toThrow();
+  });
+
+  it('refuses a rule naming an upstream that does not exist (a deny rule with a typo would fail open)', () => {
+    const cfg = (u: string) => `upstreams:\n  - {name: quay, url: http://127.0.0.1:1}\nrules:\n  - {account: x, upstreams: [${u}], repository: '**', actions: []}\n`;
+    expect(messageOf(() => parseConfig(cfg('quya'), 't'))).toContain('t: rules.0.upstreams.0: matches no upstream name (quay)');
+    expect(() => parseConfig(cfg('qu*'), 't')).not.toThrow();
   });
 
   it('refuses bad YAML and unreadable files', () => {

@@ -1,4 +1,4 @@
-import { isValidRepositoryName } from '@registry-proxy/registry-core';
+import { globToRegExp, isValidRepositoryName } from '@registry-proxy/registry-core';
 import { z } from 'zod';
 import { cacheConfig } from '../cache/config.js';
 import { normaliseRegistryHost } from '../routing.js';
@@ -212,6 +212,8 @@ const rule = z.strictObject({
   repository: list,
   /** Virtual hosts the rule applies to (globs, no port); tokens it grants are bound to that host. */
   hosts: z.array(z.string().regex(/^[A-Za-z0-9.*-]+$/, 'a host name or glob, without port').transform((h) => h.toLowerCase())).min(1).optional(),
+  /** Upstream names (globs) the rule applies to: repositories that resolve to them by prefix, host or `ns`. */
+  upstreams: z.array(z.string().min(1)).min(1).optional(),
   actions: z.array(z.enum(['pull', 'push', 'delete', '*'])),
 });
 
@@ -336,6 +338,13 @@ export const ConfigSchema = z
       if (prev === undefined) quotas.set(u.cache.store.path, { bytes: u.cache.maxBytes, i });
       else if (prev.bytes !== u.cache.maxBytes) ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'cache', 'maxBytes'], message: `differs from upstreams.${prev.i}.cache.maxBytes, which shares this store path` });
     });
+    // A rule naming an upstream that does not exist never applies: for a deny rule that would
+    // fail open, so a typo is refused here.
+    c.rules.forEach((r, i) =>
+      r.upstreams?.forEach((g, j) => {
+        if (!c.upstreams.some((u) => globToRegExp(g).test(u.name))) ctx.addIssue({ code: 'custom', path: ['rules', i, 'upstreams', j], message: `matches no upstream name (${c.upstreams.map((u) => u.name).join(', ')})` });
+      }),
+    );
   });
 
 export type Config = z.infer<typeof ConfigSchema>;

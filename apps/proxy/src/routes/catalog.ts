@@ -75,7 +75,7 @@ export async function serveCatalog(runtime: Runtime, req: Request, res: Response
       for (const u of upstreamNames) {
         const name = runtime.router.clientName(route, u, host);
         if (name === undefined) continue;
-        const actions = runtime.rules.allowedActions(identity, name, host);
+        const actions = runtime.rules.allowedActions(identity, name, host, route.client.name);
         if (actions.includes('pull') || actions.includes('*')) names.add(name);
       }
     }),

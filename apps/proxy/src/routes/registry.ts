@@ -8,9 +8,8 @@ import {
   RegistryError,
   UpstreamUnavailableError,
   formatChallenge,
-  grants,
+  grantsOn,
   parseApiPath,
-  writeRegistryError,
   type Endpoint,
   type HttpMethod,
   type UpstreamResponse,
@@ -21,7 +20,9 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { SharedResponse } from '../coalesce.js';
-import type { Target } from '../routing.js';
+import { Router, type Target } from '../routing.js';
+import { sendContinue } from '../expect.js';
+import { clientGone, sendError } from '../respond.js';
 import { serveCatalog } from './catalog.js';
 import { relayTagList, rewriteLink } from './tags.js';
 
@@ -45,6 +46,9 @@ const RELAYED = [
 const FORWARDED = ['accept', 'range', 'if-none-match', 'if-match', 'if-range', 'if-modified-since', 'content-type', 'content-range'];
 /** Registries refuse manifests above 4 MiB; the proxy reads them whole so they can be resent. */
 const MAX_MANIFEST_BYTES = 4 << 20;
+
+/** A registry host as containerd names it in `ns` (host, optional port). */
+const REGISTRY_HOST = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::\d{1,5})?$/;
 
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 
@@ -70,8 +74,9 @@ export async function authenticate(runtime: Runtime, req: Request, scope: string
     if (err instanceof InvalidTokenError) throw challengeFor(runtime, req, scope, 'invalid_token');
     throw err;
   }
-  // A token granted by host-aware rules works only on the host it was issued for.
-  if (who.host !== undefined && who.host !== (req.host || '').toLowerCase().replace(/:\d+$/, '')) throw challengeFor(runtime, req, scope, 'invalid_token');
+  // A token granted by host-aware rules works only on the host it was issued for; while rules
+  // name hosts, a token bound to no host (minted before they did) works nowhere.
+  if (who.host === undefined ? runtime.rules.hostAware : who.host !== (req.host || '').toLowerCase().replace(/:\d+$/, '')) throw challengeFor(runtime, req, scope, 'invalid_token');
   return who;
 }
 
@@ -152,17 +157,44 @@ interface Plan {
   readonly body?: Buffer | Readable;
 }
 
-async function readManifest(req: Request): Promise<Buffer> {
+/**
+ * Reads a manifest body whole. Past the limit it stops reading and refuses with 413; the
+ * unread rest is the error writer's to drop (see ../respond.ts). Listeners rather than
+ * `for await`: leaving that loop would destroy the request, and with it the socket that the
+ * 413 still has to travel on.
+ */
+function readManifest(req: Request): Promise<Buffer> {
+  const tooLarge = () => new RegistryError('SIZE_INVALID', { status: 413, message: 'manifest larger than 4 MiB' });
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) throw new RegistryError('SIZE_INVALID', { status: 413, message: 'manifest larger than 4 MiB' });
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > MAX_MANIFEST_BYTES) throw new RegistryError('SIZE_INVALID', { status: 413, message: 'manifest larger than 4 MiB' });
-    chunks.push(c);
-  }
-  return Buffer.concat(chunks, size);
+  if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = (err?: Error) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', stop);
+      req.off('close', onClose);
+      if (err) {
+        req.pause();
+        reject(err);
+      }
+    };
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_MANIFEST_BYTES) stop(tooLarge());
+      else chunks.push(c);
+    };
+    const onEnd = () => {
+      stop();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onClose = () => stop(new Error('client went away'));
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', stop);
+    req.once('close', onClose);
+  });
 }
 
 function hasBody(req: Request): boolean {
@@ -193,7 +225,7 @@ async function plan(runtime: Runtime, req: Request, ep: RepoEndpoint, action: Ac
     q.delete('from');
     // A cross-repository mount needs pull on the source, on the same upstream; otherwise the
     // upload simply starts (202), which clients handle by uploading the blob.
-    if (mount !== null && from !== null && isValidDigest(mount) && isValidRepositoryName(from) && grants(who.access, 'repository', from, 'pull')) {
+    if (mount !== null && from !== null && isValidDigest(mount) && isValidRepositoryName(from) && grantsOn(who.access, Router.scopeName(from, target.ns), target.route.client.name, 'pull')) {
       const src = runtime.router.resolve(from, { host: req.host, ns: target.ns });
       if (src && src.route === target.route) {
         q.set('mount', mount);
@@ -232,18 +264,23 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       }
       const action = actionFor(ep, req.method);
       res.locals['repository'] = ep.name;
-      const scope = `repository:${ep.name}:${action === 'push' ? 'pull,push' : action}`;
+      const ns = query.get('ns') ?? undefined;
+      if (ns !== undefined && !REGISTRY_HOST.test(ns)) throw new RegistryError('NAME_INVALID', { message: 'ns is not a registry host' });
+      // The scope names the registry of a mirror request, so the token is granted on its upstream.
+      const scopeName = Router.scopeName(ep.name, ns);
+      const scope = `repository:${scopeName}:${action === 'push' ? 'pull,push' : action}`;
       const who = await authenticate(runtime, req, scope);
       res.locals['subject'] = who.subject;
-      if (!grants(who.access, 'repository', ep.name, action)) throw challengeFor(runtime, req, scope, 'insufficient_scope');
-
-      const ns = query.get('ns') ?? undefined;
       const target = runtime.router.resolve(ep.name, { host: req.host, ns });
       if (!target) throw new RegistryError('NAME_UNKNOWN', { message: ns === undefined ? 'no upstream serves this repository' : `no upstream mirrors ${ns}` });
       res.locals['upstream'] = target.route.client.name;
+      // A grant is good only on the upstream it was made for (issue 11, defect 6).
+      if (!grantsOn(who.access, scopeName, target.route.client.name, action)) throw challengeFor(runtime, req, scope, 'insufficient_scope');
+      // Authorized: only now may a client waiting on `Expect: 100-continue` send its body.
+      sendContinue(req, res);
       await relay(req, res, ep, await plan(runtime, req, ep, action, target, who, query), target, externalBase(runtime, req), metrics, logger);
     } catch (err) {
-      if (res.destroyed || req.socket.destroyed) {
+      if (clientGone(req, res)) {
         // The client left while the upstream was answering: nobody to tell.
         logger.debug({ err, repository: res.locals['repository'] }, 'client went away');
         return;
@@ -251,7 +288,7 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       const regErr = err instanceof RegistryError ? err : upstreamFailure(err);
       if (!regErr) return next(err);
       if (regErr.status >= 500) logger.warn({ err: regErr.cause ?? regErr, repository: res.locals['repository'] }, regErr.message);
-      writeRegistryError(res, regErr, head);
+      sendError(req, res, regErr, head);
     }
   };
 }

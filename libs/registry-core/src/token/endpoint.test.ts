@@ -148,3 +148,22 @@ describe('TokenEndpoint', () => {
     expect(late['refresh_token']).toBeUndefined();
   });
 });
+
+describe('host-aware rules (issue 11, defect 2)', () => {
+  it('refuses a token request that names no host instead of issuing a token bound to none', async () => {
+    const tokens = new TokenService({ issuer: 'i', service: 'svc', keys: await KeySet.ephemeral(), accessTokenTtl: 60, refreshTokenTtl: 600, algorithms: ['ES256'], clockTolerance: 0 });
+    const rules = new AccessRules([
+      { hosts: ['vb.test'], account: ['**'], repository: ['**'], actions: [] },
+      { groups: ['dev'], repository: ['team/**'], actions: ['pull'] },
+    ]);
+    const ep = new TokenEndpoint({ tokens, verifier, rules, basicRealm: 'svc' });
+    const req = get('service=svc&scope=repository:team/app:pull', basic('alice', 'pw'));
+    for (const host of [undefined, '']) {
+      const d = await ep.handle(req, host);
+      expect([d.status, d.outcome, JSON.parse(d.body).errors[0].code]).toEqual([400, 'invalid', 'UNSUPPORTED']);
+    }
+    const bound = await ep.handle(req, 'registry.example.com:5000');
+    expect(bound.status).toBe(200);
+    expect((await tokens.verifyAccessToken(JSON.parse(bound.body).token)).host).toBe('registry.example.com');
+  });
+});

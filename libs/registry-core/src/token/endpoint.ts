@@ -27,6 +27,11 @@ export class TokenEndpoint {
       tokens: TokenService;
       verifier: CredentialVerifier;
       rules: AccessRules;
+      /**
+       * Where a requested repository name lives: its upstream, and the name the rules see. A
+       * name that resolves nowhere is granted nothing. Without it, names are not resolved.
+       */
+      locate?: (name: string, host: string | undefined) => { readonly upstream: string; readonly name: string } | undefined;
       /** Realm named in the Basic challenge of a 401. */
       basicRealm: string;
       /** Revocations and re-checks of refresh grants; without it a valid refresh token is enough. */
@@ -66,8 +71,10 @@ export class TokenEndpoint {
         continue;
       }
       if (r.type !== 'repository') continue;
-      const actions = intersectActions(r.actions, this.opts.rules.allowedActions(identity, r.name, host));
-      if (actions.length > 0) out.push({ type: r.type, name: r.name, actions });
+      const where = this.opts.locate ? this.opts.locate(r.name, host) : { name: r.name, upstream: undefined };
+      if (!where) continue;
+      const actions = intersectActions(r.actions, this.opts.rules.allowedActions(identity, where.name, host, where.upstream));
+      if (actions.length > 0) out.push({ type: r.type, name: r.name, actions, ...(where.upstream !== undefined ? { upstream: where.upstream } : {}) });
     }
     return out;
   }
@@ -80,6 +87,10 @@ export class TokenEndpoint {
     const { tokens } = this.opts;
     if (req.service !== undefined && req.service !== tokens.service) {
       return this.error('invalid', new RegistryError('UNAUTHORIZED', { status: 400, message: `unknown service ${JSON.stringify(req.service)}` }), req, 'unknown service');
+    }
+    // Host-aware rules bind every token to a host: without one there is nothing to bind to.
+    if (this.opts.rules.hostAware && !host) {
+      return this.error('invalid', new RegistryError('UNSUPPORTED', { status: 400, message: 'the token request names no host' }), req, 'no host');
     }
     let identity: Identity;
     if (req.grant === 'anonymous') {

@@ -78,7 +78,7 @@ export class TokenService {
    * catalog lists only the repositories the caller may pull).
    */
   async issueAccessToken(subject: string, access: readonly Access[], now = new Date(), identity?: Identity, host?: string): Promise<IssuedToken> {
-    const claims: JWTPayload = { access: access.map((a) => ({ type: a.type, name: a.name, actions: [...a.actions] })) };
+    const claims: JWTPayload = { access: access.map((a) => ({ type: a.type, name: a.name, actions: [...a.actions], ...(a.upstream !== undefined ? { upstream: a.upstream } : {}) })) };
     if (identity) claims['identity'] = identityClaims(identity);
     // A token granted by host-aware rules is good only on the host it was issued for.
     if (host !== undefined) claims['host'] = host;
@@ -137,7 +137,8 @@ export class TokenService {
     for (const a of access as unknown[]) {
       const e = a as Partial<Access> | null;
       if (!e || typeof e.type !== 'string' || typeof e.name !== 'string' || !Array.isArray(e.actions)) throw new InvalidTokenError('malformed access claim');
-      list.push({ type: e.type, name: e.name, actions: e.actions.filter((x): x is string => typeof x === 'string') });
+      if (e.upstream !== undefined && typeof e.upstream !== 'string') throw new InvalidTokenError('malformed access claim');
+      list.push({ type: e.type, name: e.name, actions: e.actions.filter((x): x is string => typeof x === 'string'), ...(e.upstream !== undefined ? { upstream: e.upstream } : {}) });
     }
     const idn = p['identity'];
     const result: VerifiedAccess = {
