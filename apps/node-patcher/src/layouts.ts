@@ -36,7 +36,7 @@ export const STATE_DIR = '/var/lib/registry-proxy/node-patcher';
  * the patcher writes must lie under one of them; a path outside is refused, never written into
  * the container's own filesystem.
  */
-export const HOST_MOUNTS = ['/etc', '/var/lib', '/home/kubernetes'] as const;
+export const HOST_MOUNTS = ['/etc', '/var/lib', '/home'] as const;
 
 export function underMounts(path: string): boolean {
   return HOST_MOUNTS.some((m) => path === m || path.startsWith(`${m}/`));

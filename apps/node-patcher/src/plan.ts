@@ -4,7 +4,7 @@ import { isMap, parseDocument, stringify, type YAMLSeq } from 'yaml';
 import { setTopLevelField } from './edit.js';
 import { sha256 } from './files.js';
 import { readFlags, setFlags } from './flags.js';
-import { allFlagText, LayoutError, parseKubeletConfig, PLACES, STATE_DIR, underMounts, type Layout } from './layouts.js';
+import { allFlagText, LayoutError, parseKubeletConfig, HOST_MOUNTS, PLACES, STATE_DIR, underMounts, type Layout } from './layouts.js';
 
 export type Mode = 'image-service' | 'credential-provider' | 'mirror';
 
@@ -65,7 +65,7 @@ function setConfigField(text: string, format: 'yaml' | 'json', field: string, va
 
 /** Refuses a path the DaemonSet does not mount: writing it would land in the container, not on the host. */
 function checkMounted(changes: FileChange[]): FileChange[] {
-  for (const c of changes) if (!underMounts(c.path)) throw new LayoutError(`${c.path} is outside the host folders the DaemonSet mounts (/etc, /var/lib, /home/kubernetes)`);
+  for (const c of changes) if (!underMounts(c.path)) throw new LayoutError(`${c.path} is outside the host folders the DaemonSet mounts (${HOST_MOUNTS.join(', ')})`);
   return changes;
 }
 
