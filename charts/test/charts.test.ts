@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import Ajv from 'ajv';
 import { parse } from 'yaml';
 import { renderChart } from '../../tools/helm-lite.mjs';
+import { HOST_MOUNTS, PLACES, STATE_DIR } from '../../apps/node-patcher/src/layouts.js';
 
 const charts = join(__dirname, '..');
 
@@ -130,5 +131,44 @@ describe('registry-proxy objects', () => {
     expect(withSecret.some((d) => d.kind === 'Secret')).toBe(false);
     const dep = withSecret.find((d) => d.kind === 'Deployment');
     expect(dep?.['spec'].template.spec.volumes.find((v: { name: string }) => v.name === 'secrets').secret.secretName).toBe('mine');
+  });
+});
+
+describe('kubelet-image-service objects (issue 13)', () => {
+  const docs = renderChart(join(charts, 'kubelet-image-service'), {}, { Name: 'rp', Namespace: 'registry' }).map((d) => d.obj as Obj & Record<string, any>); // eslint-disable-line @typescript-eslint/no-explicit-any
+  const ds = (name: string) => docs.find((d) => d.kind === 'DaemonSet' && d.metadata.name === name) as Obj & Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** The host folders a pod's container mounts under /host, from its volumes' hostPath. */
+  function hostMounts(pod: { volumes: Array<{ name: string; hostPath?: { path: string } }> }, container: { volumeMounts: Array<{ name: string; mountPath: string }> }): string[] {
+    return container.volumeMounts
+      .filter((m) => m.mountPath.startsWith('/host/'))
+      .map((m) => {
+        const host = pod.volumes.find((v) => v.name === m.name)?.hostPath?.path;
+        expect(m.mountPath).toBe(`/host${host}`); // mounted where the patcher looks (--root /host)
+        return host as string;
+      });
+  }
+
+  it("defect 4: the patcher's host mounts are the folders of the patcher's own table, in both DaemonSets", () => {
+    // Every place in the table lies under a mount, and every mount holds a place.
+    const places = [...Object.values(PLACES).flatMap((p) => [p.binDir, p.ownDir]), STATE_DIR, '/etc/containerd', '/etc/systemd/system/kubelet.service.d', '/home/kubernetes/kubelet-config.yaml'];
+    const under = (p: string, m: string) => p === m || p.startsWith(`${m}/`);
+    expect(places.filter((p) => !HOST_MOUNTS.some((m) => under(p, m)))).toEqual([]);
+    expect(HOST_MOUNTS.filter((m) => !places.some((p) => under(p, m)))).toEqual([]);
+    for (const [name, container] of [['rp-kubelet-image-service', 'node-patcher'], ['rp-kubelet-image-service-revert', 'revert']] as const) {
+      const pod = ds(name)['spec'].template.spec;
+      const c = pod.initContainers.find((x: { name: string }) => x.name === container);
+      expect(hostMounts(pod, c).sort()).toEqual([...HOST_MOUNTS, '/run/dbus'].sort());
+    }
+  });
+
+  it('defect 7: a rolling update starts the new pod before the old one goes', () => {
+    expect(ds('rp-kubelet-image-service')['spec'].updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+  });
+
+  it('defect 2: credential-provider is the default mode; mirror mode gets its probe images', () => {
+    const init = ds('rp-kubelet-image-service')['spec'].template.spec.initContainers[0];
+    expect(init.args.slice(0, 5)).toEqual(['patch', '--root', '/host', '--mode', 'credential-provider']);
+    const cm = docs.find((d) => d.kind === 'ConfigMap');
+    expect(JSON.parse(cm?.['data']['mirror-probes.json'])).toEqual({ 'docker.io': 'library/pause:3.9' });
   });
 });

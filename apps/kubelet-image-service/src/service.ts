@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { lstat, rename, unlink } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CriBackend, CriImageServer, DockerBackend, type ImageBackend } from '@registry-proxy/cri-image-service';
@@ -39,7 +41,14 @@ export async function startImageService(config: Config, logger: Logger): Promise
     onAuthorityRewrite: (authority) => logger.debug({ authority }, 'rewrote the HTTP/2 :authority of a client connection to localhost'),
     onConnectionError: (err) => logger.debug({ err: err.message }, 'client connection failed'),
   });
-  await server.listen(config.socket, config.socketMode);
+  // Socket hand-over (a DaemonSet rolling update with maxSurge: 1): listen on a name of our own,
+  // then rename it over the socket path. The rename is atomic: kubelet's next dial reaches this
+  // process, while the pod being replaced finishes the calls it has. Our inode tells later
+  // whether the path is still ours.
+  const ownName = `${config.socket}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  await server.listen(ownName, config.socketMode);
+  await rename(ownName, config.socket);
+  const ownInode = (await lstat(config.socket)).ino;
   const health: Server = createServer((req, res) => {
     if (req.url === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
     if (req.url === '/metrics') {
@@ -48,18 +57,43 @@ export async function startImageService(config: Config, logger: Logger): Promise
     }
     res.writeHead(404).end();
   });
-  await new Promise<void>((resolve, reject) => {
-    health.once('error', reject);
-    health.listen(config.health.port, config.health.host, () => resolve());
-  });
-  const addr = health.address() as AddressInfo;
-  const healthUrl = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  const listenHealth = () =>
+    new Promise<void>((resolve, reject) => {
+      health.once('error', reject);
+      health.listen(config.health.port, config.health.host, () => {
+        health.off('error', reject);
+        resolve();
+      });
+    });
+  let retry: NodeJS.Timeout | undefined;
+  try {
+    await listenHealth();
+  } catch (err) {
+    // With hostNetwork, the pod being replaced holds the health port until it goes; keep trying.
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || config.health.port === 0) throw err;
+    logger.warn({ port: config.health.port }, 'health port in use (the pod being replaced?); retrying every second');
+    const again = () => {
+      retry = setTimeout(() => listenHealth().then(() => logger.info({ port: config.health.port }, 'health port bound'), again), 1000);
+    };
+    again();
+  }
+  const addr = health.address() as AddressInfo | null;
+  const host = addr?.address ?? config.health.host;
+  const healthUrl = `http://${host.includes(':') ? `[${host}]` : host}:${addr?.port ?? config.health.port}`;
   logger.info({ socket: config.socket, backend: config.backend.type, backendSocket: config.backend.socket, health: healthUrl, rules: config.credentials.length }, 'kubelet image service listening');
   return {
     socket: config.socket,
     healthUrl,
     async close() {
-      await new Promise<void>((r) => health.close(() => r()));
+      // Unlink the socket only while it is ours: after a hand-over the path is the new pod's.
+      try {
+        if ((await lstat(config.socket)).ino === ownInode) await unlink(config.socket);
+        else logger.info({ socket: config.socket }, 'socket taken over by another process; left in place');
+      } catch {
+        /* already gone */
+      }
+      clearTimeout(retry);
+      if (health.listening) await new Promise<void>((r) => health.close(() => r()));
       await server.close();
     },
   };

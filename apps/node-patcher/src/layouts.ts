@@ -3,9 +3,48 @@ import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { readFlags, type FlagsFile } from './flags.js';
 
+export type LayoutName = 'gke' | 'eks-al2' | 'eks-al2023' | 'kubeadm';
+
+/**
+ * Where the patcher may put its own files on each layout. One table: the patcher writes only
+ * under these folders, and the chart mounts exactly the host folders they lie in (HOST_MOUNTS;
+ * charts/test compares the two).
+ * - GKE (COS): / and /opt are read-only; /etc is rebuilt at boot; /home/kubernetes is the
+ *   writable, persistent place, and /home/kubernetes/bin is remounted exec by GKE's
+ *   configure.sh and is where kubelet's own credential provider (auth-provider-gcp) lives
+ *   (kubernetes cluster/gce/config-default.sh AUTH_PROVIDER_GCP_LINUX_BIN_DIR).
+ * - EKS AL2 / AL2023: kubelet's bin dir is /etc/eks/image-credential-provider (amazon-eks-ami
+ *   nodeadm/internal/kubelet/image-credential-provider.go, AL2's kubelet.service).
+ * - kubeadm: no fixed place; under /var/lib, which every node mounts writable.
+ */
+export interface Places {
+  /** Credential-provider executables, when kubelet does not name a bin dir of its own. */
+  readonly binDir: string;
+  /** Our configuration files and the boot guard. */
+  readonly ownDir: string;
+}
+export const PLACES: Readonly<Record<LayoutName, Places>> = {
+  gke: { binDir: '/home/kubernetes/bin', ownDir: '/home/kubernetes/registry-proxy' },
+  'eks-al2': { binDir: '/etc/eks/image-credential-provider', ownDir: '/etc/registry-proxy' },
+  'eks-al2023': { binDir: '/etc/eks/image-credential-provider', ownDir: '/etc/registry-proxy' },
+  kubeadm: { binDir: '/var/lib/registry-proxy/bin', ownDir: '/etc/registry-proxy' },
+};
+/** The patcher's state and backups (persistent on every layout). */
+export const STATE_DIR = '/var/lib/registry-proxy/node-patcher';
+/**
+ * The host folders the DaemonSet mounts for the patcher (besides the D-Bus socket). Every file
+ * the patcher writes must lie under one of them; a path outside is refused, never written into
+ * the container's own filesystem.
+ */
+export const HOST_MOUNTS = ['/etc', '/var/lib', '/home'] as const;
+
+export function underMounts(path: string): boolean {
+  return HOST_MOUNTS.some((m) => path === m || path.startsWith(`${m}/`));
+}
+
 /** How kubelet is configured on a node, as found under the host root. */
 export interface Layout {
-  readonly name: 'gke' | 'eks-al2' | 'eks-al2023' | 'kubeadm';
+  readonly name: LayoutName;
   /** The kubelet configuration file (KubeletConfiguration). */
   readonly config: { readonly path: string; readonly format: 'yaml' | 'json' };
   /** Where kubelet flags live; `create` is the text of a new file when the file may be absent. */

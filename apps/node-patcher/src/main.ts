@@ -36,7 +36,7 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 const program = new Command().name('node-patcher').description('Points kubelet at the registry-proxy image service, its credential provider, or containerd mirrors; safely and reversibly.');
 
 common(program.command('patch'))
-  .addOption(new Option('--mode <mode>', 'what to set up').choices(['image-service', 'credential-provider', 'mirror']).makeOptionMandatory())
+  .addOption(new Option('--mode <mode>', 'what to set up (credential-provider authenticates every pull; mirror is anonymous-only)').choices(['image-service', 'credential-provider', 'mirror']).default('credential-provider'))
   .option('--kubelet-version <v>', 'kubelet version (default: from the Node)')
   .option('--socket <path>', 'the image service socket', '/run/registry-proxy/image-service.sock')
   .option('--match-image <pattern>', 'credential-provider: an image pattern (repeat)', collect, [])
@@ -44,15 +44,18 @@ common(program.command('patch'))
   .option('--provider-binary <path>', 'credential-provider: the plugin executable to install into kubelet\'s bin dir')
   .option('--provider-rules <path>', 'credential-provider: the plugin\'s credential rules, installed on the host and passed as --config')
   .option('--mirror <registry=url>', 'mirror: a registry and the proxy URL that mirrors it (repeat)', collect, [])
-  .option('--config-dir <dir>', 'read mirrors.json ({registry: url}) and match-images.json ([patterns]) from here, as the chart mounts them')
+  .option('--mirror-probe <registry=repo:tag>', 'mirror: an image pulled anonymously through the mirror before patching (repeat)', collect, [])
+  .option('--config-dir <dir>', 'read mirrors.json ({registry: url}), mirror-probes.json ({registry: repo:tag}) and match-images.json ([patterns]) from here, as the chart mounts them')
   .action(async (o) => {
-    const run = runOptions(o);
     if (o.configDir) {
       const m = `${o.configDir}/mirrors.json`;
       const i = `${o.configDir}/match-images.json`;
+      const p = `${o.configDir}/mirror-probes.json`;
+      if (existsSync(p)) for (const [k, v] of Object.entries(JSON.parse(readFileSync(p, 'utf8')) as Record<string, string>)) (o.mirrorProbe as string[]).push(`${k}=${v}`);
       if (existsSync(m)) for (const [k, v] of Object.entries(JSON.parse(readFileSync(m, 'utf8')) as Record<string, string>)) (o.mirror as string[]).push(`${k}=${v}`);
       if (existsSync(i)) (o.matchImage as string[]).push(...(JSON.parse(readFileSync(i, 'utf8')) as string[]));
     }
+    const run = { ...runOptions(o), mirrorProbes: Object.fromEntries((o.mirrorProbe as string[]).map((m) => m.split('=', 2) as [string, string])) };
     let version: string | undefined = o.kubeletVersion;
     if (!version && o.mode === 'image-service' && run.node) version = await kubeletVersion(run.node.api, run.node.name);
     const mirrors = Object.fromEntries((o.mirror as string[]).map((m) => m.split('=', 2) as [string, string]));

@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { readIfExists, sha256, writeAtomic } from './files.js';
 import { detectLayout, type Layout } from './layouts.js';
-import { planChanges, STATE_DIR, type Mode, type PatchOptions } from './plan.js';
+import { planChanges, STATE_DIR, type FileChange, type Mode, type PatchOptions } from './plan.js';
 
 /** What a patch did, kept on the host so that revert can undo it byte for byte. */
 export interface PatchState {
@@ -12,11 +12,13 @@ export interface PatchState {
   readonly patchedAt: string;
   /** In order; backup/<i> holds the original of files that existed. */
   readonly files: ReadonlyArray<{ readonly path: string; readonly existed: boolean; readonly sha256After: string }>;
+  /** Folders the patch created (shallowest first), removed again by revert when empty. */
+  readonly createdDirs?: readonly string[];
   /** Whether kubelet needs a restart for the change (not for containerd mirrors). */
   readonly restart: boolean;
 }
 
-export type PatchResult = { readonly changed: false; readonly state: PatchState } | { readonly changed: true; readonly state: PatchState };
+export type PatchResult = { readonly changed: boolean; readonly state: PatchState; readonly rebased?: { readonly rewritten: string[] } };
 
 export class PatchError extends Error {}
 
@@ -33,7 +35,7 @@ export function readState(root: string): PatchState | undefined {
   }
 }
 
-/** Files a previous patch wrote that someone has changed since. */
+/** Files a previous patch wrote that were changed since (by the provider at boot, or by hand). */
 function drifted(root: string, state: PatchState): string[] {
   return state.files.filter((f) => {
     const now = readIfExists(join(root, f.path));
@@ -41,22 +43,50 @@ function drifted(root: string, state: PatchState): string[] {
   }).map((f) => f.path);
 }
 
+/** The folders that do not exist yet on the way to each path, shallowest first. */
+function missingDirs(root: string, paths: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const p of paths) {
+    const chain: string[] = [];
+    for (let d = dirname(p); d !== '/' && !existsSync(join(root, d)); d = dirname(d)) chain.unshift(d);
+    chain.forEach((d) => out.add(d));
+  }
+  return [...out].sort((a, b) => a.split('/').length - b.split('/').length);
+}
+
 /**
  * Applies a mode: detects the layout (refusing unknown or corrupt ones before touching
  * anything), backs up every file it will change, writes each atomically, and records the state.
- * A second patch with the same options is a no-op; a patch over a different one is refused.
+ * A second patch with the same options is a no-op. When the provider rewrote patched files
+ * since (AL2023's nodeadm and GKE's boot scripts do on every boot), or the options changed, the
+ * node goes back to its baseline (the rewritten files as the provider left them, the others
+ * from the backups) and is patched anew: a provider's rewrite is the new baseline.
  */
+/** The changes a patch would make; throws the refusals patch() would. */
+export function plan(root: string, opts: PatchOptions): FileChange[] {
+  return planChanges(root, detectLayout(root), opts);
+}
+
+/** Whether the node already holds exactly this patch (then patch() changes nothing). */
+export function isApplied(root: string, opts: PatchOptions): boolean {
+  const existing = readState(root);
+  if (!existing || drifted(root, existing).length > 0) return false;
+  const changes = planChanges(root, detectLayout(root), opts);
+  return existing.mode === opts.mode && existing.files.length === changes.length && changes.every((c, i) => existing.files[i]?.path === c.path && existing.files[i]?.sha256After === sha256(c.after));
+}
+
 export function patch(root: string, opts: PatchOptions): PatchResult {
   const layout = detectLayout(root);
-  const changes = planChanges(root, layout, opts);
   const existing = readState(root);
+  let rebased: { rewritten: string[] } | undefined;
   if (existing) {
     const drift = drifted(root, existing);
-    if (drift.length > 0) throw new PatchError(`patched files were changed since the patch: ${drift.join(', ')}; revert by hand or with --force`);
-    const same = existing.mode === opts.mode && existing.files.length === changes.length && changes.every((c, i) => existing.files[i]?.path === c.path && existing.files[i]?.sha256After === sha256(c.after));
-    if (same) return { changed: false, state: existing };
-    throw new PatchError(`already patched (${existing.mode}, ${existing.patchedAt}) with other settings; revert first`);
+    if (isApplied(root, opts)) return { changed: false, state: existing };
+    revert(root);
+    rebased = { rewritten: drift };
   }
+  const changes = planChanges(root, layout, opts);
+  const createdDirs = missingDirs(root, [...changes.map((c) => c.path), `${STATE_DIR}/backup/0`]);
   // Back everything up before the first write, so a failure half-way can be undone.
   mkdirSync(join(root, STATE_DIR, 'backup'), { recursive: true });
   const files = changes.map((c, i) => {
@@ -65,7 +95,9 @@ export function patch(root: string, opts: PatchOptions): PatchResult {
     else rmSync(backupPath(root, i), { force: true });
     return { path: c.path, existed: before !== undefined, sha256After: sha256(c.after) };
   });
-  const state: PatchState = { version: 1, mode: opts.mode, layout: layout.name, patchedAt: new Date().toISOString(), files, restart: opts.mode !== 'mirror' };
+  const state: PatchState = { version: 1, mode: opts.mode, layout: layout.name, patchedAt: new Date().toISOString(), files, createdDirs, restart: opts.mode !== 'mirror' };
+  // For the boot guard (a shell script): the folders to remove, deepest first.
+  writeAtomic(join(root, STATE_DIR, 'created-dirs'), createdDirs.slice().reverse().map((d) => `${d}\n`).join(''));
   // The state goes first: a crash between file writes leaves a state that revert can act on.
   writeAtomic(statePath(root), `${JSON.stringify(state, null, 2)}\n`);
   try {
@@ -74,24 +106,37 @@ export function patch(root: string, opts: PatchOptions): PatchResult {
     revert(root, { force: true });
     throw new PatchError(`writing failed, everything put back: ${(err as Error).message}`);
   }
-  return { changed: true, state };
+  return { changed: true, state, ...(rebased ? { rebased } : {}) };
 }
 
-/** Puts every file back as it was before the patch (or removes files the patch created). */
-export function revert(root: string, opts: { force?: boolean } = {}): { reverted: boolean; state?: PatchState } {
+/**
+ * Puts every file back as it was before the patch (or removes files the patch created), last
+ * written first, and removes the folders the patch created. A file changed since the patch (the
+ * provider rewrote it) is left as it is now, the provider's version, unless `force` puts the
+ * backup back anyway.
+ */
+export function revert(root: string, opts: { force?: boolean } = {}): { reverted: boolean; state?: PatchState; kept?: string[] } {
   const state = readState(root);
   if (!state) return { reverted: false };
-  const drift = drifted(root, state);
-  if (drift.length > 0 && !opts.force) throw new PatchError(`patched files were changed since the patch: ${drift.join(', ')}; use --force to put the originals back anyway`);
-  state.files.forEach((f, i) => {
+  const drift = opts.force ? [] : drifted(root, state);
+  for (let i = state.files.length - 1; i >= 0; i--) {
+    const f = state.files[i] as PatchState['files'][number];
+    if (drift.includes(f.path)) continue;
     const target = join(root, f.path);
     if (f.existed) {
       const b = backupPath(root, i);
       writeAtomic(target, readFileSync(b), statSync(b).mode & 0o7777);
     } else rmSync(target, { force: true });
-  });
+  }
   rmSync(join(root, STATE_DIR), { recursive: true, force: true });
-  return { reverted: true, state };
+  for (const d of [...(state.createdDirs ?? [])].reverse()) {
+    try {
+      rmdirSync(join(root, d));
+    } catch {
+      /* not empty (someone else's files) or gone: leave it */
+    }
+  }
+  return { reverted: true, state, kept: drift };
 }
 
 /** What is patched now, and whether the files still match. */

@@ -1,8 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseDocument, stringify } from 'yaml';
+import { isMap, parseDocument, stringify, type YAMLSeq } from 'yaml';
+import { setTopLevelField } from './edit.js';
+import { sha256 } from './files.js';
 import { readFlags, setFlags } from './flags.js';
-import { allFlagText, LayoutError, parseKubeletConfig, type Layout } from './layouts.js';
+import { allFlagText, LayoutError, parseKubeletConfig, HOST_MOUNTS, PLACES, STATE_DIR, underMounts, type Layout } from './layouts.js';
 
 export type Mode = 'image-service' | 'credential-provider' | 'mirror';
 
@@ -33,12 +35,14 @@ export interface FileChange {
 }
 
 export const DEFAULT_SOCKET = '/run/registry-proxy/image-service.sock';
-export const STATE_DIR = '/var/lib/registry-proxy/node-patcher';
+export { STATE_DIR };
 export const PROVIDER_NAME = 'registry-proxy-credential-provider';
-export const PROVIDER_CONFIG = '/etc/registry-proxy/credential-provider.yaml';
-export const PROVIDER_BIN_DIR = '/opt/registry-proxy/bin';
-export const GUARD_SCRIPT = '/etc/registry-proxy/kubelet-guard.sh';
-export const PROVIDER_RULES = '/etc/registry-proxy/credential-provider-rules.yaml';
+/** Our files on a layout (see PLACES). */
+export const ownFiles = (l: Layout['name']) => ({
+  providerConfig: `${PLACES[l].ownDir}/credential-provider.yaml`,
+  providerRules: `${PLACES[l].ownDir}/credential-provider-rules.yaml`,
+  guard: `${PLACES[l].ownDir}/kubelet-guard.sh`,
+});
 
 function minor(version: string | undefined): number | undefined {
   const m = /^v?1\.(\d+)\./.exec(version ?? '');
@@ -50,55 +54,66 @@ function read(root: string, path: string): string | undefined {
   return existsSync(p) ? readFileSync(p, 'utf8') : undefined;
 }
 
-/** The kubelet config with one field set, keeping the file's format (and YAML comments). */
-function setConfigField(text: string, format: 'yaml' | 'json', field: string, value: string): string {
-  if (format === 'json') {
-    const obj = JSON.parse(text) as Record<string, unknown>;
-    obj[field] = value;
-    const indent = /^\{\n(\s+)"/.exec(text)?.[1] ?? '  ';
-    return `${JSON.stringify(obj, null, indent)}\n`;
+/** The kubelet config with one field set, every other byte kept. */
+function setConfigField(text: string, format: 'yaml' | 'json', field: string, value: string, path: string): string {
+  try {
+    return setTopLevelField(text, format, field, value);
+  } catch (err) {
+    throw new LayoutError(`${path}: ${(err as Error).message}`);
   }
-  const doc = parseDocument(text);
-  doc.set(field, value);
-  return doc.toString();
+}
+
+/** Refuses a path the DaemonSet does not mount: writing it would land in the container, not on the host. */
+function checkMounted(changes: FileChange[]): FileChange[] {
+  for (const c of changes) if (!underMounts(c.path)) throw new LayoutError(`${c.path} is outside the host folders the DaemonSet mounts (${HOST_MOUNTS.join(', ')})`);
+  return changes;
 }
 
 /** The changes that put `opts.mode` in place on this layout. Reads only; writes nothing. */
 export function planChanges(root: string, layout: Layout, opts: PatchOptions): FileChange[] {
+  return checkMounted(planAll(root, layout, opts));
+}
+
+function planAll(root: string, layout: Layout, opts: PatchOptions): FileChange[] {
+  const own = ownFiles(layout.name);
   const socket = `unix://${opts.socket ?? DEFAULT_SOCKET}`;
   if (opts.mode === 'mirror') return planMirror(root, opts);
   const changes: FileChange[] = [];
   if (opts.mode === 'image-service') {
     const v = minor(opts.kubeletVersion);
     if (v === undefined) throw new LayoutError('image-service mode needs the kubelet version (--kubelet-version, or read from the Node)');
+    const kubelet: FileChange[] = [];
     if (v >= 27) {
       const text = read(root, layout.config.path) as string;
       parseKubeletConfig(text, layout.config.format, layout.config.path);
-      changes.push({ path: layout.config.path, after: Buffer.from(setConfigField(text, layout.config.format, 'imageServiceEndpoint', socket)) });
+      kubelet.push({ path: layout.config.path, after: Buffer.from(setConfigField(text, layout.config.format, 'imageServiceEndpoint', socket, layout.config.path)) });
     } else {
       if (layout.name === 'eks-al2' || layout.name === 'eks-al2023') throw new LayoutError(`${layout.name}: kubelet ${opts.kubeletVersion} takes the image service only as a flag in a place the guard cannot undo; use credential-provider or mirror mode`);
-      changes.push(flagChange(root, layout, { 'image-service-endpoint': socket }));
+      kubelet.push(flagChange(root, layout, { 'image-service-endpoint': socket }));
     }
     // Kubelet must never wait for a socket nothing serves (after a reboot kubelet starts before
     // any pod): before each kubelet start, a guard puts the original files back when the
-    // image service's socket is not there.
+    // image service's socket is not there. The guard goes in first, so that a patcher killed
+    // half-way never leaves kubelet pointed at the socket without it (revert runs backwards).
     const dropIn = `${layout.dropInDir}/05-registry-proxy-guard.conf`;
-    changes.push({ path: GUARD_SCRIPT, after: Buffer.from(guardScript(opts.socket ?? DEFAULT_SOCKET, changes.map((c) => c.path), dropIn)), mode: 0o755 });
-    changes.push({ path: dropIn, after: Buffer.from(`# Written by registry-proxy node-patcher; removed by "node-patcher revert".\n[Service]\nExecStartPre=-/bin/sh ${GUARD_SCRIPT}\n`) });
+    const firstKubeletIndex = 2;
+    changes.push({ path: own.guard, after: Buffer.from(guardScript(opts.socket ?? DEFAULT_SOCKET, kubelet, firstKubeletIndex, dropIn, own.guard)), mode: 0o755 });
+    changes.push({ path: dropIn, after: Buffer.from(`# Written by registry-proxy node-patcher; removed by "node-patcher revert".\n[Service]\nExecStartPre=-/bin/sh ${own.guard}\n`) });
+    changes.push(...kubelet);
     return changes;
   }
   // credential-provider: join an existing plugin configuration (EKS ships one for ECR) or set the flags.
   const flagText = allFlagText(root, layout);
   const named = extractFlag(flagText, 'image-credential-provider-config');
   // Our own flags (from an earlier patch of this node) do not count as an existing configuration.
-  const fromUnit = named === PROVIDER_CONFIG ? undefined : named;
+  const fromUnit = named === own.providerConfig ? undefined : named;
   const binFromUnit = extractFlag(flagText, 'image-credential-provider-bin-dir');
   const provider = {
     name: PROVIDER_NAME,
     matchImages: [...(opts.matchImages ?? [])],
     defaultCacheDuration: '5m',
     apiVersion: 'credentialprovider.kubelet.k8s.io/v1',
-    ...(opts.providerArgs && opts.providerArgs.length > 0 ? { args: [...opts.providerArgs] } : opts.providerRules ? { args: ['--config', PROVIDER_RULES] } : {}),
+    ...(opts.providerArgs && opts.providerArgs.length > 0 ? { args: [...opts.providerArgs] } : opts.providerRules ? { args: ['--config', own.providerRules] } : {}),
   };
   if (opts.providerRules) {
     let rules: Buffer;
@@ -107,7 +122,7 @@ export function planChanges(root: string, layout: Layout, opts: PatchOptions): F
     } catch (err) {
       throw new LayoutError(`credential provider rules ${opts.providerRules}: ${(err as NodeJS.ErrnoException).code}`);
     }
-    changes.push({ path: PROVIDER_RULES, after: rules, mode: 0o600 });
+    changes.push({ path: own.providerRules, after: rules, mode: 0o600 });
   }
   if (provider.matchImages.length === 0) throw new LayoutError('credential-provider mode needs at least one --match-image');
   const binary = (dir: string): FileChange[] => {
@@ -124,21 +139,17 @@ export function planChanges(root: string, layout: Layout, opts: PatchOptions): F
     const text = read(root, fromUnit);
     if (text === undefined) throw new LayoutError(`kubelet names ${fromUnit} as its credential provider config, but it is missing`);
     changes.push({ path: fromUnit, after: Buffer.from(mergeProvider(text, fromUnit, provider)) });
-    if (binFromUnit) changes.push(...binary(binFromUnit));
-    return changes.concat(binDirNote(binFromUnit));
+    // The executable first: kubelet must not read a configuration naming a plugin that is not there yet.
+    return [...(binFromUnit ? binary(binFromUnit) : []), ...changes];
   }
+  const binDir = PLACES[layout.name].binDir;
+  changes.unshift(...binary(binDir));
   changes.push({
-    path: PROVIDER_CONFIG,
+    path: own.providerConfig,
     after: Buffer.from(stringify({ apiVersion: 'kubelet.config.k8s.io/v1', kind: 'CredentialProviderConfig', providers: [provider] })),
   });
-  changes.push(flagChange(root, layout, { 'image-credential-provider-config': PROVIDER_CONFIG, 'image-credential-provider-bin-dir': PROVIDER_BIN_DIR }));
-  changes.push(...binary(PROVIDER_BIN_DIR));
+  changes.push(flagChange(root, layout, { 'image-credential-provider-config': own.providerConfig, 'image-credential-provider-bin-dir': binDir }));
   return changes;
-}
-
-/** Where the plugin binary must go when kubelet already has a bin dir (recorded for the operator). */
-function binDirNote(dir: string | undefined): FileChange[] {
-  return dir ? [{ path: `${STATE_DIR}/provider-bin-dir`, after: Buffer.from(`${dir}\n`) }] : [];
 }
 
 function extractFlag(text: string, name: string): string | undefined {
@@ -155,9 +166,17 @@ function mergeProvider(text: string, path: string, provider: Record<string, unkn
     throw new LayoutError(`${path}: not valid ${json ? 'JSON' : 'YAML'}`);
   }
   if (cfg.kind !== 'CredentialProviderConfig' || !Array.isArray(cfg.providers)) throw new LayoutError(`${path}: not a CredentialProviderConfig`);
-  const providers = (cfg.providers as Array<{ name?: unknown }>).filter((p) => p.name !== PROVIDER_NAME);
-  const out = { ...cfg, providers: [...providers, provider] };
-  return json ? `${JSON.stringify(out, null, 2)}\n` : stringify(out);
+  if (json) {
+    const providers = (cfg.providers as Array<{ name?: unknown }>).filter((p) => p.name !== PROVIDER_NAME);
+    const indent = /^\{\n( +|\t+)"/.exec(text)?.[1] ?? '  ';
+    return `${JSON.stringify({ ...cfg, providers: [...providers, provider] }, null, indent)}\n`;
+  }
+  // YAML through the Document API, keeping comments and the file's list indentation.
+  const doc = parseDocument(text);
+  const seq = doc.get('providers', true) as YAMLSeq;
+  seq.items = seq.items.filter((item) => !(isMap(item) && item.get('name') === PROVIDER_NAME));
+  seq.add(doc.createNode(provider));
+  return doc.toString({ indentSeq: !/^\S[^\n]*:\s*\n- /m.test(text) });
 }
 
 function flagChange(root: string, layout: Layout, flags: Record<string, string>): FileChange {
@@ -171,13 +190,47 @@ function flagChange(root: string, layout: Layout, flags: Record<string, string>)
   return { path: layout.flags.path, after: Buffer.from(after) };
 }
 
+/**
+ * The folders containerd's CRI reads hosts.toml from (`config_path`, a list joined with ":"), or
+ * "mirrors" when config.toml configures `registry.mirrors` instead (containerd then ignores
+ * config_path, and a change needs a containerd restart).
+ * - EKS: `config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"` (amazon-eks-ami
+ *   nodeadm/internal/containerd/config.template.toml, config2.template.toml for containerd 2,
+ *   and the AL2 AMI's templates/al2/runtime/containerd-config.toml).
+ * - GKE / COS: `[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]` with
+ *   mirror.gcr.io (kubernetes cluster/gce/gci/configure-helper.sh, setup-containerd).
+ */
+export function containerdRegistry(toml: string): { readonly configPaths: string[] } | 'mirrors' {
+  let section = '';
+  const paths: string[] = [];
+  let mirrors = false;
+  for (const raw of toml.split('\n')) {
+    const line = raw.replace(/#.*$/, '').trim();
+    const header = /^\[+\s*([^\]]+?)\s*\]+$/.exec(line);
+    if (header) {
+      section = header[1] as string;
+      if (/\.registry\.mirrors\b/.test(section.replace(/["']/g, ''))) mirrors = true;
+      continue;
+    }
+    const cp = /^config_path\s*=\s*(["'])(.*)\1$/.exec(line);
+    if (cp && /\.registry$/.test(section.replace(/["']/g, ''))) paths.push(...(cp[2] as string).split(':').filter(Boolean));
+    if (/^mirrors\s*=/.test(line) && /\.registry$/.test(section.replace(/["']/g, ''))) mirrors = true;
+  }
+  return mirrors ? 'mirrors' : { configPaths: paths };
+}
+
 function planMirror(root: string, opts: PatchOptions): FileChange[] {
-  const certsDir = opts.certsDir ?? '/etc/containerd/certs.d';
   const cfgPath = opts.containerdConfig ?? '/etc/containerd/config.toml';
   const cfg = read(root, cfgPath);
   if (cfg === undefined) throw new LayoutError(`mirror mode: ${cfgPath} is missing`);
-  if (!new RegExp(`config_path\\s*=\\s*["']${certsDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}["']`).test(cfg)) {
-    throw new LayoutError(`mirror mode: containerd does not read ${certsDir} (no config_path = "${certsDir}" in ${cfgPath})`);
+  const reg = containerdRegistry(cfg);
+  if (reg === 'mirrors') {
+    throw new LayoutError(`mirror mode: ${cfgPath} configures registry.mirrors (as GKE does), so containerd does not read hosts.toml folders, and changing it needs a containerd restart; use credential-provider mode on this node`);
+  }
+  // The first folder in the list wins when two hold the same registry: write there.
+  const certsDir = opts.certsDir ?? reg.configPaths[0];
+  if (certsDir === undefined || !reg.configPaths.includes(certsDir)) {
+    throw new LayoutError(`mirror mode: containerd does not read ${certsDir ?? 'a certs.d folder'} (no registry config_path naming it in ${cfgPath})`);
   }
   const mirrors = Object.entries(opts.mirrors ?? {});
   if (mirrors.length === 0) throw new LayoutError('mirror mode needs at least one --mirror registry=url');
@@ -186,7 +239,7 @@ function planMirror(root: string, opts: PatchOptions): FileChange[] {
     if (!/^https?:\/\/[^\s"]+$/.test(url)) throw new LayoutError(`mirror: bad URL ${url}`);
     const upstream = registry === 'docker.io' ? 'https://registry-1.docker.io' : `https://${registry}`;
     // containerd tries the proxy first and falls back to the registry itself: a proxy that is
-    // down slows pulls but does not stop them.
+    // down slows pulls but does not stop them. containerd sends the proxy no credentials.
     return {
       path: `${certsDir}/${registry}/hosts.toml`,
       after: Buffer.from(`# Written by registry-proxy node-patcher; removed by "node-patcher revert".\nserver = "${upstream}"\n\n[host."${url}"]\n  capabilities = ["pull", "resolve"]\n`),
@@ -194,8 +247,13 @@ function planMirror(root: string, opts: PatchOptions): FileChange[] {
   });
 }
 
-function guardScript(socket: string, files: readonly string[], dropIn: string): string {
-  const restores = files.map((f, i) => `  restore ${i} '${f}'`).join('\n');
+/**
+ * The boot guard. A file is put back only while it still holds what the patch wrote: a file the
+ * provider rewrote at boot (nodeadm, GKE's configure scripts) is the provider's new baseline
+ * and already lacks the patch, and copying an old backup over it would undo the provider.
+ */
+function guardScript(socket: string, kubelet: readonly FileChange[], firstIndex: number, dropIn: string, self: string): string {
+  const restores = kubelet.map((c, i) => `restore ${firstIndex + i} '${c.path}' ${sha256(c.after)}`).join('\n');
   return `#!/bin/sh
 # Written by registry-proxy node-patcher. Runs before every kubelet start: when the image service
 # socket is not there (a reboot: kubelet starts before any pod), it puts back the kubelet files
@@ -204,10 +262,17 @@ function guardScript(socket: string, files: readonly string[], dropIn: string): 
 [ -S '${socket}' ] && exit 0
 state='${STATE_DIR}'
 restore() {
+  [ -f "$2" ] || return 0
+  sum=$(sha256sum < "$2")
+  [ "\${sum%% *}" = "$3" ] || return 0
   if [ -f "$state/backup/$1" ]; then cp -p "$state/backup/$1" "$2"; else rm -f "$2"; fi
 }
 ${restores}
-rm -rf "$state" '${dropIn}' "$0"
+rm -f '${dropIn}' '${self}'
+dirs=''
+[ -f "$state/created-dirs" ] && dirs=$(cat "$state/created-dirs")
+rm -rf "$state"
+for d in $dirs; do [ -d "$d" ] && rmdir "$d"; done
 echo "registry-proxy: image service socket missing; kubelet files restored" >&2
 exit 0
 `;

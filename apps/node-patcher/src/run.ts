@@ -1,8 +1,9 @@
 import type { CoreV1Api } from '@kubernetes/client-node';
 import { annotate } from './node.js';
-import { patch, revert, type PatchState } from './patcher.js';
+import { checkAnonymousPull, MirrorCheckError } from './mirror-check.js';
+import { isApplied, patch, plan, revert, type PatchState } from './patcher.js';
 import type { PatchOptions } from './plan.js';
-import { restartUnit, waitHealthy } from './systemd.js';
+import { reloadRestartAndWait } from './systemd.js';
 
 export interface RunOptions {
   readonly root: string;
@@ -13,7 +14,12 @@ export interface RunOptions {
   readonly restart: boolean;
   readonly node?: { readonly api: CoreV1Api; readonly name: string };
   readonly log: (msg: string, extra?: Record<string, unknown>) => void;
+  /** mirror mode: registry -> `repo:tag` pulled anonymously through the mirror before patching. */
+  readonly mirrorProbes?: Readonly<Record<string, string>>;
 }
+
+const restart = (opts: RunOptions) =>
+  reloadRestartAndWait({ busAddress: opts.busAddress, unit: 'kubelet.service', healthz: opts.healthz, timeoutMs: opts.healthTimeoutMs, ...(opts.healthIntervalMs ? { intervalMs: opts.healthIntervalMs } : {}), log: opts.log });
 
 const summary = (s: PatchState) => ({ mode: s.mode, layout: s.layout, patchedAt: s.patchedAt, files: s.files.map((f) => f.path) });
 
@@ -22,7 +28,18 @@ const summary = (s: PatchState) => ({ mode: s.mode, layout: s.layout, patchedAt:
  * healthy, put everything back, restart it again, and fail. Records the outcome on the Node.
  */
 export async function runPatch(opts: RunOptions, patchOpts: PatchOptions): Promise<'patched' | 'unchanged' | 'rolled-back'> {
+  if (patchOpts.mode === 'mirror' && !isApplied(opts.root, patchOpts)) {
+    plan(opts.root, patchOpts); // refusals of the node itself come first
+    // Mirror mode is anonymous-only: prove an anonymous pull works before writing anything.
+    for (const [registry, url] of Object.entries(patchOpts.mirrors ?? {})) {
+      const probe = opts.mirrorProbes?.[registry];
+      if (!probe) throw new MirrorCheckError(`mirror mode needs a probe image for ${registry} (--mirror-probe ${registry}=repo:tag) to check that containerd can pull through ${url} without credentials`);
+      await checkAnonymousPull(url, registry, probe);
+      opts.log('anonymous pull through the mirror works', { registry, url, probe });
+    }
+  }
   const result = patch(opts.root, patchOpts);
+  if (result.rebased) opts.log('patched files were rewritten since the last patch (the provider at boot, or settings changed): re-applied over the new baseline', { rewritten: result.rebased.rewritten });
   if (!result.changed) {
     opts.log('already patched; nothing to do', summary(result.state));
     if (opts.node) await annotate(opts.node.api, opts.node.name, { ...summary(result.state), state: 'patched' });
@@ -30,13 +47,10 @@ export async function runPatch(opts: RunOptions, patchOpts: PatchOptions): Promi
   }
   opts.log('patched', summary(result.state));
   if (result.state.restart && opts.restart) {
-    const job = await restartUnit(opts.busAddress, 'kubelet.service');
-    opts.log('kubelet restart requested', { job });
-    if (!(await waitHealthy(opts.healthz, opts.healthTimeoutMs, opts.healthIntervalMs))) {
+    if (!(await restart(opts))) {
       opts.log('kubelet did not come back healthy: rolling back');
       revert(opts.root, { force: true });
-      await restartUnit(opts.busAddress, 'kubelet.service');
-      const back = await waitHealthy(opts.healthz, opts.healthTimeoutMs, opts.healthIntervalMs);
+      const back = await restart(opts);
       opts.log(back ? 'rolled back; kubelet healthy again' : 'rolled back; kubelet still not healthy');
       if (opts.node) await annotate(opts.node.api, opts.node.name, { ...summary(result.state), state: 'rolled-back', at: new Date().toISOString() });
       return 'rolled-back';
@@ -55,9 +69,9 @@ export async function runRevert(opts: RunOptions, force = false): Promise<'rever
     return 'nothing';
   }
   opts.log('reverted', summary(r.state));
+  if (r.kept && r.kept.length > 0) opts.log('files rewritten since the patch were left as they are now', { kept: r.kept });
   if (r.state.restart && opts.restart) {
-    await restartUnit(opts.busAddress, 'kubelet.service');
-    if (!(await waitHealthy(opts.healthz, opts.healthTimeoutMs, opts.healthIntervalMs))) opts.log('kubelet is not healthy after the revert');
+    if (!(await restart(opts))) opts.log('kubelet is not healthy after the revert');
   }
   if (opts.node) await annotate(opts.node.api, opts.node.name, undefined);
   return 'reverted';

@@ -10,7 +10,7 @@ import { requireCommands } from '@registry-proxy/testing';
 import { ANNOTATION, kubeletVersion, nodeApi } from '../src/node.js';
 import { runPatch, runRevert } from '../src/run.js';
 import { hostTree, snapshot } from './fixtures.js';
-import { startApiServer, startBus, startHealthz, startSystemd } from './standins.js';
+import { startApiServer, startBus, startHealthz, startRegistry, startSystemd } from './standins.js';
 
 jest.setTimeout(30_000);
 const stops: Array<() => unknown> = [];
@@ -18,7 +18,7 @@ afterAll(async () => {
   for (const s of stops.reverse()) await s();
 });
 
-async function setup(kubeletBreaksOnPatch: boolean) {
+async function setup(kubeletBreaksOnPatch: boolean, restartHangs = false) {
   const root = hostTree('gke');
   const bus = await startBus();
   stops.push(bus.stop);
@@ -29,6 +29,7 @@ async function setup(kubeletBreaksOnPatch: boolean) {
   const systemd = await startSystemd(bus.address, () => {
     restartedAt = Date.now();
     patchedAtRestart = readFileSync(join(root, '/home/kubernetes/kubelet-config.yaml'), 'utf8').includes('imageServiceEndpoint');
+    return !restartHangs;
   });
   stops.push(systemd.stop);
   const health = await startHealthz(() => Date.now() - restartedAt > 300 && !(kubeletBreaksOnPatch && patchedAtRestart));
@@ -51,6 +52,8 @@ describe('patch with a kubelet restart over D-Bus', () => {
     expect(version).toBe('v1.30.4');
     expect(await runPatch(run, { mode: 'image-service', kubeletVersion: version as string })).toBe('patched');
     expect(systemd.calls).toEqual([['kubelet.service', 'replace']]);
+    // Defect 5: systemd reads the new guard drop-in only after a daemon-reload, before the restart.
+    expect(systemd.events).toEqual(['reload', 'restart kubelet.service']);
     const annotation = JSON.parse((nodes['node-1']?.['metadata'] as { annotations: Record<string, string> }).annotations[ANNOTATION] as string);
     expect(annotation).toMatchObject({ mode: 'image-service', layout: 'gke', state: 'patched' });
     expect(api.patches[0]).toEqual([
@@ -80,9 +83,20 @@ describe('patch with a kubelet restart over D-Bus', () => {
     expect(JSON.parse((nodes['node-1']?.['metadata'] as { annotations: Record<string, string> }).annotations[ANNOTATION] as string)).toMatchObject({ state: 'rolled-back' });
   });
 
+  it('defect 6: an "ok" from the old kubelet does not count: without a new main PID the patch is rolled back', async () => {
+    // The restart job is taken but kubelet is never replaced, and the old one keeps answering 200.
+    const { root, run, logs } = await setup(false, true);
+    const before = snapshot(root);
+    expect(await runPatch(run, { mode: 'image-service', kubeletVersion: 'v1.30.4' })).toBe('rolled-back');
+    expect(logs).toContain('kubelet.service was not replaced by a new run');
+    expect(snapshot(root)).toEqual(before);
+  });
+
   it('does not restart kubelet for containerd mirrors', async () => {
     const { systemd, run } = await setup(false);
-    expect(await runPatch(run, { mode: 'mirror', mirrors: { 'docker.io': 'https://registry.example.com' } })).toBe('patched');
+    const registry = await startRegistry({ anonymous: true });
+    stops.push(registry.stop);
+    expect(await runPatch({ ...run, root: hostTree('kubeadm'), mirrorProbes: { 'docker.io': 'library/pause:3.9' } }, { mode: 'mirror', mirrors: { 'docker.io': registry.url } })).toBe('patched');
     expect(systemd.calls).toEqual([]);
   });
 });

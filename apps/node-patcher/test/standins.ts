@@ -35,23 +35,62 @@ export async function startBus(): Promise<{ address: string; stop(): Promise<voi
 }
 
 /**
- * A stand-in for systemd on that bus: org.freedesktop.systemd1.Manager.RestartUnit, which
- * records each call and runs `onRestart` (the "kubelet" restarting). No systemd can run here.
+ * A stand-in for systemd on that bus (org.freedesktop.systemd1): Manager.Reload, LoadUnit and
+ * RestartUnit, and the unit's ActiveState, InvocationID, ActiveEnterTimestamp and MainPID as
+ * D-Bus properties, as systemd exports them. It records each call; `onRestart` is the "kubelet"
+ * restarting and says whether a new process really started (false: the job was taken, but the
+ * old kubelet keeps running, as when a restart hangs). The real systemd is in node.e2e.test.ts.
  */
-export async function startSystemd(address: string, onRestart: (unit: string) => void): Promise<{ calls: Array<[string, string]>; stop(): void }> {
+export async function startSystemd(address: string, onRestart: (unit: string) => boolean | void): Promise<{ calls: Array<[string, string]>; reloads: () => number; events: string[]; stop(): void }> {
   const calls: Array<[string, string]> = [];
+  const events: string[] = [];
+  let reloads = 0;
+  const run = { pid: 4242, invocation: Buffer.alloc(16, 1), enteredAt: BigInt(Date.now()) * 1000n };
+  const { ACCESS_READ } = dbus.interface;
   class Manager extends dbus.interface.Interface {
+    Reload(): void {
+      reloads++;
+      events.push('reload');
+    }
+    LoadUnit(name: string): string {
+      return `/org/freedesktop/systemd1/unit/${name.replace(/\./g, '_2e')}`;
+    }
     RestartUnit(name: string, mode: string): string {
       calls.push([name, mode]);
-      onRestart(name);
+      events.push(`restart ${name}`);
+      if (onRestart(name) !== false) {
+        run.pid++;
+        run.invocation = Buffer.alloc(16, run.pid % 256);
+        run.enteredAt = BigInt(Date.now()) * 1000n;
+      }
       return `/org/freedesktop/systemd1/job/${calls.length}`;
     }
   }
-  Manager.configureMembers({ methods: { RestartUnit: { inSignature: 'ss', outSignature: 'o' } } });
+  Manager.configureMembers({ methods: { Reload: { inSignature: '', outSignature: '' }, LoadUnit: { inSignature: 's', outSignature: 'o' }, RestartUnit: { inSignature: 'ss', outSignature: 'o' } } });
+  class Unit extends dbus.interface.Interface {
+    get ActiveState(): string {
+      return 'active';
+    }
+    get InvocationID(): Buffer {
+      return run.invocation;
+    }
+    get ActiveEnterTimestamp(): bigint {
+      return run.enteredAt;
+    }
+  }
+  Unit.configureMembers({ properties: { ActiveState: { signature: 's', access: ACCESS_READ }, InvocationID: { signature: 'ay', access: ACCESS_READ }, ActiveEnterTimestamp: { signature: 't', access: ACCESS_READ } } });
+  class Service extends dbus.interface.Interface {
+    get MainPID(): number {
+      return run.pid;
+    }
+  }
+  Service.configureMembers({ properties: { MainPID: { signature: 'u', access: ACCESS_READ } } });
   const bus = dbus.sessionBus({ busAddress: address });
   await bus.requestName('org.freedesktop.systemd1', 0);
   bus.export('/org/freedesktop/systemd1', new Manager('org.freedesktop.systemd1.Manager'));
-  return { calls, stop: () => bus.disconnect() };
+  bus.export('/org/freedesktop/systemd1/unit/kubelet_2eservice', new Unit('org.freedesktop.systemd1.Unit'));
+  bus.export('/org/freedesktop/systemd1/unit/kubelet_2eservice', new Service('org.freedesktop.systemd1.Service'));
+  return { calls, reloads: () => reloads, events, stop: () => bus.disconnect() };
 }
 
 /** kubelet's /healthz, as a stand-in whose answer the test decides. */
@@ -106,4 +145,34 @@ export async function startApiServer(nodes: Record<string, Record<string, unknow
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, patches, stop: () => new Promise((r) => server.close(() => r())) };
+}
+
+/**
+ * A registry (or the proxy) in front of which containerd would pull through a mirror: manifests
+ * behind Docker's token protocol (401 + `WWW-Authenticate: Bearer realm=...,service=...,scope=...`,
+ * then `GET realm?service&scope` for a token). With `anonymous`, a request without credentials
+ * gets a pull token, as the proxy does for an `account: anonymous` rule; without, it gets 401.
+ * Only `library/pause:3.9` exists. A stand-in: the test is about what the patcher sends.
+ */
+export async function startRegistry(o: { anonymous: boolean }): Promise<{ url: string; requests: string[]; stop(): Promise<void> }> {
+  const requests: string[] = [];
+  let url = '';
+  const server = createServer((req, res) => {
+    requests.push(`${req.method} ${req.url} ${req.headers.authorization ? 'auth' : 'anon'}`);
+    const u = new URL(req.url ?? '/', url);
+    if (u.pathname === '/token') {
+      if (!o.anonymous && !req.headers.authorization) return void res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }));
+      return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'anon-token', expires_in: 300 }));
+    }
+    const m = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(u.pathname);
+    if (!m) return void res.writeHead(404).end();
+    if (req.headers.authorization !== 'Bearer anon-token') {
+      return void res.writeHead(401, { 'www-authenticate': `Bearer realm="${url}/token",service="registry-proxy",scope="repository:${m[1]}:pull"`, 'content-type': 'application/json' }).end();
+    }
+    if (`${m[1]}:${m[2]}` !== 'library/pause:3.9') return void res.writeHead(404, { 'content-type': 'application/json' }).end();
+    res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json', 'docker-content-digest': `sha256:${'0'.repeat(64)}`, 'content-length': '2' }).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, requests, stop: () => new Promise((r) => server.close(() => r())) };
 }
