@@ -11,7 +11,8 @@
 // Env: BENCH_SECONDS (5, per measured pass, after a 1 s warm-up), BENCH_RUNS (2, each pass is
 // printed), BENCH_CLIENTS (50), BENCH_BCRYPT_COST (htpasswd -B's default, 5), BENCH_LOG_LEVEL
 // (info, the default: the audit line is written, to a file), BENCH_NODE_ARGS, BENCH_KEEP,
-// BENCH_ONLY (runs when unset or when it names `tokens`).
+// BENCH_ONLY (runs when unset or when it names `tokens`), BENCH_SCENARIOS (names to run, e.g.
+// `refresh,healthz`).
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -209,9 +210,12 @@ upstreams: [{name: local, url: "http://127.0.0.1:9"}]
       proxy.pid,
     ],
   ];
+  // BENCH_SCENARIOS=refresh,healthz: only the scenarios whose names contain one of these (to profile one path).
+  const pick = process.env.BENCH_SCENARIOS?.split(',');
+  const chosen = pick ? scenarios.filter(([name]) => pick.some((w) => name.includes(w))) : scenarios;
   const results = [];
   for (let run = 1; run <= RUNS; run++) {
-    for (const [name, base, req, pid] of scenarios) {
+    for (const [name, base, req, pid] of chosen) {
       const r = await load(base, req, pid, SECONDS);
       if (base === px && name.includes('/token') && !JSON.parse(r.sample).token) throw new Error(`${name}: no token in ${r.sample.slice(0, 200)}`);
       results.push({ run, name, ...r });
@@ -228,7 +232,9 @@ upstreams: [{name: local, url: "http://127.0.0.1:9"}]
   for (let run = 1; run <= RUNS; run++) {
     const of = (name) => results.find((r) => r.run === run && r.name.startsWith(name));
     const hz = of('proxy, GET /healthz');
+    if (!hz) continue;
     const line = ['GET /token', 'POST /token, password', 'POST /token, refresh']
+      .filter(of)
       .map((n) => `${n}: ${(of(n).cpuUs / hz.cpuUs).toFixed(1)}x /healthz CPU`)
       .join('; ');
     console.log(`  run ${run}: ${line}`);
