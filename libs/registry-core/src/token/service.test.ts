@@ -124,6 +124,32 @@ describe('TokenService', () => {
     await expect(s.verifyRefreshToken(a.token)).rejects.toBeInstanceOf(InvalidTokenError);
   });
 
+  // Defect (token endpoint bench, 2026-12-02): every token was signed through jose's WebCrypto
+  // path, a promise and a thread-pool job per signature, about twice the CPU of the signature.
+  it('signs without WebCrypto, in the JWS form any verifier accepts (ES256 raw r||s, RS256)', async () => {
+    const subtle = jest.spyOn(globalThis.crypto.subtle, 'sign');
+    try {
+      for (const kind of ['ec', 'rsa'] as const) {
+        const s = await service({}, await KeySet.fromPem(pem(kind)));
+        const id = { subject: 'carol', method: 'htpasswd', groups: ['g'], labels: {} };
+        const t = (await s.issueAccessToken('carol', access, new Date(), id, 'reg.example')).token;
+        const r = (await s.issueRefreshToken(id)) as string;
+        const header = decodeProtectedHeader(t);
+        expect(header).toEqual({ alg: kind === 'ec' ? 'ES256' : 'RS256', typ: 'JWT', kid: s['opts'].keys.signer.kid });
+        // JWS ES256 is the 64-byte r||s pair (RFC 7518 §3.4), not node's default DER encoding.
+        expect(Buffer.from(t.split('.')[2] as string, 'base64url')).toHaveLength(kind === 'ec' ? 64 : 256);
+        const { payload } = await jwtVerify(t, createLocalJWKSet(s['opts'].keys.jwks()), { issuer: 'iss', audience: 'svc', requiredClaims: ['exp', 'nbf', 'iat', 'jti'] });
+        expect(payload).toMatchObject({ sub: 'carol', access, host: 'reg.example', identity: { method: 'htpasswd', groups: ['g'] } });
+        expect((payload.exp as number) - (payload.iat as number)).toBe(300);
+        await expect(s.verifyAccessToken(t)).resolves.toMatchObject({ subject: 'carol', host: 'reg.example' });
+        await expect(s.verifyRefreshToken(r)).resolves.toEqual(id);
+      }
+      expect(subtle).not.toHaveBeenCalled();
+    } finally {
+      subtle.mockRestore();
+    }
+  });
+
   it('refuses a ttl under the spec minimum of 60 s', async () => {
     await expect(service({ accessTokenTtl: 30 })).rejects.toThrow(RangeError);
   });
