@@ -33,6 +33,7 @@ import { openCaches } from './cache/setup.js';
 import { Flights, type SharedResponse } from './coalesce.js';
 import { Router, normaliseRegistryHost } from './routing.js';
 import { createLogin, type Login } from './login/index.js';
+import { RedisCliSecretStore } from './login/redis-store.js';
 import { RevocableTokenService } from './state/revocations.js';
 import { createSharedState, type SharedState } from './state/shared.js';
 
@@ -196,7 +197,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   const revocationsFile = t.revocationsFile ? new RevocationsFile(t.revocationsFile, revocations, logger, config.authFiles.reloadIntervalMs) : undefined;
   await revocationsFile?.start();
   const chain = verifiers(config, logger, bcrypt, state.store);
-  const login = configured('login', () => createLogin(config, logger));
+  const login = configured('login', () => createLogin(config, logger, state.redis ? new RedisCliSecretStore(state.redis) : undefined));
   // CLI secrets first: they are recognised by their prefix, and no other strategy should see one.
   const verifier = new VerifierChain(login ? [login.secrets, ...chain] : chain);
   const refreshCheck = new RefreshCheck({ lookup: (identity) => verifier.lookup(identity), revalidateAfter: t.revalidateAfterSeconds, revocations });

@@ -1,4 +1,5 @@
 import { MemoryStateStore, type StateStore } from '@registry-proxy/registry-core';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { resolveSecret } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -9,6 +10,8 @@ import { RedisStateStore, createRedisClient } from './redis.js';
 export interface SharedState {
   readonly store: StateStore;
   readonly limiters: LimiterFactory;
+  /** The Redis client, when state.redis is configured (for stores with their own data shapes). */
+  readonly redis?: Redis;
   close(): Promise<void>;
 }
 
@@ -26,5 +29,5 @@ export async function createSharedState(config: Config['state'], logger: Logger)
   const store = new RedisStateStore(client);
   if (await store.connect()) logger.info({ keyPrefix: r.keyPrefix }, 'shared state on redis');
   else logger.warn('redis not reachable at start-up; retrying in the background');
-  return { store, limiters: redisLimiters(client, logger), close: () => store.close() };
+  return { store, limiters: redisLimiters(client, logger), redis: client, close: () => store.close() };
 }
