@@ -6,10 +6,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
+import { freePort } from '@registry-proxy/testing';
 import { getGlobalDispatcher } from 'undici';
 import { digestOf, startBlobUpstream, type BlobUpstream } from './support/blob-upstream.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
@@ -280,7 +281,6 @@ describe('the size quota', () => {
 
 describe('an upstream that cannot be reached', () => {
   it('fails the blob with a registry error, and (regression) does not keep failing once it is back', async () => {
-    const { freePort } = await import('@registry-proxy/testing');
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'rp-cache-down-'));
     const p = await startTestProxy({
@@ -288,7 +288,6 @@ describe('an upstream that cannot be reached', () => {
       rules: [{ account: 'alice', repository: ['a/**'], actions: ['pull'] }],
       upstreams: [{ name: 'down', url: `http://127.0.0.1:${port}`, attempts: 1, cache: { store: { type: 'filesystem', path: dir }, maxBytes: '1GiB' } }],
     });
-    const { createServer } = await import('node:http');
     const data = randomBytes(1000);
     const d = digestOf(data);
     const late = createServer((req, res) => {
