@@ -148,7 +148,7 @@ describe('per-pod identity through the kubelet credential provider (KEP-4412)', 
       const res = await fetch(`http://${proxyHost}/token?service=registry-proxy&scope=repository:team-a/app:pull`, { headers: basic(t) });
       return { status: res.status, access: res.status === 200 ? decodeJwt(((await res.json()) as { token: string }).token)['access'] : undefined };
     };
-    expect(await grant(tokenA)).toEqual({ status: 200, access: [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }] });
+    expect(await grant(tokenA)).toEqual({ status: 200, access: [{ type: 'repository', name: 'team-a/app', actions: ['pull'], upstream: 'local' }] });
     expect(await grant(tokenB)).toEqual({ status: 200, access: [] });
     // Another service account in team-a is not the one the rule names.
     expect((await grant(await podToken('team-a', 'default'))).access).toEqual([]);

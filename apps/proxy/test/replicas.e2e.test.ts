@@ -55,7 +55,7 @@ beforeAll(async () => {
         { account: ['alice', 'mallory'], repository: 'team/**', actions: ['pull'] },
         { labels: { 'aws.accountId': '123456789012' }, repository: 'team/**', actions: ['pull'] },
       ],
-      rateLimits: { perClient: { burst: 1000, perSecond: 100 }, perAccount: { burst: 4, perSecond: 0.01 } },
+      rateLimits: { perClient: { burst: 1000, perSecond: 100 }, perAccount: { burst: 1000, perSecond: 100 }, failures: { points: 4, durationSeconds: 400 } },
       upstreams: [{ name: 'local', url: reg.url, credentials: { type: 'static', username: 'up', password: 'up-pw' } }],
       log: { level: 'info' },
     });
@@ -85,7 +85,7 @@ describe('two replicas, one redis', () => {
     expect(m.headers.get('docker-content-digest')).toMatch(/^sha256:/);
   });
 
-  it('a rate limit holds across both: the account has 4 token requests in all, whichever replica answers', async () => {
+  it('a rate limit holds across both: an account gets 4 failed passwords from one address in all, whichever replica answers', async () => {
     const [a, b] = pair();
     const statuses: number[] = [];
     for (const url of [a.url, b.url, a.url, b.url, a.url, b.url]) statuses.push((await token(url, 'mallory', 'wrong')).status);

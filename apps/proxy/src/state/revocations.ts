@@ -1,4 +1,4 @@
-import { AuthBackendError, InvalidTokenError, StateUnavailableError, TokenService, type Identity, type StateStore, type TokenServiceOptions } from '@registry-proxy/registry-core';
+import { AuthBackendError, InvalidTokenError, StateUnavailableError, TokenService, type StateStore, type TokenServiceOptions, type VerifiedRefresh } from '@registry-proxy/registry-core';
 
 /*
  * A minimal revocation path (issue 14's "a revoked refresh token is refused by every replica"):
@@ -25,8 +25,9 @@ export class RevocableTokenService extends TokenService {
   }
 
   /** Fails closed: when the records cannot be read, the refresh is refused with a 503, never granted. */
-  override async verifyRefreshToken(token: string): Promise<Identity> {
-    const identity = await super.verifyRefreshToken(token);
+  override async verifyRefresh(token: string): Promise<VerifiedRefresh> {
+    const verified = await super.verifyRefresh(token);
+    const identity = verified.identity;
     let revokedAt: string | undefined;
     try {
       revokedAt = await this.store.get(key(identity.subject));
@@ -37,6 +38,6 @@ export class RevocableTokenService extends TokenService {
     // The signature verified, so the payload is ours; iat is whole seconds.
     const iat = (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { iat?: unknown }).iat;
     if (revokedAt !== undefined && (typeof iat !== 'number' || iat <= Number(revokedAt))) throw new InvalidTokenError('refresh token revoked');
-    return identity;
+    return verified;
   }
 }
