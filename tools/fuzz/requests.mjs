@@ -85,7 +85,7 @@ upstreams:
   await T.waitFor('proxy', async () => (await fetch(`http://${host}/healthz`)).status === 200);
 
   const keys = await core.KeySet.fromPem(pem);
-  const mint = (k, now) => new core.TokenService({ issuer: 'registry-proxy', service: 'registry-proxy', keys: k, accessTokenTtl: 60, refreshTokenTtl: 60, algorithms: ['ES256'], clockTolerance: 0 });
+  const mint = (k) => new core.TokenService({ issuer: 'registry-proxy', service: 'registry-proxy', keys: k, accessTokenTtl: 60, refreshTokenTtl: 60, algorithms: ['ES256'], clockTolerance: 0 });
   const access = [{ type: 'repository', name: 'team/app', actions: ['pull'], upstream: 'local' }];
   const tokens = {
     pull: await tokenFor(port, 'repository:team/app:pull', host),
