@@ -65,7 +65,7 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
   app.get('/.well-known/jwks.json', jwks);
   // Only /v2 authorizes before it reads a body; everywhere else a waiting client may send it.
   app.use((req: Request, res: Response, next: NextFunction) => {
-    if (!req.path.startsWith('/v2/')) sendContinue(req, res);
+    if (!/^\/v2(?:\/|$)/.test(req.path)) sendContinue(req, res);
     next();
   });
   app.use(['/token', '/v2'], requireOneHost);

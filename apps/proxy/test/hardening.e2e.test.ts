@@ -279,6 +279,11 @@ describe('defect 8: Expect: 100-continue is answered only after authorization', 
     expect(errorCodes(reply.text.slice(reply.text.indexOf('\r\n\r\n') + 4))).toEqual(['MANIFEST_INVALID']);
   });
 
+  it('on the base endpoint /v2 (no slash) too: 401 without a 100 (found by the fuzzer)', async () => {
+    const reply = await raw(port, (sock) => write(sock, `GET /v2 HTTP/1.1\r\nHost: ${w.proxy.host}\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n`), 2500);
+    expect(reply.statuses).toEqual([401]);
+  });
+
   it('any other Expect: 417 in the registry format', async () => {
     const reply = await raw(port, (sock) => write(sock, `GET /v2/ HTTP/1.1\r\nHost: ${w.proxy.host}\r\nExpect: something-else\r\nConnection: close\r\n\r\n`));
     expect(reply.statuses).toEqual([417]);

@@ -287,7 +287,7 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       }
       const regErr = err instanceof RegistryError ? err : upstreamFailure(err);
       if (!regErr) return next(err);
-      if (regErr.status >= 500) logger.warn({ err: regErr.cause ?? regErr, repository: res.locals['repository'] }, regErr.message);
+      if (regErr.status >= 500) logger.warn({ err: regErr.cause ?? regErr, req_id: res.locals['req_id'], repository: res.locals['repository'] }, regErr.message);
       sendError(req, res, regErr, head);
     }
   };

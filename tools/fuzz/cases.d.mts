@@ -1,0 +1,25 @@
+// Types of cases.mjs, for the test suite that runs a few thousand of its cases.
+export interface FuzzContext {
+  host: string;
+  seed: number;
+  user: string;
+  password: string;
+  tokens: Record<'pull' | 'push' | 'mirror' | 'otherHost' | 'expired' | 'foreignKey' | 'unsigned', string>;
+  manifestDigest: string;
+  blobDigest: string | undefined;
+}
+export interface FuzzStats {
+  cases: number;
+  answered: number;
+  closedWithoutAnswer: number;
+  aborted: number;
+  timeouts: number;
+  crashes: number;
+  status: Record<string, number>;
+  fiveXX: Array<{ i: number; status: number; id: string; method: string; path: string; body: string }>;
+  formatProblemCount: number;
+  formatProblems: unknown[];
+  continueBeforeRefusal: unknown[];
+  garbage: unknown[];
+}
+export function fuzz(options: { port: number; ctx: FuzzContext; seed: number; count: number; concurrency?: number; alive?: () => boolean; onProgress?: (s: FuzzStats) => void }): Promise<FuzzStats>;
