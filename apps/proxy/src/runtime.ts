@@ -14,6 +14,7 @@ import {
   UpstreamClient,
   VerifierChain,
   anonymousProvider,
+  outboundProxyFromEnv,
   staticProvider,
   type CredentialVerifier,
   type UpstreamCredentialProvider,
@@ -145,6 +146,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   const rules = new AccessRules(config.rules);
   const chain = verifiers(config);
   const tokenEndpoint = new TokenEndpoint({ tokens, verifier: new VerifierChain(chain), rules, basicRealm: config.service });
+  // HTTP_PROXY / HTTPS_PROXY / NO_PROXY, read once, as curl and Go's net/http read them.
+  const outboundProxy = outboundProxyFromEnv(process.env);
   const clients = config.upstreams.map(
     (u, i) =>
       new UpstreamClient({
@@ -153,6 +156,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         credentials: credentialsFor(u, i),
         followRedirects: u.redirects === 'follow',
         redirectHosts: u.redirectHosts,
+        ...(outboundProxy ? { outboundProxy } : {}),
         tokenRealms: u.tokenRealms,
         timeouts: u.timeouts,
         ...(u.ca ? { ca: resolveSecret(u.ca, `upstreams.${i}.ca`) } : {}),
