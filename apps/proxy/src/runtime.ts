@@ -17,6 +17,7 @@ import {
   UpstreamClient,
   VerifierChain,
   anonymousProvider,
+  outboundProxyFromEnv,
   staticProvider,
   type CredentialVerifier,
   type RevocationStore,
@@ -201,6 +202,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   // CLI secrets first: they are recognised by their prefix, and no other strategy should see one.
   const verifier = new VerifierChain(login ? [login.secrets, ...chain] : chain);
   const refreshCheck = new RefreshCheck({ lookup: (identity) => verifier.lookup(identity), revalidateAfter: t.revalidateAfterSeconds, revocations });
+  // HTTP_PROXY / HTTPS_PROXY / NO_PROXY, read once, as curl and Go's net/http read them.
+  const outboundProxy = outboundProxyFromEnv(process.env);
   const clients = config.upstreams.map(
     (u, i) =>
       new UpstreamClient({
@@ -209,6 +212,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         credentials: credentialsFor(u, i),
         followRedirects: u.redirects === 'follow',
         redirectHosts: u.redirectHosts,
+        ...(outboundProxy ? { outboundProxy } : {}),
         tokenRealms: u.tokenRealms,
         timeouts: u.timeouts,
         ...(u.ca ? { ca: resolveSecret(u.ca, `upstreams.${i}.ca`) } : {}),

@@ -20,6 +20,7 @@ export * from './upstream/token-cache.js';
 export * from './upstream/client.js';
 export * from './upstream/body.js';
 export * from './upstream/http1.js';
+export { outboundProxyFromEnv, type OutboundProxy } from './upstream/outbound-proxy.js';
 export * from './providers/refresh.js';
 export * from './providers/docker-config.js';
 export * from './providers/ecr.js';

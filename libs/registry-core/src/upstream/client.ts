@@ -3,6 +3,7 @@ import { CredentialError, credentialKey, type UpstreamCredentialProvider, type U
 import type { ResponseBody } from './body.js';
 import { vetRedirect, type Lookup } from './destination.js';
 import { UpstreamUnavailableError } from './errors.js';
+import type { OutboundProxy } from './outbound-proxy.js';
 import type { Readable } from 'node:stream';
 import { Http1Transport, type HttpMethod } from './http1.js';
 import { DEFAULT_RETRY, classify, withRetry, type RetryPolicy } from './retry.js';
@@ -32,6 +33,8 @@ export interface UpstreamClientOptions {
   readonly transport?: Http1Transport;
   /** Extra CA certificates (PEM) for an HTTPS upstream, when the client makes its own transport. */
   readonly ca?: string | Buffer;
+  /** Outbound proxies (HTTP(S)_PROXY, NO_PROXY), when the client makes its own transport. */
+  readonly outboundProxy?: OutboundProxy;
 }
 
 /** A request to the upstream; `path` starts with `/v2/` and may carry a query. */
@@ -111,7 +114,7 @@ export class UpstreamClient {
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.headersMs = opts.timeouts?.headersMs ?? 30_000;
     this.bodyIdleMs = opts.timeouts?.bodyIdleMs ?? 60_000;
-    this.transport = opts.transport ?? new Http1Transport({ connectTimeoutMs: opts.timeouts?.connectMs ?? 10_000, ...(opts.ca ? { ca: opts.ca } : {}) });
+    this.transport = opts.transport ?? new Http1Transport({ connectTimeoutMs: opts.timeouts?.connectMs ?? 10_000, ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.outboundProxy ? { proxy: opts.outboundProxy } : {}) });
   }
 
   /** Closes the client's own connections. */

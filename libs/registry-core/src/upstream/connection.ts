@@ -5,6 +5,7 @@ import { ChunkedDecoder, ResponseBody } from './body.js';
 import { BIG_READ, releaseChunk, takeBig } from './buffer-pool.js';
 import { NoResponseError } from './errors.js';
 import { parseHead, ProtocolError } from './head.js';
+import { proxyAuthorization } from './outbound-proxy.js';
 import type { Http1Request, Http1Response, Http1TransportOptions } from './http1.js';
 
 /** Reads of headers and small bodies land here and are copied out; one buffer serves every socket. */
@@ -65,7 +66,14 @@ export class Connection {
   onRelease: (reusable: boolean) => void = () => undefined;
   keepAliveHintMs: number | undefined;
 
-  constructor(url: URL, connectTo: string | undefined, connectTimeoutMs: number, ca: Http1TransportOptions['ca'], onConnectError: (e: Error) => void) {
+  /** Through an HTTP proxy (plain http upstream): the request target in absolute form, and the proxy's credentials. */
+  private readonly forward: { readonly prefix: string; readonly auth: string | undefined } | undefined;
+
+  /**
+   * Opens a connection to `url`'s origin: directly (to `connectTo` if given), through an HTTP
+   * proxy (`via.proxy`, plain http only), or with TLS over a CONNECT tunnel (`via.tunnel`).
+   */
+  constructor(url: URL, connectTo: string | undefined, connectTimeoutMs: number, ca: Http1TransportOptions['ca'], onConnectError: (e: Error) => void, via?: { proxy: URL } | { tunnel: Socket }) {
     const onread = {
       buffer: () => this.nextBuffer(),
       callback: (n: number, buf: Uint8Array) => {
@@ -76,11 +84,25 @@ export class Connection {
     const name = url.hostname.replace(/^\[|\]$/g, '');
     const host = connectTo ?? name;
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-    this.socket =
-      url.protocol === 'https:'
-        ? // tls.connect takes net's onread option (documented), but @types/node does not list it.
-          tlsConnect({ host, port, servername: isIP(name) ? undefined : name, ALPNProtocols: ['http/1.1'], onread, writableHighWaterMark: WRITE_HWM, ...(ca ? { ca: ca as string | Buffer | Array<string | Buffer> } : {}) } as ConnectionOptions)
-        : netConnect({ host, port, onread, writableHighWaterMark: WRITE_HWM } as NetConnectOpts);
+    const tls = { servername: isIP(name) ? undefined : name, ALPNProtocols: ['http/1.1'], ...(ca ? { ca: ca as string | Buffer | Array<string | Buffer> } : {}) };
+    if (via && 'tunnel' in via) {
+      // tls.connect over an existing socket ignores onread: this path reads through 'data'
+      // events, whose buffers are the connection's own to hand on (no zero-copy pool here).
+      this.socket = tlsConnect({ socket: via.tunnel, ...tls });
+      this.socket.on('data', (chunk: Buffer) => {
+        this.fresh = true;
+        this.onData(chunk);
+      });
+    } else if (via) {
+      this.forward = { prefix: `${url.protocol}//${connectTo === undefined ? url.host : `${isIP(connectTo) === 6 ? `[${connectTo}]` : connectTo}:${port}`}`, auth: proxyAuthorization(via.proxy) };
+      this.socket = netConnect({ host: via.proxy.hostname.replace(/^\[|\]$/g, ''), port: Number(via.proxy.port || 80), onread, writableHighWaterMark: WRITE_HWM } as NetConnectOpts);
+    } else {
+      this.socket =
+        url.protocol === 'https:'
+          ? // tls.connect takes net's onread option (documented), but @types/node does not list it.
+            tlsConnect({ host, port, ...tls, onread, writableHighWaterMark: WRITE_HWM } as ConnectionOptions)
+          : netConnect({ host, port, onread, writableHighWaterMark: WRITE_HWM } as NetConnectOpts);
+    }
     this.socket.setNoDelay(true);
     const connectTimer = setTimeout(() => this.socket.destroy(timeoutError(`connect to ${url.host} timed out`)), connectTimeoutMs);
     this.socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => clearTimeout(connectTimer));
@@ -110,7 +132,9 @@ export class Connection {
   /** Sends a request; resolves with the response once its headers have arrived. */
   send(req: Http1Request): Promise<Http1Response> {
     return new Promise((resolve, reject) => {
-      let text = `${req.method} ${req.url.pathname}${req.url.search} HTTP/1.1\r\nhost: ${req.url.host}\r\n`;
+      const fwd = this.forward;
+      let text = `${req.method} ${fwd ? fwd.prefix : ''}${req.url.pathname}${req.url.search} HTTP/1.1\r\nhost: ${req.url.host}\r\n`;
+      if (fwd?.auth) text += `proxy-authorization: ${fwd.auth}\r\n`;
       for (const [k, v] of Object.entries(req.headers)) {
         if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(k) || /[\r\n\0]/.test(v)) {
           reject(new TypeError(`invalid request header ${JSON.stringify(k)}`));

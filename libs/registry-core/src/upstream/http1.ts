@@ -1,7 +1,9 @@
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { ResponseBody } from './body.js';
 import { Connection } from './connection.js';
 import { NoResponseError } from './errors.js';
+import { proxyFor, tunnel, type OutboundProxy } from './outbound-proxy.js';
 export { releaseChunk } from './buffer-pool.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -47,6 +49,8 @@ export interface Http1TransportOptions {
   readonly maxIdlePerOrigin?: number;
   /** Extra CA certificates (PEM) for TLS upstreams; the system's are used otherwise. */
   readonly ca?: string | Buffer | ReadonlyArray<string | Buffer>;
+  /** Outbound proxies (HTTP_PROXY, HTTPS_PROXY, NO_PROXY; see outbound-proxy.ts). */
+  readonly proxy?: OutboundProxy;
 }
 
 /**
@@ -98,9 +102,21 @@ export class Http1Transport {
     return undefined;
   }
 
-  private open(url: URL, key: string, connectTo: string | undefined): Promise<Connection> {
+  private async open(url: URL, key: string, connectTo: string | undefined): Promise<Connection> {
+    const proxy = proxyFor(this.opts.proxy, url);
+    const timeout = this.opts.connectTimeoutMs ?? 10_000;
+    let via: { proxy: URL } | { tunnel: Socket } | undefined;
+    if (proxy && url.protocol === 'https:') {
+      // CONNECT to the vetted address when there is one, so the proxy cannot resolve anew.
+      const host = connectTo ?? url.hostname.replace(/^\[|\]$/g, '');
+      via = { tunnel: await tunnel(proxy, `${host.includes(':') ? `[${host}]` : host}:${url.port || 443}`, timeout) };
+    } else if (proxy) via = { proxy };
+    return this.connect(url, key, connectTo, via);
+  }
+
+  private connect(url: URL, key: string, connectTo: string | undefined, via: { proxy: URL } | { tunnel: Socket } | undefined): Promise<Connection> {
     return new Promise((resolve, reject) => {
-      const conn = new Connection(url, connectTo, this.opts.connectTimeoutMs ?? 10_000, this.opts.ca, reject);
+      const conn = new Connection(url, connectTo, this.opts.connectTimeoutMs ?? 10_000, this.opts.ca, reject, via);
       this.live.add(conn);
       conn.socket.once('close', () => {
         clearTimeout(conn.idleTimer);
