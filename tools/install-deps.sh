@@ -3,7 +3,7 @@
 # bookworm, as root): docker-registry, skopeo, dockerd, containerd, slapd, nginx, dbus-daemon and tools.
 # apt starts no daemons here; the tests start and stop each one themselves.
 set -eu
-pkgs="docker-registry apache2-utils skopeo umoci docker.io containerd runc slapd ldap-utils curl jq openssl ca-certificates busybox-static nginx-light dbus-daemon"
+pkgs="docker-registry apache2-utils skopeo umoci docker.io containerd runc slapd ldap-utils curl jq openssl ca-certificates busybox-static nginx-light dbus-daemon systemd-container debootstrap"
 missing=""
 for p in $pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"; done
 if [ -z "$missing" ]; then echo "install-deps: all packages present"; exit 0; fi
