@@ -176,10 +176,29 @@ describe('browser sign-in', () => {
     const post = (body: string, origin?: string) =>
       fetch(`${base}/login/secrets/${id}/revoke`, { method: 'POST', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', ...(origin ? { origin } : {}) }, body, redirect: 'manual' });
     expect((await post('csrf=forged')).status).toBe(400);
+    // Regression: a body the form parser refuses got the registry's JSON error, not the page's.
+    const huge = await post(`csrf=${'x'.repeat(8000)}`);
+    expect([huge.status, huge.headers.get('content-type')]).toEqual([413, expect.stringContaining('text/html')]);
+    expect(huge.headers.get('content-security-policy')).toContain("default-src 'none'");
     const csrf = await p.$eval('input[name="csrf"]', (e) => (e as unknown as { value: string }).value);
     expect((await post(`csrf=${csrf}`, 'https://evil.example')).status).toBe(400);
     const still = await login('alice', (await text(p, '#secret')).trim());
     expect(still.code).toBe(0);
+  });
+
+  it('regression: a person in many groups keeps the session (its cookie fits the browser limit of 4 KB)', async () => {
+    // Directory-backed providers name groups by id: 150 of them is common (Azure sends up to 200).
+    const many = Array.from({ length: 150 }, (_, i) => `${i.toString(16).padStart(8, '0')}-4d2a-4b7e-9c1f-0123456789ab`);
+    setAccounts({ alice: { groups: ['devs'] }, bigco: { groups: [...many, 'devs'] } });
+    const p = await newPage();
+    await p.goto(`${base}/login`);
+    await signInAtProvider(p, 'bigco');
+    expect(await text(p, '#subject')).toBe('bigco');
+    await p.goto(`${base}/login`);
+    expect(p.url()).toBe(`${base}/login`); // not sent back to the provider: the session cookie held
+    expect(await text(p, '#subject')).toBe('bigco');
+    await Promise.all([p.waitForNavigation(), p.click('form[action$="/revoke"] button')]);
+    expect(await text(p, '#notice')).toMatch(/revoked/);
   });
 });
 

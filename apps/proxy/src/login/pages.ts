@@ -29,6 +29,8 @@ const when = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replac
 export interface AccountView {
   readonly subject: string;
   readonly groups: readonly string[];
+  /** Groups not listed (a person can be in hundreds). */
+  readonly moreGroups?: number;
   readonly registry: string;
   readonly csrf: string;
   /** Shown once, right after it was made. */
@@ -62,7 +64,7 @@ export function accountPage(v: AccountView): string {
   return layout(
     'registry-proxy: signed in',
     `<h1>Signed in as <span id="subject">${esc(v.subject)}</span></h1>
-<p class="muted">Groups: ${v.groups.length > 0 ? v.groups.map((g) => `<code>${esc(g)}</code>`).join(' ') : 'none'}</p>
+<p class="muted">Groups: ${v.groups.length > 0 ? v.groups.map((g) => `<code>${esc(g)}</code>`).join(' ') : 'none'}${v.moreGroups ? ` and ${v.moreGroups} more` : ''}</p>
 ${v.notice ? `<p id="notice">${esc(v.notice)}</p>` : ''}
 ${created}
 <h2>Your CLI secrets</h2>

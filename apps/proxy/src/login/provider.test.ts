@@ -47,3 +47,35 @@ describe('LoginProvider.refresh', () => {
     }
   });
 });
+
+describe('LoginProvider when the provider is down or slow', () => {
+  it('answers AuthBackendError (the 503 page) when nothing listens', async () => {
+    const s = createServer();
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const port = (s.address() as AddressInfo).port;
+    await new Promise((r) => s.close(r));
+    const p = new LoginProvider({ issuer: `http://127.0.0.1:${port}`, clientId: 'c', clientSecret: 's', scopes: ['openid'], allowInsecure: true, timeoutMs: 1000 });
+    await expect(p.start('http://127.0.0.1/login/callback')).rejects.toBeInstanceOf(AuthBackendError);
+  });
+
+  it('gives up after timeoutMs when the provider does not answer, and tries again on the next sign-in', async () => {
+    let hang = true;
+    const { server, issuer } = await provider({ status: 400, body: { error: 'invalid_grant' } });
+    const answer = server.listeners('request')[0] as (...a: unknown[]) => void;
+    server.removeAllListeners('request');
+    server.on('request', (req, res) => {
+      if (!hang) answer(req, res);
+    });
+    try {
+      const p = new LoginProvider({ issuer, clientId: 'c', clientSecret: 's', scopes: ['openid'], allowInsecure: true, timeoutMs: 1000 });
+      const t0 = Date.now();
+      await expect(p.start(`${issuer}/cb`)).rejects.toBeInstanceOf(AuthBackendError);
+      expect(Date.now() - t0).toBeLessThan(3000);
+      hang = false;
+      await expect(p.start(`${issuer}/cb`)).resolves.toMatchObject({ url: expect.stringContaining(`${issuer}/auth?`) });
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});

@@ -19,14 +19,25 @@ export interface LoginRoutesOptions {
   readonly logger: Logger;
 }
 
+/**
+ * What the session cookie carries: only what the page needs. Not the whole identity: a person
+ * in a few hundred groups would make a cookie over the browsers' 4 KB limit, which they drop
+ * silently (and every form would then fail as expired).
+ */
 interface Session {
   readonly sid: string;
-  readonly identity: Identity;
+  readonly subject: string;
+  /** Decided at sign-in from all the groups. */
+  readonly operator: boolean;
+  /** The first {@link SHOWN_GROUPS} groups, for the page; `moreGroups` counts the rest. */
+  readonly groups: readonly string[];
+  readonly moreGroups: number;
 }
 
 const PENDING = 'rp_login';
 const SESSION = 'rp_session';
 const PENDING_TTL_MS = 10 * 60 * 1000;
+const SHOWN_GROUPS = 20;
 
 /**
  * Browser sign-in for people: `/login` sends them to the OpenID provider (authorization code +
@@ -55,18 +66,30 @@ export function loginRouter(o: LoginRoutesOptions): Router {
   const cookie = (res: Response, name: string, value: string, maxAgeMs: number, sameSite: 'Lax' | 'Strict') =>
     res.append('Set-Cookie', `${name}=${value}; Path=/login; Max-Age=${Math.max(0, Math.floor(maxAgeMs / 1000))}; HttpOnly; Secure; SameSite=${sameSite}`);
   const redirectUri = (req: Request) => o.redirectUrl ?? `${o.base(req)}/login/callback`;
-  const session = (req: Request) => o.sealer.open<Session>('session', readCookies(req.headers.cookie).get(SESSION));
+  const session = (req: Request): Session | undefined => {
+    const s = o.sealer.open<Partial<Session>>('session', readCookies(req.headers.cookie).get(SESSION));
+    // A cookie sealed by an older version (same cookieKey) has another shape: an undefined
+    // subject would list, and let revoke, everyone's secrets. Such a session is no session.
+    return s && typeof s.sid === 'string' && typeof s.subject === 'string' && typeof s.operator === 'boolean' && Array.isArray(s.groups) ? (s as Session) : undefined;
+  };
   const isOperator = (id: Identity) => id.groups.some((g) => o.operatorGroups.includes(g));
+  const sessionFor = (id: Identity): Session => ({
+    sid: randomBytes(16).toString('base64url'),
+    subject: id.subject,
+    operator: isOperator(id),
+    groups: id.groups.slice(0, SHOWN_GROUPS),
+    moreGroups: Math.max(0, id.groups.length - SHOWN_GROUPS),
+  });
   const registryHost = (req: Request) => new URL(o.base(req)).host;
 
   const page = async (req: Request, res: Response, s: Session, extra: { created?: Awaited<ReturnType<CliSecrets['create']>>; notice?: string } = {}) => {
-    const operator = isOperator(s.identity);
-    const mine = await o.secrets.list(s.identity.subject);
-    const others = operator ? (await o.secrets.list()).filter((r) => r.identity.subject !== s.identity.subject) : undefined;
+    const mine = await o.secrets.list(s.subject);
+    const others = s.operator ? (await o.secrets.list()).filter((r) => r.identity.subject !== s.subject) : undefined;
     res.type('html').send(
       accountPage({
-        subject: s.identity.subject,
-        groups: s.identity.groups,
+        subject: s.subject,
+        groups: s.groups,
+        moreGroups: s.moreGroups,
         registry: registryHost(req),
         csrf: o.sealer.csrf(s.sid),
         secrets: mine,
@@ -124,11 +147,11 @@ export function loginRouter(o: LoginRoutesOptions): Router {
       if (!pending) throw new LoginError('No sign-in is in progress in this browser: it expired, or this page was already used. Start again.');
       const q = req.originalUrl.indexOf('?');
       const signed = await o.provider.finish(new URL(`http://callback/${q < 0 ? '' : req.originalUrl.slice(q)}`), redirectUri(req), pending);
-      const s: Session = { sid: randomBytes(16).toString('base64url'), identity: signed.identity };
+      const s = sessionFor(signed.identity);
       cookie(res, SESSION, o.sealer.seal('session', s, Date.now() + o.sessionTtlSeconds * 1000), o.sessionTtlSeconds * 1000, 'Strict');
       const created = await o.secrets.create(signed.identity, signed.refreshToken);
-      o.logger.info({ audit: 'login', outcome: 'signed-in', subject: s.identity.subject, groups: s.identity.groups, secret_id: created.record.id }, 'signed in; CLI secret issued');
-      res.locals['subject'] = s.identity.subject;
+      o.logger.info({ audit: 'login', outcome: 'signed-in', subject: s.subject, groups: signed.identity.groups, secret_id: created.record.id }, 'signed in; CLI secret issued');
+      res.locals['subject'] = s.subject;
       await page(req, res, s, { created });
     }),
   );
@@ -140,8 +163,8 @@ export function loginRouter(o: LoginRoutesOptions): Router {
       const s = checkForm(req);
       if (!s) throw new LoginError('This form has expired or did not come from this page. Open the sign-in page again.');
       const id = String(req.params['id']);
-      const done = await o.secrets.revoke(id, s.identity.subject, isOperator(s.identity));
-      o.logger.info({ audit: 'login', outcome: done ? 'revoked' : 'revoke-unknown', subject: s.identity.subject, secret_id: id.slice(0, 32) }, 'CLI secret revocation');
+      const done = await o.secrets.revoke(id, s.subject, s.operator);
+      o.logger.info({ audit: 'login', outcome: done ? 'revoked' : 'revoke-unknown', subject: s.subject, secret_id: id.slice(0, 32) }, 'CLI secret revocation');
       await page(req, res, s, { notice: done ? `Secret ${id} revoked.` : `No secret ${id} to revoke.` });
     }),
   );
@@ -155,5 +178,13 @@ export function loginRouter(o: LoginRoutesOptions): Router {
       res.type('html').send(signedOutPage());
     }),
   );
+
+  // A form body the parser refuses (too large, too many fields, bad encoding): the page's own
+  // error, not the registry's JSON.
+  router.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
+    const status = (err as { status?: unknown }).status;
+    if (res.headersSent || typeof status !== 'number' || status < 400 || status >= 500) return next(err);
+    res.status(status).type('html').send(errorPage('This form could not be read. Open the sign-in page again.'));
+  });
   return router;
 }
