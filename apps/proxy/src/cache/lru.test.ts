@@ -35,3 +35,14 @@ describe('Quota', () => {
     expect([q.bytes, q.count]).toEqual([5, 1]);
   });
 });
+
+describe('LRU ties', () => {
+  it('regression: objects used within the same millisecond are evicted in the order they were used', () => {
+    const q = new Quota(3000);
+    q.set('a', 1000, 5);
+    q.set('b', 1000, 5);
+    q.set('c', 1000, 5);
+    q.touch('a', 5);
+    expect(q.victims(1000)).toEqual(['b']);
+  });
+});

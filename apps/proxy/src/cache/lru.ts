@@ -40,7 +40,12 @@ export class Quota {
 
   touch(digest: string, now = Date.now()): void {
     const e = this.entries.get(digest);
-    if (e) e.lastUsed = now;
+    if (!e) return;
+    // Re-inserted so the map's order is the order of use: uses within one millisecond tie on
+    // lastUsed, and the (stable) sort by age then keeps the order they happened in.
+    this.entries.delete(digest);
+    e.lastUsed = Math.max(now, e.lastUsed);
+    this.entries.set(digest, e);
   }
 
   pin(digest: string): () => void {
