@@ -19,6 +19,7 @@ const step = (name, cmd, args) => {
 
 step('build, lint, typecheck', 'npx', ['nx', 'run-many', '-t', 'build', 'lint', 'typecheck', '--outputStyle=static']);
 step('module boundaries', process.execPath, ['tools/check-boundaries.mjs']);
+step('docs match the tree (lib APIs, README projects and suites)', process.execPath, ['tools/check-docs.mjs']);
 step('generated CRI code is current', process.execPath, ['tools/generate-cri.mjs', '--check']);
 step('single-file credential provider', process.execPath, ['tools/build-credential-provider.mjs']);
 step('packages work alone (npm pack, ESM, CommonJS, types, publint)', process.execPath, ['tools/check-packages.mjs']);

@@ -1,5 +1,3 @@
-export * from './aws.js';
-export * from './gcp.js';
-export * from './azure.js';
-export * from './strategy.js';
-export * from './providers.js';
+export { encodeAwsIidCredential } from './aws.js';
+export { IidStrategy, type IidStrategyOptions } from './strategy.js';
+export { AwsIidProvider, type AwsIidProviderOptions, AzureIidProvider, type AzureIidProviderOptions, GcpIidProvider, type GcpIidProviderOptions } from './providers.js';

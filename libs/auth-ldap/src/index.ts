@@ -1,2 +1,1 @@
-export * from './escape.js';
-export * from './strategy.js';
+export { LdapStrategy, type LdapStrategyOptions } from './strategy.js';

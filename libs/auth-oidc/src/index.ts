@@ -1,2 +1,2 @@
-export * from './claims.js';
-export * from './strategy.js';
+export { claimList, claimText, readClaim } from './claims.js';
+export { OidcStrategy, type OidcStrategyOptions } from './strategy.js';

@@ -1,3 +1,3 @@
 export { StaticStrategy, type StaticStrategyOptions, type StaticUser } from './strategy.js';
-export { parseHtpasswd, isBcryptHash } from './htpasswd.js';
+export { isBcryptHash } from './htpasswd.js';
 export { BcryptWorkers, type BcryptWorkersOptions } from './bcrypt-worker.js';

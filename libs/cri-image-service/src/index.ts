@@ -1,5 +1,5 @@
-export * from './gen/runtime/v1/api.js';
-export * from './backend.js';
-export * from './server.js';
-export * from './docker-backend.js';
-export * from './cri-backend.js';
+export { AuthConfig, Image, ImageFsInfoResponse, ImageServiceClient, ImageSpec, PodSandboxConfig } from './gen/runtime/v1/api.js';
+export { BackendError, type BackendErrorKind, type ImageBackend } from './backend.js';
+export { type CredentialDecision, CriImageServer, type ImageServiceOptions, type RpcLog } from './server.js';
+export { DockerBackend } from './docker-backend.js';
+export { CriBackend } from './cri-backend.js';

@@ -1,4 +1,4 @@
-import { AuthConfig, ImageSpec, PullImageRequest, ImageStatusResponse } from './index.js';
+import { AuthConfig, ImageSpec, PullImageRequest, ImageStatusResponse } from './gen/runtime/v1/api.js';
 
 /** Field numbers are what makes this proto compatible with kubelet and containerd; check a few on the wire. */
 describe('runtime.v1 wire format', () => {
