@@ -9,7 +9,7 @@ import { clientGone, fromHttpError, sendError } from './respond.js';
 import { registryHandler } from './routes/registry.js';
 import { tokenRouter } from './routes/token.js';
 import { loginRouter } from './login/routes.js';
-import { externalBase } from './routes/registry.js';
+import { externalBase } from './external-base.js';
 import type { Runtime } from './runtime.js';
 
 /** The proxy's HTTP application: /v2 API, token endpoint, JWKS, health and metrics. */

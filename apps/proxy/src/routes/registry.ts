@@ -1,12 +1,10 @@
 import type { NextFunction, Request, Response } from 'express';
 import {
   CredentialError,
-  InvalidTokenError,
   isValidDigest,
   isValidRepositoryName,
   RegistryError,
   UpstreamUnavailableError,
-  formatChallenge,
   grantsOn,
   parseApiPath,
   type HttpMethod,
@@ -18,6 +16,8 @@ import type { Runtime } from '../runtime.js';
 import { Router, type Target } from '../routing.js';
 import { sendContinue } from '../expect.js';
 import { clientGone, sendError } from '../respond.js';
+import { authorize } from '../authorize.js';
+import { externalBase } from '../external-base.js';
 import { serveCatalog } from './catalog.js';
 import { MAX_MANIFEST_BYTES, relay, type Plan, type RepoEndpoint } from './relay.js';
 
@@ -27,34 +27,6 @@ export { rewriteLocation } from './relay.js';
 const REGISTRY_HOST = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::\d{1,5})?$/;
 
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
-
-/** The proxy's own base URL as the client sees it: publicUrl, or the request's scheme and Host (X-Forwarded-* only from trusted proxies). */
-export function externalBase(runtime: Runtime, req: Request): string {
-  return runtime.config.publicUrl ?? `${req.protocol}://${req.host || 'localhost'}`;
-}
-
-export function challengeFor(runtime: Runtime, req: Request, scope: string | undefined, error?: string): RegistryError {
-  const value = formatChallenge('Bearer', { realm: `${externalBase(runtime, req)}/token`, service: runtime.config.service, scope, error });
-  return new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': value } });
-}
-
-/** Verifies the request's bearer token locally; resolves to its subject and access, or throws a 401 challenge. */
-export async function authenticate(runtime: Runtime, req: Request, scope: string | undefined): Promise<VerifiedAccess> {
-  const h = req.headers.authorization;
-  const m = h === undefined ? null : /^Bearer[ \t]+([A-Za-z0-9._~+/=-]+)[ \t]*$/i.exec(h);
-  if (!m) throw challengeFor(runtime, req, scope, h === undefined ? undefined : 'invalid_token');
-  let who: VerifiedAccess;
-  try {
-    who = await runtime.tokens.verifyAccessToken(m[1] as string);
-  } catch (err) {
-    if (err instanceof InvalidTokenError) throw challengeFor(runtime, req, scope, 'invalid_token');
-    throw err;
-  }
-  // A token granted by host-aware rules works only on the host it was issued for; while rules
-  // name hosts, a token bound to no host (minted before they did) works nowhere.
-  if (who.host === undefined ? runtime.rules.hostAware : who.host !== (req.host || '').toLowerCase().replace(/:\d+$/, '')) throw challengeFor(runtime, req, scope, 'invalid_token');
-  return who;
-}
 
 type Action = 'pull' | 'push' | 'delete';
 
@@ -196,8 +168,7 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       res.locals['route'] = ep.kind;
       if (ep.kind === 'base') {
         if (req.method !== 'GET' && !head) throw new RegistryError('UNSUPPORTED');
-        const who = await authenticate(runtime, req, undefined);
-        res.locals['subject'] = who.subject;
+        await authorize(runtime, req, undefined);
         res.set(API_VERSION).type('application/json').send('{}');
         return;
       }
@@ -216,13 +187,15 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       // The scope names the registry of a mirror request, so the token is granted on its upstream.
       const scopeName = Router.scopeName(ep.name, ns);
       const scope = `repository:${scopeName}:${action === 'push' ? 'pull,push' : action}`;
-      const who = await authenticate(runtime, req, scope);
-      res.locals['subject'] = who.subject;
       const target = runtime.router.resolve(ep.name, { host: req.host, ns });
-      if (!target) throw new RegistryError('NAME_UNKNOWN', { message: ns === undefined ? 'no upstream serves this repository' : `no upstream mirrors ${ns}` });
+      // A name no upstream serves is told only to a caller with a valid token (a 404 before
+      // the 401 would let anyone probe the routes).
+      if (!target) {
+        await authorize(runtime, req, scope);
+        throw new RegistryError('NAME_UNKNOWN', { message: ns === undefined ? 'no upstream serves this repository' : `no upstream mirrors ${ns}` });
+      }
       res.locals['upstream'] = target.route.client.name;
-      // A grant is good only on the upstream it was made for (issue 11, defect 6).
-      if (!grantsOn(who.access, scopeName, target.route.client.name, action)) throw challengeFor(runtime, req, scope, 'insufficient_scope');
+      const who = await authorize(runtime, req, scope, 'repository', scopeName, action, target.route.client.name);
       // Authorized: only now may a client waiting on `Expect: 100-continue` send its body.
       sendContinue(req, res);
       await relay(req, res, ep, await plan(runtime, req, ep, action, target, who, query), target, externalBase(runtime, req), metrics, logger);
