@@ -422,7 +422,7 @@ http {
     if (process.env.BENCH_CACHE_BASELINE) {
       const bStore = join(dir, 'cache-base');
       const bPort = await port();
-      writeFileSync(join(dir, 'proxy4.yaml'), readFileSync(join(dir, 'proxy3.yaml'), 'utf8').replace(`port: ${px3Port}`, `port: ${bPort}`).replace(`path: "${store}"`, `path: "${bStore}"`));
+      writeFileSync(join(dir, 'proxy4.yaml'), readFileSync(join(dir, 'proxy3.yaml'), 'utf8').replace(/port: \d+\}/, `port: ${bPort}}`).replaceAll(store, bStore));
       const proxy4 = start(process.execPath, [process.env.BENCH_CACHE_BASELINE, '--config', join(dir, 'proxy4.yaml')], 'proxy4.log', proxyEnv);
       const px4 = `http://127.0.0.1:${bPort}`;
       await waitHttp(`${px4}/healthz`, (st) => st === 200);

@@ -157,7 +157,7 @@ export class FilesystemStore implements CacheStore {
         written += chunk.length;
       },
       writev: async (chunks) => {
-        let rest = chunks.slice();
+        const rest = chunks.slice();
         while (rest.length > 0) {
           let n = (await fh.writev(rest)).bytesWritten;
           written += n;
