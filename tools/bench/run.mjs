@@ -428,6 +428,28 @@ http {
       return pull(px3, t3, proxy3.pid);
     });
     cacheRuns['proxy, cached blob'] = series(() => pull(px3, t3, proxy3.pid));
+    // BENCH_CACHE_BASELINE=<another build's apps/proxy/dist/main.js>: the same two pulls through
+    // that build, on a store of its own, in this run, for before/after comparisons.
+    if (process.env.BENCH_CACHE_BASELINE) {
+      const bStore = join(dir, 'cache-base');
+      const bPort = await port();
+      writeFileSync(join(dir, 'proxy4.yaml'), readFileSync(join(dir, 'proxy3.yaml'), 'utf8').replace(/port: \d+\}/, `port: ${bPort}}`).replaceAll(store, bStore));
+      const proxy4 = start(process.execPath, [process.env.BENCH_CACHE_BASELINE, '--config', join(dir, 'proxy4.yaml')], 'proxy4.log', proxyEnv);
+      const px4 = `http://127.0.0.1:${bPort}`;
+      await waitHttp(`${px4}/healthz`, (st) => st === 200);
+      const t4 = ['-H', `Authorization: Bearer ${await freshToken(['repository:bench/big:pull'], px4)}`];
+      cacheRuns['baseline build, cold pull through the cache'] = series(() => {
+        execFileSync('rm', ['-f', join(bStore, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7))]);
+        return pull(px4, t4, proxy4.pid);
+      });
+      cacheRuns['baseline build, cached blob'] = series(() => pull(px4, t4, proxy4.pid));
+      // Interleaved with the baseline's, so both see the same load.
+      cacheRuns['proxy, cold pull through the cache (again)'] = series(() => {
+        execFileSync('rm', ['-f', objectFile(digest)]);
+        return pull(px3, t3, proxy3.pid);
+      });
+      proxy4.kill();
+    }
 
     // 100 clients pull one uncached blob at once
     const herdFile = join(dir, 'herd');
@@ -498,6 +520,8 @@ http {
     const c = cacheRuns['proxy, cached blob'];
     console.log(`  cached: ${(c.mibs / cacheRuns.direct.mibs).toFixed(2)}x the registry's own MiB/s (goal >= 1x); ${(c.cpu / cacheRuns.nginx.cpu).toFixed(2)}x nginx's CPU per GiB (goal <= 1x)`);
     console.log(`  cold pull through the cache: ${(cacheRuns['proxy, cold pull through the cache'].cpu / cacheRuns['proxy, uncached relay'].cpu).toFixed(2)}x the CPU of the uncached relay (goal <= 1.3x)`);
+    const b = cacheRuns['baseline build, cold pull through the cache'];
+    if (b) console.log(`  baseline build, cold pull through the cache: ${(b.cpu / cacheRuns['proxy, uncached relay'].cpu).toFixed(2)}x the CPU of the uncached relay`);
     console.log(`  ${HERD} concurrent cold pulls of one ${HERD_MIB} MiB blob: ${herd.upstream} upstream request(s) (goal 1), ${herd.complete}/${HERD} complete, ${herd.secs.toFixed(1)} s, proxy CPU ${herd.cpu.toFixed(2)} s`);
   }
 } finally {

@@ -2,8 +2,10 @@ import type { UpstreamResponse } from '@registry-proxy/registry-core';
 import { RegistryError } from '@registry-proxy/registry-core';
 import { CacheBase, PASS, SERVED, clearHeaders, type CacheOutcome, type CacheRequest } from './cache-base.js';
 import { Fill, FillError } from './fill.js';
+import { LiveSend } from './live.js';
 import { awaitReplicaFill } from './replica-wait.js';
-import { parseRange, sendBytes, type Source } from './serve.js';
+import { drained, parseRange, sendBytes, type Source } from './serve.js';
+import type { ObjectHandle } from './store.js';
 
 /** A fill lock outlives a stuck fill by no more than this. */
 const FILL_LOCK_MS = 15 * 60_000;
@@ -147,42 +149,71 @@ export class BlobCache extends CacheBase {
   private async serveFill(r: CacheRequest, fill: Fill, counted = true): Promise<CacheOutcome> {
     if (counted) this.count(r, 'miss');
     const unpin = this.store.pin(fill.digest);
-    let handle;
+    let handle: ObjectHandle | undefined;
+    let opening: Promise<ObjectHandle> | undefined;
     try {
+      // The request that started the fill takes its bytes as they arrive (./live.ts); this must
+      // happen before the first chunk does, so before any await.
+      const live = !counted && r.method === 'GET' && r.headers['range'] === undefined && fill.size ? this.startLive(r, fill, fill.size) : undefined;
+      opening = live ? fill.openReader() : undefined;
+      opening?.catch(() => undefined);
       const size = await fill.knownSize().catch((err: FillError) => {
         if (err.reason === 'store') return -1;
         throw new RegistryError('BAD_GATEWAY', { message: err.reason === 'digest' ? 'upstream sent a blob that does not match its digest' : 'upstream registry failed while sending the blob', cause: err });
       });
       if (size < 0) return PASS; // the store failed before this client got anything: relay it
-      try {
-        handle = await fill.openReader();
-      } catch {
-        // Committed (renamed) before we got to it: it is a stored object now.
-        const obj = await this.safe(r, 'open', () => this.store.open(fill.digest));
-        return obj ? this.serveObject(r, obj, 'application/octet-stream') : PASS;
-      }
-      const range = r.method === 'GET' ? parseRange(r.headers['range'], size) : undefined;
-      this.blobHead(r, size, range);
-      if (r.method === 'HEAD') {
-        r.res.end();
-        return SERVED;
+      let start = 0;
+      let range: { start: number; end: number } | undefined;
+      if (live) {
+        await live.done();
+        start = live.sent();
+        // A socket the live send filled is drained first (it may have drained already).
+        if (r.res.writableNeedDrain && !(await drained(r.res))) return SERVED;
+        handle = await (opening as Promise<ObjectHandle>).catch(async () => (await this.safe(r, 'open', () => this.store.open(fill.digest)))?.handle);
+        if (!handle) throw new FillError('store', 'the cached object is gone');
+      } else {
+        try {
+          handle = await fill.openReader();
+        } catch {
+          // Committed (renamed) before we got to it: it is a stored object now.
+          const obj = await this.safe(r, 'open', () => this.store.open(fill.digest));
+          return obj ? this.serveObject(r, obj, 'application/octet-stream') : PASS;
+        }
+        range = r.method === 'GET' ? parseRange(r.headers['range'], size) : undefined;
+        this.blobHead(r, size, range);
+        if (r.method === 'HEAD') {
+          r.res.end();
+          return SERVED;
+        }
+        start = range?.start ?? 0;
       }
       const src: Source = { handle, available: () => fill.available(), growing: () => fill.growing, wait: () => fill.wait() };
-      try {
-        await sendBytes(r.res, src, range?.start ?? 0, range?.end ?? size - 1);
-      } catch (err) {
-        if (!r.res.headersSent) {
-          clearHeaders(r.res);
-          throw new RegistryError('BAD_GATEWAY', { message: err instanceof FillError && err.reason === 'digest' ? 'upstream sent a blob that does not match its digest' : 'upstream registry failed while sending the blob', cause: err });
-        }
-        // Headers are gone: cutting the connection is the only way to say the body is bad.
-        r.logger.warn({ err: { message: (err as Error).message }, digest: fill.digest }, 'cache fill failed while serving it; connection cut');
-        r.res.destroy();
+      await sendBytes(r.res, src, start, range?.end ?? size - 1);
+      return SERVED;
+    } catch (err) {
+      if (!r.res.headersSent) {
+        clearHeaders(r.res);
+        if (err instanceof FillError && err.reason === 'store' && !r.res.headersSent) return PASS;
+        if (err instanceof RegistryError) throw err;
+        throw new RegistryError('BAD_GATEWAY', { message: err instanceof FillError && err.reason === 'digest' ? 'upstream sent a blob that does not match its digest' : 'upstream registry failed while sending the blob', cause: err });
       }
+      // Headers are gone: cutting the connection is the only way to say the body is bad.
+      r.logger.warn({ err: { message: (err as Error).message }, digest: fill.digest }, 'cache fill failed while serving it; connection cut');
+      r.res.destroy();
       return SERVED;
     } finally {
       unpin();
       await handle?.close().catch(() => undefined);
+      // Opened for a live send that ended before it read from the file.
+      if (opening && !handle) await opening.then((h) => h.close()).catch(() => undefined);
     }
+  }
+
+  /** Sets the headers of a whole-blob answer and starts the live send; the headers are taken back when it cannot start. */
+  private startLive(r: CacheRequest, fill: Fill, size: number): LiveSend | undefined {
+    this.blobHead(r, size, undefined);
+    const live = LiveSend.start(r.res, fill, size);
+    if (!live) clearHeaders(r.res);
+    return live;
   }
 }

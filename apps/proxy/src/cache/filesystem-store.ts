@@ -156,6 +156,16 @@ export class FilesystemStore implements CacheStore {
         while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
         written += chunk.length;
       },
+      writev: async (chunks) => {
+        const rest = chunks.slice();
+        while (rest.length > 0) {
+          let n = (await fh.writev(rest)).bytesWritten;
+          written += n;
+          // A short writev (a signal, a full pipe of the kernel's): go on from where it stopped.
+          while (rest.length > 0 && n >= (rest[0] as Buffer).length) n -= (rest.shift() as Buffer).length;
+          if (n > 0) rest[0] = (rest[0] as Buffer).subarray(n);
+        }
+      },
       openReader: async () => fileHandle(await open(tmp, 'r')),
       commit: async () => {
         await close();
@@ -163,7 +173,7 @@ export class FilesystemStore implements CacheStore {
         await mkdir(dirname(path), { recursive: true });
         await rename(tmp, path);
         this.quota.set(digest, written);
-            await this.evict(0);
+        await this.evict(0);
         return stampOf(await stat(path));
       },
       abort: async () => {

@@ -2,6 +2,9 @@ import { createHash } from 'node:crypto';
 import type { ResponseBody } from '@registry-proxy/registry-core';
 import type { ObjectHandle, ObjectWriter } from './store.js';
 
+/** How far reading the upstream may run ahead of the store's writes. */
+const MAX_AHEAD = 8 << 20;
+
 /** Why a fill failed: the store could not take the bytes, the upstream failed, or the bytes did not match the digest. */
 export class FillError extends Error {
   constructor(
@@ -80,23 +83,100 @@ export class Fill {
     for (const f of w) f();
   }
 
+  /**
+   * Hands every chunk, as it arrives and before it is on disk, to `listener` (the request that
+   * started the fill sends it straight from the upstream's buffers, and so spares a file read and
+   * a copy). Only from the first byte: false when chunks have already gone by. The listener says
+   * whether it wants more; it keeps a chunk past its call with `hold`, and gives it back with
+   * `drop`.
+   */
+  tap(listener: (chunk: Buffer, offset: number) => boolean): boolean {
+    if (this.received > 0 || !this.growing) return false;
+    this.listener = listener;
+    return true;
+  }
+
+  /** Keeps a chunk's memory from going back to the upstream's pool until `drop`. */
+  hold(chunk: Buffer): void {
+    this.holds.set(chunk, (this.holds.get(chunk) ?? 0) + 1);
+  }
+
+  drop(chunk: Buffer): void {
+    const n = (this.holds.get(chunk) ?? 1) - 1;
+    if (n > 0) this.holds.set(chunk, n);
+    else {
+      this.holds.delete(chunk);
+      this.body?.release(chunk);
+    }
+  }
+
+  private listener: ((chunk: Buffer, offset: number) => boolean) | undefined;
+  private readonly holds = new Map<Buffer, number>();
+  private body: ResponseBody | undefined;
+  /** Bytes taken from the upstream (hashed); `written` trails it by what is on its way to the store. */
+  private received = 0;
+  private queue: Buffer[] = [];
+  private queued = 0;
+  private flushing: Promise<void> | undefined;
+  private storeError: FillError | undefined;
+
+  /**
+   * Writes what has queued up while the previous write was in the kernel, in one call: the
+   * upstream is read, hashed and sent on while the store writes, and writes are as large as the
+   * store lets them become, with no copy to gather them.
+   */
+  private flush(onBytes: (n: number) => void): Promise<void> {
+    if (!this.flushing) {
+      const p: Promise<void> = this.drain(onBytes).finally(() => {
+        if (this.flushing === p) this.flushing = undefined;
+      });
+      this.flushing = p;
+    }
+    return this.flushing;
+  }
+
+  private async drain(onBytes: (n: number) => void): Promise<void> {
+    while (this.queue.length > 0 && !this.storeError) {
+      const batch = this.queue;
+      const bytes = this.queued;
+      this.queue = [];
+      this.queued = 0;
+      try {
+        if (this.writer.writev && batch.length > 1) await this.writer.writev(batch);
+        else for (const c of batch) await this.writer.write(c);
+      } catch (cause) {
+        this.storeError = new FillError('store', `cache store write failed: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { cause });
+        return;
+      } finally {
+        for (const c of batch) this.drop(c);
+      }
+      this.written += bytes;
+      onBytes(bytes);
+      this.wake();
+    }
+  }
+
   private async run(body: ResponseBody, onBytes: (n: number) => void): Promise<void> {
     const hash = createHash('sha256');
+    this.body = body;
     try {
       try {
         for await (const chunk of body as AsyncIterable<Buffer>) {
-          if (this.size !== undefined && this.written + chunk.length > this.size) throw new FillError('upstream', 'upstream sent more bytes than its Content-Length');
+          if (this.size !== undefined && this.received + chunk.length > this.size) throw new FillError('upstream', 'upstream sent more bytes than its Content-Length');
           hash.update(chunk);
-          try {
-            await this.writer.write(chunk);
-          } catch (cause) {
-            throw new FillError('store', `cache store write failed: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { cause });
-          }
-          body.release(chunk);
-          this.written += chunk.length;
-          onBytes(chunk.length);
-          this.wake();
+          const offset = this.received;
+          this.received += chunk.length;
+          if (this.listener && !this.listener(chunk, offset)) this.listener = undefined;
+          this.hold(chunk);
+          this.queue.push(chunk);
+          this.queued += chunk.length;
+          const flushing = this.flush(onBytes);
+          // Reading runs ahead of the store by at most this much; then the upstream waits.
+          if (this.received - this.written >= MAX_AHEAD) await flushing;
+          if (this.storeError) throw this.storeError;
         }
+        while (this.flushing) await this.flushing;
+        if (this.storeError) throw this.storeError;
       } catch (err) {
         if (err instanceof FillError) throw err;
         throw new FillError('upstream', `upstream body failed: ${(err as Error).message}`, { cause: err });
@@ -111,9 +191,13 @@ export class Fill {
       }
       this.size = this.written;
       this.finished = true;
+      this.listener = undefined;
       this.wake();
     } catch (err) {
+      this.listener = undefined;
       body.destroy();
+      // A write still in the kernel finishes before the file goes.
+      while (this.flushing) await this.flushing.catch(() => undefined);
       // Readers learn of the failure only once the temporary file is gone.
       await this.writer.abort().catch(() => undefined);
       this.failure = err as FillError;

@@ -50,7 +50,7 @@ const giveBuffer = (b: Buffer): void => {
   if (spare.length < MAX_SPARE) spare.push(b);
 };
 
-function drained(res: ServerResponse): Promise<boolean> {
+export function drained(res: ServerResponse): Promise<boolean> {
   return new Promise((resolve) => {
     const done = (ok: boolean) => {
       res.off('drain', onDrain);

@@ -23,6 +23,8 @@ export interface StoredObject {
 export interface ObjectWriter {
   /** Appends a chunk; resolves once the store has it (readers of `openReader` can see it). */
   write(chunk: Buffer): Promise<void>;
+  /** Appends several chunks in one go (one writev(2) where the store can); optional, `write` per chunk otherwise. */
+  writev?(chunks: readonly Buffer[]): Promise<void>;
   /** A handle on the partly written object that stays valid after commit. */
   openReader(): Promise<ObjectHandle>;
   /** Publishes the object under its digest (the caller has verified it); resolves to its stamp. */
