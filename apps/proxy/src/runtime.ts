@@ -60,8 +60,11 @@ export interface Runtime {
 }
 
 function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvider {
-  const c = u.credentials;
-  const key = `upstreams.${i}.credentials`;
+  return credentialProvider(u.credentials, `upstreams.${i}.credentials`);
+}
+
+/** The credential provider a `credentials` block configures (upstreams, the cache's registry store). */
+function credentialProvider(c: UpstreamConfig['credentials'], key: string): UpstreamCredentialProvider {
   if (c.type === 'static') return staticProvider({ kind: 'basic', username: c.username, password: resolveSecret(c.password, `${key}.password`) });
   if (c.type === 'bearer') return staticProvider({ kind: 'bearer', token: resolveSecret(c.token, `${key}.token`) });
   if (c.type === 'docker-config') return new DockerConfigProvider({ ...(c.path ? { path: c.path } : {}), cacheSeconds: c.cacheSeconds });
@@ -220,7 +223,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         userAgent: 'registry-proxy/0.1',
       }),
   );
-  const caches = await openCaches(config, clients, logger, config.state.redis ? state.store : undefined);
+  const caches = await openCaches(config, clients, logger, config.state.redis ? state.store : undefined, credentialProvider);
   const router = new Router(
     config.upstreams.map((u, i) => ({
       prefix: u.prefix,

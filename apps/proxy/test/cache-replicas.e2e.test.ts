@@ -30,6 +30,11 @@ const counts = new Map<string, number>();
 const replicas: Array<{ url: string; daemon: Daemon }> = [];
 let bearer = '';
 
+const pair = () => {
+  const [a, b] = replicas;
+  if (!a || !b) throw new Error('replicas did not start');
+  return [a, b] as const;
+};
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const fetches = (digest: string) => counts.get(`GET /v2/team/app/blobs/${digest}`) ?? 0;
 const heads = (digest: string) => counts.get(`HEAD /v2/team/app/blobs/${digest}`) ?? 0;
@@ -115,7 +120,7 @@ afterAll(async () => {
 
 describe('two replicas, one redis, one cache volume', () => {
   it('a blob filled through one replica is served from the cache by the other, without an upstream request', async () => {
-    const [a, b] = replicas as [{ url: string }, { url: string }];
+    const [a, b] = pair();
     const blob = await freshBlob(1 << 20);
     expect(await pull(a.url, blob.digest)).toEqual({ status: 200, digest: blob.digest });
     expect([fetches(blob.digest), heads(blob.digest)]).toEqual([1, 0]);
@@ -124,7 +129,7 @@ describe('two replicas, one redis, one cache volume', () => {
   });
 
   it('cold pulls of one blob through both replicas at once: exactly 1 upstream fetch', async () => {
-    const [a, b] = replicas as [{ url: string }, { url: string }];
+    const [a, b] = pair();
     const blob = await freshBlob();
     const both = await Promise.all([pull(a.url, blob.digest), pull(b.url, blob.digest)]);
     expect(both).toEqual([
@@ -136,7 +141,7 @@ describe('two replicas, one redis, one cache volume', () => {
   });
 
   it('redis stopped: pulls through both replicas still work (locks fall back to each replica: at most one fetch each), counted in metrics', async () => {
-    const [a, b] = replicas as [{ url: string }, { url: string }];
+    const [a, b] = pair();
     const blob = await freshBlob();
     await redis.stop();
     try {

@@ -350,3 +350,6 @@ export const ConfigSchema = z
 export type Config = z.infer<typeof ConfigSchema>;
 export type UpstreamConfig = Config['upstreams'][number];
 export type LoginConfig = NonNullable<Config['login']>;
+
+/** The upstream credential providers' schema, also used by the cache's registry store. */
+export { credentials as upstreamCredentials };
