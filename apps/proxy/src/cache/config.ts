@@ -1,7 +1,6 @@
 import { z } from 'zod';
-// A cycle (schema.ts imports this file), read only inside z.lazy, i.e. after both have loaded:
-// the store's credentials are the upstreams' credential providers, one schema for both.
-import { upstreamCredentials } from '../config/schema.js';
+// The store's credentials are the upstreams' credential providers: one schema for both.
+import { upstreamCredentialsSchema } from '@registry-proxy/registry-core';
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, ki: 2 ** 10, kib: 2 ** 10, mi: 2 ** 20, mib: 2 ** 20, gi: 2 ** 30, gib: 2 ** 30, ti: 2 ** 40, tib: 2 ** 40 };
 
@@ -28,7 +27,7 @@ export const cacheConfig = z.strictObject({
       type: z.literal('registry'),
       url: z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, '')),
       repository: z.string().regex(/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/, 'a repository name such as registry-proxy/cache').default('registry-proxy/cache'),
-      credentials: z.lazy(() => upstreamCredentials).default({ type: 'anonymous' }),
+      credentials: upstreamCredentialsSchema.default({ type: 'anonymous' }),
       /** Extra CA certificates (PEM) for an HTTPS store registry. */
       ca: z.string().min(1).optional(),
       /** Local directory for fills in progress (the upload starts once the object is verified). */

@@ -5,7 +5,7 @@ import { ChunkedDecoder, ResponseBody } from './body.js';
 import { BIG_READ, releaseChunk, takeBig } from './buffer-pool.js';
 import { NoResponseError } from './errors.js';
 import { parseHead, ProtocolError } from './head.js';
-import { proxyAuthorization } from './outbound-proxy.js';
+import { proxyAddress, proxyAuthorization } from './outbound-proxy.js';
 import type { Http1Request, Http1Response, Http1TransportOptions } from './http1.js';
 
 /** Reads of headers and small bodies land here and are copied out; one buffer serves every socket. */
@@ -95,7 +95,7 @@ export class Connection {
       });
     } else if (via) {
       this.forward = { prefix: `${url.protocol}//${connectTo === undefined ? url.host : `${isIP(connectTo) === 6 ? `[${connectTo}]` : connectTo}:${port}`}`, auth: proxyAuthorization(via.proxy) };
-      this.socket = netConnect({ host: via.proxy.hostname.replace(/^\[|\]$/g, ''), port: Number(via.proxy.port || 80), onread, writableHighWaterMark: WRITE_HWM } as NetConnectOpts);
+      this.socket = netConnect({ ...proxyAddress(via.proxy), onread, writableHighWaterMark: WRITE_HWM } as NetConnectOpts);
     } else {
       this.socket =
         url.protocol === 'https:'

@@ -40,7 +40,7 @@ const STATUS_LINE = /^HTTP\/(\d)\.(\d) (\d{3})(?: (.*))?$/s;
 export function parseHead(text: string, method: string): ResponseHead | undefined {
   const lines = text.split('\r\n');
   if (text === '' || /^[\r\n]/.test(text)) throw new ProtocolError('empty line before the status line');
-  const m = STATUS_LINE.exec(lines[0] ?? '');
+  const m = STATUS_LINE.exec(lines[0] as string); // split() returns at least one element
   if (!m) throw new ProtocolError('bad status line');
   // Only HTTP/1.0 and 1.1 framing is known here; llhttp reads any 1-digit version as 1.1.
   if (m[1] !== '1' || (m[2] !== '0' && m[2] !== '1')) throw new ProtocolError(`unsupported version HTTP/${m[1]}.${m[2]}`);

@@ -38,12 +38,18 @@ export function proxyFor(p: OutboundProxy | undefined, url: URL): URL | undefine
   const port = url.port || (url.protocol === 'https:' ? '443' : '80');
   for (const entry of p.noProxy) {
     if (entry === '*') return undefined;
-    const m = /^(.*?)(?::(\d+))?$/.exec(entry.replace(/^\[|\](?=:|$)/g, ''));
-    const name = (m?.[1] ?? '').replace(/^\*?\./, '');
-    if (m?.[2] !== undefined && m[2] !== port) continue;
+    const bare = entry.replace(/^\[|\](?=:|$)/g, '');
+    const withPort = /:(\d+)$/.exec(bare);
+    if (withPort && withPort[1] !== port) continue;
+    const name = (withPort ? bare.slice(0, withPort.index) : bare).replace(/^\*?\./, '');
     if (host === name || host.endsWith(`.${name}`)) return undefined;
   }
   return proxy;
+}
+
+/** Where to open the TCP connection to a proxy: its host without IPv6 brackets, and its port (80 when the URL has none). */
+export function proxyAddress(proxy: URL): { host: string; port: number } {
+  return { host: proxy.hostname.replace(/^\[|\]$/g, ''), port: Number(proxy.port || 80) };
 }
 
 /** `Proxy-Authorization` for a proxy URL with user info. */
@@ -55,7 +61,7 @@ export function proxyAuthorization(proxy: URL): string | undefined {
 /** Opens a CONNECT tunnel to `authority` (host:port) through `proxy`; resolves with the socket once the proxy answered 2xx. */
 export function tunnel(proxy: URL, authority: string, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = netConnect({ host: proxy.hostname.replace(/^\[|\]$/g, ''), port: Number(proxy.port || 80) });
+    const socket = netConnect(proxyAddress(proxy));
     const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`CONNECT through ${proxy.host} timed out`), { name: 'TimeoutError', code: 'ETIMEDOUT' })), timeoutMs);
     let head = '';
     const fail = (e: Error) => {

@@ -275,3 +275,33 @@ describe('buffer pool', () => {
     for (const b of again) releaseChunk(b);
   });
 });
+
+describe('pool and framing corners', () => {
+  it('two kept connections that both die unanswered are each reported as stale, and the pool starts afresh', async () => {
+    // Each connection answers its first request and drops the second unanswered: the shape of
+    // a server that closed idle connections while the requests were on their way.
+    const seen = new WeakMap<Socket, number>();
+    const s = await raw((_h, sock) => {
+      const k = (seen.get(sock) ?? 0) + 1;
+      seen.set(sock, k);
+      if (k === 1) sock.write(ok('hi'));
+      else sock.destroy();
+    });
+    const t = transport();
+    const first = await Promise.all([t.request(req(`${s.url}/a`)), t.request(req(`${s.url}/b`))]);
+    for (const r of first) expect(await r.body.text()).toBe('hi');
+    const again = await Promise.allSettled([t.request(req(`${s.url}/a`)), t.request(req(`${s.url}/b`))]);
+    for (const r of again) expect(r).toMatchObject({ status: 'rejected', reason: { reusedConnection: true } });
+    expect(again[0]?.status === 'rejected' && again[0].reason).toBeInstanceOf(NoResponseError);
+    expect(await (await t.request(req(`${s.url}/c`))).body.text()).toBe('hi');
+    expect(s.connections()).toBe(3);
+  });
+
+  it('reads Transfer-Encoding sent as two header lines as one list (chunked last: chunked)', async () => {
+    const s = await raw((_h, sock) => sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: identity\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'));
+    const t = transport();
+    expect(await (await t.request(req(`${s.url}/`))).body.text()).toBe('ok');
+    expect(await (await t.request(req(`${s.url}/`))).body.text()).toBe('ok');
+    expect(s.connections()).toBe(1);
+  });
+});
