@@ -13,7 +13,8 @@
 // Prints numbers; asserts nothing. Loopback only. Needs tools/install-deps.sh and a build.
 // Env: BENCH_BLOB_MIB (512), BENCH_RUNS (3), BENCH_HEADS (20000), BENCH_PARALLEL (20),
 // BENCH_ONLY (blob,head,rss,push,token,cache; `token` is the proxy's upstream tokens, `tokens` its
-// own token endpoint, in tools/bench/tokens.mjs), BENCH_HERD_MIB (64), BENCH_HERD (100).
+// own token endpoint, in tools/bench/tokens.mjs), BENCH_HERD_MIB (64), BENCH_HERD (100),
+// BENCH_BASELINE (another build's apps/proxy/dist/main.js, measured beside this one in the HEAD sections).
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';

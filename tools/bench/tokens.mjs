@@ -50,7 +50,8 @@ const start = (cmd, args, log, env = process.env) => {
   return c;
 };
 const waitHttp = async (url) => {
-  for (let i = 0; i < 200; i++) {
+  // Up to a minute: a loaded machine starts the proxy slowly.
+  for (let i = 0; i < 1200; i++) {
     try {
       if ((await fetch(url)).status === 200) return;
     } catch {}
@@ -147,10 +148,14 @@ http {
   // --- the proxy, with one htpasswd user. The token endpoint's default rate limits (300 burst,
   // 30/s per client address and per account) would answer most of this one-address load with
   // 429, so they are raised out of the way here: this measures the cost of a token, not a limit.
+  // The failures limiter too: it takes its point before the password is checked and gives it back
+  // on success, so more than `failures.points` (10) password grants in flight at once from one
+  // address are refused with 429 even when every one of them is right; a slow (loaded) proxy
+  // has that many in flight with 50 clients.
   writeFileSync(join(dir, 'htpasswd'), execFileSync('htpasswd', ['-nbB', ...(COST ? ['-C', COST] : []), 'bench', 'bench-pw']));
   const bcryptCost = /^bench:\$2.\$(\d+)\$/.exec(readFileSync(join(dir, 'htpasswd'), 'utf8'))?.[1];
   const pxPort = await port();
-  const limits = '{perClient: {burst: 1000000000, perSecond: 1000000000}, perAccount: {burst: 1000000000, perSecond: 1000000000}}';
+  const limits = '{perClient: {burst: 1000000000, perSecond: 1000000000}, perAccount: {burst: 1000000000, perSecond: 1000000000}, failures: {points: 1000000000, durationSeconds: 1}}';
   writeFileSync(
     join(dir, 'proxy.yaml'),
     `listen: {host: 127.0.0.1, port: ${pxPort}}

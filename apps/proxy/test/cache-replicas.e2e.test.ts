@@ -121,6 +121,13 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** The two replicas started above. */
+function pair(): [{ url: string }, { url: string }] {
+  const [a, b] = replicas;
+  if (!a || !b) throw new Error('the replicas did not start');
+  return [a, b];
+}
+
 describe('two replicas, one redis, one cache volume', () => {
   it('a blob filled through one replica is served from the cache by the other, without an upstream request', async () => {
     const [a, b] = pair();
