@@ -31,11 +31,6 @@ const replicas: Array<{ url: string; daemon: Daemon }> = [];
 let bearer = '';
 let otherBearer = '';
 
-const pair = () => {
-  const [a, b] = replicas;
-  if (!a || !b) throw new Error('replicas did not start');
-  return [a, b] as const;
-};
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const fetches = (digest: string) => counts.get(`GET /v2/team/app/blobs/${digest}`) ?? 0;
 const heads = (digest: string) => counts.get(`HEAD /v2/team/app/blobs/${digest}`) ?? 0;
