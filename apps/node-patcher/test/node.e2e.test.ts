@@ -11,8 +11,9 @@
  * Sources of the layout: amazon-eks-ami templates/al2023/runtime/rootfs/etc/systemd/system/kubelet.service
  * and nodeadm/internal/kubelet (environment.go, config.go), cited in fixtures.ts.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -33,6 +34,7 @@ const SOCKET = '/run/registry-proxy/image-service.sock';
 const CONFIG = '/etc/kubernetes/kubelet/config.json';
 const ENV = '/etc/eks/kubelet/environment';
 const CLI = join(__dirname, '../dist/main.js');
+const KIS = join(__dirname, '../../kubelet-image-service/dist/main.js');
 
 let node: Node;
 let root: string;
@@ -53,6 +55,7 @@ const standin = async () => (await (await fetch(`http://127.0.0.1:${port}/standi
 const kubeletUp = () => waitFor('kubelet to be active and healthy', async () => (await node.systemctl('is-active', 'kubelet.service')).stdout.trim() === 'active' && (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200, 60_000);
 
 async function startService(): Promise<void> {
+  await stopService(); // one at a time: a server left listening keeps jest from exiting
   service = new CriImageServer({ backend: new CriBackend({ socketPath: join(socketDir, 'no-runtime.sock') })});
   await service.listen(join(socketDir, 'image-service.sock'));
 }
@@ -97,7 +100,7 @@ beforeAllIf(async () => {
   await requireCommands('systemd-nspawn', 'debootstrap', 'nsenter');
   if (process.getuid?.() !== 0) throw new Error('the real-node test needs root (systemd-nspawn)');
   await ensureRoot();
-  if (!existsSync(CLI)) throw new Error('apps/node-patcher is not built: run `npm run build` first');
+  if (!existsSync(CLI) || !existsSync(KIS)) throw new Error('apps/node-patcher and apps/kubelet-image-service are not built: run `npm run build` first');
   root = await copyRoot();
   socketDir = mkdtempSync(join(tmpdir(), 'rp-node-sock-'));
   port = await freePort();
@@ -204,5 +207,40 @@ maybe('a real node: EKS AL2023 layout, systemd over its D-Bus', () => {
     expect((await standin()).imageServiceEndpoint).toBe(`unix://${SOCKET}`);
     expect(await runRevert(run())).toBe('reverted');
     await stopService();
+  });
+  it('rolling update (maxSurge 1): the new image service process takes the socket over, the old one exits, and kubelet still starts on the socket', async () => {
+    // Two real kubelet-image-service processes on one socket path, as two pods of the DaemonSet.
+    // The runtime socket the service forwards to (it refuses to start without one); answers nothing.
+    const runtime = createNetServer((c) => c.destroy());
+    await new Promise<void>((r) => runtime.listen(join(socketDir, 'runtime.sock'), r));
+    const cfg = join(socketDir, 'kis.yaml');
+    writeFileSync(cfg, `socket: ${join(socketDir, 'image-service.sock')}\nbackend: {type: cri, socket: ${join(socketDir, 'runtime.sock')}}\nhealth: {port: 0}\n`);
+    const pod = (): { child: ChildProcess; out: () => string; exited: Promise<unknown> } => {
+      const child = spawn(process.execPath, [KIS, '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+      return { child, out: () => out, exited: new Promise((r) => child.once('exit', r)) };
+    };
+    const old = pod();
+    await waitFor('the old pod to listen', async () => old.out().includes('kubelet image service listening'), 90_000);
+    expect(await runPatch(run(), opts)).toBe('patched');
+    expect((await standin()).imageServiceEndpoint).toBe(`unix://${SOCKET}`);
+    const next = pod();
+    await waitFor('the new pod to listen', async () => next.out().includes('kubelet image service listening'), 90_000);
+    old.child.kill('SIGTERM');
+    await old.exited;
+    expect(old.out()).toContain('socket taken over by another process; left in place');
+    // The new pod's patcher finds the node patched; a kubelet restart reaches the new process.
+    expect(await runPatch(run(), opts)).toBe('unchanged');
+    const before = await standin();
+    await node.systemctl('restart', 'kubelet.service');
+    await kubeletUp();
+    const after = await standin();
+    expect(after.pid).not.toBe(before.pid);
+    expect(after.imageServiceEndpoint).toBe(`unix://${SOCKET}`);
+    expect(await runRevert(run())).toBe('reverted');
+    next.child.kill('SIGTERM');
+    await next.exited;
+    await new Promise((r) => runtime.close(r));
   });
 });

@@ -97,7 +97,7 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
   }
 
   app.use((req: Request, res: Response) => {
-    sendError(req, res, new RegistryError('NAME_UNKNOWN', { status: 404, message: 'not found' }), req.method === 'HEAD');
+    sendError(req, res, new RegistryError('NAME_UNKNOWN', { message: 'not found' }), req.method === 'HEAD');
   });
   // Malformed bodies and anything unexpected: a registry error, never a stack trace.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {

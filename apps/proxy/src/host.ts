@@ -23,5 +23,5 @@ function hostLines(req: Request): number {
 export function requireOneHost(req: Request, res: Response, next: NextFunction): void {
   const host = req.host;
   if (hostLines(req) === 1 && typeof host === 'string' && HOST.test(host)) return next();
-  sendError(req, res, new RegistryError('UNSUPPORTED', { status: 400, message: 'the request needs exactly one valid Host header' }), req.method === 'HEAD');
+  sendError(req, res, new RegistryError('REQUEST_INVALID', { message: 'the request needs exactly one valid Host header' }), req.method === 'HEAD');
 }

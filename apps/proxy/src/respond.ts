@@ -1,6 +1,6 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { RegistryError, registryErrorBody, writeRegistryError, type ErrorResponseTarget } from '@registry-proxy/registry-core';
+import { RegistryError, writeRegistryError, type ErrorResponseTarget } from '@registry-proxy/registry-core';
 
 /** How long, and how many bytes of an unread request body, the proxy drops before it closes. */
 const LINGER_MS = 2_000;
@@ -23,10 +23,11 @@ export function fromHttpError(err: unknown): RegistryError | undefined {
   const status = typeof e?.status === 'number' ? e.status : undefined;
   if (status === undefined || status < 400 || status >= 500) return undefined;
   const type = typeof e?.type === 'string' ? e.type : '';
-  if (status === 413 || type === 'entity.too.large' || type === 'parameters.too.many') return new RegistryError('SIZE_INVALID', { status: 413, message: 'request body too large' });
+  if (status === 413 || type === 'entity.too.large' || type === 'parameters.too.many') return new RegistryError('BODY_TOO_LARGE');
   if (type === 'request.size.invalid') return new RegistryError('SIZE_INVALID', { message: 'request body shorter or longer than its Content-Length' });
-  if (status === 415) return new RegistryError('UNSUPPORTED', { status: 415, message: 'unsupported body encoding or charset' });
-  return new RegistryError('UNSUPPORTED', { status, message: 'malformed request' });
+  if (status === 415) return new RegistryError('MEDIA_UNSUPPORTED');
+  // Any other 4xx a body parser raises (400 for bad JSON or charset): the client's request was malformed.
+  return new RegistryError('REQUEST_INVALID');
 }
 
 /**
@@ -98,16 +99,15 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex & {
     socket.destroy();
     return;
   }
-  const e =
-    err.code === 'HPE_HEADER_OVERFLOW'
-      ? new RegistryError('SIZE_INVALID', { status: 431, message: 'request head too large' })
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? new RegistryError('UNAVAILABLE', { status: 408, message: 'request head not received in time' })
-        : new RegistryError('UNSUPPORTED', { status: 400, message: 'malformed HTTP request' });
-  const body = registryErrorBody(e);
-  socket.end(
-    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-      `Docker-Distribution-API-Version: registry/2.0\r\nConnection: close\r\n\r\n${body}`,
-  );
+  const e = new RegistryError(err.code === 'HPE_HEADER_OVERFLOW' ? 'HEAD_TOO_LARGE' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : 'REQUEST_INVALID');
+  // The one error writer, aimed at the raw socket: it collects the head, then sends it whole.
+  const head: string[] = [];
+  const target: ErrorResponseTarget = {
+    statusCode: 500,
+    headersSent: false,
+    setHeader: (name, value) => head.push(`${name}: ${value}\r\n`),
+    end: (body) => socket.end(`HTTP/1.1 ${target.statusCode} ${STATUS_CODES[target.statusCode] ?? ''}\r\n${head.join('')}Connection: close\r\n\r\n${body ?? ''}`),
+  };
+  writeRegistryError(target, e);
   socket.destroySoon?.();
 }

@@ -57,7 +57,7 @@ export async function startProxy(config: Config, logger: Logger, options: { defa
   server.on('checkContinue', deferContinue(app));
   // Any other Expect: Node's own answer is a bare 417; this one is in the registry format.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
-    sendError(req, res, new RegistryError('UNSUPPORTED', { status: 417, message: 'only Expect: 100-continue is supported' }), req.method === 'HEAD'),
+    sendError(req, res, new RegistryError('EXPECTATION_FAILED'), req.method === 'HEAD'),
   );
   let stopWatching = () => undefined as void;
   if (tls && initial) {

@@ -36,7 +36,7 @@ export function parseApiPath(path: string): Endpoint {
     const name = checkName(m[1] as string);
     const session = m[2] as string;
     if (session === '') return { kind: 'upload', name };
-    if (!SESSION.test(session) || /^\.+$/.test(session)) throw new RegistryError('BLOB_UPLOAD_INVALID', { status: 404, message: 'invalid upload id' });
+    if (!SESSION.test(session) || /^\.+$/.test(session)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { message: 'invalid upload id' });
     return { kind: 'upload', name, session };
   }
   m = MANIFEST.exec(path);
@@ -56,5 +56,5 @@ export function parseApiPath(path: string): Endpoint {
   }
   m = TAGS.exec(path);
   if (m) return { kind: 'tags', name: checkName(m[1] as string) };
-  throw new RegistryError('NAME_UNKNOWN', { status: 404, message: 'no such registry endpoint' });
+  throw new RegistryError('NAME_UNKNOWN', { message: 'no such registry endpoint' });
 }

@@ -11,6 +11,13 @@ describe('registry errors', () => {
     expect(RegistryErrors.TOOMANYREQUESTS.status).toBe(429);
     expect(RegistryErrors.NAME_INVALID.status).toBe(400);
   });
+  it('keeps each status in its descriptor: a row with a spec code of its own for a status the spec lacks', () => {
+    expect(new RegistryError('BODY_TOO_LARGE')).toMatchObject({ code: 'SIZE_INVALID', status: 413 });
+    expect(new RegistryError('UPSTREAM_TIMEOUT')).toMatchObject({ code: 'UNAVAILABLE', status: 504 });
+    expect(new RegistryError('REQUEST_INVALID')).toMatchObject({ code: 'UNSUPPORTED', status: 400 });
+    // No way around the table: an options object cannot carry a status.
+    expect(new RegistryError('UNAUTHORIZED', { status: 400 } as never).status).toBe(401);
+  });
   it('writes the {"errors":[...]} body with detail only when given', () => {
     expect(JSON.parse(registryErrorBody(new RegistryError('NAME_UNKNOWN')))).toEqual({ errors: [{ code: 'NAME_UNKNOWN', message: 'repository name not known to registry' }] });
     expect(JSON.parse(registryErrorBody(new RegistryError('DENIED', { detail: { x: 1 } }))).errors[0].detail).toEqual({ x: 1 });
@@ -23,6 +30,31 @@ describe('registry errors', () => {
     expect(res.statusCode).toBe(429);
     expect(headers['Retry-After']).toBe('3');
     expect(headers['Content-Length']).toBe(Buffer.byteLength(body ?? ''));
+  });
+});
+
+describe('docs/errors.md lists exactly what clients can receive', () => {
+  const doc = readFileSync(join(__dirname, '../../../docs/errors.md'), 'utf8');
+  const section = doc.slice(doc.indexOf('## Registry protocol errors'), doc.indexOf('## Configuration and programming errors'));
+  // One row per (code, status) pair: that pair is all a client can tell two descriptors apart by.
+  const documented = [...section.matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \| (.+) \|$/gm)].map((m) => ({ pair: `${m[1]} ${m[2]}`, when: m[3] as string }));
+  const pairs = Object.values(RegistryErrors).map((d) => `${d.code} ${d.status}`);
+  it('has the section and its table', () => {
+    expect(section.length).toBeGreaterThan(0);
+    expect(documented.length).toBeGreaterThan(0);
+  });
+  it('no two descriptors send the same code with the same status', () => {
+    expect(new Set(pairs).size).toBe(pairs.length);
+  });
+  it('every descriptor is documented, with when a client gets it', () => {
+    const rows = new Set(documented.map((d) => d.pair));
+    for (const p of pairs) expect(rows.has(p) ? p : `undocumented: ${p}`).toBe(p);
+    for (const d of documented) expect(d.when.trim().length).toBeGreaterThan(10);
+  });
+  it('documents nothing the table does not have, and nothing twice', () => {
+    const have = new Set(pairs);
+    for (const d of documented) expect(have.has(d.pair) ? d.pair : `not in the table: ${d.pair}`).toBe(d.pair);
+    expect(new Set(documented.map((d) => d.pair)).size).toBe(documented.length);
   });
 });
 

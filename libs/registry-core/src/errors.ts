@@ -1,20 +1,56 @@
+/**
+ * The wire codes a client can receive: those of the OCI distribution spec, distribution's own
+ * UNKNOWN and UNAVAILABLE, and the proxy's BAD_GATEWAY. Docker and containerd turn a code they
+ * do not know into UNKNOWN and act on the HTTP status, so a new status gets a new descriptor
+ * with one of these codes rather than a new code.
+ */
+export type RegistryErrorCode =
+  | 'BLOB_UNKNOWN'
+  | 'BLOB_UPLOAD_INVALID'
+  | 'BLOB_UPLOAD_UNKNOWN'
+  | 'DIGEST_INVALID'
+  | 'MANIFEST_BLOB_UNKNOWN'
+  | 'MANIFEST_INVALID'
+  | 'MANIFEST_UNKNOWN'
+  | 'NAME_INVALID'
+  | 'NAME_UNKNOWN'
+  | 'SIZE_INVALID'
+  | 'TAG_INVALID'
+  | 'PAGINATION_NUMBER_INVALID'
+  | 'UNAUTHORIZED'
+  | 'DENIED'
+  | 'UNSUPPORTED'
+  | 'TOOMANYREQUESTS'
+  | 'UNKNOWN'
+  | 'BAD_GATEWAY'
+  | 'UNAVAILABLE';
+
 /** A registry protocol error descriptor: one row of the table that every response uses. */
 export interface ErrorDescriptor {
-  readonly code: string;
+  /** The table key, e.g. `BODY_TOO_LARGE`; equal to `code` for the plain spec errors. */
+  readonly name: string;
+  /** The code on the wire, e.g. `SIZE_INVALID`. */
+  readonly code: RegistryErrorCode;
   readonly message: string;
   readonly status: number;
 }
 
-function table<K extends string>(rows: Record<K, [number, string]>): Record<K, ErrorDescriptor> {
+type Row = readonly [status: number, message: string, code?: RegistryErrorCode];
+
+function table<K extends string>(rows: Record<K, Row>): Readonly<Record<K, ErrorDescriptor>> {
   const out = {} as Record<K, ErrorDescriptor>;
-  for (const code of Object.keys(rows) as K[]) {
-    const [status, message] = rows[code];
-    out[code] = Object.freeze({ code, message, status });
+  for (const name of Object.keys(rows) as K[]) {
+    const [status, message, code] = rows[name];
+    out[name] = Object.freeze({ name, code: code ?? (name as string as RegistryErrorCode), message, status });
   }
   return Object.freeze(out);
 }
 
-/** The distribution-spec error codes (plus distribution's UNKNOWN/UNAVAILABLE), with their HTTP statuses. */
+/**
+ * Every error a client can receive from the proxy, with its HTTP status: the status lives here
+ * and nowhere else (distribution's errcode.Register). docs/errors.md lists each row; a test
+ * walks both. Rows without a third element send their own name as the code.
+ */
 export const RegistryErrors = table({
   BLOB_UNKNOWN: [404, 'blob unknown to registry'],
   BLOB_UPLOAD_INVALID: [400, 'blob upload invalid'],
@@ -35,9 +71,18 @@ export const RegistryErrors = table({
   UNKNOWN: [500, 'unknown error'],
   BAD_GATEWAY: [502, 'the upstream registry failed'],
   UNAVAILABLE: [503, 'service unavailable'],
+  // Statuses the spec has no code for, under the spec code that says what went wrong.
+  REQUEST_INVALID: [400, 'malformed request', 'UNSUPPORTED'],
+  REQUEST_TIMEOUT: [408, 'request not received in time', 'UNAVAILABLE'],
+  BODY_TOO_LARGE: [413, 'request body too large', 'SIZE_INVALID'],
+  MEDIA_UNSUPPORTED: [415, 'unsupported body encoding or charset', 'UNSUPPORTED'],
+  EXPECTATION_FAILED: [417, 'only Expect: 100-continue is supported', 'UNSUPPORTED'],
+  HEAD_TOO_LARGE: [431, 'request head too large', 'SIZE_INVALID'],
+  UPSTREAM_TIMEOUT: [504, 'upstream registry timed out', 'UNAVAILABLE'],
 });
 
-export type RegistryErrorCode = keyof typeof RegistryErrors;
+/** The name of a row of {@link RegistryErrors}. */
+export type RegistryErrorName = keyof typeof RegistryErrors;
 
 /** An error that becomes one entry of a registry `{"errors":[...]}` body. */
 export class RegistryError extends Error {
@@ -47,15 +92,12 @@ export class RegistryError extends Error {
   /** Extra response headers, e.g. WWW-Authenticate or Retry-After. */
   readonly headers: Readonly<Record<string, string>>;
 
-  constructor(
-    code: RegistryErrorCode,
-    options: { message?: string; detail?: unknown; headers?: Record<string, string>; status?: number; cause?: unknown } = {},
-  ) {
-    const d = RegistryErrors[code];
+  constructor(name: RegistryErrorName, options: { message?: string; detail?: unknown; headers?: Record<string, string>; cause?: unknown } = {}) {
+    const d = RegistryErrors[name];
     super(options.message ?? d.message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'RegistryError';
-    this.code = code;
-    this.status = options.status ?? d.status;
+    this.code = d.code;
+    this.status = d.status;
     this.detail = options.detail;
     this.headers = Object.freeze({ ...(options.headers ?? {}) });
   }

@@ -69,7 +69,7 @@ function tagsQuery(query: URLSearchParams): string {
 export function upstreamFailure(err: unknown): RegistryError | undefined {
   if (err instanceof UpstreamUnavailableError) {
     return err.kind === 'timeout'
-      ? new RegistryError('UNAVAILABLE', { status: 504, message: 'upstream registry timed out', cause: err })
+      ? new RegistryError('UPSTREAM_TIMEOUT', { cause: err })
       : new RegistryError('BAD_GATEWAY', { message: `upstream registry unavailable: ${err.kind}`, cause: err });
   }
   if (err instanceof CredentialError) return new RegistryError('BAD_GATEWAY', { message: 'upstream credentials unavailable', cause: err });
@@ -83,7 +83,7 @@ export function upstreamFailure(err: unknown): RegistryError | undefined {
  * 413 still has to travel on.
  */
 function readManifest(req: Request): Promise<Buffer> {
-  const tooLarge = () => new RegistryError('SIZE_INVALID', { status: 413, message: 'manifest larger than 4 MiB' });
+  const tooLarge = () => new RegistryError('BODY_TOO_LARGE', { message: 'manifest larger than 4 MiB' });
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {

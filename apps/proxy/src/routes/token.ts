@@ -1,8 +1,9 @@
 import express, { type Request, type Response, type Router } from 'express';
-import { RegistryError, formatScope, parseTokenRequest, registryErrorBody, type Access, type TokenRequest } from '@registry-proxy/registry-core';
+import { RegistryError, formatScope, parseTokenRequest, type Access, type TokenRequest } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import { createTokenLimiters, take, type TokenLimiters } from '../limits.js';
 import type { Metrics } from '../metrics.js';
+import { sendError } from '../respond.js';
 import type { Runtime } from '../runtime.js';
 
 const scopes = (list: readonly Access[]) => list.map(formatScope);
@@ -18,18 +19,18 @@ const formText = express.text({ type: 'application/x-www-form-urlencoded', limit
 export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger, limits: TokenLimiters = createTokenLimiters(runtime.config.rateLimits, runtime.state.limiters)): Router {
   const router = express.Router();
 
-  const limited = (res: Response, retryAfter: number, what: string, who: Record<string, unknown>) => {
+  const limited = (req: Request, res: Response, retryAfter: number, what: string, who: Record<string, unknown>) => {
     metrics.tokens.inc({ outcome: 'limited' });
     logger.warn({ audit: 'token', outcome: 'limited', limit: what, ...who }, 'token request rate-limited');
     const err = new RegistryError('TOOMANYREQUESTS', { message: `too many token requests from this ${what}`, headers: { 'Retry-After': String(retryAfter) } });
-    res.status(err.status).set(err.headers).type('application/json').send(registryErrorBody(err));
+    sendError(req, res, err, req.method === 'HEAD');
   };
 
   const handle = async (req: Request, res: Response) => {
     res.locals['route'] = 'token';
     const client = req.ip ?? 'unknown';
     const byClient = await take(limits.client, client);
-    if (byClient !== undefined) return limited(res, byClient, 'client', { client });
+    if (byClient !== undefined) return limited(req, res, byClient, 'client', { client });
     let parsed: TokenRequest;
     try {
       parsed = parseTokenRequest({
@@ -41,7 +42,7 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger, 
     } catch (err) {
       if (!(err instanceof RegistryError)) throw err;
       metrics.tokens.inc({ outcome: 'invalid' });
-      res.status(err.status).set(err.headers).type('application/json').send(registryErrorBody(err));
+      sendError(req, res, err, req.method === 'HEAD');
       return;
     }
     // Keyed by the claimed name AND the address: a stranger's guesses lock out only themselves.
@@ -49,7 +50,7 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger, 
     const failureKey = claimed === undefined ? undefined : `${claimed.slice(0, 256)}\u0000${client}`;
     if (failureKey !== undefined) {
       const wait = await take(limits.failures, failureKey);
-      if (wait !== undefined) return limited(res, wait, 'client for this account', { client, subject: claimed });
+      if (wait !== undefined) return limited(req, res, wait, 'client for this account', { client, subject: claimed });
     }
     const decision = await runtime.tokenEndpoint.handle(parsed, req.host || undefined);
     if (failureKey !== undefined && decision.outcome !== 'denied') {
@@ -60,7 +61,7 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger, 
     if (decision.outcome === 'issued' && decision.identity && decision.identity.method !== 'anonymous') {
       // Spent only once the identity is verified: unauthenticated traffic cannot exhaust it.
       const wait = await take(limits.identity, `${decision.identity.method}\u0000${decision.identity.subject}`);
-      if (wait !== undefined) return limited(res, wait, 'account', { client, subject: decision.identity.subject });
+      if (wait !== undefined) return limited(req, res, wait, 'account', { client, subject: decision.identity.subject });
     }
     metrics.tokens.inc({ outcome: decision.outcome });
     // The audit line: who, how, what was asked and granted, the result. Never the secret.
@@ -80,7 +81,8 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger, 
       'token request',
     );
     res.locals['subject'] = who?.subject;
-    res.status(decision.status).set(decision.headers).type('application/json').send(decision.body);
+    if (decision.error) sendError(req, res, decision.error, req.method === 'HEAD');
+    else res.status(decision.status).set(decision.headers).type('application/json').send(decision.body);
   };
 
   router.get('/', handle);

@@ -13,6 +13,8 @@ export interface TokenDecision {
   readonly status: number;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: string;
+  /** Set when the answer is an error, for the app's one error writer; `status`/`body` say the same. */
+  readonly error?: RegistryError;
   readonly outcome: 'issued' | 'denied' | 'unavailable' | 'overloaded' | 'invalid';
   readonly identity?: Identity;
   readonly requested: readonly Access[];
@@ -40,7 +42,7 @@ export class TokenEndpoint {
   ) {}
 
   private error(outcome: TokenDecision['outcome'], err: RegistryError, req: TokenRequest, reason: string): TokenDecision {
-    return { status: err.status, headers: err.headers, body: registryErrorBody(err), outcome, requested: req.scopes, granted: [], reason };
+    return { status: err.status, headers: err.headers, body: registryErrorBody(err), error: err, outcome, requested: req.scopes, granted: [], reason };
   }
 
   private unauthorized(req: TokenRequest, reason: string): TokenDecision {
@@ -86,11 +88,11 @@ export class TokenEndpoint {
   async handle(req: TokenRequest, host?: string): Promise<TokenDecision> {
     const { tokens } = this.opts;
     if (req.service !== undefined && req.service !== tokens.service) {
-      return this.error('invalid', new RegistryError('UNAUTHORIZED', { status: 400, message: `unknown service ${JSON.stringify(req.service)}` }), req, 'unknown service');
+      return this.error('invalid', new RegistryError('REQUEST_INVALID', { message: `unknown service ${JSON.stringify(req.service)}` }), req, 'unknown service');
     }
     // Host-aware rules bind every token to a host: without one there is nothing to bind to.
     if (this.opts.rules.hostAware && !host) {
-      return this.error('invalid', new RegistryError('UNSUPPORTED', { status: 400, message: 'the token request names no host' }), req, 'no host');
+      return this.error('invalid', new RegistryError('REQUEST_INVALID', { message: 'the token request names no host' }), req, 'no host');
     }
     let identity: Identity;
     if (req.grant === 'anonymous') {

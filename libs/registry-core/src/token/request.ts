@@ -16,7 +16,7 @@ export type TokenRequest = {
   | { readonly grant: 'anonymous' }
 );
 
-const bad = (message: string) => new RegistryError('UNAUTHORIZED', { status: 400, message });
+const bad = (message: string) => new RegistryError('REQUEST_INVALID', { message });
 
 function scopesOf(values: string[]): Access[] {
   try {
