@@ -121,6 +121,19 @@ describe('registry-proxy objects', () => {
     expect(validate(objs.filter((o) => o.apiVersion !== 'monitoring.coreos.com/v1')).every((l) => l.startsWith('ok '))).toBe(true);
   });
 
+  it('mounts the registry cache store\'s password from an existing Secret, where the store credentials can name it as a file', () => {
+    const values = { cache: { volume: { type: 'none' }, registryStore: { existingSecret: 'cache-store-creds', passwordKey: 'token' } } };
+    expect(schemaCheck('registry-proxy', { ...merged('registry-proxy'), ...values })).toEqual([]);
+    const objs = render(values);
+    const pod = podOf(objs);
+    expect(pod.volumes.find((v) => v.name === 'cache-store')).toEqual({ name: 'cache-store', secret: { secretName: 'cache-store-creds', items: [{ key: 'token', path: 'password' }] } });
+    expect(pod.containers[0]?.volumeMounts).toContainEqual({ name: 'cache-store', mountPath: '/etc/registry-proxy/cache-store', readOnly: true });
+    const objsValid = objs.filter((o) => o.apiVersion !== 'monitoring.coreos.com/v1');
+    expect(validate(objsValid)).toEqual(objsValid.map((o) => `ok ${o.kind}/${o.metadata.name}`));
+    expect(podOf(render({})).volumes.find((v) => v.name === 'cache-store')).toBeUndefined();
+    expect(schemaCheck('registry-proxy', { ...merged('registry-proxy'), cache: { volume: { type: 'none' }, registryStore: { existingSecret: 's', url: 'https://x' } } })).toEqual(['/cache/registryStore must NOT have additional properties']);
+  });
+
   it('refuses a cache volume type it does not know, and an existingClaim without a name', () => {
     expect(schemaCheck('registry-proxy', { ...merged('registry-proxy'), cache: { volume: { type: 'hostPath' } } })).toContain('/cache/volume/type must be equal to one of the allowed values');
     expect(schemaCheck('registry-proxy', { ...merged('registry-proxy'), cache: { volume: { type: 'existingClaim' } } })).toContain("/cache/volume must have required property 'existingClaim'");

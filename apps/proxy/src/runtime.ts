@@ -198,7 +198,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         userAgent: 'registry-proxy/0.1',
       }),
   );
-  const caches = await openCaches(config, clients, logger, config.state.redis ? state.store : undefined);
+  const caches = await openCaches(config, clients, logger, config.state.redis ? state.store : undefined, (c, key) => createCredentialProvider(c, key, resolveSecret));
   const router = new Router(
     config.upstreams.map((u, i) => ({
       prefix: u.prefix,

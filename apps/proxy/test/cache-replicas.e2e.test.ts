@@ -29,6 +29,7 @@ let relay: Server;
 const counts = new Map<string, number>();
 const replicas: Array<{ url: string; daemon: Daemon }> = [];
 let bearer = '';
+let otherBearer = '';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const fetches = (digest: string) => counts.get(`GET /v2/team/app/blobs/${digest}`) ?? 0;
@@ -42,8 +43,8 @@ async function freshBlob(size = 4 << 20): Promise<{ digest: string; data: Buffer
   return { digest, data };
 }
 
-async function pull(url: string, digest: string): Promise<{ status: number; digest: string }> {
-  const r = await fetch(`${url}/v2/team/app/blobs/${digest}`, { headers: { authorization: `Bearer ${bearer}` } });
+async function pull(url: string, digest: string, repo = 'team/app'): Promise<{ status: number; digest: string }> {
+  const r = await fetch(`${url}/v2/${repo}/blobs/${digest}`, { headers: { authorization: `Bearer ${repo === 'team/app' ? bearer : otherBearer}` } });
   return { status: r.status, digest: sha(Buffer.from(await r.arrayBuffer())) };
 }
 
@@ -104,6 +105,8 @@ beforeAll(async () => {
   }
   const t = await fetch(`${replicas[0]?.url}/token?service=registry-proxy&scope=repository:team/app:pull`, { headers: { authorization: `Basic ${Buffer.from('alice:alice-pw').toString('base64')}` } });
   bearer = ((await t.json()) as { token: string }).token;
+  const o = await fetch(`${replicas[0]?.url}/token?service=registry-proxy&scope=repository:team/other:pull`, { headers: { authorization: `Basic ${Buffer.from('alice:alice-pw').toString('base64')}` } });
+  otherBearer = ((await o.json()) as { token: string }).token;
 });
 afterAll(async () => {
   for (const r of replicas) await r.daemon.stop();
@@ -139,6 +142,18 @@ describe('two replicas, one redis, one cache volume', () => {
       { status: 200, digest: blob.digest },
     ]);
     // With in-process locks only, the second replica relays the blob itself: 2.
+    expect(fetches(blob.digest)).toBe(1);
+  });
+
+  it('a replica that waited for another replica\'s fill still checks its own repository: a digest filled through team/app is not served through team/other', async () => {
+    const [a, b] = pair();
+    const blob = await freshBlob(8 << 20);
+    const first = pull(a.url, blob.digest);
+    // The upstream has started sending to A, so A holds the fill lock; its paced body takes about 2 s more, and B waits for it.
+    await waitFor('A filling', async () => fetches(blob.digest) === 1, 10_000);
+    const [viaApp, viaOther] = await Promise.all([first, pull(b.url, blob.digest, 'team/other')]);
+    expect(viaApp).toEqual({ status: 200, digest: blob.digest });
+    expect(viaOther.status).toBe(404);
     expect(fetches(blob.digest)).toBe(1);
   });
 

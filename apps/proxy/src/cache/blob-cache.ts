@@ -30,11 +30,26 @@ export class BlobCache extends CacheBase {
     return true;
   }
 
-  /** Serves an object another replica filled while this request waited for it; undefined when it is not there. */
+  /**
+   * Serves an object another replica filled while this request waited for it; undefined when it
+   * is not there. The lock is per digest, and that replica may have filled it through another
+   * repository: this one must have it too (a link, or an upstream HEAD), as for any stored object.
+   */
   private async fromReplica(r: CacheRequest): Promise<CacheOutcome | undefined> {
     if (!this.core.lock.shared) return undefined;
     const obj = await this.safe(r, 'open', () => this.store.open(r.reference));
-    return obj ? this.serveObject(r, obj, 'application/octet-stream') : undefined;
+    if (!obj) return undefined;
+    const ok = await this.confirmed(r).catch(async (err: unknown) => {
+      await obj.handle.close();
+      throw err;
+    });
+    if (ok !== true) {
+      await obj.handle.close();
+      if (r.method === 'HEAD') return { served: false, response: ok };
+      await ok.body.dump();
+      return PASS;
+    }
+    return this.serveObject(r, obj, 'application/octet-stream');
   }
 
   private async blob(r: CacheRequest): Promise<CacheOutcome> {

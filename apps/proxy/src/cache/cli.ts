@@ -52,7 +52,8 @@ function storesOf(configFile: string, upstream?: string): Array<{ path: string; 
   const config = loadConfigFile(configFile);
   const byPath = new Map<string, { path: string; maxBytes: number; upstreams: string[] }>();
   for (const u of config.upstreams) {
-    if (!u.cache || (upstream !== undefined && u.name !== upstream)) continue;
+    // A registry store is managed on the store registry itself (docs/configuration.md).
+    if (!u.cache || u.cache.store.type !== 'filesystem' || (upstream !== undefined && u.name !== upstream)) continue;
     const s = byPath.get(u.cache.store.path) ?? { path: u.cache.store.path, maxBytes: u.cache.maxBytes, upstreams: [] };
     s.upstreams.push(u.name);
     byPath.set(s.path, s);

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+// The store's credentials are the upstreams' credential providers: one schema for both.
+import { upstreamCredentialsSchema } from '@registry-proxy/registry-core';
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, ki: 2 ** 10, kib: 2 ** 10, mi: 2 ** 20, mib: 2 ** 20, gi: 2 ** 30, gib: 2 ** 30, ti: 2 ** 40, tib: 2 ** 40 };
 
@@ -20,6 +22,17 @@ export const cacheConfig = z.strictObject({
   store: z.discriminatedUnion('type', [
     /** A directory, content-addressed; replicas may share it (files are written to a temporary name, then renamed). */
     z.strictObject({ type: z.literal('filesystem'), path: z.string().min(1) }),
+    /** Another OCI registry (e.g. distribution on S3/GCS/Azure): objects are blobs of `repository` there (./registry-store.ts). */
+    z.strictObject({
+      type: z.literal('registry'),
+      url: z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, '')),
+      repository: z.string().regex(/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/, 'a repository name such as registry-proxy/cache').default('registry-proxy/cache'),
+      credentials: upstreamCredentialsSchema.default({ type: 'anonymous' }),
+      /** Extra CA certificates (PEM) for an HTTPS store registry. */
+      ca: z.string().min(1).optional(),
+      /** Local directory for fills in progress (the upload starts once the object is verified). */
+      spoolDir: z.string().min(1).default('/tmp/registry-proxy-spool'),
+    }),
   ]),
   /** Size quota of the store; the least recently used objects go first (never one being read or filled). */
   maxBytes: byteSize,
