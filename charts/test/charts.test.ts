@@ -157,8 +157,22 @@ describe('kubelet-image-service objects (issue 13)', () => {
     for (const [name, container] of [['rp-kubelet-image-service', 'node-patcher'], ['rp-kubelet-image-service-revert', 'revert']] as const) {
       const pod = ds(name)['spec'].template.spec;
       const c = pod.initContainers.find((x: { name: string }) => x.name === container);
-      expect(hostMounts(pod, c).sort()).toEqual([...HOST_MOUNTS, '/run/dbus'].sort());
+      // The patcher also sees the image service's socket (image-service mode waits until it is served).
+      expect(hostMounts(pod, c).sort()).toEqual([...HOST_MOUNTS, '/run/dbus', ...(container === 'node-patcher' ? ['/run/registry-proxy'] : [])].sort());
     }
+  });
+
+  it('image-service mode: the patcher runs beside the image service (not before it) and stays', () => {
+    const docs2 = renderChart(join(charts, 'kubelet-image-service'), { mode: 'image-service' }, { Name: 'rp', Namespace: 'registry' }).map((d) => d.obj as Obj & Record<string, any>); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const pod = (docs2.find((d) => d.kind === 'DaemonSet' && d.metadata.name === 'rp-kubelet-image-service') as Obj & Record<string, any>)['spec'].template.spec; // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(pod.initContainers).toBeUndefined();
+    expect(pod.containers.map((c: { name: string }) => c.name)).toEqual(['image-service', 'node-patcher']);
+    const patcher = pod.containers[1];
+    expect(patcher.args).toEqual(expect.arrayContaining(['--mode', 'image-service', '--stay']));
+    expect(patcher.volumeMounts).toContainEqual({ name: 'socket-dir', mountPath: '/host/run/registry-proxy' });
+    // The image service's socket folder is the one the patcher checks.
+    expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'socket-dir', mountPath: '/run/registry-proxy' });
+    expect(validate(docs2)).toEqual(docs2.map((o) => `ok ${o.kind}/${o.metadata.name}`));
   });
 
   it('defect 7: a rolling update starts the new pod before the old one goes', () => {

@@ -201,9 +201,17 @@ http {
   // The same proxy with manifest coalescing off: what relaying every HEAD costs.
   const px2Port = await port();
   writeFileSync(join(dir, 'proxy2.yaml'), readFileSync(join(dir, 'proxy.yaml'), 'utf8').replace(`port: ${pxPort}`, `port: ${px2Port}`).replace(`url: "${reg}"}`, `url: "${reg}", coalesce: false}`));
-  const proxy2 = ONLY.has('head') ? start(process.execPath, [join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy2.yaml')], 'proxy2.log', proxyEnv) : null;
+  const proxy2 = ONLY.has('head') ? start(process.execPath, [...nodeArgs, join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy2.yaml')], 'proxy2.log', proxyEnv) : null;
   const px2 = `http://127.0.0.1:${px2Port}`;
   if (proxy2) await waitHttp(`${px2}/healthz`, (s) => s === 200);
+  // BENCH_BASELINE=<main.js of another build>: that build with coalesce: false beside this one, for
+  // an A/B of the per-request cost in one run (same machine, same load, same registry).
+  const baseMain = ONLY.has('head') ? process.env.BENCH_BASELINE : undefined;
+  const px4Port = await port();
+  if (baseMain) writeFileSync(join(dir, 'proxy4.yaml'), readFileSync(join(dir, 'proxy2.yaml'), 'utf8').replace(`port: ${px2Port}`, `port: ${px4Port}`));
+  const proxy4 = baseMain ? start(process.execPath, [...nodeArgs, baseMain, '--config', join(dir, 'proxy4.yaml')], 'proxy4.log', proxyEnv) : null;
+  const px4 = `http://127.0.0.1:${px4Port}`;
+  if (proxy4) await waitHttp(`${px4}/healthz`, (s) => s === 200);
   const coalescedSoFar = async () => Number(/^registry_proxy_coalesced_requests_total\{upstream="local"\} (\d+)/m.exec(await (await fetch(`${px}/metrics`)).text())?.[1] ?? 0);
   // Tokens live 5 minutes and a full run takes longer: each proxy phase gets a fresh one.
   const freshToken = async (scopes = ['repository:bench/big:pull'], base = px) => {
@@ -297,6 +305,7 @@ http {
     closed.proxy = await headsWithCpu(px, { authorization: `Bearer ${token}` }, proxy.pid);
     coalesced = (await coalescedSoFar()) - before;
     closed['proxy, coalesce: false'] = await headsWithCpu(px2, { authorization: `Bearer ${await freshToken(undefined, px2)}` }, proxy2.pid);
+    if (proxy4) closed['baseline build, coalesce: false'] = await headsWithCpu(px4, { authorization: `Bearer ${await freshToken(undefined, px4)}` }, proxy4.pid);
   }
   const RATE = Number(process.env.BENCH_RATE ?? 300);
   const PACED = Math.min(HEADS, 3000);
@@ -306,6 +315,7 @@ http {
         nginx: await heads(`http://127.0.0.1:${ngPort}`, {}, RATE, PACED),
         proxy: await heads(px, { authorization: `Bearer ${(token = await freshToken())}` }, RATE, PACED),
         'proxy, coalesce: false': await heads(px2, { authorization: `Bearer ${await freshToken(undefined, px2)}` }, RATE, PACED),
+        ...(proxy4 ? { 'baseline build, coalesce: false': await heads(px4, { authorization: `Bearer ${await freshToken(undefined, px4)}` }, RATE, PACED) } : {}),
       }
     : {};
 

@@ -1,21 +1,20 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { ProxyError } from '@registry-proxy/registry-core';
+import { ProxyError, upstreamCredentialsSchema } from '@registry-proxy/registry-core';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
-const secret = z.union([z.string().min(1), z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })]);
 const url = z.url({ protocol: /^https?$/ });
 
+/**
+ * Upstream credentials (registry-core's schema, shared with the proxy), plus node identities
+ * that only make sense on a node: instance identity documents for a registry-proxy whose
+ * `auth` accepts them (auth-iid, which registry-core cannot depend on).
+ */
 const provider = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('static'), username: z.string().min(1), password: secret }),
-  z.strictObject({ type: z.literal('docker-config'), path: z.string().min(1).optional(), cacheSeconds: z.number().int().min(0).default(300) }),
+  ...upstreamCredentialsSchema.options,
   z.strictObject({ type: z.literal('aws-iid'), imdsUrl: url.optional(), nonceFile: z.string().min(1).default('/var/lib/registry-proxy/iid-nonce') }),
   z.strictObject({ type: z.literal('gcp-iid'), audience: z.string().min(1), metadataUrl: url.optional() }),
   z.strictObject({ type: z.literal('azure-iid'), imdsUrl: url.optional(), nonceFile: z.string().min(1).default('/var/lib/registry-proxy/azure-iid-nonce') }),
-  z.strictObject({ type: z.literal('ecr'), region: z.string().min(1).optional(), endpoint: url.optional() }),
-  z.strictObject({ type: z.literal('gcp'), keyFile: z.string().min(1).optional(), metadataUrl: url.optional() }),
-  /** A Docker credential helper (`docker-credential-<helper> get`). */
-  z.strictObject({ type: z.literal('exec'), helper: z.string().regex(/^[A-Za-z0-9._-]+$/, 'the part after docker-credential-') }),
 ]);
 export type ProviderConfig = z.infer<typeof provider>;
 

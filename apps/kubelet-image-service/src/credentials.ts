@@ -1,32 +1,26 @@
 import { AwsIidProvider, AzureIidProvider, GcpIidProvider } from '@registry-proxy/auth-iid';
-import { CredentialHelperProvider, DockerConfigProvider, EcrProvider, GcpProvider, globToRegExp, parseReference, resolveSecret, staticProvider, type UpstreamCredentialProvider } from '@registry-proxy/registry-core';
+import { createCredentialProvider, globToRegExp, parseReference, type UpstreamCredentialProvider } from '@registry-proxy/registry-core';
 import type { AuthConfig, CredentialDecision } from '@registry-proxy/cri-image-service';
 import type { Config, ProviderConfig } from './config.js';
 
 export function providerFor(p: ProviderConfig, key: string): UpstreamCredentialProvider {
   switch (p.type) {
-    case 'static':
-      return staticProvider({ kind: 'basic', username: p.username, password: resolveSecret(p.password, `${key}.password`) });
-    case 'docker-config':
-      return new DockerConfigProvider({ ...(p.path ? { path: p.path } : {}), cacheSeconds: p.cacheSeconds });
-    case 'exec':
-      return new CredentialHelperProvider(p.helper);
     case 'aws-iid':
       return new AwsIidProvider({ ...(p.imdsUrl ? { imdsUrl: p.imdsUrl } : {}), nonceFile: p.nonceFile });
     case 'gcp-iid':
       return new GcpIidProvider({ audience: p.audience, ...(p.metadataUrl ? { metadataUrl: p.metadataUrl } : {}) });
     case 'azure-iid':
       return new AzureIidProvider({ ...(p.imdsUrl ? { imdsUrl: p.imdsUrl } : {}), nonceFile: p.nonceFile });
-    case 'ecr':
-      return new EcrProvider({ ...(p.region ? { region: p.region } : {}), ...(p.endpoint ? { endpoint: p.endpoint } : {}) });
-    case 'gcp':
-      return new GcpProvider({ ...(p.keyFile ? { keyFile: p.keyFile } : {}), ...(p.metadataUrl ? { metadataUrl: p.metadataUrl } : {}) });
+    default:
+      return createCredentialProvider(p, key);
   }
 }
 
 /** How long kubelet may keep credentials of each kind (credential provider responses). */
 export const CACHE_DURATION: Record<ProviderConfig['type'], string> = {
+  anonymous: '1h',
   static: '1h',
+  bearer: '1h',
   'docker-config': '5m',
   exec: '5m',
   'aws-iid': '1h',
@@ -35,6 +29,8 @@ export const CACHE_DURATION: Record<ProviderConfig['type'], string> = {
   'azure-iid': '5m',
   ecr: '6h',
   gcp: '50m',
+  // An ACR refresh token lives for hours (its JWT exp); an hour keeps kubelet well inside that.
+  acr: '1h',
 };
 
 export interface Rule {

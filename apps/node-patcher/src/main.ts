@@ -31,6 +31,13 @@ function runOptions(o: { root: string; dbus: string; healthz: string; healthTime
   };
 }
 
+/** A container that must not exit (a DaemonSet restarts it): wait for SIGTERM, then exit 0. */
+const stayUntilStopped = () =>
+  new Promise<void>((resolve) => {
+    const keep = setInterval(() => undefined, 1 << 30);
+    process.once('SIGTERM', () => (clearInterval(keep), resolve()));
+  });
+
 const collect = (v: string, prev: string[]) => [...prev, v];
 
 const program = new Command().name('node-patcher').description('Points kubelet at the registry-proxy image service, its credential provider, or containerd mirrors; safely and reversibly.');
@@ -45,6 +52,9 @@ common(program.command('patch'))
   .option('--provider-rules <path>', 'credential-provider: the plugin\'s credential rules, installed on the host and passed as --config')
   .option('--mirror <registry=url>', 'mirror: a registry and the proxy URL that mirrors it (repeat)', collect, [])
   .option('--mirror-probe <registry=repo:tag>', 'mirror: an image pulled anonymously through the mirror before patching (repeat)', collect, [])
+  .option('--socket-seen-at <path>', 'image-service: where this process sees the socket (default: --socket under --root)')
+  .option('--socket-wait <seconds>', 'image-service: how long to wait for the image service to serve its socket before writing anything', '120')
+  .option('--stay', 'after patching, keep running until stopped (the chart runs image-service mode as a container beside the image service)')
   .option('--config-dir <dir>', 'read mirrors.json ({registry: url}), mirror-probes.json ({registry: repo:tag}) and match-images.json ([patterns]) from here, as the chart mounts them')
   .action(async (o) => {
     if (o.configDir) {
@@ -55,13 +65,14 @@ common(program.command('patch'))
       if (existsSync(m)) for (const [k, v] of Object.entries(JSON.parse(readFileSync(m, 'utf8')) as Record<string, string>)) (o.mirror as string[]).push(`${k}=${v}`);
       if (existsSync(i)) (o.matchImage as string[]).push(...(JSON.parse(readFileSync(i, 'utf8')) as string[]));
     }
-    const run = { ...runOptions(o), mirrorProbes: Object.fromEntries((o.mirrorProbe as string[]).map((m) => m.split('=', 2) as [string, string])) };
+    const run = { ...runOptions(o), socketWaitMs: Number(o.socketWait) * 1000, ...(o.socketSeenAt ? { socketSeenAt: o.socketSeenAt as string } : {}), mirrorProbes: Object.fromEntries((o.mirrorProbe as string[]).map((m) => m.split('=', 2) as [string, string])) };
     let version: string | undefined = o.kubeletVersion;
     if (!version && o.mode === 'image-service' && run.node) version = await kubeletVersion(run.node.api, run.node.name);
     const mirrors = Object.fromEntries((o.mirror as string[]).map((m) => m.split('=', 2) as [string, string]));
     const opts: PatchOptions = { mode: o.mode as Mode, socket: o.socket, matchImages: o.matchImage, providerArgs: o.providerArg, mirrors, ...(o.providerBinary ? { providerBinary: o.providerBinary } : {}), ...(o.providerRules ? { providerRules: o.providerRules } : {}), ...(version ? { kubeletVersion: version } : {}) };
     const outcome = await runPatch(run, opts);
     process.exitCode = outcome === 'rolled-back' ? 3 : 0;
+    if (o.stay && outcome !== 'rolled-back') await stayUntilStopped();
   });
 
 common(program.command('revert'))

@@ -2,7 +2,9 @@ import type { CoreV1Api } from '@kubernetes/client-node';
 import { annotate } from './node.js';
 import { checkAnonymousPull, MirrorCheckError } from './mirror-check.js';
 import { isApplied, patch, plan, revert, type PatchState } from './patcher.js';
-import type { PatchOptions } from './plan.js';
+import { join } from 'node:path';
+import { DEFAULT_SOCKET, type PatchOptions } from './plan.js';
+import { waitServed } from './socket-check.js';
 import { reloadRestartAndWait } from './systemd.js';
 
 export interface RunOptions {
@@ -16,7 +18,14 @@ export interface RunOptions {
   readonly log: (msg: string, extra?: Record<string, unknown>) => void;
   /** mirror mode: registry -> `repo:tag` pulled anonymously through the mirror before patching. */
   readonly mirrorProbes?: Readonly<Record<string, string>>;
+  /** image-service: the socket as this process sees it (default: the socket under `root`). */
+  readonly socketSeenAt?: string;
+  /** image-service: how long to wait for the image service to serve its socket (default 120 s). */
+  readonly socketWaitMs?: number;
 }
+
+/** image-service mode: the image service does not serve its socket, so nothing was written. */
+export class SocketNotServedError extends Error {}
 
 const restart = (opts: RunOptions) =>
   reloadRestartAndWait({ busAddress: opts.busAddress, unit: 'kubelet.service', healthz: opts.healthz, timeoutMs: opts.healthTimeoutMs, ...(opts.healthIntervalMs ? { intervalMs: opts.healthIntervalMs } : {}), log: opts.log });
@@ -37,6 +46,17 @@ export async function runPatch(opts: RunOptions, patchOpts: PatchOptions): Promi
       await checkAnonymousPull(url, registry, probe);
       opts.log('anonymous pull through the mirror works', { registry, url, probe });
     }
+  }
+  if (patchOpts.mode === 'image-service' && !isApplied(opts.root, patchOpts)) {
+    plan(opts.root, patchOpts);
+    // Kubelet is pointed at the socket only once the image service serves it: otherwise the
+    // restart either finds no socket (the guard puts the runtime back, and the patch is undone
+    // before it ever counted) or a dead one (kubelet cannot start, and cannot pull the image
+    // service's own image either).
+    const seen = opts.socketSeenAt ?? join(opts.root, patchOpts.socket ?? DEFAULT_SOCKET);
+    const waitMs = opts.socketWaitMs ?? 120_000;
+    opts.log('waiting for the image service to serve its socket', { socket: seen, timeoutSeconds: waitMs / 1000 });
+    if (!(await waitServed(seen, waitMs))) throw new SocketNotServedError(`the image service does not serve ${seen} (waited ${waitMs / 1000} s); nothing was written, kubelet stays on its runtime`);
   }
   const result = patch(opts.root, patchOpts);
   if (result.rebased) opts.log('patched files were rewritten since the last patch (the provider at boot, or settings changed): re-applied over the new baseline', { rewritten: result.rebased.rewritten });

@@ -10,7 +10,7 @@ import { requireCommands } from '@registry-proxy/testing';
 import { ANNOTATION, kubeletVersion, nodeApi } from '../src/node.js';
 import { runPatch, runRevert } from '../src/run.js';
 import { hostTree, snapshot } from './fixtures.js';
-import { startApiServer, startBus, startHealthz, startRegistry, startSystemd } from './standins.js';
+import { serveHttp2, startApiServer, startBus, startHealthz, startRegistry, startSystemd } from './standins.js';
 
 jest.setTimeout(30_000);
 const stops: Array<() => unknown> = [];
@@ -39,6 +39,9 @@ async function setup(kubeletBreaksOnPatch: boolean, restartHangs = false) {
   stops.push(api.stop);
   const kc = new KubeConfig();
   kc.loadFromOptions({ clusters: [{ name: 'c', server: api.url, skipTLSVerify: true }], users: [{ name: 'u', token: 'sa-token' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+  // The image service's socket, served (HTTP/2, as gRPC is): image-service mode waits for it.
+  const served = await serveHttp2(join(root, 'run/registry-proxy/image-service.sock'));
+  stops.push(served.stop);
   const logs: string[] = [];
   const run = { root, busAddress: bus.address, healthz: health.url, healthTimeoutMs: 3000, healthIntervalMs: 100, restart: true, node: { api: nodeApi(kc), name: 'node-1' }, log: (m: string) => logs.push(m) };
   return { root, systemd, nodes, api, run, logs };

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import dbus from 'dbus-next';
 
 /** A real dbus-daemon on a private bus (a socket in a temporary folder). */
@@ -175,4 +176,12 @@ export async function startRegistry(o: { anonymous: boolean }): Promise<{ url: s
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return { url, requests, stop: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** An HTTP/2 server on a unix socket (gRPC is HTTP/2): what isServed() looks for. */
+export async function serveHttp2(path: string): Promise<{ stop(): Promise<void> }> {
+  mkdirSync(dirname(path), { recursive: true });
+  const server = createHttp2Server((_req, res) => res.end());
+  await new Promise<void>((r) => server.listen(path, r));
+  return { stop: () => new Promise<void>((r) => server.close(() => r())) };
 }

@@ -9,7 +9,7 @@ import { clientGone, fromHttpError, sendError } from './respond.js';
 import { registryHandler } from './routes/registry.js';
 import { tokenRouter } from './routes/token.js';
 import { loginRouter } from './login/routes.js';
-import { externalBase } from './routes/registry.js';
+import { externalBase } from './external-base.js';
 import type { Runtime } from './runtime.js';
 
 /** The proxy's HTTP application: /v2 API, token endpoint, JWKS, health and metrics. */
@@ -29,6 +29,8 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
     res.on('close', () => {
       const route = (res.locals['route'] as string | undefined) ?? 'other';
       metrics.requests.inc({ route, method: req.method, status: String(res.statusCode) });
+      // The line is built only when it will be written (this runs for every request).
+      if (!logger.isLevelEnabled('info')) return;
       logger.info(
         {
           req_id: id,
@@ -48,6 +50,12 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
     next();
   });
 
+  // The registry API comes first: nearly every request is /v2, and each layer Express walks
+  // past costs a path match per request (the hot path, docs/benchmarks.md). No layer below
+  // this one matches /v2, so the order changes nothing else. Express 5 hands a handler's
+  // rejected promise to the error middleware below; wrapping a handler in `void` would drop
+  // it and leave Node to exit on the unhandled rejection.
+  app.use('/v2', requireOneHost, registryHandler(runtime, metrics, logger));
   app.get('/healthz', (_req, res) => {
     res.type('text/plain').send('ok');
   });
@@ -63,12 +71,13 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
   };
   app.get('/jwks', jwks);
   app.get('/.well-known/jwks.json', jwks);
-  // Only /v2 authorizes before it reads a body; everywhere else a waiting client may send it.
+  // Only /v2 (handled above, where the 100 is sent once the request is authorized) reads no body
+  // before it authorizes; everywhere else a waiting client may send it.
   app.use((req: Request, res: Response, next: NextFunction) => {
     if (!/^\/v2(?:\/|$)/.test(req.path)) sendContinue(req, res);
     next();
   });
-  app.use(['/token', '/v2'], requireOneHost);
+  app.use('/token', requireOneHost);
   app.use('/token', tokenRouter(runtime, metrics, logger));
   const login = runtime.login;
   if (login) {
@@ -86,9 +95,6 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
       }),
     );
   }
-  // Express 5 hands a handler's rejected promise to the error middleware below; wrapping a
-  // handler in `void` would drop it and leave Node to exit on the unhandled rejection.
-  app.use('/v2', registryHandler(runtime, metrics, logger));
 
   app.use((req: Request, res: Response) => {
     sendError(req, res, new RegistryError('NAME_UNKNOWN', { status: 404, message: 'not found' }), req.method === 'HEAD');

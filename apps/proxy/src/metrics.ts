@@ -59,6 +59,12 @@ export class Metrics {
     labelNames: ['upstream', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly cacheLockFallbacks = new Counter({
+    name: 'registry_proxy_cache_lock_fallbacks_total',
+    help: 'Cache fill locks taken on this replica only because the shared state store (Redis) did not answer: replicas may each fetch such a blob',
+    labelNames: ['store'] as const,
+    registers: [this.registry],
+  });
   readonly cacheStoreBytes = new Gauge({
     name: 'registry_proxy_cache_store_bytes',
     help: 'Bytes held by a cache store, as this process counts them',

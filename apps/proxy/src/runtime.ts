@@ -4,10 +4,6 @@ import { OidcStrategy } from '@registry-proxy/auth-oidc';
 import { BcryptWorkers, StaticStrategy } from '@registry-proxy/auth-static';
 import {
   AccessRules,
-  AcrProvider,
-  DockerConfigProvider,
-  EcrProvider,
-  GcpProvider,
   KeySet,
   MemoryRevocations,
   ProxyError,
@@ -16,20 +12,18 @@ import {
   type TokenService,
   UpstreamClient,
   VerifierChain,
-  anonymousProvider,
+  createCredentialProvider,
   outboundProxyFromEnv,
-  staticProvider,
   type CredentialVerifier,
   type RevocationStore,
   type SecretRef,
   type StateStore,
-  type UpstreamCredentialProvider,
 } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import { ReloadingVerifier, secretFiles } from './auth-reload.js';
 import { RevocationsFile } from './revocations-file.js';
 import { readConfiguredFile, resolveSecret } from './config/load.js';
-import type { Config, UpstreamConfig } from './config/schema.js';
+import type { Config } from './config/schema.js';
 import { openCaches } from './cache/setup.js';
 import { Flights, type SharedResponse } from './coalesce.js';
 import { Router, normaliseRegistryHost } from './routing.js';
@@ -57,22 +51,6 @@ export interface Runtime {
   /** Rate-limit counters, replay records, revocations and locks: memory, or Redis when configured. */
   readonly state: SharedState;
   close(): Promise<void>;
-}
-
-function credentialsFor(u: UpstreamConfig, i: number): UpstreamCredentialProvider {
-  const c = u.credentials;
-  const key = `upstreams.${i}.credentials`;
-  if (c.type === 'static') return staticProvider({ kind: 'basic', username: c.username, password: resolveSecret(c.password, `${key}.password`) });
-  if (c.type === 'bearer') return staticProvider({ kind: 'bearer', token: resolveSecret(c.token, `${key}.token`) });
-  if (c.type === 'docker-config') return new DockerConfigProvider({ ...(c.path ? { path: c.path } : {}), cacheSeconds: c.cacheSeconds });
-  if (c.type === 'ecr') return new EcrProvider({ ...(c.region ? { region: c.region } : {}), ...(c.registryId ? { registryId: c.registryId } : {}), ...(c.endpoint ? { endpoint: c.endpoint } : {}) });
-  if (c.type === 'gcp') return new GcpProvider({ ...(c.keyFile ? { keyFile: c.keyFile } : {}), ...(c.metadataUrl ? { metadataUrl: c.metadataUrl } : {}) });
-  if (c.type === 'acr') {
-    const id = c.identity;
-    const identity = id.type === 'service-principal' ? { ...id, clientSecret: resolveSecret(id.clientSecret, `${key}.identity.clientSecret`) } : id;
-    return new AcrProvider({ identity, tenantId: c.tenantId, resource: c.resource, exchangeUrl: c.exchangeUrl, service: c.service });
-  }
-  return anonymousProvider;
 }
 
 type AuthConfig = Config['auth'][number];
@@ -209,7 +187,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       new UpstreamClient({
         name: u.name,
         url: u.url,
-        credentials: credentialsFor(u, i),
+        credentials: createCredentialProvider(u.credentials, `upstreams.${i}.credentials`, resolveSecret),
         followRedirects: u.redirects === 'follow',
         redirectHosts: u.redirectHosts,
         ...(outboundProxy ? { outboundProxy } : {}),
@@ -220,7 +198,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         userAgent: 'registry-proxy/0.1',
       }),
   );
-  const caches = await openCaches(config, clients, logger);
+  const caches = await openCaches(config, clients, logger, config.state.redis ? state.store : undefined);
   const router = new Router(
     config.upstreams.map((u, i) => ({
       prefix: u.prefix,

@@ -26,6 +26,7 @@ export * from './providers/docker-config.js';
 export * from './providers/ecr.js';
 export * from './providers/gcp.js';
 export * from './providers/acr.js';
+export * from './providers/config.js';
 export * from './secrets.js';
 export * from './state/store.js';
 export * from './state/memory.js';

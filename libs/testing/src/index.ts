@@ -11,3 +11,4 @@ export * from './oidc.js';
 export * from './cloud.js';
 export * from './azure.js';
 export * from './acr.js';
+export * from './credentials-config.js';

@@ -6,6 +6,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -51,15 +52,32 @@ export class Node {
     p.stdout?.on('data', (c: Buffer) => (this.log += c.toString()));
     p.stderr?.on('data', (c: Buffer) => (this.log += c.toString()));
     this.exited = new Promise((r) => p.once('exit', () => r()));
+    // nspawn forks twice: its first child lives only a moment, so the leader is the child whose
+    // command is systemd (taking the first child raced with it, and every later call failed).
     await waitFor('the container to start systemd', async () => {
-      const { stdout } = await exec('pgrep', ['-P', String(p.pid)]);
-      this.leader = Number(stdout.trim().split('\n')[0]);
+      this.leader = await this.findLeader(p.pid as number);
       return this.leader > 0;
     }, 20_000);
-    await waitFor('systemd to finish booting', async () => {
-      const r = await this.systemctl('is-system-running').catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
-      return /^(running|degraded)/.test(r.stdout);
-    }, 60_000);
+    let state = '';
+    try {
+      await waitFor('systemd to finish booting', async () => {
+        const r = await this.systemctl('is-system-running').catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+        state = r.stdout.trim();
+        return /^(running|degraded)/.test(state);
+      }, 60_000);
+    } catch (err) {
+      const jobs = await this.systemctl('list-jobs', '--no-pager').catch((e: Error) => ({ stdout: e.message }));
+      throw new Error(`${(err as Error).message} (is-system-running: ${state}; jobs: ${jobs.stdout}; console: ${this.log.slice(-2000)})`);
+    }
+  }
+
+  private async findLeader(nspawnPid: number): Promise<number> {
+    const { stdout } = await exec('pgrep', ['-P', String(nspawnPid)]).catch(() => ({ stdout: '' }));
+    for (const pid of stdout.trim().split('\n').filter(Boolean)) {
+      const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
+      if (comm.trim() === 'systemd') return Number(pid);
+    }
+    return 0;
   }
 
   /** systemctl inside the container (its own systemd, over its own bus). */
@@ -75,7 +93,8 @@ export class Node {
   /** A clean poweroff (SIGRTMIN+4 to systemd, as machinectl poweroff sends); waits for nspawn to exit. */
   async stop(): Promise<void> {
     if (!this.nspawn || this.nspawn.exitCode !== null) return;
-    await exec('kill', ['-s', 'SIGRTMIN+4', String(this.leader)]);
+    const leader = await this.findLeader(this.nspawn.pid as number);
+    if (leader > 0) await exec('kill', ['-s', 'SIGRTMIN+4', String(leader)]).catch(() => undefined);
     const done = await Promise.race([this.exited?.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 30_000))]);
     if (!done) {
       this.nspawn.kill('SIGKILL');

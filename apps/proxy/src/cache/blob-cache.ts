@@ -2,6 +2,7 @@ import type { UpstreamResponse } from '@registry-proxy/registry-core';
 import { RegistryError } from '@registry-proxy/registry-core';
 import { CacheBase, PASS, SERVED, clearHeaders, type CacheOutcome, type CacheRequest } from './cache-base.js';
 import { Fill, FillError } from './fill.js';
+import { awaitReplicaFill } from './replica-wait.js';
 import { parseRange, sendBytes, type Source } from './serve.js';
 
 /** A fill lock outlives a stuck fill by no more than this. */
@@ -27,6 +28,13 @@ export class BlobCache extends CacheBase {
     return true;
   }
 
+  /** Serves an object another replica filled while this request waited for it; undefined when it is not there. */
+  private async fromReplica(r: CacheRequest): Promise<CacheOutcome | undefined> {
+    if (!this.core.lock.shared) return undefined;
+    const obj = await this.safe(r, 'open', () => this.store.open(r.reference));
+    return obj ? this.serveObject(r, obj, 'application/octet-stream') : undefined;
+  }
+
   private async blob(r: CacheRequest): Promise<CacheOutcome> {
     const digest = r.reference;
     const obj = await this.safe(r, 'open', () => this.store.open(digest));
@@ -49,7 +57,7 @@ export class BlobCache extends CacheBase {
       if (obj) return this.serveObject(r, obj, 'application/octet-stream');
       return this.serveFill(r, fill as Fill);
     }
-    if (starting) return PASS; // that fill did not start: this request asks the upstream itself
+    if (starting) return (await this.fromReplica(r)) ?? PASS; // that fill did not start: this request asks the upstream itself
     if (r.method === 'HEAD') return PASS;
     if (Date.now() < this.core.bypassUntil) {
       this.count(r, 'bypass');
@@ -65,6 +73,10 @@ export class BlobCache extends CacheBase {
     });
     if (!started) {
       this.core.fills.delete(digest);
+      if (!lead.response) {
+        const replica = await this.fromReplica(r);
+        if (replica) return replica;
+      }
       return { served: false, ...(lead.response ? { response: lead.response } : {}) };
     }
     this.count(r, 'miss');
@@ -74,7 +86,13 @@ export class BlobCache extends CacheBase {
   /** Asks the upstream for a blob and starts copying it into the store; undefined (and the upstream's answer in `lead`) when it cannot be cached. */
   private async startFill(r: CacheRequest, lead: { response?: UpstreamResponse }): Promise<Fill | undefined> {
     const digest = r.reference;
-    const lease = await this.core.lock.tryAcquire(digest, FILL_LOCK_MS).catch(() => undefined);
+    let lease = await this.core.lock.tryAcquire(digest, FILL_LOCK_MS).catch(() => undefined);
+    if (!lease && this.core.lock.shared) {
+      // Another replica is filling the shared store: wait for it rather than fetch it again.
+      const w = await awaitReplicaFill(this.store, this.core.lock, digest, FILL_LOCK_MS);
+      if (w && 'stored' in w) return undefined; // blob() serves it from the store
+      lease = w?.lease;
+    }
     if (!lease) {
       this.count(r, 'bypass'); // another replica is filling it
       return undefined;

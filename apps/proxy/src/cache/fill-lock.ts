@@ -2,14 +2,16 @@
  * Who fills an object when several proxies share one store. Within a process, requests for an
  * object being filled join that fill (./fill.ts); the lock decides between processes. This
  * in-process lock is right for one replica, or replicas with a store each. Replicas sharing a
- * volume need one lock for all of them: the shared-state work backs this interface with Redis
- * (`SET key token NX PX ttl`, released by a compare-and-delete script), and nothing else here changes.
+ * volume need one lock for all of them: ./shared-fill-lock.ts backs this interface with the
+ * shared state store (Redis) when `state.redis` is configured.
  */
 export interface FillLease {
   release(): Promise<void>;
 }
 
 export interface FillLock {
+  /** True when a refused lock may be held by another replica sharing the store (./shared-fill-lock.ts): worth waiting for. */
+  readonly shared?: boolean;
   /**
    * Tries to become the one filler of `key` for at most `ttlMs`; resolves to a lease, or to
    * undefined when someone else is filling it (the caller then relays without caching).

@@ -1,4 +1,4 @@
-import { globToRegExp, isValidRepositoryName } from '@registry-proxy/registry-core';
+import { globToRegExp, isValidRepositoryName, upstreamCredentialsSchema } from '@registry-proxy/registry-core';
 import { z } from 'zod';
 import { cacheConfig } from '../cache/config.js';
 import { normaliseRegistryHost } from '../routing.js';
@@ -113,30 +113,6 @@ const iidAuth = z
   })
   .refine((a) => a.aws !== undefined || a.gcp !== undefined || a.azure !== undefined, 'configure at least one of aws, gcp, azure');
 
-const credentials = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('anonymous') }),
-  z.strictObject({ type: z.literal('static'), username: z.string().min(1), password: secret }),
-  z.strictObject({ type: z.literal('bearer'), token: secret }),
-  /** A Docker client config.json: credHelpers, credsStore, auths. */
-  z.strictObject({ type: z.literal('docker-config'), path: z.string().min(1).optional(), cacheSeconds: z.number().int().min(0).max(86_400).default(300) }),
-  /** Amazon ECR through GetAuthorizationToken (AWS SDK default credential chain). */
-  z.strictObject({ type: z.literal('ecr'), region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'an AWS region such as eu-west-1').optional(), registryId: z.string().regex(/^\d{12}$/, 'a 12-digit AWS account id').optional(), endpoint: httpUrl.optional() }),
-  /** Google Artifact Registry / GCR: an access token from the metadata server or a service-account key file. */
-  z.strictObject({ type: z.literal('gcp'), keyFile: z.string().min(1).optional(), metadataUrl: httpUrl.optional() }),
-  /** Azure Container Registry: an Entra ID token (managed identity or service principal) exchanged for an ACR refresh token. */
-  z.strictObject({
-    type: z.literal('acr'),
-    identity: z.discriminatedUnion('type', [
-      z.strictObject({ type: z.literal('managed-identity'), clientId: z.string().min(1).optional(), imdsUrl: httpUrl.optional() }),
-      z.strictObject({ type: z.literal('service-principal'), tenantId: z.string().min(1), clientId: z.string().min(1), clientSecret: secret, tokenUrl: httpUrl.optional() }),
-    ]),
-    tenantId: z.string().min(1).optional(),
-    resource: z.url().optional(),
-    exchangeUrl: httpUrl.optional(),
-    service: z.string().min(1).optional(),
-  }),
-]);
-
 const upstream = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and "-"'),
   /** Repositories of the proxy under this prefix go to this upstream; '' takes every name. */
@@ -152,7 +128,8 @@ const upstream = z.strictObject({
   mirrorOf: z.array(z.string().regex(/^[A-Za-z0-9.-]+(?::\d{1,5})?$/, 'a registry host name').transform((h) => h.toLowerCase())).default([]),
   /** Extra CA certificates (PEM) to trust for an HTTPS upstream. */
   ca: secret.optional(),
-  credentials: credentials.default({ type: 'anonymous' }),
+  /** Shared with the kubelet image service: registry-core's upstreamCredentialsSchema. */
+  credentials: upstreamCredentialsSchema.default({ type: 'anonymous' }),
   tokenRealms: z.array(httpUrl).default([]),
   redirects: z.enum(['follow', 'pass']).default('follow'),
   /**

@@ -1,9 +1,9 @@
 import type { Request, Response } from 'express';
-import { RegistryError, grants, isValidRepositoryName } from '@registry-proxy/registry-core';
+import { RegistryError, isValidRepositoryName } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import type { Route } from '../routing.js';
 import type { Runtime } from '../runtime.js';
-import { authenticate, challengeFor } from './registry.js';
+import { authorize } from '../authorize.js';
 
 const PAGE = 1000;
 const MAX_PAGES = 100;
@@ -52,10 +52,9 @@ function upstreamCatalog(route: Route): Promise<string[]> {
  */
 export async function serveCatalog(runtime: Runtime, req: Request, res: Response, query: URLSearchParams, logger: Logger): Promise<void> {
   const scope = 'registry:catalog:*';
-  const who = await authenticate(runtime, req, scope);
-  res.locals['subject'] = who.subject;
-  if (!grants(who.access, 'registry', 'catalog', '*') || !who.identity) throw challengeFor(runtime, req, scope, 'insufficient_scope');
+  const who = await authorize(runtime, req, scope, 'registry', 'catalog', '*');
   const identity = who.identity;
+  if (identity === undefined) throw new Error('authorize() let the catalog through without an identity'); // unreachable: narrows the type
   const rawN = query.get('n');
   if (rawN !== null && !/^\d{1,6}$/.test(rawN)) throw new RegistryError('PAGINATION_NUMBER_INVALID');
   const n = rawN === null ? PAGE : Math.min(Number(rawN), PAGE * 10);

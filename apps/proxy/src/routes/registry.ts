@@ -1,87 +1,34 @@
 import type { NextFunction, Request, Response } from 'express';
 import {
-  BodyTooLargeError,
   CredentialError,
-  InvalidTokenError,
   isValidDigest,
   isValidRepositoryName,
   RegistryError,
   UpstreamUnavailableError,
-  formatChallenge,
   grantsOn,
   parseApiPath,
-  type Endpoint,
   type HttpMethod,
-  type UpstreamResponse,
   type VerifiedAccess,
 } from '@registry-proxy/registry-core';
-import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
-import type { SharedResponse } from '../coalesce.js';
 import { Router, type Target } from '../routing.js';
 import { sendContinue } from '../expect.js';
 import { clientGone, sendError } from '../respond.js';
+import { authorize } from '../authorize.js';
+import { externalBase } from '../external-base.js';
 import { serveCatalog } from './catalog.js';
-import { relayTagList, rewriteLink } from './tags.js';
+import { MAX_MANIFEST_BYTES, relay, type Plan, type RepoEndpoint } from './relay.js';
 
-/** Response headers relayed from the upstream; everything else (cookies, hop-by-hop, server) stays behind. */
-const RELAYED = [
-  'content-type',
-  'content-length',
-  'docker-content-digest',
-  'docker-upload-uuid',
-  'range',
-  'etag',
-  'last-modified',
-  'content-range',
-  'accept-ranges',
-  'retry-after',
-  'cache-control',
-  'oci-subject',
-  'oci-filters-applied',
-];
-/** Request headers passed to the upstream. */
-const FORWARDED = ['accept', 'range', 'if-none-match', 'if-match', 'if-range', 'if-modified-since', 'content-type', 'content-range'];
-/** Registries refuse manifests above 4 MiB; the proxy reads them whole so they can be resent. */
-const MAX_MANIFEST_BYTES = 4 << 20;
+export { rewriteLocation } from './relay.js';
 
 /** A registry host as containerd names it in `ns` (host, optional port). */
 const REGISTRY_HOST = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::\d{1,5})?$/;
 
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 
-/** The proxy's own base URL as the client sees it: publicUrl, or the request's scheme and Host (X-Forwarded-* only from trusted proxies). */
-export function externalBase(runtime: Runtime, req: Request): string {
-  return runtime.config.publicUrl ?? `${req.protocol}://${req.host || 'localhost'}`;
-}
-
-export function challengeFor(runtime: Runtime, req: Request, scope: string | undefined, error?: string): RegistryError {
-  const value = formatChallenge('Bearer', { realm: `${externalBase(runtime, req)}/token`, service: runtime.config.service, scope, error });
-  return new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': value } });
-}
-
-/** Verifies the request's bearer token locally; resolves to its subject and access, or throws a 401 challenge. */
-export async function authenticate(runtime: Runtime, req: Request, scope: string | undefined): Promise<VerifiedAccess> {
-  const h = req.headers.authorization;
-  const m = h === undefined ? null : /^Bearer[ \t]+([A-Za-z0-9._~+/=-]+)[ \t]*$/i.exec(h);
-  if (!m) throw challengeFor(runtime, req, scope, h === undefined ? undefined : 'invalid_token');
-  let who: VerifiedAccess;
-  try {
-    who = await runtime.tokens.verifyAccessToken(m[1] as string);
-  } catch (err) {
-    if (err instanceof InvalidTokenError) throw challengeFor(runtime, req, scope, 'invalid_token');
-    throw err;
-  }
-  // A token granted by host-aware rules works only on the host it was issued for; while rules
-  // name hosts, a token bound to no host (minted before they did) works nowhere.
-  if (who.host === undefined ? runtime.rules.hostAware : who.host !== (req.host || '').toLowerCase().replace(/:\d+$/, '')) throw challengeFor(runtime, req, scope, 'invalid_token');
-  return who;
-}
-
 type Action = 'pull' | 'push' | 'delete';
-type RepoEndpoint = Exclude<Endpoint, { kind: 'base' } | { kind: 'catalog' }>;
 
 /** The action a request needs, or UNSUPPORTED for a method the endpoint does not have. */
 function actionFor(ep: RepoEndpoint, method: string): Action {
@@ -127,34 +74,6 @@ export function upstreamFailure(err: unknown): RegistryError | undefined {
   }
   if (err instanceof CredentialError) return new RegistryError('BAD_GATEWAY', { message: 'upstream credentials unavailable', cause: err });
   return undefined;
-}
-
-/**
- * Rewrites an upstream Location into the proxy's namespace: a URL on the upstream under the
- * repository's `/v2/<upstream name>/` becomes the same path under the client's name on the
- * proxy. Locations elsewhere (blob storage, a CDN) are passed on unchanged.
- */
-export function rewriteLocation(location: string, upstreamUrl: URL, upstreamName: string, clientName: string, base: string, ns?: string): string {
-  let u: URL;
-  try {
-    u = new URL(location, upstreamUrl);
-  } catch {
-    throw new RegistryError('BAD_GATEWAY', { message: 'upstream sent an invalid Location' });
-  }
-  const from = `/v2/${upstreamName}/`;
-  if (u.origin !== upstreamUrl.origin || !u.pathname.startsWith(from)) return u.href;
-  const q = new URLSearchParams(u.search);
-  if (ns !== undefined) q.set('ns', ns);
-  const search = q.toString();
-  return `${base}/v2/${clientName}/${u.pathname.slice(from.length)}${search ? `?${search}` : ''}`;
-}
-
-/** What the proxy sends upstream for one client request. */
-interface Plan {
-  readonly method: HttpMethod;
-  readonly path: string;
-  readonly scope: string;
-  readonly body?: Buffer | Readable;
 }
 
 /**
@@ -249,8 +168,7 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       res.locals['route'] = ep.kind;
       if (ep.kind === 'base') {
         if (req.method !== 'GET' && !head) throw new RegistryError('UNSUPPORTED');
-        const who = await authenticate(runtime, req, undefined);
-        res.locals['subject'] = who.subject;
+        await authorize(runtime, req, undefined);
         res.set(API_VERSION).type('application/json').send('{}');
         return;
       }
@@ -269,13 +187,15 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       // The scope names the registry of a mirror request, so the token is granted on its upstream.
       const scopeName = Router.scopeName(ep.name, ns);
       const scope = `repository:${scopeName}:${action === 'push' ? 'pull,push' : action}`;
-      const who = await authenticate(runtime, req, scope);
-      res.locals['subject'] = who.subject;
       const target = runtime.router.resolve(ep.name, { host: req.host, ns });
-      if (!target) throw new RegistryError('NAME_UNKNOWN', { message: ns === undefined ? 'no upstream serves this repository' : `no upstream mirrors ${ns}` });
+      // A name no upstream serves is told only to a caller with a valid token (a 404 before
+      // the 401 would let anyone probe the routes).
+      if (!target) {
+        await authorize(runtime, req, scope);
+        throw new RegistryError('NAME_UNKNOWN', { message: ns === undefined ? 'no upstream serves this repository' : `no upstream mirrors ${ns}` });
+      }
       res.locals['upstream'] = target.route.client.name;
-      // A grant is good only on the upstream it was made for (issue 11, defect 6).
-      if (!grantsOn(who.access, scopeName, target.route.client.name, action)) throw challengeFor(runtime, req, scope, 'insufficient_scope');
+      const who = await authorize(runtime, req, scope, 'repository', scopeName, action, target.route.client.name);
       // Authorized: only now may a client waiting on `Expect: 100-continue` send its body.
       sendContinue(req, res);
       await relay(req, res, ep, await plan(runtime, req, ep, action, target, who, query), target, externalBase(runtime, req), metrics, logger);
@@ -291,141 +211,4 @@ export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logg
       sendError(req, res, regErr, head);
     }
   };
-}
-
-const EMPTY = Buffer.alloc(0);
-
-/**
- * Fetches a manifest for every client of a flight (see ../coalesce.ts): the body is read whole
- * (registries cap manifests at 4 MiB); undefined when it is larger, and each client then fetches
- * its own. No client's AbortSignal is attached: the flight answers whoever is still waiting.
- */
-async function fetchShared(client: Target['route']['client'], p: Plan, headers: Record<string, string>, metrics: Metrics): Promise<SharedResponse | undefined> {
-  const started = process.hrtime.bigint();
-  const up = await client.request({ method: p.method, path: p.path, headers, scope: p.scope });
-  metrics.upstreamLatency.observe({ upstream: client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
-  const answer = (body: Buffer) => ({ statusCode: up.statusCode, headers: up.headers, url: up.url, body });
-  if (p.method === 'HEAD' || up.statusCode === 401) {
-    await up.body.dump();
-    return answer(EMPTY);
-  }
-  if (Number(up.headers['content-length']) > MAX_MANIFEST_BYTES) {
-    await up.body.dump();
-    return undefined;
-  }
-  try {
-    const body = await up.body.bytes(MAX_MANIFEST_BYTES);
-    metrics.upstreamBytes.inc({ upstream: client.name }, body.length);
-    return answer(body);
-  } catch (err) {
-    if (err instanceof BodyTooLargeError) return undefined;
-    throw new RegistryError('BAD_GATEWAY', { message: 'upstream registry failed while sending the manifest', cause: err });
-  }
-}
-
-/** Status line and headers of an upstream answer, in the proxy's namespace. */
-function relayHead(res: Response, ep: RepoEndpoint, target: Target, base: string, up: Pick<UpstreamResponse, 'statusCode' | 'headers' | 'url'>): void {
-  if (up.statusCode === 401) throw new RegistryError('BAD_GATEWAY', { message: "upstream registry refused the proxy's credentials" });
-  res.status(up.statusCode);
-  for (const h of RELAYED) {
-    const v = up.headers[h];
-    if (v !== undefined) res.setHeader(h, v);
-  }
-  const location = up.headers['location'];
-  if (typeof location === 'string') res.setHeader('Location', rewriteLocation(location, up.url, target.name, ep.name, base, target.ns));
-  if (target.ns !== undefined) res.setHeader('OCI-Namespace', target.ns);
-  res.set(API_VERSION);
-}
-
-async function relay(req: Request, res: Response, ep: RepoEndpoint, p: Plan, target: Target, base: string, metrics: Metrics, logger: Logger): Promise<void> {
-  const headers: Record<string, string> = {};
-  for (const h of FORWARDED) {
-    const v = req.headers[h];
-    if (typeof v === 'string') headers[h] = v;
-  }
-  const client = target.route.client;
-  let cached: UpstreamResponse | undefined;
-  const cache = target.route.cache;
-  if (cache !== undefined && (ep.kind === 'blob' || ep.kind === 'manifest') && (p.method === 'GET' || p.method === 'HEAD')) {
-    const extra: Record<string, string> = { ...API_VERSION, ...(target.ns !== undefined ? { 'OCI-Namespace': target.ns } : {}) };
-    const out = await cache.serve({ method: p.method, kind: ep.kind, repository: target.name, reference: ep.kind === 'blob' ? ep.digest : ep.reference, path: p.path, scope: p.scope, headers, extra, res, metrics, logger });
-    if (out.served) return;
-    cached = out.response;
-  }
-  const flights = target.route.flights;
-  if (cached === undefined && flights !== undefined && ep.kind === 'manifest' && (p.method === 'GET' || p.method === 'HEAD')) {
-    // Identical manifest requests share upstream requests; the client's own name and Host
-    // only shape the Location and namespace headers, which are written per client below.
-    const key = `${client.name} ${p.method} ${p.path}\n${FORWARDED.map((h) => headers[h] ?? '').join('\n')}`;
-    let mine = false;
-    const shared = await flights.run(key, () => {
-      mine = true;
-      return fetchShared(client, p, headers, metrics);
-    });
-    if (!mine) metrics.coalesced.inc({ upstream: client.name });
-    if (shared !== undefined) {
-      if (res.destroyed) return; // the client left while it waited
-      relayHead(res, ep, target, base, shared);
-      res.end(p.method === 'HEAD' ? undefined : shared.body);
-      return;
-    }
-  }
-  if (p.body !== undefined && !Buffer.isBuffer(p.body) && typeof req.headers['content-length'] === 'string') headers['content-length'] = req.headers['content-length'];
-  const abort = new AbortController();
-  const onClose = () => {
-    if (!res.writableFinished) abort.abort(new Error('client went away'));
-  };
-  res.once('close', onClose);
-  const started = process.hrtime.bigint();
-  let up: UpstreamResponse;
-  try {
-    up = cached ?? (await client.request({ method: p.method, path: p.path, headers, scope: p.scope, signal: abort.signal, ...(p.body !== undefined ? { body: p.body } : {}) }));
-  } finally {
-    // Past the response headers, a client that leaves is handled by destroying the body.
-    res.off('close', onClose);
-  }
-  if (cached === undefined) metrics.upstreamLatency.observe({ upstream: client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
-
-  if (up.statusCode === 401) await up.body.dump();
-  relayHead(res, ep, target, base, up);
-  if (ep.kind === 'tags' && up.statusCode === 200 && req.method === 'GET') {
-    const link = up.headers['link'];
-    if (typeof link === 'string') res.setHeader('Link', rewriteLink(link, target.name, ep.name));
-    await relayTagList(up.body, res, ep.name);
-    return;
-  }
-  if (req.method === 'HEAD' || (up.body.complete && up.body.readableLength === 0)) {
-    res.end();
-    await up.body.dump();
-    return;
-  }
-  const length = Number(up.headers['content-length']);
-  // The upstream's Content-Length is relayed only when it frames the body (the transport refuses
-  // a response that has it beside Transfer-Encoding): Node then holds the relay to it.
-  res.strictContentLength = true;
-  // A hand-written pipe: each chunk's memory goes back to the transport once the socket has
-  // it (stream.pipeline would also build and abort an AbortController per request).
-  const body = up.body;
-  const ok = await new Promise<boolean>((resolve) => {
-    body.once('error', (err) => {
-      // The upstream broke mid-body: the status line is gone already, so the connection is cut
-      // (the client sees a short body and retries).
-      logger.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, repository: ep.name, upstream: client.name }, 'upstream body failed mid-transfer');
-      res.destroy();
-    });
-    res.once('close', () => {
-      if (!res.writableFinished) body.destroy(); // the client went away
-      resolve(res.writableFinished);
-    });
-    if (body.destroyed) {
-      res.destroy(); // failed before we got to it
-      return;
-    }
-    res.on('drain', () => body.resume());
-    body.on('data', (chunk: Buffer) => {
-      if (!res.write(chunk, () => body.release(chunk))) body.pause();
-    });
-    body.once('end', () => res.end());
-  });
-  if (ok && Number.isFinite(length)) metrics.upstreamBytes.inc({ upstream: client.name }, length);
 }

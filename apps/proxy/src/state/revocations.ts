@@ -35,9 +35,9 @@ export class RevocableTokenService extends TokenService {
       if (err instanceof StateUnavailableError) throw new AuthBackendError('refresh-token revocations unavailable', { cause: err });
       throw err;
     }
-    // The signature verified, so the payload is ours; iat is whole seconds.
-    const iat = (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { iat?: unknown }).iat;
-    if (revokedAt !== undefined && (typeof iat !== 'number' || iat <= Number(revokedAt))) throw new InvalidTokenError('refresh token revoked');
+    // Read on every use, also when the signature check came from the verified-token cache, so a
+    // revocation takes effect at once. issuedAt is the token's iat (whole seconds; 0 when absent).
+    if (revokedAt !== undefined && verified.issuedAt <= Number(revokedAt)) throw new InvalidTokenError('refresh token revoked');
     return verified;
   }
 }

@@ -3,6 +3,8 @@ import { AuthBackendError, type AuthOutcome, type CredentialVerifier } from '../
 import { TokenEndpoint } from './endpoint.js';
 import { KeySet } from './keys.js';
 import { parseTokenRequest } from './request.js';
+import { RefreshCheck } from './revalidate.js';
+import { MemoryRevocations } from './revocations.js';
 import { TokenService } from './service.js';
 import { RegistryError } from '../errors.js';
 
@@ -90,6 +92,23 @@ describe('TokenEndpoint', () => {
     const bad = await ep.handle(post(`grant_type=refresh_token&refresh_token=${JSON.parse(r.body).access_token}`));
     expect(bad.status).toBe(401);
   });
+  it('refuses a refresh token at once when its subject is revoked, though its signature check is cached', async () => {
+    const { tokens } = await setup();
+    const revocations = new MemoryRevocations();
+    const refreshCheck = new RefreshCheck({ lookup: async () => ({ result: 'skip' }), revalidateAfter: 3600, revocations });
+    const rules = new AccessRules([{ groups: ['dev'], repository: ['team/**'], actions: ['pull'] }]);
+    const ep = new TokenEndpoint({ tokens, verifier, rules, basicRealm: 'svc', refreshCheck });
+    const login = JSON.parse((await ep.handle(post('grant_type=password&username=alice&password=pw&access_type=offline'))).body);
+    const grant = post(`grant_type=refresh_token&refresh_token=${login.refresh_token}&scope=repository:team/a:pull`);
+    expect((await ep.handle(grant)).status).toBe(200);
+    expect((await ep.handle(grant)).status).toBe(200);
+    await revocations.revoke('alice', Number.POSITIVE_INFINITY);
+    const refused = await ep.handle(grant);
+    expect([refused.status, refused.reason]).toEqual([401, 'refresh token revoked']);
+    await revocations.unrevoke('alice');
+    expect((await ep.handle(grant)).status).toBe(200);
+  });
+
   it('answers 401 with a Basic challenge for bad, unknown and empty credentials', async () => {
     const { ep } = await setup();
     for (const [u, p] of [['alice', 'nope'], ['nobody', 'x'], ['alice', '']] as const) {

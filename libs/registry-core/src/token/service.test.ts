@@ -89,6 +89,37 @@ describe('TokenService', () => {
     await expect(s.verifyAccessToken(bad)).rejects.toBeInstanceOf(InvalidTokenError);
   });
 
+  it('verifies a refresh token once, reuses the result until it expires, and never caches a failure', async () => {
+    class Counting extends TokenService {
+      calls = 0;
+      protected override async verify(token: string) {
+        this.calls++;
+        return super.verify(token);
+      }
+    }
+    const s = new Counting({ issuer: 'iss', service: 'svc', keys: await KeySet.ephemeral(), accessTokenTtl: 60, refreshTokenTtl: 60, algorithms: ['ES256'], clockTolerance: 0 });
+    const id = { subject: 'alice', method: 'htpasswd', groups: ['dev'], labels: { team: 'a' } };
+    const r = (await s.issueRefreshToken(id, new Date(Date.now() - 59_000))) as string;
+    const first = await s.verifyRefresh(r);
+    const second = await s.verifyRefresh(r);
+    expect(second).toEqual(first);
+    expect(first.identity).toEqual(id);
+    expect(s.calls).toBe(1);
+    // Shared between uses, so it cannot be changed by one of them.
+    expect(() => (first.identity.groups as string[]).push('admin')).toThrow(TypeError);
+    await new Promise((res) => setTimeout(res, 1100));
+    await expect(s.verifyRefresh(r)).rejects.toThrow('token expired');
+    expect(s.calls).toBe(2);
+    const live = (await s.issueRefreshToken(id)) as string;
+    const bad = `${live.slice(0, -4)}AAAA`;
+    await expect(s.verifyRefresh(bad)).rejects.toBeInstanceOf(InvalidTokenError);
+    await expect(s.verifyRefresh(bad)).rejects.toBeInstanceOf(InvalidTokenError);
+    expect(s.calls).toBe(4);
+    // An access token is not a refresh token, however often it is tried.
+    const a = await s.issueAccessToken('alice', access);
+    for (let i = 0; i < 2; i++) await expect(s.verifyRefresh(a.token)).rejects.toThrow(new InvalidTokenError('not a refresh token'));
+  });
+
   it('only accepts the configured algorithms', async () => {
     const keys = await KeySet.fromPem(pem('rsa'));
     const rsOnly = await service({}, keys);

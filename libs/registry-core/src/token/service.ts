@@ -1,8 +1,9 @@
-import { randomUUID, sign as cryptoSign } from 'node:crypto';
+import { createHash, randomUUID, sign as cryptoSign } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, type JWTHeaderParameters, type JWTPayload } from 'jose';
 import type { Identity } from '../identity.js';
 import type { Access } from '../scope.js';
 import type { KeySet, TokenAlgorithm } from './keys.js';
+import { VerifiedCache } from './verified-cache.js';
 
 /** Options of the token service; validated by whoever builds them (the proxy's config schema). */
 export interface TokenServiceOptions {
@@ -47,12 +48,21 @@ export class TokenService {
   /**
    * Access tokens already verified, until their `exp`: clients send one token with many
    * requests, and a signature check costs more than everything else the proxy does for a
-   * manifest HEAD. Only successes are kept; the map is bounded, oldest out first.
+   * manifest HEAD.
    */
-  private readonly verified = new Map<string, { result: VerifiedAccess; exp: number }>();
+  private readonly verified: VerifiedCache<VerifiedAccess>;
+  /**
+   * Refresh tokens already verified, keyed by their SHA-256 (a refresh token is a credential
+   * that lives for days; the heap keeps only its hash). `docker` sends the same refresh token
+   * for every pull, and verifying it was a third of the CPU of a refresh grant. Revocations and
+   * re-checks are not cached here: RevocableTokenService and RefreshCheck run them on every use.
+   */
+  private readonly verifiedRefresh: VerifiedCache<VerifiedRefresh>;
 
   constructor(private readonly opts: TokenServiceOptions) {
     if (opts.accessTokenTtl < 60) throw new RangeError('accessTokenTtl must be at least 60 seconds');
+    this.verified = new VerifiedCache(opts.clockTolerance, VERIFIED_CACHE_SIZE);
+    this.verifiedRefresh = new VerifiedCache(opts.clockTolerance, VERIFIED_CACHE_SIZE);
   }
 
   get service(): string {
@@ -102,7 +112,8 @@ export class TokenService {
     return this.sign({ token_use: REFRESH_USE, ...identityClaims(identity) }, identity.subject, ttl, now);
   }
 
-  private async verify(token: string): Promise<JWTPayload> {
+  /** Signature and registered claims; protected so tests can count how often it runs. */
+  protected async verify(token: string): Promise<JWTPayload> {
     const verifiers = this.opts.keys.verifiers;
     const keyFor = (header: JWTHeaderParameters) => {
       const k = header.kid === undefined ? undefined : verifiers.get(header.kid);
@@ -129,10 +140,7 @@ export class TokenService {
   /** Verifies an access token and returns its subject, granted access, and the identity when it carries one. */
   async verifyAccessToken(token: string): Promise<VerifiedAccess> {
     const hit = this.verified.get(token);
-    if (hit) {
-      if (hit.exp + this.opts.clockTolerance > Date.now() / 1000) return hit.result;
-      this.verified.delete(token);
-    }
+    if (hit) return hit;
     const p = await this.verify(token);
     if (p['token_use'] !== undefined) throw new InvalidTokenError('not an access token');
     const access = p['access'];
@@ -151,8 +159,7 @@ export class TokenService {
       ...(typeof p['host'] === 'string' ? { host: p['host'] } : {}),
       ...(typeof idn === 'object' && idn !== null ? { identity: identityFrom(p.sub as string, idn as Record<string, unknown>) } : {}),
     };
-    this.verified.set(token, { result, exp: p.exp as number });
-    if (this.verified.size > VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value as string);
+    this.verified.set(token, result, p.exp as number);
     return result;
   }
 
@@ -163,9 +170,18 @@ export class TokenService {
 
   /** Verifies a refresh token: the identity, when it was issued (the login, epoch seconds), and its id. */
   async verifyRefresh(token: string): Promise<VerifiedRefresh> {
+    const key = createHash('sha256').update(token).digest('base64');
+    const hit = this.verifiedRefresh.get(key);
+    if (hit) return hit;
     const p = await this.verify(token);
     if (p['token_use'] !== REFRESH_USE) throw new InvalidTokenError('not a refresh token');
-    return { identity: identityFrom(p.sub as string, p), issuedAt: typeof p.iat === 'number' ? p.iat : 0, id: typeof p.jti === 'string' ? p.jti : token };
+    const identity = identityFrom(p.sub as string, p);
+    // Shared by every later use of the token: frozen so no caller can change what the next one sees.
+    Object.freeze(identity.groups);
+    Object.freeze(identity.labels);
+    const result: VerifiedRefresh = Object.freeze({ identity: Object.freeze(identity), issuedAt: typeof p.iat === 'number' ? p.iat : 0, id: typeof p.jti === 'string' ? p.jti : key });
+    this.verifiedRefresh.set(key, result, p.exp as number);
+    return result;
   }
 }
 

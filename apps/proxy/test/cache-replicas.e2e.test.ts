@@ -1,0 +1,163 @@
+/**
+ * Two proxy processes (the built CLI, as a Deployment runs it) sharing one signing key, one real
+ * redis-server and one cache directory (a shared volume), in front of a real docker-registry.
+ * Between the proxies and the registry sits a counting relay (a plain HTTP pass-through written
+ * here, not a stand-in: every byte comes from docker-registry) so the test can count upstream
+ * blob fetches where they happen (answers 200 only: the 401 that starts the upstream's auth is
+ * not a fetch); it also slows blob bodies down (64 KiB per 15 ms), so that
+ * two pulls started together really overlap.
+ *
+ * Not covered here: the `registry` store (an OCI registry as the shared store) does not exist
+ * yet; see docs/configuration.md.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Pusher, freePort, requireCommands, startDaemon, startRedis, startRegistry, waitFor, type Daemon, type TestRedis, type TestRegistry } from '@registry-proxy/testing';
+import { stringify } from 'yaml';
+
+jest.setTimeout(120_000);
+const MAIN = join(__dirname, '../dist/main.js');
+const dir = mkdtempSync(join(tmpdir(), 'rp-cache-replicas-'));
+let redis: TestRedis;
+let reg: TestRegistry;
+let relay: Server;
+const counts = new Map<string, number>();
+const replicas: Array<{ url: string; daemon: Daemon }> = [];
+let bearer = '';
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const fetches = (digest: string) => counts.get(`GET /v2/team/app/blobs/${digest}`) ?? 0;
+const heads = (digest: string) => counts.get(`HEAD /v2/team/app/blobs/${digest}`) ?? 0;
+
+/** Pushes a fresh random blob of `size` bytes to team/app; returns its digest and bytes. */
+async function freshBlob(size = 4 << 20): Promise<{ digest: string; data: Buffer }> {
+  const data = randomBytes(size);
+  const digest = sha(data);
+  await new Pusher(reg.url, 'up', 'up-pw').blob('team/app', { digest, data });
+  return { digest, data };
+}
+
+async function pull(url: string, digest: string): Promise<{ status: number; digest: string }> {
+  const r = await fetch(`${url}/v2/team/app/blobs/${digest}`, { headers: { authorization: `Bearer ${bearer}` } });
+  return { status: r.status, digest: sha(Buffer.from(await r.arrayBuffer())) };
+}
+
+/** The counting relay: forwards every request to docker-registry, counts `METHOD path`, paces blob bodies. */
+function startRelay(target: string): Promise<string> {
+  const t = new URL(target);
+  relay = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0] as string;
+    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, async (ur) => {
+      // Only answers with the blob count: the 401 that starts the upstream's auth dance is not a fetch.
+      if (ur.statusCode === 200) counts.set(`${req.method} ${path}`, (counts.get(`${req.method} ${path}`) ?? 0) + 1);
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      const pace = /\/blobs\/sha256:/.test(path) && req.method === 'GET';
+      for await (const chunk of ur as AsyncIterable<Buffer>) {
+        for (let i = 0; i < chunk.length; i += 64 << 10) {
+          if (!res.write(chunk.subarray(i, i + (64 << 10)))) await new Promise((r) => res.once('drain', r));
+          if (pace) await new Promise((r) => setTimeout(r, 15));
+        }
+      }
+      res.end();
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  return new Promise((resolve) => relay.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(relay.address() as AddressInfo).port}`)));
+}
+
+beforeAll(async () => {
+  if (!existsSync(MAIN)) throw new Error('apps/proxy is not built: run `npm run build` (npm test does it first)');
+  await requireCommands('redis-server', 'docker-registry', 'htpasswd');
+  redis = await startRedis();
+  reg = await startRegistry({ up: 'up-pw' });
+  const upstream = await startRelay(reg.url);
+  const key = join(dir, 'signing.pem');
+  writeFileSync(key, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const htpasswd = join(dir, 'htpasswd');
+  writeFileSync(htpasswd, execFileSync('htpasswd', ['-nbB', 'alice', 'alice-pw']).toString().trim() + '\n');
+  const cache = join(dir, 'cache'); // the shared volume
+  for (const i of [0, 1]) {
+    const port = await freePort();
+    const file = join(dir, `proxy${i}.yaml`);
+    writeFileSync(
+      file,
+      stringify({
+        listen: { host: '127.0.0.1', port },
+        tokens: { signingKey: { file: key } },
+        state: { redis: { url: redis.url, commandTimeoutMs: 300 } },
+        auth: [{ type: 'static', htpasswd }],
+        rules: [{ account: 'alice', repository: 'team/**', actions: ['pull'] }],
+        upstreams: [{ name: 'local', url: upstream, attempts: 1, credentials: { type: 'static', username: 'up', password: 'up-pw' }, cache: { store: { type: 'filesystem', path: cache }, maxBytes: '1GiB' } }],
+        log: { level: 'info' },
+      }),
+    );
+    const daemon = startDaemon(process.execPath, [MAIN, '--config', file], join(dir, `proxy${i}.log`));
+    const url = `http://127.0.0.1:${port}`;
+    replicas.push({ url, daemon });
+    await waitFor(`replica ${i}`, async () => (await fetch(`${url}/v2/`)).status === 401);
+  }
+  const t = await fetch(`${replicas[0]?.url}/token?service=registry-proxy&scope=repository:team/app:pull`, { headers: { authorization: `Basic ${Buffer.from('alice:alice-pw').toString('base64')}` } });
+  bearer = ((await t.json()) as { token: string }).token;
+});
+afterAll(async () => {
+  for (const r of replicas) await r.daemon.stop();
+  await reg?.stop();
+  await redis?.destroy();
+  await new Promise((r) => relay?.close(r));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The two replicas started above. */
+function pair(): [{ url: string }, { url: string }] {
+  const [a, b] = replicas;
+  if (!a || !b) throw new Error('the replicas did not start');
+  return [a, b];
+}
+
+describe('two replicas, one redis, one cache volume', () => {
+  it('a blob filled through one replica is served from the cache by the other, without an upstream request', async () => {
+    const [a, b] = pair();
+    const blob = await freshBlob(1 << 20);
+    expect(await pull(a.url, blob.digest)).toEqual({ status: 200, digest: blob.digest });
+    expect([fetches(blob.digest), heads(blob.digest)]).toEqual([1, 0]);
+    expect(await pull(b.url, blob.digest)).toEqual({ status: 200, digest: blob.digest });
+    expect([fetches(blob.digest), heads(blob.digest)]).toEqual([1, 0]);
+  });
+
+  it('cold pulls of one blob through both replicas at once: exactly 1 upstream fetch', async () => {
+    const [a, b] = pair();
+    const blob = await freshBlob();
+    const both = await Promise.all([pull(a.url, blob.digest), pull(b.url, blob.digest)]);
+    expect(both).toEqual([
+      { status: 200, digest: blob.digest },
+      { status: 200, digest: blob.digest },
+    ]);
+    // With in-process locks only, the second replica relays the blob itself: 2.
+    expect(fetches(blob.digest)).toBe(1);
+  });
+
+  it('redis stopped: pulls through both replicas still work (locks fall back to each replica: at most one fetch each), counted in metrics', async () => {
+    const [a, b] = pair();
+    const blob = await freshBlob();
+    await redis.stop();
+    try {
+      const both = await Promise.all([pull(a.url, blob.digest), pull(b.url, blob.digest)]);
+      expect(both).toEqual([
+        { status: 200, digest: blob.digest },
+        { status: 200, digest: blob.digest },
+      ]);
+      expect(fetches(blob.digest)).toBeGreaterThanOrEqual(1);
+      expect(fetches(blob.digest)).toBeLessThanOrEqual(2);
+      const metrics = (await Promise.all([a.url, b.url].map(async (u) => (await fetch(`${u}/metrics`)).text()))).join('\n');
+      expect(metrics).toMatch(/registry_proxy_cache_lock_fallbacks_total\{store="[^"]+"\} [1-9]/);
+    } finally {
+      await redis.start();
+    }
+  });
+});
