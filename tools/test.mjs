@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The project's test command (`npm test`): build, lint, typecheck, the boundary check, then
+// The project's test command (`npm test`): build, lint, typecheck, formatting, the boundary check, then
 // every Jest suite (unit and end to end) in one run, closing with "N passed, N failed". The full
 // run fails too when the upstream wire files fall below 95% branch coverage.
 // The end-to-end suites need the Debian packages of tools/install-deps.sh.
@@ -19,6 +19,7 @@ const step = (name, cmd, args) => {
 };
 
 step('build, lint, typecheck', 'npx', ['nx', 'run-many', '-t', 'build', 'lint', 'typecheck', '--outputStyle=static']);
+step('formatting (prettier; `npm run format` fixes)', 'npx', ['prettier', '--check', '.']);
 step('module boundaries', process.execPath, ['tools/check-boundaries.mjs']);
 step('docs match the tree (lib APIs, README projects and suites)', process.execPath, ['tools/check-docs.mjs']);
 step('generated CRI code is current', process.execPath, ['tools/generate-cri.mjs', '--check']);

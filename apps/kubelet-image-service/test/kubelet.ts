@@ -23,7 +23,7 @@ export class KubeletImageClient {
     return this.call((cb) => this.client.imageFsInfo({}, cb));
   }
   async imageStatus(image: string): Promise<Image | undefined> {
-    return (await this.call<{ image?: Image }>((cb) => this.client.imageStatus({ image: spec(image), verbose: false }, cb))).image;
+    return (await this.call<{ image?: Image | undefined }>((cb) => this.client.imageStatus({ image: spec(image), verbose: false }, cb))).image;
   }
   async pullImage(image: string, auth?: Partial<AuthConfig>): Promise<string> {
     const a = auth ? { username: '', password: '', auth: '', serverAddress: '', identityToken: '', registryToken: '', ...auth } : undefined;

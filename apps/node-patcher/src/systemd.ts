@@ -13,6 +13,13 @@ export interface UnitRun {
   readonly activeEnterTimestamp: bigint;
 }
 
+/** Calls a D-Bus method of a proxy interface; a missing one is an error that names it (dbus-next indexes methods by name). */
+function invoke(iface: dbus.ClientInterface, method: string, ...args: unknown[]): Promise<unknown> {
+  const fn: unknown = iface[method];
+  if (typeof fn !== 'function') throw new Error(`D-Bus: no method ${method} on the interface`);
+  return (fn as (...a: unknown[]) => Promise<unknown>).apply(iface, args);
+}
+
 const sameRun = (a: UnitRun, b: UnitRun) => a.invocationId === b.invocationId && a.mainPid === b.mainPid && a.activeEnterTimestamp === b.activeEnterTimestamp;
 
 /** org.freedesktop.systemd1 on the system bus: the few calls the patcher needs. */
@@ -32,19 +39,19 @@ export class Systemd {
 
   /** `systemctl daemon-reload`: systemd reads unit files and drop-ins again (returns when done). */
   async reload(): Promise<void> {
-    await this.manager['Reload']();
+    await invoke(this.manager, 'Reload');
   }
 
   /** RestartUnit(unit, "replace"); returns the job path. */
   async restart(unit: string): Promise<string> {
-    return (await this.manager['RestartUnit'](unit, 'replace')) as string;
+    return (await invoke(this.manager, 'RestartUnit', unit, 'replace')) as string;
   }
 
   async run(unit: string): Promise<UnitRun> {
-    const path = (await this.manager['LoadUnit'](unit)) as string;
+    const path = (await invoke(this.manager, 'LoadUnit', unit)) as string;
     const obj = await this.bus.getProxyObject(SYSTEMD, path);
     const props = obj.getInterface('org.freedesktop.DBus.Properties');
-    const get = async (iface: string, name: string) => ((await props['Get'](iface, name)) as { value: unknown }).value;
+    const get = async (iface: string, name: string) => ((await invoke(props, 'Get', iface, name)) as { value: unknown }).value;
     const id = (await get(`${SYSTEMD}.Unit`, 'InvocationID')) as Buffer | number[];
     return {
       activeState: (await get(`${SYSTEMD}.Unit`, 'ActiveState')) as string,

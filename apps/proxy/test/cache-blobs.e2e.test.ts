@@ -160,7 +160,7 @@ describe('blobs through the cache', () => {
   it('never stores bytes that do not match the digest, and never hands them over whole', async () => {
     const data = randomBytes(1 << 20);
     const lie = Buffer.from(data);
-    lie[lie.length - 1] ^= 0xff;
+    lie.writeUInt8(lie.readUInt8(lie.length - 1) ^ 0xff, lie.length - 1);
     const d = up.add(data, ['a/liar'], { lie });
     const t = await token('alice', 'a/liar');
     const r = await get(`/v2/a/liar/blobs/${d}`, t);
@@ -217,7 +217,7 @@ describe('blobs through the cache', () => {
     expect((await get(`/v2/a/rot/blobs/${d}`, t)).body.equals(data)).toBe(true);
     expect((await get(`/v2/a/rot/blobs/${d}`, t)).body.equals(data)).toBe(true); // served, known good
     const bad = Buffer.from(data);
-    bad[12345] ^= 0x01;
+    bad.writeUInt8(bad.readUInt8(12345) ^ 0x01, 12345);
     writeFileSync(objectFile(d), bad); // same size, one bit flipped
     const r = await get(`/v2/a/rot/blobs/${d}`, t);
     expect([r.status, r.complete, r.body.equals(data)]).toEqual([200, true, true]);

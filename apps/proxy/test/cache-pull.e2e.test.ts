@@ -149,7 +149,7 @@ describe('skopeo through the pull-through cache', () => {
     expect((await copy('team/app:v2')).code).toBe(0);
     const file = join(store, 'blobs', 'sha256', layer.digest.slice(7, 9), layer.digest.slice(7));
     const bad = Buffer.from(readFileSync(file));
-    bad[bad.length >> 1] ^= 0x40;
+    bad.writeUInt8(bad.readUInt8(bad.length >> 1) ^ 0x40, bad.length >> 1);
     writeFileSync(file, bad);
     const corruptBefore = await metric('registry_proxy_cache_errors_total', { reason: 'corrupt' });
     const r = await copy('team/app:v2');

@@ -16,13 +16,13 @@ export interface AwsIidCredential {
 export interface AwsIidVerifierOptions {
   /** PEM certificates that sign instance identity documents: AWS's RSA-2048 certificate of each region you accept. */
   readonly certificates: readonly string[];
-  readonly accounts?: readonly string[];
-  readonly regions?: readonly string[];
-  readonly instanceIds?: readonly string[];
+  readonly accounts?: readonly string[] | undefined;
+  readonly regions?: readonly string[] | undefined;
+  readonly instanceIds?: readonly string[] | undefined;
   /** Where instance-to-nonce bindings live; share one (Redis) between replicas. Default: this process's memory. */
-  readonly store?: StateStore;
+  readonly store?: StateStore | undefined;
   /** How long a binding lives after the instance last signed in. Default 90 days. */
-  readonly bindingTtlSeconds?: number;
+  readonly bindingTtlSeconds?: number | undefined;
 }
 
 interface Doc {

@@ -18,13 +18,13 @@ export interface AzureIidVerifierOptions {
    * PEM intermediate certificates. IMDS embeds only the signing certificate; its issuer must be
    * here (the proxy does not fetch it from the certificate's AIA URL).
    */
-  readonly intermediates?: readonly string[];
+  readonly intermediates?: readonly string[] | undefined;
   /** DNS names the signer's certificate must carry in its SAN, a subdomain counting (Azure's docs: `*.metadata.azure.com`). Default `metadata.azure.com`. */
-  readonly signerNames?: readonly string[];
-  readonly subscriptions?: readonly string[];
-  readonly vmIds?: readonly string[];
-  readonly clockToleranceSeconds?: number;
-  readonly now?: () => number;
+  readonly signerNames?: readonly string[] | undefined;
+  readonly subscriptions?: readonly string[] | undefined;
+  readonly vmIds?: readonly string[] | undefined;
+  readonly clockToleranceSeconds?: number | undefined;
+  readonly now?: (() => number) | undefined;
 }
 
 /** The signed document's fields this verifier reads (Microsoft's "Attested data" reference). */

@@ -4,15 +4,15 @@ import { AuthBackendError, ProxyError, type AuthOutcome, type Identity } from '@
 export interface GcpIidVerifierOptions {
   /** The audience the nodes ask their metadata server for: this registry's URL. */
   readonly audience: string;
-  readonly projects?: readonly string[];
-  readonly zones?: readonly string[];
+  readonly projects?: readonly string[] | undefined;
+  readonly zones?: readonly string[] | undefined;
   /** Instance names or ids. */
-  readonly instances?: readonly string[];
+  readonly instances?: readonly string[] | undefined;
   /** Google's signing keys; default `https://www.googleapis.com/oauth2/v3/certs`. */
-  readonly jwksUrl?: string;
-  readonly issuers?: readonly string[];
-  readonly clockToleranceSeconds?: number;
-  readonly timeoutMs?: number;
+  readonly jwksUrl?: string | undefined;
+  readonly issuers?: readonly string[] | undefined;
+  readonly clockToleranceSeconds?: number | undefined;
+  readonly timeoutMs?: number | undefined;
 }
 
 interface ComputeEngine {

@@ -12,32 +12,32 @@ import { escapeDnValue, escapeFilterValue, fillTemplate } from './escape.js';
 export interface LdapStrategyOptions {
   readonly url: string;
   /** The service account for searches; without it, searches are anonymous. */
-  readonly bindDN?: string;
-  readonly bindCredentials?: string;
-  readonly searchBase?: string;
+  readonly bindDN?: string | undefined;
+  readonly bindCredentials?: string | undefined;
+  readonly searchBase?: string | undefined;
   /** With `{{username}}`, escaped per RFC 4515; default `(uid={{username}})`. */
-  readonly searchFilter?: string;
-  readonly searchScope?: 'base' | 'one' | 'sub';
+  readonly searchFilter?: string | undefined;
+  readonly searchScope?: 'base' | 'one' | 'sub' | undefined;
   /** Bind as this DN instead of searching; `{{username}}` is escaped per RFC 4514. */
-  readonly bindDnTemplate?: string;
-  readonly groupSearchBase?: string;
+  readonly bindDnTemplate?: string | undefined;
+  readonly groupSearchBase?: string | undefined;
   /** With `{{dn}}` (the user's DN) and `{{username}}`; default `(member={{dn}})`. */
-  readonly groupSearchFilter?: string;
-  readonly groupSearchScope?: 'base' | 'one' | 'sub';
+  readonly groupSearchFilter?: string | undefined;
+  readonly groupSearchScope?: 'base' | 'one' | 'sub' | undefined;
   /** The group entries' attribute that names the group; default `cn`. */
-  readonly groupNameAttribute?: string;
+  readonly groupNameAttribute?: string | undefined;
   /** The user entry's attribute that becomes the identity's subject; default `uid`. */
-  readonly usernameAttribute?: string;
-  readonly starttls?: boolean;
-  readonly tlsOptions?: ConnectionOptions;
+  readonly usernameAttribute?: string | undefined;
+  readonly starttls?: boolean | undefined;
+  readonly tlsOptions?: ConnectionOptions | undefined;
   /** Per operation; default 5000 ms. */
-  readonly timeout?: number;
-  readonly connectTimeout?: number;
+  readonly timeout?: number | undefined;
+  readonly connectTimeout?: number | undefined;
   /** Keep successful verifications this long (0: never). Keyed by an HMAC, so no password is kept. */
-  readonly cacheSeconds?: number;
+  readonly cacheSeconds?: number | undefined;
   /** Name in the identity's `method` and in logs; default `ldap`. */
-  readonly name?: string;
-  readonly realm?: string;
+  readonly name?: string | undefined;
+  readonly realm?: string | undefined;
 }
 
 const POOL = 4;

@@ -10,27 +10,27 @@ export interface OidcIssuerOptions {
   /** Accepted `aud` values; a token must name at least one. */
   readonly audiences: readonly string[];
   /** Accepted JWS algorithms; default RS256 and ES256. `none` and HMAC are never accepted. */
-  readonly algorithms?: readonly string[];
+  readonly algorithms?: readonly string[] | undefined;
   /** The claim that becomes the identity's subject; default `sub`, else `client_id`. */
-  readonly subjectClaim?: string;
+  readonly subjectClaim?: string | undefined;
   /** A claim with group names (an array or a string), e.g. `groups`. */
-  readonly groupsClaim?: string;
+  readonly groupsClaim?: string | undefined;
   /** Labels from claims: label name -> claim path (`repository_owner`, `kubernetes.io.namespace`). */
-  readonly labelClaims?: Readonly<Record<string, string>>;
+  readonly labelClaims?: Readonly<Record<string, string>> | undefined;
   /**
    * Basic usernames this issuer answers to. Empty (the default): any username, for JWTs whose
    * `iss` is this issuer. Opaque tokens are introspected only for these usernames.
    */
-  readonly usernames?: readonly string[];
+  readonly usernames?: readonly string[] | undefined;
   /**
    * RFC 7662 introspection for opaque access tokens, as this client of the issuer. An active
    * token must name one of `audiences` in `aud`, or (tokens without audience) have been issued
    * to one of `allowedClients`.
    */
-  readonly introspection?: { readonly clientId: string; readonly clientSecret: string; readonly allowedClients?: readonly string[] };
-  readonly clockToleranceSeconds?: number;
+  readonly introspection?: { readonly clientId: string; readonly clientSecret: string; readonly allowedClients?: readonly string[] | undefined } | undefined;
+  readonly clockToleranceSeconds?: number | undefined;
   /** Allow an `http:` issuer (tests, a cluster-internal issuer). */
-  readonly allowInsecure?: boolean;
+  readonly allowInsecure?: boolean | undefined;
 }
 
 export interface OidcStrategyOptions {
@@ -49,7 +49,7 @@ const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/; // an empty sign
 interface Issuer {
   readonly opts: OidcIssuerOptions;
   readonly algorithms: string[];
-  config?: Promise<oidc.Configuration>;
+  config?: Promise<oidc.Configuration> | undefined;
   jwks?: ReturnType<typeof createRemoteJWKSet>;
 }
 

@@ -3,23 +3,23 @@ import type { Identity } from './identity.js';
 /** One access rule: who (all given matchers must match), which repositories, which actions. */
 export interface AccessRule {
   /** Globs on the identity's subject; `anonymous` matches requests without credentials. */
-  readonly account?: readonly string[];
+  readonly account?: readonly string[] | undefined;
   /** The identity must be in at least one group matching one of these globs. */
-  readonly groups?: readonly string[];
+  readonly groups?: readonly string[] | undefined;
   /** Each label must be present with a value matching the glob. */
-  readonly labels?: Readonly<Record<string, string>>;
+  readonly labels?: Readonly<Record<string, string>> | undefined;
   /** Repository globs: `*` stays within one path segment, `**` crosses segments, `${account}` is the subject. */
   readonly repository: readonly string[];
   /**
    * Host globs (`gcr.example.com`, `*.example.com`): the rule applies only to requests for
    * these virtual hosts. Without it, the rule applies on every host.
    */
-  readonly hosts?: readonly string[];
+  readonly hosts?: readonly string[] | undefined;
   /**
    * Upstream name globs: the rule applies only to repositories that resolve to one of these
    * upstreams (by prefix, host or a mirror request's `ns`). Without it, to every upstream.
    */
-  readonly upstreams?: readonly string[];
+  readonly upstreams?: readonly string[] | undefined;
   /** Actions granted: `pull`, `push`, `delete`, or `*`. An empty list denies explicitly. */
   readonly actions: readonly string[];
 }

@@ -51,7 +51,7 @@ export class LoginError extends Error {}
  * the person's claims later.
  */
 export class LoginProvider {
-  private config?: Promise<oidc.Configuration>;
+  private config: Promise<oidc.Configuration> | undefined;
 
   constructor(private readonly opts: LoginProviderOptions) {}
 

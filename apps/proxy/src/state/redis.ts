@@ -36,7 +36,9 @@ export function redisConnection(url: string): { path: string } | { url: string }
 
 /** The ioredis client the store and the rate limiters share: fails fast instead of queueing. */
 export function createRedisClient(opts: RedisStateOptions, logger: Logger): Redis {
-  const options: RedisOptions = {
+  // `satisfies`, not a type annotation: ioredis's exported RedisOptions lets `replyMapping` be
+  // undefined, which its constructor's own parameter type refuses under exactOptionalPropertyTypes.
+  const options = {
     keyPrefix: opts.keyPrefix,
     commandTimeout: opts.commandTimeoutMs,
     // A command left unanswered that long also drops the connection: a frozen Redis then counts
@@ -49,7 +51,7 @@ export function createRedisClient(opts: RedisStateOptions, logger: Logger): Redi
     maxRetriesPerRequest: 0,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
     lazyConnect: true,
-  };
+  } satisfies RedisOptions;
   const conn = redisConnection(opts.url);
   const client = 'path' in conn ? new Redis({ ...options, path: conn.path }) : new Redis(conn.url, options);
   // ioredis reports every failed reconnect; one line per outage is enough, with no URL (it may hold a password).

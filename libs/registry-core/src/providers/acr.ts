@@ -6,20 +6,20 @@ import { Refreshing } from './refresh.js';
 /** Where the Entra ID (AAD) access token comes from. */
 export type AcrIdentity =
   /** The VM's or pod's managed identity, from IMDS; `clientId` picks a user-assigned one. */
-  | { readonly type: 'managed-identity'; readonly imdsUrl?: string; readonly clientId?: string }
+  | { readonly type: 'managed-identity'; readonly imdsUrl?: string | undefined; readonly clientId?: string | undefined }
   /** A service principal's client secret, at Entra ID's v2 token endpoint. */
-  | { readonly type: 'service-principal'; readonly tenantId: string; readonly clientId: string; readonly clientSecret: string; readonly tokenUrl?: string };
+  | { readonly type: 'service-principal'; readonly tenantId: string; readonly clientId: string; readonly clientSecret: string; readonly tokenUrl?: string | undefined };
 
 export interface AcrProviderOptions {
   readonly identity: AcrIdentity;
   /** The tenant named to the exchange; default the service principal's, or the access token's `tid`. */
-  readonly tenantId?: string;
+  readonly tenantId?: string | undefined;
   /** The audience of the Entra ID token; default Azure Resource Manager, which ACR accepts. */
-  readonly resource?: string;
+  readonly resource?: string | undefined;
   /** ACR's exchange endpoint; default `https://<registry>/oauth2/exchange`. */
-  readonly exchangeUrl?: string;
+  readonly exchangeUrl?: string | undefined;
   /** The registry's service name; default the registry host (ACR's login server). */
-  readonly service?: string;
+  readonly service?: string | undefined;
   /** A refused credential is fetched anew only when it is older than this. Default 30 s. */
   readonly minRefetchMs?: number;
   readonly timeoutMs?: number;

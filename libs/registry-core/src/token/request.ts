@@ -30,8 +30,8 @@ function scopesOf(values: string[]): Access[] {
 export function parseTokenRequest(input: {
   method: string;
   query: URLSearchParams;
-  form?: URLSearchParams;
-  authorization?: string;
+  form?: URLSearchParams | undefined;
+  authorization?: string | undefined;
 }): TokenRequest {
   if (input.method === 'POST') {
     const f = input.form ?? new URLSearchParams();
