@@ -11,7 +11,12 @@ const cases = [
   ['libs/registry-core/src/__boundary_check__.ts', "import { startProxy } from '@registry-proxy/proxy';\nexport const x = startProxy;\n", 'a lib importing an app'],
   ['libs/registry-core/src/__boundary_check2__.ts', "import { StaticStrategy } from '@registry-proxy/auth-static';\nexport const y = StaticStrategy;\n", 'a cycle between libs'],
   ['libs/auth-static/src/__boundary_check__.ts', "import { x } from '../../registry-core/src/reference.js';\nexport const z = x;\n", 'a deep relative import into another package'],
-  ['apps/proxy/src/__boundary_check__.ts', "import { freePort } from '@registry-proxy/testing';\nexport const t = freePort;\n", 'shipped code importing the test support library', /test support is for tests only/],
+  [
+    'apps/proxy/src/__boundary_check__.ts',
+    "import { freePort } from '@registry-proxy/testing';\nexport const t = freePort;\n",
+    'shipped code importing the test support library',
+    /test support is for tests only/,
+  ],
   ['libs/testing/src/__boundary_check__.ts', "import { createApp } from '@registry-proxy/proxy';\nexport const a = createApp;\n", 'the test library importing an app'],
 ];
 let failed = 0;

@@ -20,8 +20,14 @@ function indexExports(lib) {
   if (/^export \*/m.test(text)) problems.push(`libs/${lib}/src/index.ts: uses export *; list the public names`);
   const out = [];
   for (const m of text.matchAll(/^export (type )?\{([^}]*)\} from '([^']+)';$/gm)) {
-    for (const part of m[2].split(',').map((p) => p.trim()).filter(Boolean)) {
-      const name = part.replace(/^type\s+/, '').split(/\s+as\s+/).pop();
+    for (const part of m[2]
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
+      const name = part
+        .replace(/^type\s+/, '')
+        .split(/\s+as\s+/)
+        .pop();
       out.push({ name, type: Boolean(m[1]) || part.startsWith('type '), spec: m[3] });
     }
   }
@@ -37,7 +43,12 @@ function summary(lib, spec, name) {
     if (!names.includes(name)) continue;
     const doc = ts.getJSDocCommentsAndTags(st).find(ts.isJSDoc);
     const comment = typeof doc?.comment === 'string' ? doc.comment : (doc?.comment ?? []).map((c) => c.text).join('');
-    return comment.replace(/\s+/g, ' ').trim().split(/(?<=\.)\s/)[0] ?? '';
+    return (
+      comment
+        .replace(/\s+/g, ' ')
+        .trim()
+        .split(/(?<=\.)\s/)[0] ?? ''
+    );
   }
   return '';
 }
@@ -74,16 +85,21 @@ for (const lib of readdirSync(join(root, 'libs'))) {
 
 // The repository README: every project and test folder on disk is named in "Develop it".
 const develop = /\n## Develop it\n([\s\S]*?)(?=\n## |$)/.exec(readFileSync(join(root, 'README.md'), 'utf8'))?.[1] ?? '';
-const dirs = (d) => readdirSync(join(root, d), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${d}/${e.name}`);
+const dirs = (d) =>
+  readdirSync(join(root, d), { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => `${d}/${e.name}`);
 const projects = [...dirs('apps'), ...dirs('libs'), ...dirs('charts').filter((c) => existsSync(join(root, c, 'Chart.yaml')))];
 for (const p of projects) {
   const short = p.startsWith('charts/') ? p.slice('charts/'.length) : p;
   if (!develop.includes(short)) problems.push(`README.md "Develop it": does not mention ${p}`);
 }
-const suitesOnDisk = [...dirs('apps'), 'charts']
-  .map((d) => `${d}/test/`)
-  .filter((t) => existsSync(join(root, t)) && readdirSync(join(root, t)).some((f) => f.endsWith('.test.ts')));
-const suitesListed = /end-to-end\s+suites \(([^)]*)\)/.exec(develop)?.[1].match(/`([^`]+)`/g)?.map((s) => s.slice(1, -1)) ?? [];
+const suitesOnDisk = [...dirs('apps'), 'charts'].map((d) => `${d}/test/`).filter((t) => existsSync(join(root, t)) && readdirSync(join(root, t)).some((f) => f.endsWith('.test.ts')));
+const suitesListed =
+  /end-to-end\s+suites \(([^)]*)\)/
+    .exec(develop)?.[1]
+    .match(/`([^`]+)`/g)
+    ?.map((s) => s.slice(1, -1)) ?? [];
 for (const s of suitesOnDisk) if (!suitesListed.includes(s)) problems.push(`README.md "Develop it": the end-to-end suites list lacks ${s}`);
 for (const s of suitesListed) if (!suitesOnDisk.includes(s)) problems.push(`README.md "Develop it": lists the suite ${s}, which has no *.test.ts on disk`);
 

@@ -24,7 +24,10 @@ try {
   for (const [app, check] of Object.entries(apps)) {
     const dockerfile = readFileSync(join(root, 'apps', app, 'Dockerfile'), 'utf8');
     // The RUN line with its continuation lines (each ending in a backslash).
-    const run = /^RUN ((?:[^\n]*\\\n)*[^\n]*)$/m.exec(dockerfile)?.[1].replace(/\\\n/g, ' ').replace(/^npm ci --ignore-scripts && /, '');
+    const run = /^RUN ((?:[^\n]*\\\n)*[^\n]*)$/m
+      .exec(dockerfile)?.[1]
+      .replace(/\\\n/g, ' ')
+      .replace(/^npm ci --ignore-scripts && /, '');
     const tree = join(work, app);
     cpSync(src, tree, { recursive: true, verbatimSymlinks: true });
     const out = join(work, `${app}-out`);

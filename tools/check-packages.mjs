@@ -41,13 +41,22 @@ try {
   const app = join(work, 'consumer');
   mkdirSync(app);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'commonjs' }));
-  run('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs.map((t) => t.file), '@aws-sdk/client-ecr@3.1169.0', '@grpc/grpc-js@1.14.7', 'typescript@5.9.3', '@types/node@20.19.43'], app);
+  run(
+    'npm',
+    ['install', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs.map((t) => t.file), '@aws-sdk/client-ecr@3.1169.0', '@grpc/grpc-js@1.14.7', 'typescript@5.9.3', '@types/node@20.19.43'],
+    app,
+  );
   for (const t of tarballs) {
-    check(`${t.name}: import (ESM)`, () => run(process.execPath, ['--input-type=module', '-e', `import * as m from '${t.name}'; if (Object.keys(m).length === 0) throw new Error('no exports');`], app));
+    check(`${t.name}: import (ESM)`, () =>
+      run(process.execPath, ['--input-type=module', '-e', `import * as m from '${t.name}'; if (Object.keys(m).length === 0) throw new Error('no exports');`], app),
+    );
     check(`${t.name}: require (CommonJS)`, () => run(process.execPath, ['-e', `const m = require('${t.name}'); if (Object.keys(m).length === 0) throw new Error('no exports');`], app));
   }
   writeFileSync(join(app, 'check.ts'), tarballs.map((t, i) => `import * as m${i} from '${t.name}';\nexport const x${i}: object = m${i};\n`).join(''));
-  writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, skipLibCheck: false, types: ['node'] }, files: ['check.ts'] }));
+  writeFileSync(
+    join(app, 'tsconfig.json'),
+    JSON.stringify({ compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, skipLibCheck: false, types: ['node'] }, files: ['check.ts'] }),
+  );
   check('types: every package typechecks from a consumer (nodenext)', () => run(join(app, 'node_modules/.bin/tsc'), ['-p', '.'], app));
 } finally {
   rmSync(work, { recursive: true, force: true });

@@ -16,7 +16,10 @@ const work = mkdtempSync(join(tmpdir(), 'rp-gen-'));
 try {
   cpSync(join(lib, 'proto'), join(work, 'proto'), { recursive: true });
   cpSync(join(lib, 'buf.yaml'), join(work, 'buf.yaml'));
-  writeFileSync(join(work, 'buf.gen.yaml'), readFileSync(join(lib, 'buf.gen.yaml'), 'utf8').replace('../../node_modules/.bin/protoc-gen-ts_proto', join(root, 'node_modules/.bin/protoc-gen-ts_proto')));
+  writeFileSync(
+    join(work, 'buf.gen.yaml'),
+    readFileSync(join(lib, 'buf.gen.yaml'), 'utf8').replace('../../node_modules/.bin/protoc-gen-ts_proto', join(root, 'node_modules/.bin/protoc-gen-ts_proto')),
+  );
   execFileSync(join(root, 'node_modules/.bin/buf'), ['generate'], { cwd: work, stdio: 'inherit' });
   const files = (d) => readdirSync(d).flatMap((f) => (statSync(join(d, f)).isDirectory() ? files(join(d, f)) : [join(d, f)]));
   const fresh = new Map(files(join(work, 'src/gen')).map((f) => [relative(join(work, 'src/gen'), f), HEADER + readFileSync(f, 'utf8')]));

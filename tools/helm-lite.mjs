@@ -93,7 +93,8 @@ export function renderChart(chartDir, values, release = { Name: 'rel', Namespace
     if (word.startsWith('.')) return lookup(scope, word);
     throw new Error(`unsupported word ${word}`);
   };
-  const truthy = (v) => !(v === undefined || v === null || v === false || v === '' || v === 0 || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0));
+  const truthy = (v) =>
+    !(v === undefined || v === null || v === false || v === '' || v === 0 || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0));
   const evalCond = (c, scope) => {
     const w = c.match(/"[^"]*"|\S+/g);
     if (w[0] === 'not') return !truthy(value(w[1], scope));
@@ -105,7 +106,16 @@ export function renderChart(chartDir, values, release = { Name: 'rel', Namespace
   const evalExpr = (e, scope) => {
     const stages = e.split('|').map((s) => s.trim());
     const head = stages[0].match(/"[^"]*"|\S+/g);
-    let v = head[0] === 'include' ? renderNodes(defines[JSON.parse(head[1])] ?? (() => { throw new Error(`no define ${head[1]}`); })(), scope) : value(head[0], scope);
+    let v =
+      head[0] === 'include'
+        ? renderNodes(
+            defines[JSON.parse(head[1])] ??
+              (() => {
+                throw new Error(`no define ${head[1]}`);
+              })(),
+            scope,
+          )
+        : value(head[0], scope);
     for (const s of stages.slice(1)) {
       const [fn, arg] = s.match(/"[^"]*"|\S+/g);
       if (fn === 'quote') v = JSON.stringify(v === undefined || v === null ? '' : String(v));
@@ -113,7 +123,13 @@ export function renderChart(chartDir, values, release = { Name: 'rel', Namespace
       else if (fn === 'toJson') v = JSON.stringify(v);
       else if (fn === 'b64enc') v = Buffer.from(String(v)).toString('base64');
       else if (fn === 'default') v = truthy(v) ? v : value(arg, scope);
-      else if (fn === 'nindent' || fn === 'indent') v = (fn === 'nindent' ? '\n' : '') + String(v).split('\n').map((l) => ' '.repeat(Number(arg)) + l).join('\n');
+      else if (fn === 'nindent' || fn === 'indent')
+        v =
+          (fn === 'nindent' ? '\n' : '') +
+          String(v)
+            .split('\n')
+            .map((l) => ' '.repeat(Number(arg)) + l)
+            .join('\n');
       else throw new Error(`unsupported function ${fn}`);
     }
     if (v === undefined || v === null) return '';

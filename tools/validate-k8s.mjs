@@ -3,11 +3,13 @@
 // (ESM-only, so this runs as a native module). Reads a JSON array of objects on stdin; prints
 // one line per object ("ok <kind>/<name>" or "invalid <kind>/<name>: <why>"); exits 1 if any is
 // invalid or unknown.
-const input = JSON.parse(await new Promise((resolve) => {
-  let s = '';
-  process.stdin.on('data', (d) => (s += d));
-  process.stdin.on('end', () => resolve(s));
-}));
+const input = JSON.parse(
+  await new Promise((resolve) => {
+    let s = '';
+    process.stdin.on('data', (d) => (s += d));
+    process.stdin.on('end', () => resolve(s));
+  }),
+);
 let bad = 0;
 for (const obj of input) {
   const id = `${obj.kind}/${obj.metadata?.name}`;

@@ -35,7 +35,10 @@ const merged = (chart: string, file?: string) => {
 };
 
 describe.each(['registry-proxy', 'kubelet-image-service'])('chart %s', (chart) => {
-  it.each([['defaults', undefined], ['the example', 'values-example.yaml']])('%s: values match the schema, and every object is valid Kubernetes', (_n, file) => {
+  it.each([
+    ['defaults', undefined],
+    ['the example', 'values-example.yaml'],
+  ])('%s: values match the schema, and every object is valid Kubernetes', (_n, file) => {
     const values = merged(chart, file);
     expect(schemaCheck(chart, values)).toEqual([]);
     const docs = renderChart(join(charts, chart), file ? load(chart, file) : {}, { Name: 'rp', Namespace: 'registry' });
@@ -121,7 +124,7 @@ describe('registry-proxy objects', () => {
     expect(validate(objs.filter((o) => o.apiVersion !== 'monitoring.coreos.com/v1')).every((l) => l.startsWith('ok '))).toBe(true);
   });
 
-  it('mounts the registry cache store\'s password from an existing Secret, where the store credentials can name it as a file', () => {
+  it("mounts the registry cache store's password from an existing Secret, where the store credentials can name it as a file", () => {
     const values = { cache: { volume: { type: 'none' }, registryStore: { existingSecret: 'cache-store-creds', passwordKey: 'token' } } };
     expect(schemaCheck('registry-proxy', { ...merged('registry-proxy'), ...values })).toEqual([]);
     const objs = render(values);
@@ -131,7 +134,9 @@ describe('registry-proxy objects', () => {
     const objsValid = objs.filter((o) => o.apiVersion !== 'monitoring.coreos.com/v1');
     expect(validate(objsValid)).toEqual(objsValid.map((o) => `ok ${o.kind}/${o.metadata.name}`));
     expect(podOf(render({})).volumes.find((v) => v.name === 'cache-store')).toBeUndefined();
-    expect(schemaCheck('registry-proxy', { ...merged('registry-proxy'), cache: { volume: { type: 'none' }, registryStore: { existingSecret: 's', url: 'https://x' } } })).toEqual(['/cache/registryStore must NOT have additional properties']);
+    expect(schemaCheck('registry-proxy', { ...merged('registry-proxy'), cache: { volume: { type: 'none' }, registryStore: { existingSecret: 's', url: 'https://x' } } })).toEqual([
+      '/cache/registryStore must NOT have additional properties',
+    ]);
   });
 
   it('refuses a cache volume type it does not know, and an existingClaim without a name', () => {
@@ -167,7 +172,10 @@ describe('kubelet-image-service objects (issue 13)', () => {
     const under = (p: string, m: string) => p === m || p.startsWith(`${m}/`);
     expect(places.filter((p) => !HOST_MOUNTS.some((m) => under(p, m)))).toEqual([]);
     expect(HOST_MOUNTS.filter((m) => !places.some((p) => under(p, m)))).toEqual([]);
-    for (const [name, container] of [['rp-kubelet-image-service', 'node-patcher'], ['rp-kubelet-image-service-revert', 'revert']] as const) {
+    for (const [name, container] of [
+      ['rp-kubelet-image-service', 'node-patcher'],
+      ['rp-kubelet-image-service-revert', 'revert'],
+    ] as const) {
       const pod = ds(name)['spec'].template.spec;
       const c = pod.initContainers.find((x: { name: string }) => x.name === container);
       // The patcher also sees the image service's socket (image-service mode waits until it is served).

@@ -21,8 +21,7 @@ const stops = [];
 
 const rss = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 const spec = (image) => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '' });
-const pull = (client, image, auth) =>
-  new Promise((resolve, reject) => client.pullImage({ image: spec(image), ...(auth ? { auth } : {}) }, (e, r) => (e ? reject(e) : resolve(r.imageRef))));
+const pull = (client, image, auth) => new Promise((resolve, reject) => client.pullImage({ image: spec(image), ...(auth ? { auth } : {}) }, (e, r) => (e ? reject(e) : resolve(r.imageRef))));
 
 try {
   const registry = await T.startRegistry({ up: 'up-pw' });

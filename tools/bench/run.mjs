@@ -40,9 +40,7 @@ const dir = mkdtempSync(join(tmpdir(), 'rp-bench-'));
 const children = [];
 // The proxy runs with the environment its image sets (apps/proxy/Dockerfile's ENV), unless
 // BENCH_PROXY_ENV=none: then as a bare `node main.js`.
-const imageEnv = Object.fromEntries(
-  [...readFileSync(join(root, 'apps/proxy/Dockerfile'), 'utf8').matchAll(/^ENV (.+)$/gm)].flatMap((m) => m[1].split(/\s+/).map((kv) => kv.split('='))),
-);
+const imageEnv = Object.fromEntries([...readFileSync(join(root, 'apps/proxy/Dockerfile'), 'utf8').matchAll(/^ENV (.+)$/gm)].flatMap((m) => m[1].split(/\s+/).map((kv) => kv.split('='))));
 const proxyEnv = process.env.BENCH_PROXY_ENV === 'none' ? process.env : { ...process.env, ...imageEnv };
 
 const port = async () => {
@@ -78,7 +76,14 @@ const cpu = (pid) => {
   const [user, sys] = cpuSplit(pid);
   return user + sys;
 };
-const status = (pid, key) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(key)) ?? '')?.[1] ?? 0) / 1024;
+const status = (pid, key) =>
+  Number(
+    /(\d+) kB/.exec(
+      readFileSync(`/proc/${pid}/status`, 'utf8')
+        .split('\n')
+        .find((l) => l.startsWith(key)) ?? '',
+    )?.[1] ?? 0,
+  ) / 1024;
 const cleanup = async () => {
   for (const c of children) c.kill('SIGTERM');
   await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)));
@@ -115,7 +120,12 @@ try {
   const loc2 = new URL(up2.headers.get('location'), reg);
   loc2.searchParams.set('digest', cdigest);
   await fetch(loc2, { method: 'PUT', body: config });
-  const manifest = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cdigest, size: config.length }, layers: [] });
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cdigest, size: config.length },
+    layers: [],
+  });
   await fetch(`${reg}/v2/bench/big/manifests/v1`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest });
 
   // --- nginx, configured as an operator would put it in front of a registry
@@ -151,20 +161,37 @@ http {
   start('nginx', ['-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], 'nginx.log');
   await waitHttp(`http://127.0.0.1:${ngPort}/v2/`);
   const ngMaster = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8'));
-  const ngWorker = Number(execFileSync('pgrep', ['-P', String(ngMaster)]).toString().trim().split('\n')[0]);
+  const ngWorker = Number(
+    execFileSync('pgrep', ['-P', String(ngMaster)])
+      .toString()
+      .trim()
+      .split('\n')[0],
+  );
 
   // --- a second registry with `auth: token`, and its token realm in this process (as Docker
   // Hub, GHCR and Quay work): for the upstream token timings
   const { SignJWT, importPKCS8 } = await import('jose');
   const { X509Certificate, randomUUID } = await import('node:crypto');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'realm.key', '-out', 'realm.crt', '-days', '2', '-subj', '/CN=bench realm'], { cwd: dir, stdio: 'ignore' });
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'realm.key', '-out', 'realm.crt', '-days', '2', '-subj', '/CN=bench realm'], {
+    cwd: dir,
+    stdio: 'ignore',
+  });
   const realmKey = await importPKCS8(readFileSync(join(dir, 'realm.key'), 'utf8'), 'ES256');
   const x5c = [new X509Certificate(readFileSync(join(dir, 'realm.crt'))).raw.toString('base64')];
   const realmServer = http.createServer(async (req, res) => {
     const scopes = new URL(req.url, 'http://x').searchParams.getAll('scope');
     const access = scopes.map((sc) => ({ type: sc.split(':')[0], name: sc.split(':')[1], actions: (sc.split(':')[2] ?? '').split(',') }));
     const now = Math.floor(Date.now() / 1000);
-    const token = await new SignJWT({ access }).setProtectedHeader({ alg: 'ES256', x5c }).setIssuer('bench-realm').setAudience('bench-registry').setSubject('bot').setIssuedAt(now).setNotBefore(now - 5).setExpirationTime(now + 600).setJti(randomUUID()).sign(realmKey);
+    const token = await new SignJWT({ access })
+      .setProtectedHeader({ alg: 'ES256', x5c })
+      .setIssuer('bench-realm')
+      .setAudience('bench-registry')
+      .setSubject('bot')
+      .setIssuedAt(now)
+      .setNotBefore(now - 5)
+      .setExpirationTime(now + 600)
+      .setJti(randomUUID())
+      .sign(realmKey);
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, expires_in: 600 }));
   });
   await new Promise((r) => realmServer.listen(0, '127.0.0.1', r));
@@ -235,11 +262,13 @@ http {
   };
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const results = {};
-  for (const [name, base, extra, pid] of !ONLY.has('blob') ? [] : [
-    ['direct', reg, [], null],
-    ['nginx', `http://127.0.0.1:${ngPort}`, [], ngWorker],
-    ['proxy', px, auth(), proxy.pid],
-  ]) {
+  for (const [name, base, extra, pid] of !ONLY.has('blob')
+    ? []
+    : [
+        ['direct', reg, [], null],
+        ['nginx', `http://127.0.0.1:${ngPort}`, [], ngWorker],
+        ['proxy', px, auth(), proxy.pid],
+      ]) {
     pull(base, extra, pid); // warm up caches and connections
     const runs = Array.from({ length: RUNS }, () => pull(base, extra, pid));
     if (process.env.BENCH_VERBOSE) console.log(name, runs.map((r) => `${r.mibs.toFixed(0)} MiB/s ${r.cpuPerGiB.toFixed(2)} s/GiB`).join(', '));
@@ -257,10 +286,13 @@ http {
     const one = () =>
       new Promise((resolve, reject) => {
         const t0 = process.hrtime.bigint();
-        const req = http.request({ hostname, port: p, agent, method: 'HEAD', path: '/v2/bench/big/manifests/v1', headers: { accept: 'application/vnd.oci.image.manifest.v1+json', ...headers } }, (res) => {
-          res.resume();
-          res.on('end', () => (res.statusCode === 200 ? resolve(Number(process.hrtime.bigint() - t0) / 1e6) : reject(new Error(`HEAD ${res.statusCode}`))));
-        });
+        const req = http.request(
+          { hostname, port: p, agent, method: 'HEAD', path: '/v2/bench/big/manifests/v1', headers: { accept: 'application/vnd.oci.image.manifest.v1+json', ...headers } },
+          (res) => {
+            res.resume();
+            res.on('end', () => (res.statusCode === 200 ? resolve(Number(process.hrtime.bigint() - t0) / 1e6) : reject(new Error(`HEAD ${res.statusCode}`))));
+          },
+        );
         req.on('error', reject);
         req.end();
       });
@@ -350,10 +382,32 @@ http {
     const before = pid ? cpu(pid) : 0;
     const beforeSplit = pid ? cpuSplit(pid) : [0, 0, 0];
     const t0 = process.hrtime.bigint();
-    const code = execFileSync('curl', ['-sf', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', 'Content-Type: application/octet-stream', ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), '-T', blobFile, l.href]).toString();
+    const code = execFileSync('curl', [
+      '-sf',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '-X',
+      'PUT',
+      '-H',
+      'Content-Type: application/octet-stream',
+      ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]),
+      '-T',
+      blobFile,
+      l.href,
+    ]).toString();
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
     if (code !== '201') throw new Error(`push: ${code}`);
-    if (process.env.BENCH_VERBOSE && pid) console.log('  push', base, 'user/sys s, minor faults', cpuSplit(pid).map((x, i) => (x - beforeSplit[i]).toFixed(i < 2 ? 2 : 0)).join('/'));
+    if (process.env.BENCH_VERBOSE && pid)
+      console.log(
+        '  push',
+        base,
+        'user/sys s, minor faults',
+        cpuSplit(pid)
+          .map((x, i) => (x - beforeSplit[i]).toFixed(i < 2 ? 2 : 0))
+          .join('/'),
+      );
     return { mibs: BLOB_MIB / secs, cpuPerGiB: pid ? ((cpu(pid) - before) * 1024) / BLOB_MIB : NaN };
   };
   const pushes = {};
@@ -404,7 +458,9 @@ http {
     const px3Port = await port();
     writeFileSync(
       join(dir, 'proxy3.yaml'),
-      readFileSync(join(dir, 'proxy.yaml'), 'utf8').replace(`port: ${pxPort}`, `port: ${px3Port}`).replace(`url: "${reg}"}`, `url: "${reg}", cache: {store: {type: filesystem, path: "${store}"}, maxBytes: 64GiB}}`),
+      readFileSync(join(dir, 'proxy.yaml'), 'utf8')
+        .replace(`port: ${pxPort}`, `port: ${px3Port}`)
+        .replace(`url: "${reg}"}`, `url: "${reg}", cache: {store: {type: filesystem, path: "${store}"}, maxBytes: 64GiB}}`),
     );
     const proxy3 = start(process.execPath, [join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy3.yaml')], 'proxy3.log', proxyEnv);
     const px3 = `http://127.0.0.1:${px3Port}`;
@@ -433,7 +489,12 @@ http {
     if (process.env.BENCH_CACHE_BASELINE) {
       const bStore = join(dir, 'cache-base');
       const bPort = await port();
-      writeFileSync(join(dir, 'proxy4.yaml'), readFileSync(join(dir, 'proxy3.yaml'), 'utf8').replace(/port: \d+\}/, `port: ${bPort}}`).replaceAll(store, bStore));
+      writeFileSync(
+        join(dir, 'proxy4.yaml'),
+        readFileSync(join(dir, 'proxy3.yaml'), 'utf8')
+          .replace(/port: \d+\}/, `port: ${bPort}}`)
+          .replaceAll(store, bStore),
+      );
       const proxy4 = start(process.execPath, [process.env.BENCH_CACHE_BASELINE, '--config', join(dir, 'proxy4.yaml')], 'proxy4.log', proxyEnv);
       const px4 = `http://127.0.0.1:${bPort}`;
       await waitHttp(`${px4}/healthz`, (st) => st === 200);
@@ -486,7 +547,15 @@ http {
 
   const f = (n, d = 0) => n.toFixed(d).padStart(9);
   console.log(`\nregistry-proxy pull benchmark (${BLOB_MIB} MiB blob, median of ${RUNS} runs; ${new Date().toISOString()})`);
-  console.log(`  proxy environment: ${process.env.BENCH_PROXY_ENV === 'none' ? 'bare node (BENCH_PROXY_ENV=none)' : Object.entries(imageEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  console.log(
+    `  proxy environment: ${
+      process.env.BENCH_PROXY_ENV === 'none'
+        ? 'bare node (BENCH_PROXY_ENV=none)'
+        : Object.entries(imageEnv)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')
+    }`,
+  );
   if (results.direct) console.log(`\n  large blob         ${'MiB/s'.padStart(9)} ${'CPU s/GiB'.padStart(9)}   (CPU of the relaying process)`);
   for (const [name, r] of Object.entries(results)) console.log(`  ${name.padEnd(18)} ${f(r.mibs)} ${Number.isNaN(r.cpu) ? '        -' : f(r.cpu, 2)}`);
   if (results.proxy) console.log(`  proxy / nginx CPU per GiB: ${(results.proxy.cpu / results.nginx.cpu).toFixed(2)}x (target <= 2.5x)`);
@@ -494,12 +563,16 @@ http {
     const d = closed.direct.p50;
     console.log(`\n  manifest HEAD, 50 clients in a closed loop, ${HEADS} requests   p50 ms    p99 ms  CPU us/HEAD`);
     for (const [name, h] of Object.entries(closed)) console.log(`  ${name.padEnd(48)}${f(h.p50, 2)} ${f(h.p99, 2)} ${Number.isNaN(h.cpu) ? '          -' : f(h.cpu).padStart(11)}`);
-    console.log(`  added at p50: proxy ${(closed.proxy.p50 - d).toFixed(2)} ms (target <= 2 ms); proxy with coalesce: false ${(closed['proxy, coalesce: false'].p50 - d).toFixed(2)} ms; nginx ${(closed.nginx.p50 - d).toFixed(2)} ms`);
+    console.log(
+      `  added at p50: proxy ${(closed.proxy.p50 - d).toFixed(2)} ms (target <= 2 ms); proxy with coalesce: false ${(closed['proxy, coalesce: false'].p50 - d).toFixed(2)} ms; nginx ${(closed.nginx.p50 - d).toFixed(2)} ms`,
+    );
     console.log(`  coalescing: ${coalesced} of the proxy's ${2 * HEADS} HEADs were answered by an upstream request another HEAD had started`);
     console.log(`  (50 clients in a closed loop saturate the registry on these 2 cores, so each hop's CPU becomes queueing)`);
     console.log(`\n  manifest HEAD, 50 clients paced to ${RATE}/s, ${PACED} requests   p50 ms    p99 ms`);
     for (const [name, h] of Object.entries(paced)) console.log(`  ${name.padEnd(48)}${f(h.p50, 2)} ${f(h.p99, 2)}`);
-    console.log(`  added at p50: proxy ${(paced.proxy.p50 - paced.direct.p50).toFixed(2)} ms; with coalesce: false ${(paced['proxy, coalesce: false'].p50 - paced.direct.p50).toFixed(2)} ms; nginx ${(paced.nginx.p50 - paced.direct.p50).toFixed(2)} ms`);
+    console.log(
+      `  added at p50: proxy ${(paced.proxy.p50 - paced.direct.p50).toFixed(2)} ms; with coalesce: false ${(paced['proxy, coalesce: false'].p50 - paced.direct.p50).toFixed(2)} ms; nginx ${(paced.nginx.p50 - paced.direct.p50).toFixed(2)} ms`,
+    );
   }
   if (ONLY.has('rss')) console.log(`\n  ${PARALLEL} concurrent ${BLOB_MIB} MiB pulls through the proxy: ${((PARALLEL * BLOB_MIB) / parallelSecs).toFixed(0)} MiB/s in all`);
   if (ONLY.has('rss')) console.log(`  proxy RSS: ${rssBefore.toFixed(0)} MB before, peak ${peak.toFixed(0)} MB during (target <= 200 MB); VmHWM ${status(proxy.pid, 'VmHWM').toFixed(0)} MB`);
@@ -519,10 +592,14 @@ http {
     for (const [name, r] of Object.entries(cacheRuns)) console.log(`  ${name.padEnd(38)}${f(r.mibs)} ${Number.isNaN(r.cpu) ? '        -' : f(r.cpu, 2)}`);
     const c = cacheRuns['proxy, cached blob'];
     console.log(`  cached: ${(c.mibs / cacheRuns.direct.mibs).toFixed(2)}x the registry's own MiB/s (goal >= 1x); ${(c.cpu / cacheRuns.nginx.cpu).toFixed(2)}x nginx's CPU per GiB (goal <= 1x)`);
-    console.log(`  cold pull through the cache: ${(cacheRuns['proxy, cold pull through the cache'].cpu / cacheRuns['proxy, uncached relay'].cpu).toFixed(2)}x the CPU of the uncached relay (goal <= 1.3x)`);
+    console.log(
+      `  cold pull through the cache: ${(cacheRuns['proxy, cold pull through the cache'].cpu / cacheRuns['proxy, uncached relay'].cpu).toFixed(2)}x the CPU of the uncached relay (goal <= 1.3x)`,
+    );
     const b = cacheRuns['baseline build, cold pull through the cache'];
     if (b) console.log(`  baseline build, cold pull through the cache: ${(b.cpu / cacheRuns['proxy, uncached relay'].cpu).toFixed(2)}x the CPU of the uncached relay`);
-    console.log(`  ${HERD} concurrent cold pulls of one ${HERD_MIB} MiB blob: ${herd.upstream} upstream request(s) (goal 1), ${herd.complete}/${HERD} complete, ${herd.secs.toFixed(1)} s, proxy CPU ${herd.cpu.toFixed(2)} s`);
+    console.log(
+      `  ${HERD} concurrent cold pulls of one ${HERD_MIB} MiB blob: ${herd.upstream} upstream request(s) (goal 1), ${herd.complete}/${HERD} complete, ${herd.secs.toFixed(1)} s, proxy CPU ${herd.cpu.toFixed(2)} s`,
+    );
   }
 } finally {
   await cleanup();

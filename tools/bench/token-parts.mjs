@@ -31,12 +31,14 @@ const measure = async (name, fn, n = N) => {
 const pem = (k) => k.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
 const ecKeys = await KeySet.fromPem(pem(generateKeyPairSync('ec', { namedCurve: 'P-256' })));
 const rsaKeys = await KeySet.fromPem(pem(generateKeyPairSync('rsa', { modulusLength: 2048 })));
-const service = (keys) =>
-  new TokenService({ issuer: 'bench', service: 'svc', keys, accessTokenTtl: 300, refreshTokenTtl: 86400, algorithms: ['ES256', 'RS256'], clockTolerance: 60 });
+const service = (keys) => new TokenService({ issuer: 'bench', service: 'svc', keys, accessTokenTtl: 300, refreshTokenTtl: 86400, algorithms: ['ES256', 'RS256'], clockTolerance: 60 });
 const identity = { subject: 'bench', method: 'htpasswd', groups: ['dev'], labels: {} };
 const access = [{ type: 'repository', name: 'bench/app', actions: ['pull'] }];
 
-for (const [alg, keys] of [['ES256', ecKeys], ['RS256', rsaKeys]]) {
+for (const [alg, keys] of [
+  ['ES256', ecKeys],
+  ['RS256', rsaKeys],
+]) {
   const s = service(keys);
   await measure(`issueAccessToken, ${alg} key`, () => s.issueAccessToken('bench', access), alg === 'RS256' ? N / 4 : N);
 }
@@ -67,7 +69,11 @@ const endpoint = (tokens) =>
     refreshCheck: new RefreshCheck({ lookup: async (id) => ({ result: 'allow', identity: id }), revalidateAfter: 3600, revocations: new MemoryRevocations() }),
   });
 const grant = (t) =>
-  parseTokenRequest({ method: 'POST', query: new URLSearchParams(), form: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: t, service: 'svc', client_id: 'docker', scope: 'repository:bench/app:pull' }) });
+  parseTokenRequest({
+    method: 'POST',
+    query: new URLSearchParams(),
+    form: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: t, service: 'svc', client_id: 'docker', scope: 'repository:bench/app:pull' }),
+  });
 const distinct2 = await Promise.all(Array.from({ length: N + Math.ceil(N / 10) }, () => s.issueRefreshToken(identity)));
 const ep1 = endpoint(service(ecKeys));
 await measure('TokenEndpoint.handle, refresh grant, first use', (i) => ep1.handle(grant(distinct2[i])));

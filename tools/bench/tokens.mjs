@@ -31,9 +31,7 @@ const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
 const root = join(import.meta.dirname, '../..');
 const dir = mkdtempSync(join(tmpdir(), 'rp-tokbench-'));
 const children = [];
-const imageEnv = Object.fromEntries(
-  [...readFileSync(join(root, 'apps/proxy/Dockerfile'), 'utf8').matchAll(/^ENV (.+)$/gm)].flatMap((m) => m[1].split(/\s+/).map((kv) => kv.split('='))),
-);
+const imageEnv = Object.fromEntries([...readFileSync(join(root, 'apps/proxy/Dockerfile'), 'utf8').matchAll(/^ENV (.+)$/gm)].flatMap((m) => m[1].split(/\s+/).map((kv) => kv.split('='))));
 const proxyEnv = process.env.BENCH_PROXY_ENV === 'none' ? process.env : { ...process.env, ...imageEnv };
 
 const port = async () => {
@@ -111,7 +109,14 @@ const load = async (base, req, pid, seconds) => {
     const elapsed = (performance.now() - t0) / 1000;
     const used = pid ? cpu(pid) - c0 : NaN;
     lat.sort((a, b) => a - b);
-    return { n: lat.length, rate: lat.length / elapsed, p50: lat[Math.floor(lat.length * 0.5)], p99: lat[Math.floor(lat.length * 0.99)], cpuUs: (used * 1e6) / lat.length, sample: Buffer.concat(sample).toString() };
+    return {
+      n: lat.length,
+      rate: lat.length / elapsed,
+      p50: lat[Math.floor(lat.length * 0.5)],
+      p99: lat[Math.floor(lat.length * 0.99)],
+      cpuUs: (used * 1e6) / lat.length,
+      sample: Buffer.concat(sample).toString(),
+    };
   };
   await pass(1); // warm-up: connections, JIT, caches
   const r = await pass(seconds);
@@ -143,7 +148,12 @@ http {
   const ng = `http://127.0.0.1:${ngPort}`;
   await waitHttp(`${ng}/`);
   const ngMaster = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8'));
-  const ngWorker = Number(execFileSync('pgrep', ['-P', String(ngMaster)]).toString().trim().split('\n')[0]);
+  const ngWorker = Number(
+    execFileSync('pgrep', ['-P', String(ngMaster)])
+      .toString()
+      .trim()
+      .split('\n')[0],
+  );
 
   // --- the proxy, with one htpasswd user. The token endpoint's default rate limits (300 burst,
   // 30/s per client address and per account) would answer most of this one-address load with
@@ -186,12 +196,7 @@ upstreams: [{name: local, url: "http://127.0.0.1:9"}]
   const scenarios = [
     ['nginx, static 200 (baseline)', ng, () => ({ method: 'GET', path: '/', headers: {} }), ngWorker],
     ['proxy, GET /healthz (baseline)', px, () => ({ method: 'GET', path: '/healthz', headers: {} }), proxy.pid],
-    [
-      'GET /token, Basic, pull scope',
-      px,
-      () => ({ method: 'GET', path: '/token?service=registry-proxy&scope=repository%3Abench%2Fapp%3Apull', headers: { authorization: basic } }),
-      proxy.pid,
-    ],
+    ['GET /token, Basic, pull scope', px, () => ({ method: 'GET', path: '/token?service=registry-proxy&scope=repository%3Abench%2Fapp%3Apull', headers: { authorization: basic } }), proxy.pid],
     [
       'POST /token, password (containerd)',
       px,
@@ -229,7 +234,15 @@ upstreams: [{name: local, url: "http://127.0.0.1:9"}]
 
   const f = (n, d = 0) => (Number.isNaN(n) ? '-' : n.toFixed(d)).padStart(9);
   console.log(`\nregistry-proxy token endpoint benchmark (${CLIENTS} clients in a closed loop, ${SECONDS} s per pass after 1 s warm-up; ${new Date().toISOString()})`);
-  console.log(`  proxy environment: ${process.env.BENCH_PROXY_ENV === 'none' ? 'bare node (BENCH_PROXY_ENV=none)' : Object.entries(imageEnv).map(([k, v]) => `${k}=${v}`).join(' ')}; log level ${LOG_LEVEL} (to a file)`);
+  console.log(
+    `  proxy environment: ${
+      process.env.BENCH_PROXY_ENV === 'none'
+        ? 'bare node (BENCH_PROXY_ENV=none)'
+        : Object.entries(imageEnv)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')
+    }; log level ${LOG_LEVEL} (to a file)`,
+  );
   console.log(`  htpasswd user with bcrypt cost ${bcryptCost}; rateLimits raised to ${limits} so one address is not throttled`);
   console.log(`  (the load generator runs in this Node process on the same ${(await import('node:os')).availableParallelism()} cores)\n`);
   // req/CPU-s: answers per second of CPU the answering process used (1e6 / CPU us/req). Unlike

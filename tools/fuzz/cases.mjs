@@ -27,26 +27,79 @@ export function rng(seed) {
 
 /** The codes of the registry error table (libs/registry-core/src/errors.ts); docker-registry uses the same. */
 export const REGISTRY_CODES = new Set([
-  'BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_UPLOAD_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID',
-  'MANIFEST_UNKNOWN', 'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'TAG_INVALID', 'PAGINATION_NUMBER_INVALID', 'UNAUTHORIZED',
-  'DENIED', 'UNSUPPORTED', 'TOOMANYREQUESTS', 'UNKNOWN', 'BAD_GATEWAY', 'UNAVAILABLE',
+  'BLOB_UNKNOWN',
+  'BLOB_UPLOAD_INVALID',
+  'BLOB_UPLOAD_UNKNOWN',
+  'DIGEST_INVALID',
+  'MANIFEST_BLOB_UNKNOWN',
+  'MANIFEST_INVALID',
+  'MANIFEST_UNKNOWN',
+  'NAME_INVALID',
+  'NAME_UNKNOWN',
+  'SIZE_INVALID',
+  'TAG_INVALID',
+  'PAGINATION_NUMBER_INVALID',
+  'UNAUTHORIZED',
+  'DENIED',
+  'UNSUPPORTED',
+  'TOOMANYREQUESTS',
+  'UNKNOWN',
+  'BAD_GATEWAY',
+  'UNAVAILABLE',
   // distribution's own additions, relayed from docker-registry as they are
-  'MANIFEST_UNVERIFIED', 'RANGE_INVALID',
+  'MANIFEST_UNVERIFIED',
+  'RANGE_INVALID',
 ]);
 
 const DIGEST = `sha256:${'0'.repeat(64)}`;
 const METHODS = ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'get', 'PROPFIND', 'X'.repeat(40)];
 
 function path(r, ctx) {
-  const repo = r.pick(['team/app', 'push/fuzz', 'secret/app', 'mirror/app', 'app', 'a', 'x/'.repeat(r.int(60)) + 'y', '..', 'team/../secret/app', '%2e%2e/x', 'Team/App', 'team//app', 'a'.repeat(300), 'ü/ñ', 'team/app%00', '_catalog']);
+  const repo = r.pick([
+    'team/app',
+    'push/fuzz',
+    'secret/app',
+    'mirror/app',
+    'app',
+    'a',
+    'x/'.repeat(r.int(60)) + 'y',
+    '..',
+    'team/../secret/app',
+    '%2e%2e/x',
+    'Team/App',
+    'team//app',
+    'a'.repeat(300),
+    'ü/ñ',
+    'team/app%00',
+    '_catalog',
+  ]);
   const ref = r.pick(['v1', 'latest', ctx.manifestDigest, DIGEST, 'sha256:xyz', 'a'.repeat(200), '', '..', '%20', 'v1?x=1']);
   const query = r.chance(0.3)
     ? `?${r.pick(['ns=quay.localtest', 'ns=ghcr.io', 'ns=', 'ns=%0d%0a', 'ns=a b', 'n=2', 'n=-1', 'n=99999999', 'last=zz', 'mount=' + ctx.blobDigest + '&from=team/app', 'mount=x&from=../..', 'digest=' + DIGEST, '_state=abc', 'scope=repository:team/app:pull&service=registry-proxy', 'a=' + 'b'.repeat(5000), '%', '&&&', 'ns=quay.localtest&ns=ghcr.io'])}`
     : '';
   const p = r.pick([
-    '/v2/', '/v2', '/v2/_catalog', `/v2/${repo}/manifests/${ref}`, `/v2/${repo}/blobs/${r.pick([ctx.blobDigest, DIGEST, 'sha256:0', 'x'])}`, `/v2/${repo}/tags/list`,
-    `/v2/${repo}/blobs/uploads/`, `/v2/${repo}/blobs/uploads/${r.pick(['0123-abcd', '..', 'a'.repeat(100), '%2f'])}`, '/token', '/token/', '/jwks', '/.well-known/jwks.json',
-    '/healthz', '/readyz', '/', '/v1/', '//v2//', '/v2/../token', `/v2/${'%'.repeat(r.int(5))}`, '*', 'http://evil.example/v2/', '/v2/' + 'a/'.repeat(2000),
+    '/v2/',
+    '/v2',
+    '/v2/_catalog',
+    `/v2/${repo}/manifests/${ref}`,
+    `/v2/${repo}/blobs/${r.pick([ctx.blobDigest, DIGEST, 'sha256:0', 'x'])}`,
+    `/v2/${repo}/tags/list`,
+    `/v2/${repo}/blobs/uploads/`,
+    `/v2/${repo}/blobs/uploads/${r.pick(['0123-abcd', '..', 'a'.repeat(100), '%2f'])}`,
+    '/token',
+    '/token/',
+    '/jwks',
+    '/.well-known/jwks.json',
+    '/healthz',
+    '/readyz',
+    '/',
+    '/v1/',
+    '//v2//',
+    '/v2/../token',
+    `/v2/${'%'.repeat(r.int(5))}`,
+    '*',
+    'http://evil.example/v2/',
+    '/v2/' + 'a/'.repeat(2000),
   ]);
   return p + query;
 }
@@ -54,16 +107,43 @@ function path(r, ctx) {
 function authorization(r, ctx) {
   const t = ctx.tokens;
   return r.pick([
-    undefined, undefined,
-    `Bearer ${t.pull}`, `Bearer ${t.pull}`, `Bearer ${t.push}`, `Bearer ${t.mirror}`, `Bearer ${t.otherHost}`, `Bearer ${t.expired}`, `Bearer ${t.foreignKey}`, `Bearer ${t.unsigned}`,
-    `Bearer ${t.pull.slice(0, -3)}abc`, `Bearer ${t.pull.slice(0, 40)}`, 'Bearer', 'Bearer ' + 'a'.repeat(9000), `bearer ${t.pull}`, `Bearer ${t.pull} ${t.push}`,
-    `Basic ${Buffer.from(`${ctx.user}:${ctx.password}`).toString('base64')}`, `Basic ${Buffer.from('alice:wrong').toString('base64')}`, 'Basic !!!!', 'Basic ' + Buffer.from('nocolon').toString('base64'),
-    'Digest username="x"', '\u00ff\u00fe',
+    undefined,
+    undefined,
+    `Bearer ${t.pull}`,
+    `Bearer ${t.pull}`,
+    `Bearer ${t.push}`,
+    `Bearer ${t.mirror}`,
+    `Bearer ${t.otherHost}`,
+    `Bearer ${t.expired}`,
+    `Bearer ${t.foreignKey}`,
+    `Bearer ${t.unsigned}`,
+    `Bearer ${t.pull.slice(0, -3)}abc`,
+    `Bearer ${t.pull.slice(0, 40)}`,
+    'Bearer',
+    'Bearer ' + 'a'.repeat(9000),
+    `bearer ${t.pull}`,
+    `Bearer ${t.pull} ${t.push}`,
+    `Basic ${Buffer.from(`${ctx.user}:${ctx.password}`).toString('base64')}`,
+    `Basic ${Buffer.from('alice:wrong').toString('base64')}`,
+    'Basic !!!!',
+    'Basic ' + Buffer.from('nocolon').toString('base64'),
+    'Digest username="x"',
+    '\u00ff\u00fe',
   ]);
 }
 
 function tokenQuery(r) {
-  const scope = r.pick(['repository:team/app:pull', 'repository:push/fuzz:pull,push', 'repository:quay.localtest/team/app:pull', 'registry:catalog:*', 'repository::pull', 'repository:a:', 'x', 'repository:team/app:pull,push,delete,*', 'repository:' + 'a'.repeat(500) + ':pull']);
+  const scope = r.pick([
+    'repository:team/app:pull',
+    'repository:push/fuzz:pull,push',
+    'repository:quay.localtest/team/app:pull',
+    'registry:catalog:*',
+    'repository::pull',
+    'repository:a:',
+    'x',
+    'repository:team/app:pull,push,delete,*',
+    'repository:' + 'a'.repeat(500) + ':pull',
+  ]);
   return `?${r.pick(['service=registry-proxy&', 'service=other&', ''])}scope=${encodeURIComponent(scope)}${r.chance(0.2) ? '&offline_token=true' : ''}${r.chance(0.1) ? '&scope=' + encodeURIComponent(scope) : ''}`;
 }
 
@@ -110,7 +190,10 @@ export function generate(r, ctx, i) {
   if (auth !== undefined) headers.push(`Authorization: ${auth}`);
   headers.push(`X-Request-Id: fz-${ctx.seed}-${i}`);
   if (r.chance(0.5)) headers.push(`Accept: ${r.pick(['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json', '*/*', '', 'x'.repeat(1000)])}`);
-  if (m === 'POST' && p.startsWith('/token')) headers.push(`Content-Type: ${r.pick(['application/x-www-form-urlencoded', 'application/x-www-form-urlencoded; charset=koi8-r', 'application/json', 'text/plain', 'application/x-www-form-urlencoded; charset=utf-8'])}`);
+  if (m === 'POST' && p.startsWith('/token'))
+    headers.push(
+      `Content-Type: ${r.pick(['application/x-www-form-urlencoded', 'application/x-www-form-urlencoded; charset=koi8-r', 'application/json', 'text/plain', 'application/x-www-form-urlencoded; charset=utf-8'])}`,
+    );
   else if (b.length > 0) headers.push(`Content-Type: ${r.pick(['application/octet-stream', 'application/vnd.oci.image.manifest.v1+json', 'text/plain'])}`);
   if (r.chance(0.1)) headers.push(`Range: ${r.pick(['bytes=0-10', 'bytes=-5', 'bytes=9999999999-', 'bytes=a-b', '0-10'])}`);
   if (r.chance(0.05)) headers.push(`X-Forwarded-Host: ${r.pick(['evil.example', 'vb.test'])}`, 'X-Forwarded-Proto: https');
@@ -122,7 +205,10 @@ export function generate(r, ctx, i) {
   if (expect) headers.push(`Expect: ${r.pick(['100-continue', '100-continue', 'something'])}`);
 
   // Framing: how the body is delimited, honestly or not.
-  const framing = b.length === 0 ? r.pick(['none', 'none', 'none', 'cl', 'chunked', 'cl-short']) : r.pick(['cl', 'cl', 'chunked', 'chunked', 'cl-short', 'cl-long', 'cl-te', 'bad-chunk', 'no-last-chunk', 'chunk-ext', 'two-cl', 'te-identity']);
+  const framing =
+    b.length === 0
+      ? r.pick(['none', 'none', 'none', 'cl', 'chunked', 'cl-short'])
+      : r.pick(['cl', 'cl', 'chunked', 'chunked', 'cl-short', 'cl-long', 'cl-te', 'bad-chunk', 'no-last-chunk', 'chunk-ext', 'two-cl', 'te-identity']);
   let payload = b;
   switch (framing) {
     case 'cl':
@@ -164,7 +250,7 @@ export function generate(r, ctx, i) {
 
 function chunked(r, b, kind = 'chunked') {
   const parts = [];
-  for (let at = 0; at < b.length; ) {
+  for (let at = 0; at < b.length;) {
     const n = Math.min(b.length - at, 1 + r.int(64 * 1024));
     const ext = kind === 'chunk-ext' ? `;${r.pick(['a=b', 'x'.repeat(5000), '"'])}` : '';
     const size = kind === 'bad-chunk' && r.chance(0.5) ? r.pick(['zz', '-1', 'ffffffffffffffff', '']) : n.toString(16);
@@ -285,7 +371,20 @@ export async function fuzz({ port, ctx, seed, count, concurrency = 16, alive = (
     for (let i = 0; i < count; i++) yield [i, generate(r, ctx, i)];
   };
   const it = cases();
-  const stats = { cases: 0, answered: 0, closedWithoutAnswer: 0, aborted: 0, timeouts: 0, crashes: 0, status: {}, fiveXX: [], formatProblemCount: 0, formatProblems: [], continueBeforeRefusal: [], garbage: [] };
+  const stats = {
+    cases: 0,
+    answered: 0,
+    closedWithoutAnswer: 0,
+    aborted: 0,
+    timeouts: 0,
+    crashes: 0,
+    status: {},
+    fiveXX: [],
+    formatProblemCount: 0,
+    formatProblems: [],
+    continueBeforeRefusal: [],
+    garbage: [],
+  };
   const example = (list, item) => list.length < 20 && list.push(item);
   const worker = async () => {
     for (let n = it.next(); !n.done; n = it.next()) {
@@ -309,12 +408,14 @@ export async function fuzz({ port, ctx, seed, count, concurrency = 16, alive = (
       } else {
         stats.answered++;
         stats.status[final.status] = (stats.status[final.status] ?? 0) + 1;
-        if (final.status >= 500) stats.fiveXX.push({ i, status: final.status, id: `fz-${seed}-${i}`, method: c.method, path: c.path.slice(0, 120), body: final.body.subarray(0, 160).toString('latin1') });
+        if (final.status >= 500)
+          stats.fiveXX.push({ i, status: final.status, id: `fz-${seed}-${i}`, method: c.method, path: c.path.slice(0, 120), body: final.body.subarray(0, 160).toString('latin1') });
         const problem = formatProblem(final, c.method, c.path.split('?')[0]);
         if (problem) stats.formatProblemCount++;
         if (problem) example(stats.formatProblems, { i, problem, method: c.method, path: c.path.slice(0, 120), framing: c.framing });
         // /token reads its form to authenticate, so it answers 100 first by design; /v2 must not.
-        if (c.expect && /^\/v2(?:[/?]|$)/.test(c.path) && parsed.responses[0]?.status === 100 && (final.status === 401 || final.status === 403)) example(stats.continueBeforeRefusal, { i, path: c.path.slice(0, 120) });
+        if (c.expect && /^\/v2(?:[/?]|$)/.test(c.path) && parsed.responses[0]?.status === 100 && (final.status === 401 || final.status === 403))
+          example(stats.continueBeforeRefusal, { i, path: c.path.slice(0, 120) });
       }
       if (stats.cases % 1000 === 0) onProgress?.(stats);
     }

@@ -38,11 +38,19 @@ const rss = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/sta
 /** GET /token with Basic credentials and a chosen Host. */
 function tokenFor(port, scope, host) {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: `/token?service=registry-proxy&scope=${encodeURIComponent(scope)}`, headers: { host, authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}` } }, (res) => {
-      let b = '';
-      res.on('data', (c) => (b += c));
-      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(b).token) : reject(new Error(`token ${scope}: ${res.statusCode} ${b}`))));
-    });
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: `/token?service=registry-proxy&scope=${encodeURIComponent(scope)}`,
+        headers: { host, authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}` },
+      },
+      (res) => {
+        let b = '';
+        res.on('data', (c) => (b += c));
+        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(b).token) : reject(new Error(`token ${scope}: ${res.statusCode} ${b}`))));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -78,7 +86,10 @@ upstreams:
   );
   const logFile = join(dir, 'proxy.log');
   const log = openSync(logFile, 'a');
-  const proxy = spawn(process.execPath, [join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy.yaml')], { stdio: ['ignore', log, log], env: { ...process.env, MALLOC_TRIM_THRESHOLD_: '67108864' } });
+  const proxy = spawn(process.execPath, [join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy.yaml')], {
+    stdio: ['ignore', log, log],
+    env: { ...process.env, MALLOC_TRIM_THRESHOLD_: '67108864' },
+  });
   let exited;
   proxy.once('exit', (c, s) => (exited = { code: c, signal: s }));
   stops.unshift(() => (exited ? undefined : new Promise((r) => (proxy.once('exit', r), proxy.kill('SIGTERM')))));
@@ -122,14 +133,25 @@ upstreams:
   const after = exited ? undefined : { fds: fds(proxy.pid), rss: rss(proxy.pid) };
 
   // 5xx made by the proxy: its request has a warning or error line, or was never relayed.
-  const lines = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => { try { return JSON.parse(l); } catch { return { raw: l }; } });
+  const lines = readFileSync(logFile, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      try {
+        return JSON.parse(l);
+      } catch {
+        return { raw: l };
+      }
+    });
   const flagged = new Set(lines.filter((l) => l.level >= 40 && typeof l.req_id === 'string').map((l) => l.req_id));
   const relayedIds = new Set(lines.filter((l) => l.msg === 'request' && l.upstream !== undefined).map((l) => l.req_id));
   const own = stats.fiveXX.filter((f) => flagged.has(f.id) || !relayedIds.has(f.id));
   const relayed = stats.fiveXX.length - own.length;
   const unhandled = lines.filter((l) => l.msg === 'unhandled error').length;
 
-  console.log(`\ncases: ${stats.cases} in ${((Date.now() - started) / 1000).toFixed(0)} s; answered ${stats.answered}, closed without an answer ${stats.closedWithoutAnswer}, aborted by the fuzzer ${stats.aborted}`);
+  console.log(
+    `\ncases: ${stats.cases} in ${((Date.now() - started) / 1000).toFixed(0)} s; answered ${stats.answered}, closed without an answer ${stats.closedWithoutAnswer}, aborted by the fuzzer ${stats.aborted}`,
+  );
   console.log(`statuses: ${JSON.stringify(stats.status)}`);
   console.log(`crashes: ${exited ? `1 (${JSON.stringify(exited)})` : 0}`);
   console.log(`5xx made by the proxy: ${own.length} (relayed from the registry: ${relayed}; 'unhandled error' log lines: ${unhandled})`);
@@ -137,7 +159,12 @@ upstreams:
   console.log(`100 Continue before a 401/403: ${stats.continueBeforeRefusal.length}`);
   console.log(`hangs (no answer and no close in 15 s): ${stats.timeouts}`);
   if (after) console.log(`fds: ${base.fds} -> ${after.fds}; RSS: ${base.rss.toFixed(1)} -> ${after.rss.toFixed(1)} MiB (samples: ${samples.map((s) => `${s.fds}/${s.rss.toFixed(0)}`).join(' ')})`);
-  for (const [what, list] of [['own 5xx', own], ['format', stats.formatProblems], ['continue', stats.continueBeforeRefusal], ['odd', stats.garbage]]) {
+  for (const [what, list] of [
+    ['own 5xx', own],
+    ['format', stats.formatProblems],
+    ['continue', stats.continueBeforeRefusal],
+    ['odd', stats.garbage],
+  ]) {
     for (const x of list.slice(0, 10)) console.log(`  ${what}: ${JSON.stringify(x)}`);
   }
   if (exited || own.length > 0 || stats.formatProblemCount > 0 || stats.timeouts > 0 || stats.continueBeforeRefusal.length > 0) code = 1;

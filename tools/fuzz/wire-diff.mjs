@@ -36,13 +36,54 @@ const seeds = WIRE_TABLE.map(([, c]) => c).filter((c) => c.bytes.length < 10_000
 // Bytes and tokens that matter to framing.
 const ATOMS = ['\r', '\n', '\r\n', '\0', ' ', '\t', ':', ',', ';', '"', '0', '1', '9', 'a', 'f', 'F', 'x', '-', '\x7f', '\x80', '\xff', '\x1b', '\x0b', '\x0c'];
 const LINES = [
-  'Content-Length: 0', 'Content-Length: 2', 'Content-Length: 5', 'Content-Length: 100', 'Content-Length: -1', 'Content-Length: 1e3', 'Content-Length: 0x5',
-  'Content-Length: 99999999999999999999', 'content-length:5', 'Content-Length: 2, 2', 'Content-Length: 5 ', 'Content-Length:\t5',
-  'Transfer-Encoding: chunked', 'transfer-encoding: CHUNKED', 'Transfer-Encoding: gzip', 'Transfer-Encoding: chunked, gzip', 'Transfer-Encoding: gzip, chunked',
-  'Transfer-Encoding: identity', 'Transfer-Encoding:', 'Transfer-Encoding: xchunked', 'Transfer-Encoding: chunked;q=1',
-  'Connection: close', 'Connection: keep-alive', 'Connection: upgrade', 'Keep-Alive: timeout=5', 'Upgrade: h2c', 'X-A: b', 'X-A:  b  ', 'Trailer: X-T',
+  'Content-Length: 0',
+  'Content-Length: 2',
+  'Content-Length: 5',
+  'Content-Length: 100',
+  'Content-Length: -1',
+  'Content-Length: 1e3',
+  'Content-Length: 0x5',
+  'Content-Length: 99999999999999999999',
+  'content-length:5',
+  'Content-Length: 2, 2',
+  'Content-Length: 5 ',
+  'Content-Length:\t5',
+  'Transfer-Encoding: chunked',
+  'transfer-encoding: CHUNKED',
+  'Transfer-Encoding: gzip',
+  'Transfer-Encoding: chunked, gzip',
+  'Transfer-Encoding: gzip, chunked',
+  'Transfer-Encoding: identity',
+  'Transfer-Encoding:',
+  'Transfer-Encoding: xchunked',
+  'Transfer-Encoding: chunked;q=1',
+  'Connection: close',
+  'Connection: keep-alive',
+  'Connection: upgrade',
+  'Keep-Alive: timeout=5',
+  'Upgrade: h2c',
+  'X-A: b',
+  'X-A:  b  ',
+  'Trailer: X-T',
 ];
-const STATUS = ['HTTP/1.1 200 OK', 'HTTP/1.1 204 No Content', 'HTTP/1.1 304 Not Modified', 'HTTP/1.0 200 OK', 'HTTP/1.1 100 Continue', 'HTTP/1.1 101 Switching', 'HTTP/1.1 404 Not Found', 'HTTP/1.1 999 X', 'HTTP/1.1 200', 'HTTP/1.1  200 OK', 'HTTP/1.1 200  OK', 'HTTP/1.2 200 OK', 'HTTP/2.0 200 OK', 'http/1.1 200 OK', 'HTTP/1.1 2000 OK', 'HTTP/1.1 20 OK'];
+const STATUS = [
+  'HTTP/1.1 200 OK',
+  'HTTP/1.1 204 No Content',
+  'HTTP/1.1 304 Not Modified',
+  'HTTP/1.0 200 OK',
+  'HTTP/1.1 100 Continue',
+  'HTTP/1.1 101 Switching',
+  'HTTP/1.1 404 Not Found',
+  'HTTP/1.1 999 X',
+  'HTTP/1.1 200',
+  'HTTP/1.1  200 OK',
+  'HTTP/1.1 200  OK',
+  'HTTP/1.2 200 OK',
+  'HTTP/2.0 200 OK',
+  'http/1.1 200 OK',
+  'HTTP/1.1 2000 OK',
+  'HTTP/1.1 20 OK',
+];
 
 function mutate(s) {
   const n = 1 + int(3);
@@ -85,8 +126,8 @@ function mutate(s) {
         }
         break;
       }
-      case 8: // duplicate a line
-      {
+      case 8: {
+        // duplicate a line
         const lines = s.split('\r\n');
         if (lines.length > 1) {
           const j = int(lines.length);

@@ -63,7 +63,9 @@ describe('azure-iid credentials', () => {
     const vm = { vmId: 'b1c2d3e4-0000-4000-8000-000000000001', subscriptionId: '8d10da13-8125-4ba9-a717-bf7490507b3d' };
     const imds = await startAzureImds(vm, ca.signer());
     try {
-      const rules = new CredentialRules(parseConfig(`backend: {type: cri}\ncredentials:\n  - hosts: [registry.example.com]\n    provider: {type: azure-iid, imdsUrl: "${imds.url}", nonceFile: ${join(dir, 'azure-nonce')}}\n`, 't'));
+      const rules = new CredentialRules(
+        parseConfig(`backend: {type: cri}\ncredentials:\n  - hosts: [registry.example.com]\n    provider: {type: azure-iid, imdsUrl: "${imds.url}", nonceFile: ${join(dir, 'azure-nonce')}}\n`, 't'),
+      );
       const d = await rules.decide('registry.example.com/nodes/pause:v1', undefined);
       expect([d.decision, d.auth?.username]).toEqual(['rule 0 (azure-iid)', 'azure-iid']);
       const verdict = await new IidStrategy({ azure: { roots: [ca.rootPem], intermediates: [ca.intermediatePem], subscriptions: [vm.subscriptionId] } }).verify('azure-iid', d.auth?.password ?? '');
@@ -78,8 +80,13 @@ describe('azure-iid credentials', () => {
 describe('per-pod identity settings (KEP-4412)', () => {
   it('needs a provider, a serviceAccountToken, or both; a node fallback needs the node provider', () => {
     expect(() => parseConfig('backend: {type: cri}\ncredentials: [{hosts: [r.example]}]\n', 't')).toThrow(/credentials.0.provider: a rule needs a provider, serviceAccountToken, or both/);
-    expect(() => parseConfig('backend: {type: cri}\ncredentials: [{hosts: [r.example], serviceAccountToken: {nodeFallback: true}}]\n', 't')).toThrow(/credentials.0.serviceAccountToken.nodeFallback: falls back/);
-    expect(parseConfig('backend: {type: cri}\ncredentials: [{hosts: [r.example], serviceAccountToken: {}}]\n', 't').credentials[0]?.serviceAccountToken).toEqual({ username: 'kubernetes', nodeFallback: false });
+    expect(() => parseConfig('backend: {type: cri}\ncredentials: [{hosts: [r.example], serviceAccountToken: {nodeFallback: true}}]\n', 't')).toThrow(
+      /credentials.0.serviceAccountToken.nodeFallback: falls back/,
+    );
+    expect(parseConfig('backend: {type: cri}\ncredentials: [{hosts: [r.example], serviceAccountToken: {}}]\n', 't').credentials[0]?.serviceAccountToken).toEqual({
+      username: 'kubernetes',
+      nodeFallback: false,
+    });
   });
 
   it('keeps a pod token no longer than it lives, and answers a token request kubelet will use', async () => {
@@ -93,7 +100,9 @@ describe('per-pod identity settings (KEP-4412)', () => {
     const config = parseConfig('backend: {type: cri}\ncredentials: [{hosts: [r.example], serviceAccountToken: {}}]\n', 't');
     const req = (extra: object) => JSON.stringify({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderRequest', image: 'r.example/a:1', ...extra });
     // No rule for the registry, but a token came: kubelet 1.34 needs serviceAccountTokenCacheType.
-    expect(await answer(config, JSON.stringify({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderRequest', image: 'other.example/a:1', serviceAccountToken: jwt(1) }))).toMatchObject({ serviceAccountTokenCacheType: 'ServiceAccount', auth: {} });
+    expect(
+      await answer(config, JSON.stringify({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderRequest', image: 'other.example/a:1', serviceAccountToken: jwt(1) })),
+    ).toMatchObject({ serviceAccountTokenCacheType: 'ServiceAccount', auth: {} });
     expect(await answer(config, req({}))).toEqual({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderResponse', cacheKeyType: 'Registry', cacheDuration: '5m', auth: {} });
     await expect(answer(config, req({ serviceAccountToken: 7 }))).rejects.toThrow(/serviceAccountToken: not a string/);
   });

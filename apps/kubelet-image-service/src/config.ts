@@ -55,14 +55,19 @@ export const ConfigSchema = z.strictObject({
            */
           serviceAccountToken: z
             .strictObject({
-              username: z.string().min(1).regex(/^[^:]+$/, 'must not contain ":"').default('kubernetes'),
+              username: z
+                .string()
+                .min(1)
+                .regex(/^[^:]+$/, 'must not contain ":"')
+                .default('kubernetes'),
               nodeFallback: z.boolean().default(false),
             })
             .optional(),
         })
         .superRefine((r, ctx) => {
           if (!r.provider && !r.serviceAccountToken) ctx.addIssue({ code: 'custom', path: ['provider'], message: 'a rule needs a provider, serviceAccountToken, or both' });
-          if (r.serviceAccountToken?.nodeFallback && !r.provider) ctx.addIssue({ code: 'custom', path: ['serviceAccountToken', 'nodeFallback'], message: 'falls back to the node credentials of provider, which this rule does not have' });
+          if (r.serviceAccountToken?.nodeFallback && !r.provider)
+            ctx.addIssue({ code: 'custom', path: ['serviceAccountToken', 'nodeFallback'], message: 'falls back to the node credentials of provider, which this rule does not have' });
         }),
     )
     .default([]),
@@ -80,7 +85,9 @@ export function parseConfig(text: string, source: string): Config {
   }
   const r = ConfigSchema.safeParse(raw ?? {});
   if (!r.success) {
-    const lines = r.error.issues.flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => `${source}: ${[...i.path, k].join('.')}: unknown key`) : [`${source}: ${i.path.join('.') || '(top level)'}: ${i.message}`]));
+    const lines = r.error.issues.flatMap((i) =>
+      i.code === 'unrecognized_keys' ? i.keys.map((k) => `${source}: ${[...i.path, k].join('.')}: unknown key`) : [`${source}: ${i.path.join('.') || '(top level)'}: ${i.message}`],
+    );
     throw new ProxyError('RP_ERR_CONFIG_INVALID', `invalid configuration\n${lines.join('\n')}`);
   }
   return r.data;
@@ -99,7 +106,7 @@ export function loadConfig(path: string): Config {
 /** Refuses configurations that cannot work on this node, before anything listens. */
 export function checkNode(config: Config): void {
   const b = config.backend;
-  if (b.socket === config.socket) throw new ProxyError('RP_ERR_CONFIG_INVALID', 'backend.socket: is the image service\'s own socket; point it at the container runtime');
+  if (b.socket === config.socket) throw new ProxyError('RP_ERR_CONFIG_INVALID', "backend.socket: is the image service's own socket; point it at the container runtime");
   if (!existsSync(b.socket) || !statSync(b.socket).isSocket()) {
     throw new ProxyError(
       'RP_ERR_CONFIG_INVALID',

@@ -37,8 +37,10 @@ function parseRequest(json: string): ProviderRequest {
   } catch {
     throw new ProxyError('RP_ERR_CONFIG_INVALID', 'stdin is not a CredentialProviderRequest (not JSON)');
   }
-  if (typeof req !== 'object' || req === null || req.kind !== 'CredentialProviderRequest' || typeof req.image !== 'string' || req.image === '') throw new ProxyError('RP_ERR_CONFIG_INVALID', 'stdin is not a CredentialProviderRequest (kind, image)');
-  if (req.apiVersion !== PROVIDER_API && req.apiVersion !== 'credentialprovider.kubelet.k8s.io/v1beta1') throw new ProxyError('RP_ERR_CONFIG_INVALID', `unsupported apiVersion ${String(req.apiVersion)}`);
+  if (typeof req !== 'object' || req === null || req.kind !== 'CredentialProviderRequest' || typeof req.image !== 'string' || req.image === '')
+    throw new ProxyError('RP_ERR_CONFIG_INVALID', 'stdin is not a CredentialProviderRequest (kind, image)');
+  if (req.apiVersion !== PROVIDER_API && req.apiVersion !== 'credentialprovider.kubelet.k8s.io/v1beta1')
+    throw new ProxyError('RP_ERR_CONFIG_INVALID', `unsupported apiVersion ${String(req.apiVersion)}`);
   if (req.serviceAccountToken !== undefined && typeof req.serviceAccountToken !== 'string') throw new ProxyError('RP_ERR_CONFIG_INVALID', 'serviceAccountToken: not a string');
   return req;
 }

@@ -24,7 +24,13 @@ export async function startImageService(config: Config, logger: Logger): Promise
   const rules = new CredentialRules(config);
   const registry = new Registry();
   const rpcs = new Counter({ name: 'kubelet_image_service_rpcs_total', help: 'CRI RPCs by method and gRPC status code', labelNames: ['rpc', 'code'] as const, registers: [registry] });
-  const seconds = new Histogram({ name: 'kubelet_image_service_rpc_seconds', help: 'CRI RPC duration', labelNames: ['rpc'] as const, buckets: [0.005, 0.05, 0.25, 1, 5, 30, 120, 600], registers: [registry] });
+  const seconds = new Histogram({
+    name: 'kubelet_image_service_rpc_seconds',
+    help: 'CRI RPC duration',
+    labelNames: ['rpc'] as const,
+    buckets: [0.005, 0.05, 0.25, 1, 5, 30, 120, 600],
+    registers: [registry],
+  });
   const backend = backendFor(config);
   const server = new CriImageServer({
     backend,

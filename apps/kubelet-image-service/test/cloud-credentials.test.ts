@@ -21,7 +21,9 @@ afterAll(async () => {
 
 /** The refresh token works where the runtime presents it: ACR's token endpoint, over Basic. */
 async function acrTokenStatus(username: string, password: string): Promise<number> {
-  const res = await fetch(`${acr.authUrl}/oauth2/token?service=${acr.service}&scope=repository:team/app:pull`, { headers: { authorization: `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}` } });
+  const res = await fetch(`${acr.authUrl}/oauth2/token?service=${acr.service}&scope=repository:team/app:pull`, {
+    headers: { authorization: `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}` },
+  });
   return res.status;
 }
 
@@ -30,7 +32,12 @@ describe('acr credentials on a node', () => {
     const entra = await startAzureAdTokenEndpoint(ad, { 'sp-app': 'sp-secret' });
     process.env['TEST_SP_SECRET'] = 'sp-secret';
     try {
-      const provider = { type: 'acr', identity: { type: 'service-principal', tenantId: ad.tenant, clientId: 'sp-app', clientSecret: { env: 'TEST_SP_SECRET' }, tokenUrl: entra.tokenUrl }, exchangeUrl: `${acr.authUrl}/oauth2/exchange`, service: acr.service };
+      const provider = {
+        type: 'acr',
+        identity: { type: 'service-principal', tenantId: ad.tenant, clientId: 'sp-app', clientSecret: { env: 'TEST_SP_SECRET' }, tokenUrl: entra.tokenUrl },
+        exchangeUrl: `${acr.authUrl}/oauth2/exchange`,
+        service: acr.service,
+      };
       const rules = new CredentialRules(parseConfig(`backend: {type: cri}\ncredentials:\n  - hosts: ["*.azurecr.io"]\n    provider: ${JSON.stringify(provider)}\n`, 't'));
       const d = await rules.decide(`${acr.service}/team/app:v1`, undefined);
       expect([d.decision, d.auth?.username]).toEqual(['rule 0 (acr)', ACR_REFRESH_TOKEN_USER]);
@@ -49,10 +56,13 @@ describe('acr credentials on a node', () => {
     const good = await startAzureImds(vm, signer, { ad, principal: 'node-identity' });
     const stranger = await startAzureImds(vm, signer, { ad, principal: 'someone-else' });
     try {
-      const rule = (imdsUrl: string) => `  - hosts: ["${acr.service}"]\n    provider: {type: acr, identity: {type: managed-identity, imdsUrl: "${imdsUrl}"}, exchangeUrl: "${acr.authUrl}/oauth2/exchange", service: ${acr.service}}\n`;
+      const rule = (imdsUrl: string) =>
+        `  - hosts: ["${acr.service}"]\n    provider: {type: acr, identity: {type: managed-identity, imdsUrl: "${imdsUrl}"}, exchangeUrl: "${acr.authUrl}/oauth2/exchange", service: ${acr.service}}\n`;
       const d = await new CredentialRules(parseConfig(`backend: {type: cri}\ncredentials:\n${rule(good.url)}`, 't')).decide(`${acr.service}/team/app:v1`, undefined);
       expect(await acrTokenStatus(d.auth?.username ?? '', d.auth?.password ?? '')).toBe(200);
-      await expect(new CredentialRules(parseConfig(`backend: {type: cri}\ncredentials:\n${rule(stranger.url)}`, 't')).decide(`${acr.service}/team/app:v1`, undefined)).rejects.toThrow(/acr: the registry's \/oauth2\/exchange answered HTTP 401/);
+      await expect(new CredentialRules(parseConfig(`backend: {type: cri}\ncredentials:\n${rule(stranger.url)}`, 't')).decide(`${acr.service}/team/app:v1`, undefined)).rejects.toThrow(
+        /acr: the registry's \/oauth2\/exchange answered HTTP 401/,
+      );
     } finally {
       await good.close();
       await stranger.close();
@@ -78,12 +88,17 @@ describe('ecr credentials on a node', () => {
     process.env['AWS_SECRET_ACCESS_KEY'] = 'test-secret';
     try {
       const endpoint = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
-      const rules = new CredentialRules(parseConfig(`backend: {type: cri}\ncredentials:\n  - hosts: ["*.amazonaws.com"]\n    provider: {type: ecr, registryId: "210987654321", endpoint: "${endpoint}"}\n`, 't'));
+      const rules = new CredentialRules(
+        parseConfig(`backend: {type: cri}\ncredentials:\n  - hosts: ["*.amazonaws.com"]\n    provider: {type: ecr, registryId: "210987654321", endpoint: "${endpoint}"}\n`, 't'),
+      );
       const d = await rules.decide('123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v1', undefined);
       expect([d.decision, d.auth?.username, d.auth?.password]).toEqual(['rule 0 (ecr)', 'AWS', 'ecr-password']);
       expect(bodies).toEqual([{ target: 'AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken', body: { registryIds: ['210987654321'] } }]);
     } finally {
-      for (const [k, v] of [['AWS_ACCESS_KEY_ID', saved.id], ['AWS_SECRET_ACCESS_KEY', saved.secret]] as const) {
+      for (const [k, v] of [
+        ['AWS_ACCESS_KEY_ID', saved.id],
+        ['AWS_SECRET_ACCESS_KEY', saved.secret],
+      ] as const) {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }

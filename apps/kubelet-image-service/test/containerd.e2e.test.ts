@@ -82,7 +82,9 @@ describe('a real Go gRPC client (grpc-go, as kubelet) on the CRI backend', () =>
 describe('the kubelet credential provider executable', () => {
   const run = (input: string, config: string) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const child = execFile(process.execPath, [join(__dirname, '../dist/credential-provider.js'), '--config', config], (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+      const child = execFile(process.execPath, [join(__dirname, '../dist/credential-provider.js'), '--config', config], (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
       child.stdin?.end(input);
     });
 
@@ -96,7 +98,9 @@ describe('the kubelet credential provider executable', () => {
     const creds = res.auth[w.proxyHost];
     expect(creds?.username).toBe('aws-iid');
     // The proxy's token endpoint takes them.
-    const token = await fetch(`http://${w.proxyHost}/token?service=registry-proxy&scope=repository:nodes/app:pull`, { headers: { authorization: `Basic ${Buffer.from(`${creds?.username}:${creds?.password}`).toString('base64')}` } });
+    const token = await fetch(`http://${w.proxyHost}/token?service=registry-proxy&scope=repository:nodes/app:pull`, {
+      headers: { authorization: `Basic ${Buffer.from(`${creds?.username}:${creds?.password}`).toString('base64')}` },
+    });
     expect(token.status).toBe(200);
     // Another registry: no rule, no credentials.
     const other = await run(JSON.stringify({ apiVersion: 'credentialprovider.kubelet.k8s.io/v1', kind: 'CredentialProviderRequest', image: 'quay.io/org/app:1' }), config);
@@ -118,7 +122,9 @@ describe('the kubelet credential provider executable', () => {
     const res = JSON.parse(out) as { auth: Record<string, { username: string; password: string }> };
     const creds = res.auth[w.proxyHost];
     expect(creds?.username).toBe('aws-iid');
-    const token = await fetch(`http://${w.proxyHost}/token?service=registry-proxy&scope=repository:nodes/app:pull`, { headers: { authorization: `Basic ${Buffer.from(`${creds?.username}:${creds?.password}`).toString('base64')}` } });
+    const token = await fetch(`http://${w.proxyHost}/token?service=registry-proxy&scope=repository:nodes/app:pull`, {
+      headers: { authorization: `Basic ${Buffer.from(`${creds?.username}:${creds?.password}`).toString('base64')}` },
+    });
     expect(token.status).toBe(200);
   });
 });

@@ -87,7 +87,10 @@ describe('kubelet image service, Docker Engine backend', () => {
     const withOwn = await kubelet.pullImage(`${w.proxyHost}/nodes/app:v2`, { username: 'kubelet-user', password: 'from-a-pull-secret' }).catch((e: grpc.ServiceError) => e);
     // The proxy knows no such user: kubelet's credentials were used, not the node's.
     expect((withOwn as grpc.ServiceError).code).toBe(grpc.status.UNAUTHENTICATED);
-    const line = logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['rpc'] === 'PullImage').at(-1);
+    const line = logs
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l['rpc'] === 'PullImage')
+      .at(-1);
     expect(line?.['credentials']).toBe('from kubelet (rule 0 does not override)');
     expect(logs.join('')).not.toContain('from-a-pull-secret');
   });
@@ -111,7 +114,16 @@ describe('kubelet image service, Docker Engine backend', () => {
   it('answers a real Go gRPC client dialling as kubelet did before kubernetes#123463 (socket path as :authority) and as it does now (issue 13 defect 0)', async () => {
     const bin = await buildGoKubelet();
     for (const authority of ['legacy', 'localhost'] as const) {
-      const calls = await goKubelet(bin, socket, authority, ['version', 'imagefsinfo', `status=${ref('v2')}`, `pull=${ref('v2')}`, `status=${ref('v2')}`, `list=${ref('v2')}`, `remove=${ref('v2')}`, `status=${ref('v2')}`]);
+      const calls = await goKubelet(bin, socket, authority, [
+        'version',
+        'imagefsinfo',
+        `status=${ref('v2')}`,
+        `pull=${ref('v2')}`,
+        `status=${ref('v2')}`,
+        `list=${ref('v2')}`,
+        `remove=${ref('v2')}`,
+        `status=${ref('v2')}`,
+      ]);
       // Before the fix every call of the legacy dial failed: "RST_STREAM with error code: PROTOCOL_ERROR".
       expect(calls.map((c) => [c.call, c.code, c.message])).toEqual(calls.map((c) => [c.call, 0, undefined]));
       const [version, fs, before, pull, after, list, , removed] = calls.map((c) => c.response as Record<string, unknown>);

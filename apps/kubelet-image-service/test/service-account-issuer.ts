@@ -24,7 +24,9 @@ export async function startServiceAccountIssuer(): Promise<TestServiceAccountIss
   const server: Server = createServer((req, res) => {
     if (req.url === '/.well-known/openid-configuration') {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ issuer, jwks_uri: `${issuer}/openid/v1/jwks`, response_types_supported: ['id_token'], subject_types_supported: ['public'], id_token_signing_alg_values_supported: ['RS256'] }));
+      res.end(
+        JSON.stringify({ issuer, jwks_uri: `${issuer}/openid/v1/jwks`, response_types_supported: ['id_token'], subject_types_supported: ['public'], id_token_signing_alg_values_supported: ['RS256'] }),
+      );
     } else if (req.url === '/openid/v1/jwks') {
       res.setHeader('content-type', 'application/jwk-set+json');
       res.end(JSON.stringify({ keys: [jwk] }));

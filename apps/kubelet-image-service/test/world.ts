@@ -3,7 +3,20 @@ import { createServer } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Pusher, awsDocument, createIidSigner, freePort, makeImage, sampleImage, startImds, startRegistry, waitFor, type Image, type TestMetadataServer, type TestRegistry } from '@registry-proxy/testing';
+import {
+  Pusher,
+  awsDocument,
+  createIidSigner,
+  freePort,
+  makeImage,
+  sampleImage,
+  startImds,
+  startRegistry,
+  waitFor,
+  type Image,
+  type TestMetadataServer,
+  type TestRegistry,
+} from '@registry-proxy/testing';
 
 /**
  * A real docker-registry behind the real proxy (its built main.js, as users run it) that

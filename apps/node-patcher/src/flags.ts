@@ -49,7 +49,9 @@ export function setFlags(text: string, f: FlagsFile, flags: Readonly<Record<stri
   if (found === 'ambiguous') throw new Error(`${f.variable} is set more than once`);
   if (found === undefined) {
     if (create === undefined) throw new Error(`${f.variable} is not set`);
-    const value = Object.entries(flags).map(([k, v]) => `--${k}=${v}`).join(' ');
+    const value = Object.entries(flags)
+      .map(([k, v]) => `--${k}=${v}`)
+      .join(' ');
     const line = f.kind === 'env' ? `${f.variable}="${value}"` : `Environment='${f.variable}=${value}'`;
     return create + (create.endsWith('\n') || create === '' ? '' : '\n') + `${line}\n`;
   }

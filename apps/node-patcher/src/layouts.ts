@@ -69,15 +69,33 @@ function read(root: string, path: string): string | undefined {
 function candidates(root: string): Layout[] {
   const found: Layout[] = [];
   if (read(root, '/var/lib/kubelet/kubeadm-flags.env') !== undefined && read(root, '/var/lib/kubelet/config.yaml') !== undefined) {
-    found.push({ name: 'kubeadm', config: { path: '/var/lib/kubelet/config.yaml', format: 'yaml' }, flags: { path: '/var/lib/kubelet/kubeadm-flags.env', file: { kind: 'env', variable: 'KUBELET_KUBEADM_ARGS' } }, dropInDir: DROP_INS, units: UNITS });
+    found.push({
+      name: 'kubeadm',
+      config: { path: '/var/lib/kubelet/config.yaml', format: 'yaml' },
+      flags: { path: '/var/lib/kubelet/kubeadm-flags.env', file: { kind: 'env', variable: 'KUBELET_KUBEADM_ARGS' } },
+      dropInDir: DROP_INS,
+      units: UNITS,
+    });
   }
   const gke = read(root, '/etc/default/kubelet');
   if (gke !== undefined && /KUBELET_OPTS=/.test(gke)) {
     const configFlag = readFlags(gke, { kind: 'env', variable: 'KUBELET_OPTS' })?.find(([k]) => k === 'config')?.[1];
-    found.push({ name: 'gke', config: { path: configFlag ?? '/home/kubernetes/kubelet-config.yaml', format: 'yaml' }, flags: { path: '/etc/default/kubelet', file: { kind: 'env', variable: 'KUBELET_OPTS' } }, dropInDir: DROP_INS, units: UNITS });
+    found.push({
+      name: 'gke',
+      config: { path: configFlag ?? '/home/kubernetes/kubelet-config.yaml', format: 'yaml' },
+      flags: { path: '/etc/default/kubelet', file: { kind: 'env', variable: 'KUBELET_OPTS' } },
+      dropInDir: DROP_INS,
+      units: UNITS,
+    });
   }
   if (read(root, '/etc/eks/kubelet/environment') !== undefined && read(root, '/etc/kubernetes/kubelet/config.json') !== undefined) {
-    found.push({ name: 'eks-al2023', config: { path: '/etc/kubernetes/kubelet/config.json', format: 'json' }, flags: { path: '/etc/eks/kubelet/environment', file: { kind: 'env', variable: 'NODEADM_KUBELET_ARGS' } }, dropInDir: DROP_INS, units: UNITS });
+    found.push({
+      name: 'eks-al2023',
+      config: { path: '/etc/kubernetes/kubelet/config.json', format: 'json' },
+      flags: { path: '/etc/eks/kubelet/environment', file: { kind: 'env', variable: 'NODEADM_KUBELET_ARGS' } },
+      dropInDir: DROP_INS,
+      units: UNITS,
+    });
   }
   if (read(root, '/etc/kubernetes/kubelet/kubelet-config.json') !== undefined && read(root, '/etc/eks/bootstrap.sh') !== undefined) {
     found.push({
@@ -107,7 +125,10 @@ export function parseKubeletConfig(text: string, format: 'yaml' | 'json', path: 
 /** Finds exactly one known layout and checks its files are what that layout writes; refuses anything else. */
 export function detectLayout(root: string): Layout {
   const found = candidates(root);
-  if (found.length === 0) throw new LayoutError('unknown node layout: none of GKE (/etc/default/kubelet), EKS AL2 (/etc/kubernetes/kubelet/kubelet-config.json), EKS AL2023 (/etc/eks/kubelet/environment) or kubeadm (/var/lib/kubelet/kubeadm-flags.env) was found');
+  if (found.length === 0)
+    throw new LayoutError(
+      'unknown node layout: none of GKE (/etc/default/kubelet), EKS AL2 (/etc/kubernetes/kubelet/kubelet-config.json), EKS AL2023 (/etc/eks/kubelet/environment) or kubeadm (/var/lib/kubelet/kubeadm-flags.env) was found',
+    );
   if (found.length > 1) throw new LayoutError(`ambiguous node layout: looks like ${found.map((l) => l.name).join(' and ')}`);
   const l = found[0] as Layout;
   const config = read(root, l.config.path);

@@ -43,13 +43,17 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 const program = new Command().name('node-patcher').description('Points kubelet at the registry-proxy image service, its credential provider, or containerd mirrors; safely and reversibly.');
 
 common(program.command('patch'))
-  .addOption(new Option('--mode <mode>', 'what to set up (credential-provider authenticates every pull; mirror is anonymous-only)').choices(['image-service', 'credential-provider', 'mirror']).default('credential-provider'))
+  .addOption(
+    new Option('--mode <mode>', 'what to set up (credential-provider authenticates every pull; mirror is anonymous-only)')
+      .choices(['image-service', 'credential-provider', 'mirror'])
+      .default('credential-provider'),
+  )
   .option('--kubelet-version <v>', 'kubelet version (default: from the Node)')
   .option('--socket <path>', 'the image service socket', '/run/registry-proxy/image-service.sock')
   .option('--match-image <pattern>', 'credential-provider: an image pattern (repeat)', collect, [])
   .option('--provider-arg <arg>', 'credential-provider: an argument for the plugin (repeat)', collect, [])
-  .option('--provider-binary <path>', 'credential-provider: the plugin executable to install into kubelet\'s bin dir')
-  .option('--provider-rules <path>', 'credential-provider: the plugin\'s credential rules, installed on the host and passed as --config')
+  .option('--provider-binary <path>', "credential-provider: the plugin executable to install into kubelet's bin dir")
+  .option('--provider-rules <path>', "credential-provider: the plugin's credential rules, installed on the host and passed as --config")
   .option('--mirror <registry=url>', 'mirror: a registry and the proxy URL that mirrors it (repeat)', collect, [])
   .option('--mirror-probe <registry=repo:tag>', 'mirror: an image pulled anonymously through the mirror before patching (repeat)', collect, [])
   .option('--socket-seen-at <path>', 'image-service: where this process sees the socket (default: --socket under --root)')
@@ -65,11 +69,25 @@ common(program.command('patch'))
       if (existsSync(m)) for (const [k, v] of Object.entries(JSON.parse(readFileSync(m, 'utf8')) as Record<string, string>)) (o.mirror as string[]).push(`${k}=${v}`);
       if (existsSync(i)) (o.matchImage as string[]).push(...(JSON.parse(readFileSync(i, 'utf8')) as string[]));
     }
-    const run = { ...runOptions(o), socketWaitMs: Number(o.socketWait) * 1000, ...(o.socketSeenAt ? { socketSeenAt: o.socketSeenAt as string } : {}), mirrorProbes: Object.fromEntries((o.mirrorProbe as string[]).map((m) => m.split('=', 2) as [string, string])) };
+    const run = {
+      ...runOptions(o),
+      socketWaitMs: Number(o.socketWait) * 1000,
+      ...(o.socketSeenAt ? { socketSeenAt: o.socketSeenAt as string } : {}),
+      mirrorProbes: Object.fromEntries((o.mirrorProbe as string[]).map((m) => m.split('=', 2) as [string, string])),
+    };
     let version: string | undefined = o.kubeletVersion;
     if (!version && o.mode === 'image-service' && run.node) version = await kubeletVersion(run.node.api, run.node.name);
     const mirrors = Object.fromEntries((o.mirror as string[]).map((m) => m.split('=', 2) as [string, string]));
-    const opts: PatchOptions = { mode: o.mode as Mode, socket: o.socket, matchImages: o.matchImage, providerArgs: o.providerArg, mirrors, ...(o.providerBinary ? { providerBinary: o.providerBinary } : {}), ...(o.providerRules ? { providerRules: o.providerRules } : {}), ...(version ? { kubeletVersion: version } : {}) };
+    const opts: PatchOptions = {
+      mode: o.mode as Mode,
+      socket: o.socket,
+      matchImages: o.matchImage,
+      providerArgs: o.providerArg,
+      mirrors,
+      ...(o.providerBinary ? { providerBinary: o.providerBinary } : {}),
+      ...(o.providerRules ? { providerRules: o.providerRules } : {}),
+      ...(version ? { kubeletVersion: version } : {}),
+    };
     const outcome = await runPatch(run, opts);
     process.exitCode = outcome === 'rolled-back' ? 3 : 0;
     if (o.stay && outcome !== 'rolled-back') await stayUntilStopped();

@@ -34,17 +34,26 @@ export async function checkAnonymousPull(mirrorUrl: string, registry: string, pr
     res = await head();
     if (res.status === 401) {
       const c = challenge(res.headers.get('www-authenticate'));
-      if (!c) throw new MirrorCheckError(`the mirror ${mirrorUrl} asks for credentials (${res.headers.get('www-authenticate') ?? 'no challenge'}), which containerd does not send to mirrors; use credential-provider mode`);
+      if (!c)
+        throw new MirrorCheckError(
+          `the mirror ${mirrorUrl} asks for credentials (${res.headers.get('www-authenticate') ?? 'no challenge'}), which containerd does not send to mirrors; use credential-provider mode`,
+        );
       const q = new URLSearchParams({ ...(c.params['service'] ? { service: c.params['service'] } : {}), scope: c.params['scope'] ?? `repository:${repo}:pull` });
       const tok = await fetch(`${c.realm}${c.realm.includes('?') ? '&' : '?'}${q}`, { signal: AbortSignal.timeout(timeoutMs) });
       const body = tok.status === 200 ? ((await tok.json()) as { token?: string; access_token?: string }) : {};
       const token = body.token ?? body.access_token;
-      if (!token) throw new MirrorCheckError(`the mirror ${mirrorUrl} gives no anonymous token for ${repo} (HTTP ${tok.status}); containerd pulls from mirrors without credentials; allow anonymous pulls for the mirrored images or use credential-provider mode`);
+      if (!token)
+        throw new MirrorCheckError(
+          `the mirror ${mirrorUrl} gives no anonymous token for ${repo} (HTTP ${tok.status}); containerd pulls from mirrors without credentials; allow anonymous pulls for the mirrored images or use credential-provider mode`,
+        );
       res = await head(`Bearer ${token}`);
     }
   } catch (err) {
     if (err instanceof MirrorCheckError) throw err;
     throw new MirrorCheckError(`the mirror ${mirrorUrl} did not answer: ${(err as Error).message}`);
   }
-  if (res.status !== 200) throw new MirrorCheckError(`an anonymous pull of ${registry}/${repo}:${tag} through the mirror ${mirrorUrl} got HTTP ${res.status}; containerd pulls from mirrors without credentials; allow anonymous pulls for the mirrored images or use credential-provider mode`);
+  if (res.status !== 200)
+    throw new MirrorCheckError(
+      `an anonymous pull of ${registry}/${repo}:${tag} through the mirror ${mirrorUrl} got HTTP ${res.status}; containerd pulls from mirrors without credentials; allow anonymous pulls for the mirrored images or use credential-provider mode`,
+    );
 }

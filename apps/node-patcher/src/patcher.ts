@@ -37,10 +37,12 @@ export function readState(root: string): PatchState | undefined {
 
 /** Files a previous patch wrote that were changed since (by the provider at boot, or by hand). */
 function drifted(root: string, state: PatchState): string[] {
-  return state.files.filter((f) => {
-    const now = readIfExists(join(root, f.path));
-    return now === undefined || sha256(now) !== f.sha256After;
-  }).map((f) => f.path);
+  return state.files
+    .filter((f) => {
+      const now = readIfExists(join(root, f.path));
+      return now === undefined || sha256(now) !== f.sha256After;
+    })
+    .map((f) => f.path);
 }
 
 /** The folders that do not exist yet on the way to each path, shallowest first. */
@@ -97,7 +99,14 @@ export function patch(root: string, opts: PatchOptions): PatchResult {
   });
   const state: PatchState = { version: 1, mode: opts.mode, layout: layout.name, patchedAt: new Date().toISOString(), files, createdDirs, restart: opts.mode !== 'mirror' };
   // For the boot guard (a shell script): the folders to remove, deepest first.
-  writeAtomic(join(root, STATE_DIR, 'created-dirs'), createdDirs.slice().reverse().map((d) => `${d}\n`).join(''));
+  writeAtomic(
+    join(root, STATE_DIR, 'created-dirs'),
+    createdDirs
+      .slice()
+      .reverse()
+      .map((d) => `${d}\n`)
+      .join(''),
+  );
   // The state goes first: a crash between file writes leaves a state that revert can act on.
   writeAtomic(statePath(root), `${JSON.stringify(state, null, 2)}\n`);
   try {

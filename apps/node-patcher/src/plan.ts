@@ -88,7 +88,8 @@ function planAll(root: string, layout: Layout, opts: PatchOptions): FileChange[]
       parseKubeletConfig(text, layout.config.format, layout.config.path);
       kubelet.push({ path: layout.config.path, after: Buffer.from(setConfigField(text, layout.config.format, 'imageServiceEndpoint', socket, layout.config.path)) });
     } else {
-      if (layout.name === 'eks-al2' || layout.name === 'eks-al2023') throw new LayoutError(`${layout.name}: kubelet ${opts.kubeletVersion} takes the image service only as a flag in a place the guard cannot undo; use credential-provider or mirror mode`);
+      if (layout.name === 'eks-al2' || layout.name === 'eks-al2023')
+        throw new LayoutError(`${layout.name}: kubelet ${opts.kubeletVersion} takes the image service only as a flag in a place the guard cannot undo; use credential-provider or mirror mode`);
       kubelet.push(flagChange(root, layout, { 'image-service-endpoint': socket }));
     }
     // Kubelet must never wait for a socket nothing serves (after a reboot kubelet starts before
@@ -225,7 +226,9 @@ function planMirror(root: string, opts: PatchOptions): FileChange[] {
   if (cfg === undefined) throw new LayoutError(`mirror mode: ${cfgPath} is missing`);
   const reg = containerdRegistry(cfg);
   if (reg === 'mirrors') {
-    throw new LayoutError(`mirror mode: ${cfgPath} configures registry.mirrors (as GKE does), so containerd does not read hosts.toml folders, and changing it needs a containerd restart; use credential-provider mode on this node`);
+    throw new LayoutError(
+      `mirror mode: ${cfgPath} configures registry.mirrors (as GKE does), so containerd does not read hosts.toml folders, and changing it needs a containerd restart; use credential-provider mode on this node`,
+    );
   }
   // The first folder in the list wins when two hold the same registry: write there.
   const certsDir = opts.certsDir ?? reg.configPaths[0];

@@ -28,7 +28,14 @@ export interface RunOptions {
 export class SocketNotServedError extends Error {}
 
 const restart = (opts: RunOptions) =>
-  reloadRestartAndWait({ busAddress: opts.busAddress, unit: 'kubelet.service', healthz: opts.healthz, timeoutMs: opts.healthTimeoutMs, ...(opts.healthIntervalMs ? { intervalMs: opts.healthIntervalMs } : {}), log: opts.log });
+  reloadRestartAndWait({
+    busAddress: opts.busAddress,
+    unit: 'kubelet.service',
+    healthz: opts.healthz,
+    timeoutMs: opts.healthTimeoutMs,
+    ...(opts.healthIntervalMs ? { intervalMs: opts.healthIntervalMs } : {}),
+    log: opts.log,
+  });
 
 const summary = (s: PatchState) => ({ mode: s.mode, layout: s.layout, patchedAt: s.patchedAt, files: s.files.map((f) => f.path) });
 
@@ -42,7 +49,8 @@ export async function runPatch(opts: RunOptions, patchOpts: PatchOptions): Promi
     // Mirror mode is anonymous-only: prove an anonymous pull works before writing anything.
     for (const [registry, url] of Object.entries(patchOpts.mirrors ?? {})) {
       const probe = opts.mirrorProbes?.[registry];
-      if (!probe) throw new MirrorCheckError(`mirror mode needs a probe image for ${registry} (--mirror-probe ${registry}=repo:tag) to check that containerd can pull through ${url} without credentials`);
+      if (!probe)
+        throw new MirrorCheckError(`mirror mode needs a probe image for ${registry} (--mirror-probe ${registry}=repo:tag) to check that containerd can pull through ${url} without credentials`);
       await checkAnonymousPull(url, registry, probe);
       opts.log('anonymous pull through the mirror works', { registry, url, probe });
     }
@@ -59,7 +67,8 @@ export async function runPatch(opts: RunOptions, patchOpts: PatchOptions): Promi
     if (!(await waitServed(seen, waitMs))) throw new SocketNotServedError(`the image service does not serve ${seen} (waited ${waitMs / 1000} s); nothing was written, kubelet stays on its runtime`);
   }
   const result = patch(opts.root, patchOpts);
-  if (result.rebased) opts.log('patched files were rewritten since the last patch (the provider at boot, or settings changed): re-applied over the new baseline', { rewritten: result.rebased.rewritten });
+  if (result.rebased)
+    opts.log('patched files were rewritten since the last patch (the provider at boot, or settings changed): re-applied over the new baseline', { rewritten: result.rebased.rewritten });
   if (!result.changed) {
     opts.log('already patched; nothing to do', summary(result.state));
     if (opts.node) await annotate(opts.node.api, opts.node.name, { ...summary(result.state), state: 'patched' });

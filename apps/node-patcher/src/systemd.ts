@@ -24,7 +24,10 @@ const sameRun = (a: UnitRun, b: UnitRun) => a.invocationId === b.invocationId &&
 
 /** org.freedesktop.systemd1 on the system bus: the few calls the patcher needs. */
 export class Systemd {
-  private constructor(private readonly bus: dbus.MessageBus, private readonly manager: dbus.ClientInterface) {}
+  private constructor(
+    private readonly bus: dbus.MessageBus,
+    private readonly manager: dbus.ClientInterface,
+  ) {}
 
   static async connect(busAddress: string): Promise<Systemd> {
     const bus = dbus.sessionBus({ busAddress });

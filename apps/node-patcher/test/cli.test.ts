@@ -15,7 +15,14 @@ afterAll(() => registry.stop());
 const cli = (...args: string[]) =>
   new Promise<{ code: number; lines: Array<Record<string, unknown>> }>((resolve) => {
     execFile(process.execPath, [join(__dirname, '../dist/main.js'), ...args], (err, stdout) =>
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, lines: stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) }),
+      resolve({
+        code: err ? Number((err as { code?: number }).code ?? 1) : 0,
+        lines: stdout
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Record<string, unknown>),
+      }),
     );
   });
 

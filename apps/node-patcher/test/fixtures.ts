@@ -138,7 +138,8 @@ const TREES: Record<LayoutName, Record<string, string>> = {
     '/etc/kubernetes/kubelet/kubelet-config.json': JSON_CONFIG,
     '/etc/systemd/system/kubelet.service':
       '[Unit]\nDescription=Kubernetes Kubelet\nAfter=containerd.service sandbox-image.service\nRequires=containerd.service sandbox-image.service\n\n[Service]\nExecStartPre=/sbin/iptables -P FORWARD ACCEPT -w 5\nExecStart=/usr/bin/kubelet \\\n    --config /etc/kubernetes/kubelet/kubelet-config.json \\\n    --kubeconfig /var/lib/kubelet/kubeconfig \\\n    --image-credential-provider-config /etc/eks/image-credential-provider/config.json \\\n    --image-credential-provider-bin-dir /etc/eks/image-credential-provider \\\n    $KUBELET_ARGS \\\n    $KUBELET_EXTRA_ARGS\n\nRestart=on-failure\n',
-    '/etc/systemd/system/kubelet.service.d/10-kubelet-args.conf': "[Service]\nEnvironment='KUBELET_ARGS=--node-ip=10.0.1.23 --pod-infra-container-image=602401143452.dkr.ecr.eu-west-1.amazonaws.com/eks/pause:3.5 --v=2'\n",
+    '/etc/systemd/system/kubelet.service.d/10-kubelet-args.conf':
+      "[Service]\nEnvironment='KUBELET_ARGS=--node-ip=10.0.1.23 --pod-infra-container-image=602401143452.dkr.ecr.eu-west-1.amazonaws.com/eks/pause:3.5 --v=2'\n",
     '/etc/eks/image-credential-provider/config.json':
       '{\n  "apiVersion": "kubelet.config.k8s.io/v1",\n  "kind": "CredentialProviderConfig",\n  "providers": [\n    {\n      "name": "ecr-credential-provider",\n      "matchImages": ["*.dkr.ecr.*.amazonaws.com"],\n      "defaultCacheDuration": "12h",\n      "apiVersion": "credentialprovider.kubelet.k8s.io/v1"\n    }\n  ]\n}\n',
     '/etc/containerd/config.toml': CONTAINERD_EKS,
@@ -179,8 +180,7 @@ export function snapshot(root: string): Record<string, string> {
       if (st.isDirectory()) {
         out[`/${relative(root, p)}/`] = 'dir';
         walk(p);
-      }
-      else if (st.isFile()) out[`/${relative(root, p)}`] = `${(st.mode & 0o7777).toString(8)} ${readFileSync(p).toString('base64')}`;
+      } else if (st.isFile()) out[`/${relative(root, p)}`] = `${(st.mode & 0o7777).toString(8)} ${readFileSync(p).toString('base64')}`;
     }
   };
   walk(root);

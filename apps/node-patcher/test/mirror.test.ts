@@ -7,7 +7,15 @@ import { runPatch } from '../src/run.js';
 import { hostTree, snapshot } from './fixtures.js';
 import { startRegistry } from './standins.js';
 
-const run = (root: string, probes: Record<string, string>) => ({ root, busAddress: 'unix:path=/nonexistent', healthz: 'http://127.0.0.1:1/healthz', healthTimeoutMs: 1000, restart: true, log: () => undefined, mirrorProbes: probes });
+const run = (root: string, probes: Record<string, string>) => ({
+  root,
+  busAddress: 'unix:path=/nonexistent',
+  healthz: 'http://127.0.0.1:1/healthz',
+  healthTimeoutMs: 1000,
+  restart: true,
+  log: () => undefined,
+  mirrorProbes: probes,
+});
 
 describe('mirror mode checks an anonymous pull first', () => {
   it('patches when the mirror serves the probe image without credentials', async () => {
@@ -15,7 +23,11 @@ describe('mirror mode checks an anonymous pull first', () => {
     try {
       const root = hostTree('eks-al2023');
       expect(await runPatch(run(root, { 'docker.io': 'library/pause:3.9' }), { mode: 'mirror', mirrors: { 'docker.io': reg.url } })).toBe('patched');
-      expect(reg.requests).toEqual(['HEAD /v2/library/pause/manifests/3.9?ns=docker.io anon', 'GET /token?service=registry-proxy&scope=repository%3Alibrary%2Fpause%3Apull anon', 'HEAD /v2/library/pause/manifests/3.9?ns=docker.io auth']);
+      expect(reg.requests).toEqual([
+        'HEAD /v2/library/pause/manifests/3.9?ns=docker.io anon',
+        'GET /token?service=registry-proxy&scope=repository%3Alibrary%2Fpause%3Apull anon',
+        'HEAD /v2/library/pause/manifests/3.9?ns=docker.io auth',
+      ]);
       // Patched already: no probe on the next run (the node keeps working when the proxy is down).
       await reg.stop();
       expect(await runPatch(run(root, { 'docker.io': 'library/pause:3.9' }), { mode: 'mirror', mirrors: { 'docker.io': reg.url } })).toBe('unchanged');

@@ -50,13 +50,28 @@ const write = (p: string, text: string, mode = 0o644) => {
   writeFileSync(join(root, p), text);
   chmodSync(join(root, p), mode);
 };
-const run = (): RunOptions => ({ root, busAddress: node.bus, healthz: `http://127.0.0.1:${port}/healthz`, healthTimeoutMs: 60_000, healthIntervalMs: 250, restart: true, socketSeenAt: join(socketDir, 'image-service.sock'), socketWaitMs: 30_000, log: (m, e) => logs.push(`${m} ${e ? JSON.stringify(e) : ''}`) });
+const run = (): RunOptions => ({
+  root,
+  busAddress: node.bus,
+  healthz: `http://127.0.0.1:${port}/healthz`,
+  healthTimeoutMs: 60_000,
+  healthIntervalMs: 250,
+  restart: true,
+  socketSeenAt: join(socketDir, 'image-service.sock'),
+  socketWaitMs: 30_000,
+  log: (m, e) => logs.push(`${m} ${e ? JSON.stringify(e) : ''}`),
+});
 const standin = async () => (await (await fetch(`http://127.0.0.1:${port}/standin`)).json()) as { pid: number; imageServiceEndpoint: string };
-const kubeletUp = () => waitFor('kubelet to be active and healthy', async () => (await node.systemctl('is-active', 'kubelet.service')).stdout.trim() === 'active' && (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200, 60_000);
+const kubeletUp = () =>
+  waitFor(
+    'kubelet to be active and healthy',
+    async () => (await node.systemctl('is-active', 'kubelet.service')).stdout.trim() === 'active' && (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200,
+    60_000,
+  );
 
 async function startService(): Promise<void> {
   await stopService(); // one at a time: a server left listening keeps jest from exiting
-  service = new CriImageServer({ backend: new CriBackend({ socketPath: join(socketDir, 'no-runtime.sock') })});
+  service = new CriImageServer({ backend: new CriBackend({ socketPath: join(socketDir, 'no-runtime.sock') }) });
   await service.listen(join(socketDir, 'image-service.sock'));
 }
 async function stopService(): Promise<void> {
@@ -70,17 +85,24 @@ function layOut(): void {
   const tree = hostTree('eks-al2023');
   cpSync(tree, root, { recursive: true, force: true });
   write(CONFIG, file(CONFIG).replace('{\n    "kind"', `{\n    "healthzPort": ${port},\n    "kind"`));
-  write('/etc/eks/image-credential-provider/ecr-credential-provider', `#!/bin/sh\necho '{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Registry","auth":{}}'\n`, 0o755);
+  write(
+    '/etc/eks/image-credential-provider/ecr-credential-provider',
+    `#!/bin/sh\necho '{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Registry","auth":{}}'\n`,
+    0o755,
+  );
   write('/usr/bin/kubelet', '#!/bin/sh\nexec /usr/local/bin/node /opt/kubelet-standin/kubelet-standin.mjs "$@"\n', 0o755);
   cpSync(join(__dirname, 'node/kubelet-standin.mjs'), join(root, 'opt/kubelet-standin/kubelet-standin.mjs'));
   cpSync(dirname(require.resolve('yaml/package.json')), join(root, 'opt/kubelet-standin/node_modules/yaml'), { recursive: true });
   // nodeadm's boot rewrite: its own config.json (another cluster DNS) and environment (flags in another order).
   write('/etc/eks/nodeadm-templates/config.json', file(CONFIG).replace('"172.20.0.10"', '"172.20.0.53"'));
-  const args = file(ENV).replace(/^NODEADM_KUBELET_ARGS=/, '').trim().split(' ');
+  const args = file(ENV)
+    .replace(/^NODEADM_KUBELET_ARGS=/, '')
+    .trim()
+    .split(' ');
   write('/etc/eks/nodeadm-templates/environment', `NODEADM_KUBELET_ARGS=${args.reverse().join(' ')}`);
   write(
     '/etc/systemd/system/nodeadm-config.service',
-    '[Unit]\nDescription=nodeadm stand-in: writes kubelet config and environment at boot\nBefore=kubelet.service\n\n[Service]\nType=oneshot\nExecStart=/bin/sh -c \'if [ -f /etc/eks/nodeadm-rewrite ]; then cp /etc/eks/nodeadm-templates/config.json /etc/kubernetes/kubelet/config.json; cp /etc/eks/nodeadm-templates/environment /etc/eks/kubelet/environment; fi\'\n\n[Install]\nWantedBy=multi-user.target\n',
+    "[Unit]\nDescription=nodeadm stand-in: writes kubelet config and environment at boot\nBefore=kubelet.service\n\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'if [ -f /etc/eks/nodeadm-rewrite ]; then cp /etc/eks/nodeadm-templates/config.json /etc/kubernetes/kubelet/config.json; cp /etc/eks/nodeadm-templates/environment /etc/eks/kubelet/environment; fi'\n\n[Install]\nWantedBy=multi-user.target\n",
   );
   for (const unit of ['kubelet.service', 'nodeadm-config.service']) {
     mkdirSync(join(root, 'etc/systemd/system/multi-user.target.wants'), { recursive: true });
@@ -194,7 +216,26 @@ maybe('a real node: EKS AL2023 layout, systemd over its D-Bus', () => {
   it.each([50, 300, 700, 1200, 2500])('kill -9 of the patcher after %i ms leaves a node that starts kubelet (a reboot without the socket), and a later run converges', async (ms) => {
     await startService();
     const bus = node.bus;
-    const child = spawn(process.execPath, [CLI, 'patch', '--root', root, '--dbus', bus, '--healthz', `http://127.0.0.1:${port}/healthz`, '--mode', 'image-service', '--kubelet-version', 'v1.31.0', '--socket-seen-at', join(socketDir, 'image-service.sock')], { stdio: 'ignore' });
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'patch',
+        '--root',
+        root,
+        '--dbus',
+        bus,
+        '--healthz',
+        `http://127.0.0.1:${port}/healthz`,
+        '--mode',
+        'image-service',
+        '--kubelet-version',
+        'v1.31.0',
+        '--socket-seen-at',
+        join(socketDir, 'image-service.sock'),
+      ],
+      { stdio: 'ignore' },
+    );
     await new Promise((r) => setTimeout(r, ms));
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));

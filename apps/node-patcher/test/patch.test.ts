@@ -115,28 +115,41 @@ describe('what each mode writes', () => {
     expect(snapshot(gke)['/home/kubernetes/registry-proxy/credential-provider-rules.yaml']).toMatch(/^600 /);
     const auth = read(gke, '/home/kubernetes/cri-auth-config.yaml');
     expect(auth).toContain('providers:\n- name: auth-provider-gcp\n'); // GKE's list style kept
-    expect(parseYaml(auth)).toMatchObject({ providers: [{ name: 'auth-provider-gcp' }, { name: 'registry-proxy-credential-provider', args: ['--config', '/home/kubernetes/registry-proxy/credential-provider-rules.yaml'] }] });
+    expect(parseYaml(auth)).toMatchObject({
+      providers: [{ name: 'auth-provider-gcp' }, { name: 'registry-proxy-credential-provider', args: ['--config', '/home/kubernetes/registry-proxy/credential-provider-rules.yaml'] }],
+    });
     expect(Object.keys(snapshot(gke)).filter((p) => p.startsWith('/opt'))).toEqual([]);
     revert(gke);
     expect(snapshot(gke)).toEqual(before);
-    expect(() => patch(hostTree('gke'), { mode: 'credential-provider', matchImages: ['r.example.com'], providerBinary: '/nonexistent/plugin' })).toThrow(/credential provider binary \/nonexistent\/plugin: ENOENT/);
+    expect(() => patch(hostTree('gke'), { mode: 'credential-provider', matchImages: ['r.example.com'], providerBinary: '/nonexistent/plugin' })).toThrow(
+      /credential provider binary \/nonexistent\/plugin: ENOENT/,
+    );
   });
 
   it('credential-provider elsewhere sets both flags and writes its own plugin configuration', () => {
     const root = hostTree('kubeadm');
     patch(root, { mode: 'credential-provider', matchImages: ['registry.example.com', '*.registry.example.com'] });
-    expect(read(root, '/var/lib/kubelet/kubeadm-flags.env')).toContain('--image-credential-provider-config=/etc/registry-proxy/credential-provider.yaml --image-credential-provider-bin-dir=/var/lib/registry-proxy/bin"');
-    expect(parseYaml(read(root, '/etc/registry-proxy/credential-provider.yaml'))).toMatchObject({ kind: 'CredentialProviderConfig', providers: [{ name: 'registry-proxy-credential-provider', matchImages: ['registry.example.com', '*.registry.example.com'] }] });
+    expect(read(root, '/var/lib/kubelet/kubeadm-flags.env')).toContain(
+      '--image-credential-provider-config=/etc/registry-proxy/credential-provider.yaml --image-credential-provider-bin-dir=/var/lib/registry-proxy/bin"',
+    );
+    expect(parseYaml(read(root, '/etc/registry-proxy/credential-provider.yaml'))).toMatchObject({
+      kind: 'CredentialProviderConfig',
+      providers: [{ name: 'registry-proxy-credential-provider', matchImages: ['registry.example.com', '*.registry.example.com'] }],
+    });
   });
 
   it("mirror on EKS: containerd's config_path is a list; hosts.toml goes to its first folder (defect 1)", () => {
     for (const layout of ['eks-al2', 'eks-al2023'] as const) {
       const root = hostTree(layout);
       patch(root, { mode: 'mirror', mirrors: { 'docker.io': 'https://registry.example.com' } });
-      expect(read(root, '/etc/containerd/certs.d/docker.io/hosts.toml')).toContain('server = "https://registry-1.docker.io"\n\n[host."https://registry.example.com"]\n  capabilities = ["pull", "resolve"]');
+      expect(read(root, '/etc/containerd/certs.d/docker.io/hosts.toml')).toContain(
+        'server = "https://registry-1.docker.io"\n\n[host."https://registry.example.com"]\n  capabilities = ["pull", "resolve"]',
+      );
       expect(status(root)).toMatchObject({ state: { restart: false } });
     }
-    expect(containerdRegistry('[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/etc/containerd/certs.d:/etc/docker/certs.d"\n')).toEqual({ configPaths: ['/etc/containerd/certs.d', '/etc/docker/certs.d'] });
+    expect(containerdRegistry('[plugins."io.containerd.cri.v1.images".registry]\nconfig_path = "/etc/containerd/certs.d:/etc/docker/certs.d"\n')).toEqual({
+      configPaths: ['/etc/containerd/certs.d', '/etc/docker/certs.d'],
+    });
     expect(containerdRegistry(CONTAINERD_GKE)).toBe('mirrors');
     const noCertsD = hostTree('kubeadm', { '/etc/containerd/config.toml': 'version = 2\n' });
     expect(() => patch(noCertsD, { mode: 'mirror', mirrors: { 'docker.io': 'https://r.example.com' } })).toThrow(/containerd does not read a certs.d folder/);
@@ -164,7 +177,10 @@ describe('provider rewrites (defect 3)', () => {
     const cfg = read(root, '/etc/kubernetes/kubelet/config.json').replace(/\n {4}"imageServiceEndpoint": [^\n]*/, '');
     writeFileSync(join(root, '/etc/kubernetes/kubelet/config.json'), cfg.replace('"172.20.0.10"', '"172.20.0.10",\n        "172.20.0.11"'));
     // Flag order comes from a Go map: it differs between boots.
-    writeFileSync(join(root, '/etc/eks/kubelet/environment'), `NODEADM_KUBELET_ARGS=--config=/etc/kubernetes/kubelet/config.json --node-ip=${nodeIp} --kubeconfig=/var/lib/kubelet/kubeconfig --image-credential-provider-bin-dir=/etc/eks/image-credential-provider --image-credential-provider-config=/etc/eks/image-credential-provider/config.json`);
+    writeFileSync(
+      join(root, '/etc/eks/kubelet/environment'),
+      `NODEADM_KUBELET_ARGS=--config=/etc/kubernetes/kubelet/config.json --node-ip=${nodeIp} --kubeconfig=/var/lib/kubelet/kubeconfig --image-credential-provider-bin-dir=/etc/eks/image-credential-provider --image-credential-provider-config=/etc/eks/image-credential-provider/config.json`,
+    );
     writeFileSync(join(root, '/etc/eks/image-credential-provider/config.json'), read(hostTree('eks-al2023'), '/etc/eks/image-credential-provider/config.json'));
   }
 
@@ -183,7 +199,11 @@ describe('provider rewrites (defect 3)', () => {
     const again = patch(root, opts);
     expect(again).toMatchObject({ changed: true, rebased: { rewritten: expect.arrayContaining([expect.stringMatching(/config.json$/)]) } });
     expect(patch(root, opts).changed).toBe(false);
-    if (opts.mode === 'image-service') expect(JSON.parse(read(root, '/etc/kubernetes/kubelet/config.json'))).toMatchObject({ imageServiceEndpoint: 'unix:///run/registry-proxy/image-service.sock', clusterDNS: ['172.20.0.10', '172.20.0.11'] });
+    if (opts.mode === 'image-service')
+      expect(JSON.parse(read(root, '/etc/kubernetes/kubelet/config.json'))).toMatchObject({
+        imageServiceEndpoint: 'unix:///run/registry-proxy/image-service.sock',
+        clusterDNS: ['172.20.0.10', '172.20.0.11'],
+      });
     else expect(JSON.parse(read(root, '/etc/eks/image-credential-provider/config.json')).providers).toHaveLength(2);
     revert(root);
     expect(snapshot(root)).toEqual(baseline);

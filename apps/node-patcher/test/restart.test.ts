@@ -34,16 +34,32 @@ async function setup(kubeletBreaksOnPatch: boolean, restartHangs = false) {
   stops.push(systemd.stop);
   const health = await startHealthz(() => Date.now() - restartedAt > 300 && !(kubeletBreaksOnPatch && patchedAtRestart));
   stops.push(health.stop);
-  const nodes: Record<string, Record<string, unknown>> = { 'node-1': { kind: 'Node', apiVersion: 'v1', metadata: { name: 'node-1', labels: {} }, status: { nodeInfo: { kubeletVersion: 'v1.30.4' } } } };
+  const nodes: Record<string, Record<string, unknown>> = {
+    'node-1': { kind: 'Node', apiVersion: 'v1', metadata: { name: 'node-1', labels: {} }, status: { nodeInfo: { kubeletVersion: 'v1.30.4' } } },
+  };
   const api = await startApiServer(nodes, 'sa-token');
   stops.push(api.stop);
   const kc = new KubeConfig();
-  kc.loadFromOptions({ clusters: [{ name: 'c', server: api.url, skipTLSVerify: true }], users: [{ name: 'u', token: 'sa-token' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: api.url, skipTLSVerify: true }],
+    users: [{ name: 'u', token: 'sa-token' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
   // The image service's socket, served (HTTP/2, as gRPC is): image-service mode waits for it.
   const served = await serveHttp2(join(root, 'run/registry-proxy/image-service.sock'));
   stops.push(served.stop);
   const logs: string[] = [];
-  const run = { root, busAddress: bus.address, healthz: health.url, healthTimeoutMs: 3000, healthIntervalMs: 100, restart: true, node: { api: nodeApi(kc), name: 'node-1' }, log: (m: string) => logs.push(m) };
+  const run = {
+    root,
+    busAddress: bus.address,
+    healthz: health.url,
+    healthTimeoutMs: 3000,
+    healthIntervalMs: 100,
+    restart: true,
+    node: { api: nodeApi(kc), name: 'node-1' },
+    log: (m: string) => logs.push(m),
+  };
   return { root, systemd, nodes, api, run, logs };
 }
 

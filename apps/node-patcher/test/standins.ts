@@ -79,7 +79,9 @@ export async function startSystemd(address: string, onRestart: (unit: string) =>
       return run.enteredAt;
     }
   }
-  Unit.configureMembers({ properties: { ActiveState: { signature: 's', access: ACCESS_READ }, InvocationID: { signature: 'ay', access: ACCESS_READ }, ActiveEnterTimestamp: { signature: 't', access: ACCESS_READ } } });
+  Unit.configureMembers({
+    properties: { ActiveState: { signature: 's', access: ACCESS_READ }, InvocationID: { signature: 'ay', access: ACCESS_READ }, ActiveEnterTimestamp: { signature: 't', access: ACCESS_READ } },
+  });
   class Service extends dbus.interface.Interface {
     get MainPID(): number {
       return run.pid;
@@ -120,14 +122,23 @@ export async function startApiServer(nodes: Record<string, Record<string, unknow
     if (!m || !node) return status(res, 404, 'NotFound', `nodes "${m?.[1]}" not found`);
     if (req.method === 'GET') return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(node));
     if (req.method !== 'PATCH') return status(res, 405, 'MethodNotAllowed', 'method not allowed');
-    if (req.headers['content-type'] !== 'application/json-patch+json') return status(res, 415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`);
+    if (req.headers['content-type'] !== 'application/json-patch+json')
+      return status(
+        res,
+        415,
+        'UnsupportedMediaType',
+        `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`,
+      );
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', (): void => {
       const ops = JSON.parse(body) as Array<{ op: string; path: string; value?: unknown }>;
       patches.push(JSON.parse(body)); // a copy: the ops below end up inside the Node
       for (const op of ops) {
-        const parts = op.path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+        const parts = op.path
+          .split('/')
+          .slice(1)
+          .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
         const key = parts.pop() as string;
         let parent: Record<string, unknown> = node;
         for (const p of parts) {
@@ -162,7 +173,8 @@ export async function startRegistry(o: { anonymous: boolean }): Promise<{ url: s
     requests.push(`${req.method} ${req.url} ${req.headers.authorization ? 'auth' : 'anon'}`);
     const u = new URL(req.url ?? '/', url);
     if (u.pathname === '/token') {
-      if (!o.anonymous && !req.headers.authorization) return void res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }));
+      if (!o.anonymous && !req.headers.authorization)
+        return void res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }));
       return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'anon-token', expires_in: 300 }));
     }
     const m = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(u.pathname);

@@ -52,7 +52,13 @@ beforeAll(async () => {
       const n = ++movingCount;
       const body = Buffer.from(JSON.stringify({ schemaVersion: 2, n }));
       const send = () =>
-        res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': body.length, 'docker-content-digest': `sha256:${createHash('sha256').update(body).digest('hex')}` }).end(req.method === 'HEAD' ? undefined : body);
+        res
+          .writeHead(200, {
+            'content-type': 'application/vnd.oci.image.manifest.v1+json',
+            'content-length': body.length,
+            'docker-content-digest': `sha256:${createHash('sha256').update(body).digest('hex')}`,
+          })
+          .end(req.method === 'HEAD' ? undefined : body);
       if (holdMoving) held.push(send);
       else send();
     } else if (url.pathname === '/v2/ns/huge/manifests/v1') {
@@ -130,7 +136,10 @@ describe('tag pagination', () => {
 });
 
 describe('identical manifest requests at once', () => {
-  const digestOf = (n: number) => `sha256:${createHash('sha256').update(JSON.stringify({ schemaVersion: 2, n })).digest('hex')}`;
+  const digestOf = (n: number) =>
+    `sha256:${createHash('sha256')
+      .update(JSON.stringify({ schemaVersion: 2, n }))
+      .digest('hex')}`;
   /** One request while the upstream holds its answer, then nine more, then the upstream lets go. */
   async function herd(url: string, method: 'HEAD' | 'GET') {
     const t = await tokenFor(url, 'x/moving');
@@ -216,9 +225,7 @@ describe('an upstream that breaks the protocol', () => {
   // Regression: a protocol error in the packet that carried the headers destroyed the body
   // before the relay listened, and the unhandled 'error' took the whole process down.
   it('cuts that one response and keeps serving', async () => {
-    const bad = createNetServer((sock) =>
-      sock.once('data', () => sock.write('HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n')),
-    );
+    const bad = createNetServer((sock) => sock.once('data', () => sock.write('HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n')));
     await new Promise<void>((r) => bad.listen(0, '127.0.0.1', r));
     const p = await proxyFor(`http://127.0.0.1:${(bad.address() as AddressInfo).port}`, 'follow', 'upstream-token');
     const t = await tokenFor(p.url, 'x/app');

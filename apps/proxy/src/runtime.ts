@@ -60,47 +60,53 @@ function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorker
   if (a.type === 'iid') {
     const { aws, gcp, azure } = a;
     const pems = (list: readonly SecretRef[], key: string) => list.map((c, j) => resolveSecret(c, `auth.${i}.${key}.${j}`));
-    return configured(`auth.${i}`, () =>
-      new IidStrategy({
-        name: a.name,
-        realm: config.service,
-        ...(aws ? { aws: { ...aws, store, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
-        ...(gcp ? { gcp } : {}),
-        ...(azure ? { azure: { ...azure, roots: pems(azure.roots, 'azure.roots'), intermediates: pems(azure.intermediates, 'azure.intermediates') } } : {}),
-      }),
+    return configured(
+      `auth.${i}`,
+      () =>
+        new IidStrategy({
+          name: a.name,
+          realm: config.service,
+          ...(aws ? { aws: { ...aws, store, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
+          ...(gcp ? { gcp } : {}),
+          ...(azure ? { azure: { ...azure, roots: pems(azure.roots, 'azure.roots'), intermediates: pems(azure.intermediates, 'azure.intermediates') } } : {}),
+        }),
     );
   }
   if (a.type === 'oidc') {
-    return configured(`auth.${i}`, () =>
-      new OidcStrategy({
-        name: a.name,
-        realm: config.service,
-        timeoutMs: a.timeoutMs,
-        ...(a.jwksCooldownMs !== undefined ? { jwksCooldownMs: a.jwksCooldownMs } : {}),
-        issuers: a.issuers.map(({ introspection, ...iss }, j) => ({
-          ...iss,
-          ...(introspection ? { introspection: { ...introspection, clientSecret: resolveSecret(introspection.clientSecret, `auth.${i}.issuers.${j}.introspection.clientSecret`) } } : {}),
-        })),
-      }),
+    return configured(
+      `auth.${i}`,
+      () =>
+        new OidcStrategy({
+          name: a.name,
+          realm: config.service,
+          timeoutMs: a.timeoutMs,
+          ...(a.jwksCooldownMs !== undefined ? { jwksCooldownMs: a.jwksCooldownMs } : {}),
+          issuers: a.issuers.map(({ introspection, ...iss }, j) => ({
+            ...iss,
+            ...(introspection ? { introspection: { ...introspection, clientSecret: resolveSecret(introspection.clientSecret, `auth.${i}.issuers.${j}.introspection.clientSecret`) } } : {}),
+          })),
+        }),
     );
   }
   if (a.type === 'ldap') {
     const key = `auth.${i}`;
     const ca = a.tlsOptions?.ca === undefined ? undefined : resolveSecret(a.tlsOptions.ca, `${key}.tlsOptions.ca`);
     const tlsOptions = a.tlsOptions ? { ...(ca ? { ca } : {}), ...(a.tlsOptions.servername ? { servername: a.tlsOptions.servername } : {}) } : undefined;
-    return configured(key, () =>
-      new LdapStrategy({
-        name: a.name,
-        realm: config.service,
-        url: a.url,
-        ...(a.bindDN !== undefined ? { bindDN: a.bindDN } : {}),
-        ...(a.bindCredentials !== undefined ? { bindCredentials: resolveSecret(a.bindCredentials, `${key}.bindCredentials`) } : {}),
-        ...pick(a, ['searchBase', 'searchFilter', 'searchScope', 'bindDnTemplate', 'groupSearchBase', 'groupSearchFilter', 'groupSearchScope', 'groupNameAttribute', 'usernameAttribute'] as const),
-        starttls: a.starttls,
-        ...(tlsOptions ? { tlsOptions } : {}),
-        timeout: a.timeoutMs,
-        cacheSeconds: a.cacheSeconds,
-      }),
+    return configured(
+      key,
+      () =>
+        new LdapStrategy({
+          name: a.name,
+          realm: config.service,
+          url: a.url,
+          ...(a.bindDN !== undefined ? { bindDN: a.bindDN } : {}),
+          ...(a.bindCredentials !== undefined ? { bindCredentials: resolveSecret(a.bindCredentials, `${key}.bindCredentials`) } : {}),
+          ...pick(a, ['searchBase', 'searchFilter', 'searchScope', 'bindDnTemplate', 'groupSearchBase', 'groupSearchFilter', 'groupSearchScope', 'groupNameAttribute', 'usernameAttribute'] as const),
+          starttls: a.starttls,
+          ...(tlsOptions ? { tlsOptions } : {}),
+          timeout: a.timeoutMs,
+          cacheSeconds: a.cacheSeconds,
+        }),
     );
   }
   return new StaticStrategy({
@@ -161,15 +167,18 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     throw new ProxyError('RP_ERR_CONFIG_INVALID', `tokens.algorithms: does not include ${keys.signer.alg}, the signing key's algorithm`);
   }
   const state = await createSharedState(config.state, logger);
-  const tokens = new RevocableTokenService({
-    issuer: config.issuer,
-    service: config.service,
-    keys,
-    accessTokenTtl: t.ttlSeconds,
-    refreshTokenTtl: t.refreshTtlSeconds,
-    algorithms: t.algorithms,
-    clockTolerance: t.clockToleranceSeconds,
-  }, state.store);
+  const tokens = new RevocableTokenService(
+    {
+      issuer: config.issuer,
+      service: config.service,
+      keys,
+      accessTokenTtl: t.ttlSeconds,
+      refreshTokenTtl: t.refreshTtlSeconds,
+      algorithms: t.algorithms,
+      clockTolerance: t.clockToleranceSeconds,
+    },
+    state.store,
+  );
   const rules = new AccessRules(config.rules);
   const bcrypt = new BcryptWorkers({ maxQueue: config.passwordChecks.maxQueue, ...(config.passwordChecks.workers ? { size: config.passwordChecks.workers } : {}) });
   const revocations = new MemoryRevocations();

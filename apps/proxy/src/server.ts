@@ -56,9 +56,7 @@ export async function startProxy(config: Config, logger: Logger, options: { defa
   server.on('clientError', answerClientError);
   server.on('checkContinue', deferContinue(app));
   // Any other Expect: Node's own answer is a bare 417; this one is in the registry format.
-  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
-    sendError(req, res, new RegistryError('EXPECTATION_FAILED'), req.method === 'HEAD'),
-  );
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => sendError(req, res, new RegistryError('EXPECTATION_FAILED'), req.method === 'HEAD'));
   let stopWatching = () => undefined as void;
   if (tls && initial) {
     logger.info({ certificate: initial.summary }, 'serving HTTPS');

@@ -37,8 +37,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const login = async (u: keyof typeof PW) =>
-  (await fetch(`${p.url}/token?service=registry-proxy`, { headers: { authorization: `Basic ${Buffer.from(`${u}:${PW[u]}`).toString('base64')}` } })).status;
+const login = async (u: keyof typeof PW) => (await fetch(`${p.url}/token?service=registry-proxy`, { headers: { authorization: `Basic ${Buffer.from(`${u}:${PW[u]}`).toString('base64')}` } })).status;
 /** Polls until `f` gives `want`; the milliseconds it took. */
 async function until(f: () => Promise<number>, want: number, limitMs: number): Promise<number> {
   const t = performance.now();
@@ -69,7 +68,10 @@ describe('defect 11: htpasswd files are watched', () => {
     await until(async () => (p.logs.slice(marks).some((l) => l.includes('auth files not reloaded')) ? 1 : 0), 1, 5000);
     expect(await login('alice')).toBe(200);
     expect(await login('bob')).toBe(200);
-    const error = p.logs.slice(marks).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'auth files not reloaded; keeping the last good ones');
+    const error = p.logs
+      .slice(marks)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((l) => l['msg'] === 'auth files not reloaded; keeping the last good ones');
     expect(error).toMatchObject({ level: 50, auth: 'auth.0', err: { message: expect.stringMatching(/RP_ERR_HTPASSWD_INVALID: .*users.htpasswd line 1/) } });
     expect(p.logs.join('')).not.toContain(badHash);
     expect(p.logs.join('')).not.toContain(PW.alice);

@@ -9,7 +9,22 @@
  * lives in the "ACR", which the proxy reaches with its managed identity.
  */
 import { AzureIidProvider } from '@registry-proxy/auth-iid';
-import { MT, Pusher, createAzureAd, createAzureTestCa, requireCommands, sampleImage, startAcr, startAzureAdTokenEndpoint, startAzureImds, startDockerd, type TestAcr, type TestAzureAd, type TestAzureServer, type TestDockerd } from '@registry-proxy/testing';
+import {
+  MT,
+  Pusher,
+  createAzureAd,
+  createAzureTestCa,
+  requireCommands,
+  sampleImage,
+  startAcr,
+  startAzureAdTokenEndpoint,
+  startAzureImds,
+  startDockerd,
+  type TestAcr,
+  type TestAzureAd,
+  type TestAzureServer,
+  type TestDockerd,
+} from '@registry-proxy/testing';
 import bcrypt from 'bcryptjs';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 
@@ -88,7 +103,11 @@ describe('an Azure VM pulls from ACR through the proxy', () => {
 
 describe('ACR with a service principal', () => {
   const tokenFrom = async (p: TestProxy, scope: string) =>
-    ((await (await fetch(`${p.url}/token?service=registry-proxy&scope=${scope}`, { headers: { authorization: `Basic ${Buffer.from('alice:alice-pw').toString('base64')}` } })).json()) as { token: string }).token;
+    (
+      (await (await fetch(`${p.url}/token?service=registry-proxy&scope=${scope}`, { headers: { authorization: `Basic ${Buffer.from('alice:alice-pw').toString('base64')}` } })).json()) as {
+        token: string;
+      }
+    ).token;
 
   it('pulls with a client secret; a wrong secret and an identity without a role on the registry give 502 and leak nothing', async () => {
     const aad = await startAzureAdTokenEndpoint(ad, { 'sp-app': 'sp-secret', 'sp-norole': 'norole-secret' });
@@ -98,7 +117,12 @@ describe('ACR with a service principal', () => {
       prefix: name,
       url: acr.url,
       tokenRealms: [acr.authUrl],
-      credentials: { type: 'acr', identity: { type: 'service-principal', tenantId: ad.tenant, clientId, clientSecret, tokenUrl: aad.tokenUrl }, exchangeUrl: `${acr.authUrl}/oauth2/exchange`, service: acr.service },
+      credentials: {
+        type: 'acr',
+        identity: { type: 'service-principal', tenantId: ad.tenant, clientId, clientSecret, tokenUrl: aad.tokenUrl },
+        exchangeUrl: `${acr.authUrl}/oauth2/exchange`,
+        service: acr.service,
+      },
     });
     const p = await startTestProxy({
       auth: [{ type: 'static', users: [{ username: 'alice', passwordHash: bcrypt.hashSync('alice-pw', 4) }] }],

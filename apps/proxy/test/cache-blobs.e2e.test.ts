@@ -26,7 +26,15 @@ beforeAll(async () => {
   store = mkdtempSync(join(tmpdir(), 'rp-cache-'));
   const hash = bcrypt.hashSync(PW, 4);
   proxy = await startTestProxy({
-    auth: [{ type: 'static', users: [{ username: 'alice', passwordHash: hash }, { username: 'bob', passwordHash: hash }] }],
+    auth: [
+      {
+        type: 'static',
+        users: [
+          { username: 'alice', passwordHash: hash },
+          { username: 'bob', passwordHash: hash },
+        ],
+      },
+    ],
     rules: [
       { account: 'alice', repository: ['a/**', 'b/**'], actions: ['pull'] },
       { account: 'bob', repository: ['b/**'], actions: ['pull'] },
@@ -257,7 +265,11 @@ describe('the size quota', () => {
       upstreams: [{ name: 'up', url: up.url, attempts: 1, cache: { store: { type: 'filesystem', path: small }, maxBytes: 2621440 } }],
     });
     try {
-      const tq = ((await (await fetch(`${q.url}/token?service=registry-proxy&scope=repository:a/quota:pull`, { headers: { authorization: `Basic ${Buffer.from(`alice:${PW}`).toString('base64')}` } })).json()) as { token: string }).token;
+      const tq = (
+        (await (
+          await fetch(`${q.url}/token?service=registry-proxy&scope=repository:a/quota:pull`, { headers: { authorization: `Basic ${Buffer.from(`alice:${PW}`).toString('base64')}` } })
+        ).json()) as { token: string }
+      ).token;
       const pullQ = async (d: string) => {
         const r = await fetch(`${q.url}/v2/a/quota/blobs/${d}`, { headers: { authorization: `Bearer ${tq}` } });
         return Buffer.from(await r.arrayBuffer());
@@ -295,7 +307,11 @@ describe('an upstream that cannot be reached', () => {
       else res.writeHead(404).end();
     });
     try {
-      const tq = ((await (await fetch(`${p.url}/token?service=registry-proxy&scope=repository:a/x:pull`, { headers: { authorization: `Basic ${Buffer.from(`alice:${PW}`).toString('base64')}` } })).json()) as { token: string }).token;
+      const tq = (
+        (await (await fetch(`${p.url}/token?service=registry-proxy&scope=repository:a/x:pull`, { headers: { authorization: `Basic ${Buffer.from(`alice:${PW}`).toString('base64')}` } })).json()) as {
+          token: string;
+        }
+      ).token;
       const first = await fetch(`${p.url}/v2/a/x/blobs/${d}`, { headers: { authorization: `Bearer ${tq}` } });
       expect(first.status).toBe(502);
       expect(((await first.json()) as { errors: Array<{ code: string }> }).errors[0]?.code).toBe('BAD_GATEWAY');

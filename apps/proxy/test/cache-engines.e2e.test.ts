@@ -17,7 +17,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { getGlobalDispatcher } from 'undici';
-import { Pusher, requireCommands, sampleImage, startContainerd, startDaemon, startDockerd, startRegistry, waitFor, type Daemon, type Image, type TestContainerd, type TestDockerd, type TestRegistry } from '@registry-proxy/testing';
+import {
+  Pusher,
+  requireCommands,
+  sampleImage,
+  startContainerd,
+  startDaemon,
+  startDockerd,
+  startRegistry,
+  waitFor,
+  type Daemon,
+  type Image,
+  type TestContainerd,
+  type TestDockerd,
+  type TestRegistry,
+} from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 
 jest.setTimeout(300_000);

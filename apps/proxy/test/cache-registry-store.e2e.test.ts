@@ -32,7 +32,9 @@ async function blobIn(repo: string, size = 300_000): Promise<{ digest: string; d
   return { digest, data };
 }
 async function token(repo: string): Promise<string> {
-  tokens[repo] ??= ((await (await fetch(`${proxy.url}/token?service=registry-proxy&scope=repository:${repo}:pull`, { headers: { authorization: basic('alice', PW) } })).json()) as { token: string }).token;
+  tokens[repo] ??= (
+    (await (await fetch(`${proxy.url}/token?service=registry-proxy&scope=repository:${repo}:pull`, { headers: { authorization: basic('alice', PW) } })).json()) as { token: string }
+  ).token;
   return tokens[repo] as string;
 }
 async function pull(repo: string, digest: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer; headers: Headers }> {
@@ -67,7 +69,10 @@ beforeAll(async () => {
         url: upstream.url,
         attempts: 1,
         credentials: { type: 'static', username: 'up', password: 'up-pw' },
-        cache: { store: { type: 'registry', url: store.url, repository: 'cache/objects', credentials: { type: 'static', username: 'store', password: 'store-pw' }, spoolDir: spool }, maxBytes: '1GiB' },
+        cache: {
+          store: { type: 'registry', url: store.url, repository: 'cache/objects', credentials: { type: 'static', username: 'store', password: 'store-pw' }, spoolDir: spool },
+          maxBytes: '1GiB',
+        },
       },
     ],
   });

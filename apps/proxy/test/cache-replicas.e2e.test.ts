@@ -94,7 +94,9 @@ beforeAll(async () => {
         state: { redis: { url: redis.url, commandTimeoutMs: 300 } },
         auth: [{ type: 'static', htpasswd }],
         rules: [{ account: 'alice', repository: 'team/**', actions: ['pull'] }],
-        upstreams: [{ name: 'local', url: upstream, attempts: 1, credentials: { type: 'static', username: 'up', password: 'up-pw' }, cache: { store: { type: 'filesystem', path: cache }, maxBytes: '1GiB' } }],
+        upstreams: [
+          { name: 'local', url: upstream, attempts: 1, credentials: { type: 'static', username: 'up', password: 'up-pw' }, cache: { store: { type: 'filesystem', path: cache }, maxBytes: '1GiB' } },
+        ],
         log: { level: 'info' },
       }),
     );
@@ -105,7 +107,9 @@ beforeAll(async () => {
   }
   const t = await fetch(`${replicas[0]?.url}/token?service=registry-proxy&scope=repository:team/app:pull`, { headers: { authorization: `Basic ${Buffer.from('alice:alice-pw').toString('base64')}` } });
   bearer = ((await t.json()) as { token: string }).token;
-  const o = await fetch(`${replicas[0]?.url}/token?service=registry-proxy&scope=repository:team/other:pull`, { headers: { authorization: `Basic ${Buffer.from('alice:alice-pw').toString('base64')}` } });
+  const o = await fetch(`${replicas[0]?.url}/token?service=registry-proxy&scope=repository:team/other:pull`, {
+    headers: { authorization: `Basic ${Buffer.from('alice:alice-pw').toString('base64')}` },
+  });
   otherBearer = ((await o.json()) as { token: string }).token;
 });
 afterAll(async () => {
@@ -145,7 +149,7 @@ describe('two replicas, one redis, one cache volume', () => {
     expect(fetches(blob.digest)).toBe(1);
   });
 
-  it('a replica that waited for another replica\'s fill still checks its own repository: a digest filled through team/app is not served through team/other', async () => {
+  it("a replica that waited for another replica's fill still checks its own repository: a digest filled through team/app is not served through team/other", async () => {
     const [a, b] = pair();
     const blob = await freshBlob(8 << 20);
     const first = pull(a.url, blob.digest);

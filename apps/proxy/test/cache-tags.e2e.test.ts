@@ -38,7 +38,8 @@ afterAll(async () => {
   await getGlobalDispatcher().close();
 });
 
-const manifest = (n: number) => Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'0'.repeat(63)}${n}`, size: 2 }, layers: [] }));
+const manifest = (n: number) =>
+  Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'0'.repeat(63)}${n}`, size: 2 }, layers: [] }));
 const get = (ref: string, method = 'GET') => fetch(`${proxy.url}/v2/a/app/manifests/${ref}`, { method, headers: { authorization: `Bearer ${token}`, accept: MT } });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const upstreamGets = () => up.counts.get('GET /v2/a/app/manifests/v1') ?? 0;

@@ -108,7 +108,9 @@ describe('registry-proxy CLI', () => {
   it('runs with the same allocator setting from the image and from `npm start` (docs/benchmarks.md)', () => {
     const root = join(__dirname, '../../..');
     const image = /^ENV .*\bMALLOC_TRIM_THRESHOLD_=(\d+)/m.exec(readFileSync(join(root, 'apps/proxy/Dockerfile'), 'utf8'))?.[1];
-    const start = /\bMALLOC_TRIM_THRESHOLD_=(\d+) node apps\/proxy\/dist\/main\.js/.exec((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start'] ?? '')?.[1];
+    const start = /\bMALLOC_TRIM_THRESHOLD_=(\d+) node apps\/proxy\/dist\/main\.js/.exec(
+      (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start'] ?? '',
+    )?.[1];
     expect(image).toBe('67108864');
     expect(start).toBe(image);
   });

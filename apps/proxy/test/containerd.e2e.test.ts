@@ -38,7 +38,10 @@ describe('containerd through the proxy', () => {
     expect(list.stdout).toContain(`${w.proxy.host}/team/app:v1`);
     const check = await c.ctr(['images', 'check']);
     expect(check.stdout).toMatch(new RegExp(`${w.proxy.host}/team/app:v1\\s+application/vnd.oci.image.manifest.v1\\+json\\s+${w.images.v1.digest}\\s+complete`));
-    const audits = w.proxy.logs.slice(before).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['audit'] === 'token');
+    const audits = w.proxy.logs
+      .slice(before)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l['audit'] === 'token');
     expect(audits.some((a) => a['form'] === true && a['outcome'] === 'issued' && a['subject'] === 'alice')).toBe(true);
   });
 
@@ -117,10 +120,16 @@ describe('containerd through the proxy', () => {
         ['no credentials', undefined],
         ['a wrong password', { username: 'alice', password: 'wrong-password' }],
       ] as const) {
-        const err = await cri.call('PullImage', { image: { image: `${w.proxy.host}/team/app:v2` }, ...(auth ? { auth } : {}) }).then(() => undefined, (e: Error) => e);
+        const err = await cri.call('PullImage', { image: { image: `${w.proxy.host}/team/app:v2` }, ...(auth ? { auth } : {}) }).then(
+          () => undefined,
+          (e: Error) => e,
+        );
         expect([what, err?.message]).toEqual([what, expect.stringMatching(/401|unauthorized/i)]);
       }
-      const forbidden = await cri.call('PullImage', { image: { image: `${w.proxy.host}/secret/app:v1` }, auth: { username: 'alice', password: USERS.alice } }).then(() => undefined, (e: Error) => e);
+      const forbidden = await cri.call('PullImage', { image: { image: `${w.proxy.host}/secret/app:v1` }, auth: { username: 'alice', password: USERS.alice } }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
       expect(forbidden?.message).toMatch(/401|403|unauthorized|denied|insufficient_scope/i);
     } finally {
       cri.close();

@@ -69,7 +69,10 @@ describe('docker through the proxy, over HTTPS', () => {
     const digest = /digest: (sha256:[0-9a-f]{64})/.exec(r.stdout)?.[1];
     expect(digest).toBeDefined();
     // mirror/... is team/... upstream.
-    const up = await fetch(`${w.registry.url}/v2/team/push/docker/manifests/v1`, { method: 'HEAD', headers: { ...upstreamAuth, accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' } });
+    const up = await fetch(`${w.registry.url}/v2/team/push/docker/manifests/v1`, {
+      method: 'HEAD',
+      headers: { ...upstreamAuth, accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' },
+    });
     expect([up.status, up.headers.get('docker-content-digest')]).toEqual([200, digest]);
   });
 

@@ -41,7 +41,10 @@ it('3,000 generated requests (seed 11): 0 proxy-made 5xx, 0 format breaks, 0 han
   const ctx = { host: w.proxy.host, seed: 11, user: 'alice', password: USERS.alice, tokens, manifestDigest: w.images.v1.digest, blobDigest: w.images.v1.blobs[0]?.digest };
   const stats = await fuzz({ port: Number(new URL(w.proxy.url).port), ctx, seed: 11, count: 3000, concurrency: 24 });
   // 5xx from the proxy itself: its log says so (a warning or error line with the request's id).
-  const flagged = w.proxy.logs.map((l) => JSON.parse(l) as { level: number; req_id?: string }).filter((l) => l.level >= 40 && l.req_id).map((l) => l.req_id);
+  const flagged = w.proxy.logs
+    .map((l) => JSON.parse(l) as { level: number; req_id?: string })
+    .filter((l) => l.level >= 40 && l.req_id)
+    .map((l) => l.req_id);
   const own = stats.fiveXX.filter((f) => flagged.includes(f.id));
   expect(stats.cases).toBe(3000);
   expect(stats.answered).toBeGreaterThan(1500);

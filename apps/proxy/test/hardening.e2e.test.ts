@@ -38,7 +38,10 @@ describe('defect 1: an oversized manifest body', () => {
   it('chunked 5,000,000 zero bytes: 413 SIZE_INVALID, Connection: close, and the proxy lives on', async () => {
     const t = await token(w, 'alice', 'repository:push/big:pull,push');
     const reply = await raw(port, async (sock) => {
-      await write(sock, `PUT /v2/push/big/manifests/v1 HTTP/1.1\r\nHost: ${w.proxy.host}\r\nAuthorization: Bearer ${t}\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\n\r\n`);
+      await write(
+        sock,
+        `PUT /v2/push/big/manifests/v1 HTTP/1.1\r\nHost: ${w.proxy.host}\r\nAuthorization: Bearer ${t}\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\n\r\n`,
+      );
       const chunk = Buffer.alloc(50_000);
       const frame = Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]);
       for (let sent = 0; sent < 5_000_000; sent += chunk.length) await write(sock, frame);
@@ -55,8 +58,9 @@ describe('defect 1: an oversized manifest body', () => {
 
   it('a declared Content-Length over 4 MiB: 413 before any byte of the body, and the connection closed', async () => {
     const t = await token(w, 'alice', 'repository:push/big:pull,push');
-    const reply = await raw(port, (sock) =>
-      write(sock, `PUT /v2/push/big/manifests/v1 HTTP/1.1\r\nHost: ${w.proxy.host}\r\nAuthorization: Bearer ${t}\r\nContent-Length: 5000000\r\n\r\n{`),
+    const reply = await raw(
+      port,
+      (sock) => write(sock, `PUT /v2/push/big/manifests/v1 HTTP/1.1\r\nHost: ${w.proxy.host}\r\nAuthorization: Bearer ${t}\r\nContent-Length: 5000000\r\n\r\n{`),
       5000, // the proxy waits up to two seconds for the body it drops before it closes
     );
     expect(reply.statuses).toEqual([413]);
@@ -69,10 +73,14 @@ describe('defect 1: an oversized manifest body', () => {
 
   it('a client that leaves in the middle of a manifest body does not take the proxy down', async () => {
     const t = await token(w, 'alice', 'repository:push/big:pull,push');
-    await raw(port, async (sock) => {
-      await write(sock, `PUT /v2/push/big/manifests/v1 HTTP/1.1\r\nHost: ${w.proxy.host}\r\nAuthorization: Bearer ${t}\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789`);
-      sock.destroy();
-    }, 200);
+    await raw(
+      port,
+      async (sock) => {
+        await write(sock, `PUT /v2/push/big/manifests/v1 HTTP/1.1\r\nHost: ${w.proxy.host}\r\nAuthorization: Bearer ${t}\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789`);
+        sock.destroy();
+      },
+      200,
+    );
     await new Promise((r) => setTimeout(r, 200));
     expect(rejections).toEqual([]);
     await stillServing();
@@ -80,8 +88,7 @@ describe('defect 1: an oversized manifest body', () => {
 });
 
 describe('defect 1: the error middleware keeps the 4xx it is given', () => {
-  const form = (body: string, type = 'application/x-www-form-urlencoded') =>
-    fetch(`${w.proxy.url}/token`, { method: 'POST', headers: { 'content-type': type }, body });
+  const form = (body: string, type = 'application/x-www-form-urlencoded') => fetch(`${w.proxy.url}/token`, { method: 'POST', headers: { 'content-type': type }, body });
 
   it('a form body over the limit is 413 SIZE_INVALID, not UNAUTHORIZED', async () => {
     const res = await form(`grant_type=password&x=${'a'.repeat(70_000)}`);
@@ -150,7 +157,9 @@ describe('defect 2: host binding', () => {
   });
 
   it('/v2 with two Host headers or none: 400 in the registry format', async () => {
-    const good = await raw(hport, (sock) => write(sock, `GET /token?service=registry-proxy&scope=repository:team/app:pull HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic}\r\nConnection: close\r\n\r\n`));
+    const good = await raw(hport, (sock) =>
+      write(sock, `GET /token?service=registry-proxy&scope=repository:team/app:pull HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic}\r\nConnection: close\r\n\r\n`),
+    );
     const t = (bodyOf(good.text) as { token: string }).token;
     for (const hostLines of ['Host: localhost\r\nHost: vb.test\r\n', '', 'Host: \r\n']) {
       const reply = await raw(hport, (sock) => write(sock, `GET /v2/team/app/tags/list HTTP/1.1\r\n${hostLines}Authorization: Bearer ${t}\r\nConnection: close\r\n\r\n`));
@@ -209,7 +218,9 @@ describe('defect 6: grants are per upstream (registry), in ?ns=, prefix and host
     return bodyOf(r.text) as { token: string };
   }
   async function status(path: string, t: string, host = mp.host): Promise<number> {
-    const r = await raw(port(), (s) => write(s, `HEAD ${path} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${t}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n`));
+    const r = await raw(port(), (s) =>
+      write(s, `HEAD ${path} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${t}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n`),
+    );
     return r.statuses[0] as number;
   }
 
@@ -247,12 +258,16 @@ describe('defect 8: Expect: 100-continue is answered only after authorization', 
 
   /** Sends the head, waits for the proxy's first answer, and sends the body only after a 100. */
   const attempt = (auth: string, name?: string) =>
-    raw(port, async (sock, seen) => {
-      await write(sock, put(auth, name));
-      const deadline = Date.now() + 3000;
-      while (!/^HTTP\/1\.1 \d{3}/.test(seen()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      if (seen().startsWith('HTTP/1.1 100')) await write(sock, Buffer.alloc(3_000_000, 0x20)).catch(() => undefined);
-    }, 2500);
+    raw(
+      port,
+      async (sock, seen) => {
+        await write(sock, put(auth, name));
+        const deadline = Date.now() + 3000;
+        while (!/^HTTP\/1\.1 \d{3}/.test(seen()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        if (seen().startsWith('HTTP/1.1 100')) await write(sock, Buffer.alloc(3_000_000, 0x20)).catch(() => undefined);
+      },
+      2500,
+    );
 
   it.each([
     ['no token', ''],
@@ -293,7 +308,10 @@ describe('defect 8: Expect: 100-continue is answered only after authorization', 
   it('an Expect on the token endpoint is answered at once (it needs the form to authenticate)', async () => {
     const body = `grant_type=password&username=alice&password=${USERS.alice}&service=registry-proxy&scope=repository:team/app:pull`;
     const reply = await raw(port, async (sock, seen) => {
-      await write(sock, `POST /token HTTP/1.1\r\nHost: ${w.proxy.host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`);
+      await write(
+        sock,
+        `POST /token HTTP/1.1\r\nHost: ${w.proxy.host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
+      );
       while (!seen().startsWith('HTTP/1.1 100')) await new Promise((r) => setTimeout(r, 10));
       await write(sock, body);
     });

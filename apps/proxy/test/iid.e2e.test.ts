@@ -5,7 +5,19 @@
  * project labels.
  */
 import { AwsIidProvider, GcpIidProvider } from '@registry-proxy/auth-iid';
-import { Pusher, awsDocument, createIidSigner, requireCommands, sampleImage, startDockerd, startGcpMetadata, startImds, startRegistry, type TestDockerd, type TestRegistry } from '@registry-proxy/testing';
+import {
+  Pusher,
+  awsDocument,
+  createIidSigner,
+  requireCommands,
+  sampleImage,
+  startDockerd,
+  startGcpMetadata,
+  startImds,
+  startRegistry,
+  type TestDockerd,
+  type TestRegistry,
+} from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 
 jest.setTimeout(120_000);
@@ -21,7 +33,9 @@ beforeAll(async () => {
   reg = await startRegistry({ up: 'up-pw' });
   await new Pusher(reg.url, 'up', 'up-pw').image('nodes/pause', 'v1', img);
   proxy = await startTestProxy({
-    auth: [{ type: 'iid', aws: { certificates: [signer.certPem], accounts: ['123456789012'] }, gcp: { audience: 'registry-proxy-test', projects: ['acme-prod'], jwksUrl: 'http://127.0.0.1:1/unused' } }],
+    auth: [
+      { type: 'iid', aws: { certificates: [signer.certPem], accounts: ['123456789012'] }, gcp: { audience: 'registry-proxy-test', projects: ['acme-prod'], jwksUrl: 'http://127.0.0.1:1/unused' } },
+    ],
     rules: [
       { labels: { 'aws.accountId': '123456789012' }, repository: 'nodes/**', actions: ['pull'] },
       { labels: { 'gcp.project': 'acme-prod' }, repository: 'nodes/**', actions: ['pull'] },

@@ -85,7 +85,9 @@ describe('a 1 GiB layer', () => {
 
   it('is copied out through the proxy by skopeo with its digest intact', async () => {
     const out = join(dir, 'skopeo');
-    const r = await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `--src-creds=alice:${USERS.alice}`, `docker://${w.proxy.host}/push/large:v1`, `dir:${out}`], { timeoutMs: 240_000 });
+    const r = await run('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `--src-creds=alice:${USERS.alice}`, `docker://${w.proxy.host}/push/large:v1`, `dir:${out}`], {
+      timeoutMs: 240_000,
+    });
     expect([r.code, r.stderr]).toEqual([0, '']);
     const copied = join(out, layerDigest.slice(7));
     expect(statSync(copied).size).toBe(SIZE);

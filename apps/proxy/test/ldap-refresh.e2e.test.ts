@@ -80,7 +80,10 @@ describe('defect 7: refresh grants re-check the directory after revalidateAfterS
     await sleep(1200);
     const after = await refresh(token);
     expect(after.status).toBe(401);
-    const audit = proxy.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['audit'] === 'token').at(-1);
+    const audit = proxy.logs
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l['audit'] === 'token')
+      .at(-1);
     expect(audit).toMatchObject({ grant: 'refresh_token', subject: 'bob', outcome: 'denied', reason: expect.stringContaining('no longer in the directory') });
   });
 
@@ -89,7 +92,11 @@ describe('defect 7: refresh grants re-check the directory after revalidateAfterS
     await sleep(1200);
     await ldap.stop();
     try {
-      const res = await fetch(`${proxy.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form({ grant_type: 'refresh_token', refresh_token: token, scope: 'repository:team/app:pull' }) });
+      const res = await fetch(`${proxy.url}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: form({ grant_type: 'refresh_token', refresh_token: token, scope: 'repository:team/app:pull' }),
+      });
       expect(res.status).toBe(503);
       expect(res.headers.get('retry-after')).toBe('5');
       expect(((await res.json()) as { errors: Array<{ code: string }> }).errors[0]?.code).toBe('UNAVAILABLE');

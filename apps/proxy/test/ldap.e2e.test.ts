@@ -76,7 +76,10 @@ describe('LDAP logins through the proxy', () => {
       const pull = await fetch(`${proxy.url}/v2/team/app/manifests/v1`, { headers: { authorization: `Bearer ${token}`, accept: 'application/vnd.oci.image.manifest.v1+json' } });
       expect(pull.status).toBe(200);
       // The audit line says what happened, never the password.
-      const audit = proxy.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['audit'] === 'token').at(-1);
+      const audit = proxy.logs
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l['audit'] === 'token')
+        .at(-1);
       expect(audit).toMatchObject({ outcome: 'unavailable' });
       expect(proxy.logs.join('')).not.toContain(PASSWORDS.bob);
     } finally {

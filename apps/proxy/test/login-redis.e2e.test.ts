@@ -45,7 +45,7 @@ describe('CLI secrets shared through redis', () => {
     expect(await a.list('alice')).toEqual([]);
   });
 
-  it('keeps only the hash, with the secret\'s own expiry', async () => {
+  it("keeps only the hash, with the secret's own expiry", async () => {
     const a = await replica();
     const { secret, record } = await a.create(alice);
     const raw = await clients[0]?.get(`cli:rec:${record.hash}`);

@@ -174,7 +174,12 @@ describe('browser sign-in', () => {
     const id = await p.$eval('form[action$="/revoke"]', (f) => (f as unknown as { action: string }).action.split('/').at(-2) ?? '');
     const cookie = `rp_session=${session?.value}`;
     const post = (body: string, origin?: string) =>
-      fetch(`${base}/login/secrets/${id}/revoke`, { method: 'POST', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', ...(origin ? { origin } : {}) }, body, redirect: 'manual' });
+      fetch(`${base}/login/secrets/${id}/revoke`, {
+        method: 'POST',
+        headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', ...(origin ? { origin } : {}) },
+        body,
+        redirect: 'manual',
+      });
     expect((await post('csrf=forged')).status).toBe(400);
     // Regression: a body the form parser refuses got the registry's JSON error, not the page's.
     const huge = await post(`csrf=${'x'.repeat(8000)}`);

@@ -63,7 +63,7 @@ beforeAll(async () => {
         const [method = '', path = ''] = buf.slice(0, buf.indexOf('\r\n')).split(' ');
         buf = buf.slice(i + 4);
         const repo = /^\/v2\/ns\/([^/]+)\//.exec(path)?.[1] ?? 'good';
-        (CASES[repo] ?? CASES['good'] as NonNullable<(typeof CASES)['good']>)(s, path, method);
+        (CASES[repo] ?? (CASES['good'] as NonNullable<(typeof CASES)['good']>))(s, path, method);
       }
     });
   });

@@ -19,7 +19,16 @@ const hashes = { alice: bcrypt.hashSync(ALICE, 10), bob: bcrypt.hashSync(BOB, 10
 async function proxy(extra: Record<string, unknown>): Promise<TestProxy> {
   const p = await startTestProxy({
     trustedProxies: ['127.0.0.1'],
-    auth: [{ type: 'static', cacheSeconds: 0, users: [{ username: 'alice', passwordHash: hashes.alice }, { username: 'bob', passwordHash: hashes.bob }] }],
+    auth: [
+      {
+        type: 'static',
+        cacheSeconds: 0,
+        users: [
+          { username: 'alice', passwordHash: hashes.alice },
+          { username: 'bob', passwordHash: hashes.bob },
+        ],
+      },
+    ],
     rules: [{ repository: '**', actions: ['pull'] }],
     upstreams: [{ name: 'up', url: 'http://127.0.0.1:9' }],
     passwordChecks: { workers: 1 },

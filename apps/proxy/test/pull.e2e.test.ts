@@ -167,7 +167,15 @@ describe('access control on every request', () => {
     const access = [{ type: 'repository', name: 'team/app', actions: ['pull'], upstream: 'local' }];
     const keys = await KeySet.fromPem(w.signingKeyPem);
     const mint = (over: { service?: string; issuer?: string; keys?: KeySet } = {}, now?: Date) =>
-      new TokenService({ issuer: over.issuer ?? 'registry-proxy', service: over.service ?? 'registry-proxy', keys: over.keys ?? keys, accessTokenTtl: 60, refreshTokenTtl: 60, algorithms: ['ES256', 'RS256'], clockTolerance: 0 })
+      new TokenService({
+        issuer: over.issuer ?? 'registry-proxy',
+        service: over.service ?? 'registry-proxy',
+        keys: over.keys ?? keys,
+        accessTokenTtl: 60,
+        refreshTokenTtl: 60,
+        algorithms: ['ES256', 'RS256'],
+        clockTolerance: 0,
+      })
         .issueAccessToken('alice', access, now)
         .then((t) => t.token);
     const good = await mint();
@@ -235,7 +243,10 @@ describe('bad input never reaches the upstream', () => {
 describe('routing by virtual host and as a containerd mirror', () => {
   it('sends Host gcr.localtest to its upstream (app is team/app there); other hosts do not see that route', async () => {
     // The token is asked for on the host it is used on: grants are made per upstream.
-    const tr = await rawGet(`/token?service=registry-proxy&scope=${pull('app')}`, undefined, { host: 'gcr.localtest:5000', authorization: `Basic ${Buffer.from(`alice:${USERS.alice}`).toString('base64')}` });
+    const tr = await rawGet(`/token?service=registry-proxy&scope=${pull('app')}`, undefined, {
+      host: 'gcr.localtest:5000',
+      authorization: `Basic ${Buffer.from(`alice:${USERS.alice}`).toString('base64')}`,
+    });
     const t = (JSON.parse(tr.body) as { token: string }).token;
     issued.push(t);
     const r = await rawGet('/v2/app/manifests/v1', t, { host: 'gcr.localtest:5000', accept: MT.manifest });
@@ -301,11 +312,18 @@ describe('unreachable and slow upstreams', () => {
 });
 
 describe('token endpoint', () => {
-  const form = (body: Record<string, string>) =>
-    fetch(`${w.proxy.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body) });
+  const form = (body: Record<string, string>) => fetch(`${w.proxy.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body) });
 
   it('serves the POST OAuth2 flow with refresh tokens, as containerd and docker use it', async () => {
-    const res = await form({ grant_type: 'password', username: 'alice', password: USERS.alice, service: 'registry-proxy', client_id: 'test', access_type: 'offline', scope: 'repository:team/app:pull repository:secret/app:pull' });
+    const res = await form({
+      grant_type: 'password',
+      username: 'alice',
+      password: USERS.alice,
+      service: 'registry-proxy',
+      client_id: 'test',
+      access_type: 'offline',
+      scope: 'repository:team/app:pull repository:secret/app:pull',
+    });
     expect(res.status).toBe(200);
     const body = (await res.json()) as Record<string, string>;
     issued.push(body['access_token'] as string, body['refresh_token'] as string);

@@ -104,7 +104,13 @@ describe('blob uploads', () => {
     const { request } = await import('node:http');
     const u = new URL(loc);
     await new Promise<void>((resolve) => {
-      const req = request({ hostname: u.hostname, port: u.port, path: `${u.pathname}${u.search}`, method: 'PATCH', headers: { authorization: `Bearer ${t}`, 'content-type': 'application/octet-stream', 'content-length': String(10 << 20) } });
+      const req = request({
+        hostname: u.hostname,
+        port: u.port,
+        path: `${u.pathname}${u.search}`,
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${t}`, 'content-type': 'application/octet-stream', 'content-length': String(10 << 20) },
+      });
       req.on('error', () => resolve());
       req.write(randomBytes(256 * 1024));
       setTimeout(() => {

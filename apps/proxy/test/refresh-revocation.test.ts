@@ -36,7 +36,8 @@ afterAll(async () => {
 });
 
 const post = async (fields: Record<string, string>) =>
-  (await fetch(`${p.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ service: 'registry-proxy', ...fields }).toString() })).status;
+  (await fetch(`${p.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ service: 'registry-proxy', ...fields }).toString() }))
+    .status;
 const loginRefresh = async (u: keyof typeof PW) => {
   const res = await fetch(`${p.url}/token?service=registry-proxy&offline_token=true`, { headers: { authorization: `Basic ${Buffer.from(`${u}:${PW[u]}`).toString('base64')}` } });
   return ((await res.json()) as { refresh_token: string }).refresh_token;

@@ -11,7 +11,22 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeAwsIidCredential } from '@registry-proxy/auth-iid';
-import { Pusher, awsDocument, createIidSigner, freePort, requireCommands, run, sampleImage, startDaemon, startRedis, startRegistry, waitFor, type Daemon, type TestRedis, type TestRegistry } from '@registry-proxy/testing';
+import {
+  Pusher,
+  awsDocument,
+  createIidSigner,
+  freePort,
+  requireCommands,
+  run,
+  sampleImage,
+  startDaemon,
+  startRedis,
+  startRegistry,
+  waitFor,
+  type Daemon,
+  type TestRedis,
+  type TestRegistry,
+} from '@registry-proxy/testing';
 import { stringify } from 'yaml';
 
 jest.setTimeout(120_000);
@@ -29,9 +44,14 @@ const pair = () => {
   return [a, b] as const;
 };
 const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
-const token = (url: string, user: string, pw: string, scope = 'repository:team/app:pull') => fetch(`${url}/token?service=registry-proxy&scope=${scope}`, { headers: { authorization: basic(user, pw) } });
+const token = (url: string, user: string, pw: string, scope = 'repository:team/app:pull') =>
+  fetch(`${url}/token?service=registry-proxy&scope=${scope}`, { headers: { authorization: basic(user, pw) } });
 const form = (url: string, body: Record<string, string>) =>
-  fetch(`${url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ service: 'registry-proxy', client_id: 'test', scope: 'repository:team/app:pull', ...body }) });
+  fetch(`${url}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ service: 'registry-proxy', client_id: 'test', scope: 'repository:team/app:pull', ...body }),
+  });
 
 beforeAll(async () => {
   if (!existsSync(MAIN)) throw new Error('apps/proxy is not built: run `npm run build` (npm test does it first)');
@@ -42,7 +62,16 @@ beforeAll(async () => {
   const key = join(dir, 'signing.pem');
   writeFileSync(key, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
   const htpasswd = join(dir, 'htpasswd');
-  writeFileSync(htpasswd, ['alice', 'mallory'].map((u) => execFileSync('htpasswd', ['-nbB', u, `${u}-pw`]).toString().trim()).join('\n') + '\n');
+  writeFileSync(
+    htpasswd,
+    ['alice', 'mallory']
+      .map((u) =>
+        execFileSync('htpasswd', ['-nbB', u, `${u}-pw`])
+          .toString()
+          .trim(),
+      )
+      .join('\n') + '\n',
+  );
   const redisUrl = join(dir, 'redis-url');
   writeFileSync(redisUrl, `${redis.url}\n`); // as a mounted Secret would hold it
   const cfg = (port: number) =>
@@ -50,7 +79,10 @@ beforeAll(async () => {
       listen: { host: '127.0.0.1', port },
       tokens: { signingKey: { file: key } },
       state: { redis: { url: { file: redisUrl }, commandTimeoutMs: 300 } },
-      auth: [{ type: 'static', htpasswd }, { type: 'iid', aws: { certificates: [signer.certPem], accounts: ['123456789012'] } }],
+      auth: [
+        { type: 'static', htpasswd },
+        { type: 'iid', aws: { certificates: [signer.certPem], accounts: ['123456789012'] } },
+      ],
       rules: [
         { account: ['alice', 'mallory'], repository: 'team/**', actions: ['pull'] },
         { labels: { 'aws.accountId': '123456789012' }, repository: 'team/**', actions: ['pull'] },

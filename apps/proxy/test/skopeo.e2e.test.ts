@@ -23,7 +23,11 @@ const ref = (name: string) => `docker://${w.proxy.host}/${name}`;
 
 /** skopeo's dir: transport stores each blob under its hex digest. */
 function blobsIn(dir: string): Set<string> {
-  return new Set(readdirSync(dir).filter((f) => /^[a-f0-9]{64}$/.test(f)).map((f) => `sha256:${f}`));
+  return new Set(
+    readdirSync(dir)
+      .filter((f) => /^[a-f0-9]{64}$/.test(f))
+      .map((f) => `sha256:${f}`),
+  );
 }
 
 describe('skopeo through the proxy', () => {

@@ -98,8 +98,8 @@ describe('HTTPS', () => {
     await expect(startTestProxy({ listen: { port: 0, tls: { certFile: other.certFile, keyFile: live.keyFile } }, upstreams: [{ name: 'up', url: 'http://127.0.0.1:9' }] })).rejects.toThrow(
       /listen\.tls: unusable certificate or key: .*key values mismatch/,
     );
-    await expect(startTestProxy({ listen: { port: 0, tls: { certFile: join(ca.dir, 'missing.crt'), keyFile: other.keyFile } }, upstreams: [{ name: 'up', url: 'http://127.0.0.1:9' }] })).rejects.toThrow(
-      /listen\.tls: cannot read .*missing\.crt: ENOENT/,
-    );
+    await expect(
+      startTestProxy({ listen: { port: 0, tls: { certFile: join(ca.dir, 'missing.crt'), keyFile: other.keyFile } }, upstreams: [{ name: 'up', url: 'http://127.0.0.1:9' }] }),
+    ).rejects.toThrow(/listen\.tls: cannot read .*missing\.crt: ENOENT/);
   });
 });

@@ -24,7 +24,13 @@ async function proxy(extra: Record<string, unknown> = {}): Promise<TestProxy> {
   const p = await startTestProxy({
     trustedProxies: ['127.0.0.1'],
     auth: [
-      { type: 'static', users: [{ username: 'alice', passwordHash: bcrypt.hashSync(ALICE, 4) }, { username: 'bob', passwordHash: bcrypt.hashSync(BOB, 4) }] },
+      {
+        type: 'static',
+        users: [
+          { username: 'alice', passwordHash: bcrypt.hashSync(ALICE, 4) },
+          { username: 'bob', passwordHash: bcrypt.hashSync(BOB, 4) },
+        ],
+      },
       { type: 'iid', aws: { certificates: [signer.certPem], accounts: ['123456789012'] } },
     ],
     rules: [{ repository: '**', actions: ['pull'] }],

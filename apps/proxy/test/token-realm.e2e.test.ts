@@ -41,7 +41,8 @@ afterAll(async () => {
   await reg?.stop();
 });
 
-const get = (path: string, t: string, init: RequestInit = {}) => fetch(`${proxy.url}${path}`, { ...init, headers: { authorization: `Bearer ${t}`, accept: MT.manifest, ...((init.headers as Record<string, string>) ?? {}) } });
+const get = (path: string, t: string, init: RequestInit = {}) =>
+  fetch(`${proxy.url}${path}`, { ...init, headers: { authorization: `Bearer ${t}`, accept: MT.manifest, ...((init.headers as Record<string, string>) ?? {}) } });
 
 describe('an upstream with its token realm on another host', () => {
   it('pulls with the PAT sent only to the realm, and reuses the upstream token', async () => {

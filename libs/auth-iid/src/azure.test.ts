@@ -76,11 +76,16 @@ describe('Azure attested documents', () => {
     expect(await strategy().verify('azure-iid', credential(SECRET, { by: other.signer() }))).toEqual({ result: 'deny', reason: 'signing certificate does not chain to a configured root' });
     expect(await strategy({ intermediates: [] }).verify('azure-iid', credential())).toEqual({ result: 'deny', reason: 'signing certificate does not chain to a configured root' });
     // Roots and intermediates may come as one bundle.
-    expect((await strategy({ roots: [`${createAzureTestCa('Other').rootPem}${ca.rootPem}`], intermediates: [`${other.intermediatePem}\n${ca.intermediatePem}`] }).verify('azure-iid', credential())).result).toBe('allow');
+    expect(
+      (await strategy({ roots: [`${createAzureTestCa('Other').rootPem}${ca.rootPem}`], intermediates: [`${other.intermediatePem}\n${ca.intermediatePem}`] }).verify('azure-iid', credential())).result,
+    ).toBe('allow');
     // The attacker's intermediate configured does not help: its root is not.
     expect(await strategy({ intermediates: [ca.intermediatePem, other.intermediatePem] }).verify('azure-iid', credential(SECRET, { by: other.signer() }))).toMatchObject({ result: 'deny' });
     // A certificate of the right CA but for another name.
-    expect(await strategy().verify('azure-iid', credential(SECRET, { by: ca.signer({ dnsNames: ['metadata.example.com'] }) }))).toEqual({ result: 'deny', reason: 'signing certificate is not for metadata.azure.com (SAN: metadata.example.com)' });
+    expect(await strategy().verify('azure-iid', credential(SECRET, { by: ca.signer({ dnsNames: ['metadata.example.com'] }) }))).toEqual({
+      result: 'deny',
+      reason: 'signing certificate is not for metadata.azure.com (SAN: metadata.example.com)',
+    });
   });
 
   it('refuses an expired document and an expired signing certificate', async () => {
@@ -91,7 +96,10 @@ describe('Azure attested documents', () => {
   });
 
   it('refuses a subscription or VM the configuration does not allow', async () => {
-    expect(await strategy({ subscriptions: ['00000000-1111-2222-3333-444444444444'] }).verify('azure-iid', credential())).toEqual({ result: 'deny', reason: `subscription ${vm.subscriptionId} not allowed` });
+    expect(await strategy({ subscriptions: ['00000000-1111-2222-3333-444444444444'] }).verify('azure-iid', credential())).toEqual({
+      result: 'deny',
+      reason: `subscription ${vm.subscriptionId} not allowed`,
+    });
     expect(await strategy({ vmIds: ['another-vm'] }).verify('azure-iid', credential())).toEqual({ result: 'deny', reason: `VM ${vm.vmId} not allowed` });
   });
 

@@ -57,7 +57,8 @@ export class GcpIidVerifier {
         requiredClaims: ['exp'],
       }));
     } catch (err) {
-      if (err instanceof joseErrors.JWKSTimeout || (err instanceof TypeError && /fetch/i.test(err.message))) throw new AuthBackendError(`gcp: Google's keys unavailable: ${(err as Error).message}`, { cause: err });
+      if (err instanceof joseErrors.JWKSTimeout || (err instanceof TypeError && /fetch/i.test(err.message)))
+        throw new AuthBackendError(`gcp: Google's keys unavailable: ${(err as Error).message}`, { cause: err });
       if (err instanceof joseErrors.JOSEError) return { result: 'deny', reason: `token rejected: ${err.code}${err instanceof joseErrors.JWTClaimValidationFailed ? ` (${err.claim})` : ''}` };
       throw new AuthBackendError(`gcp: ${(err as Error).message}`, { cause: err });
     }
@@ -72,7 +73,13 @@ export class GcpIidVerifier {
     if (!allowed(this.opts.instances, name, id)) return { result: 'deny', reason: `instance ${name} not allowed` };
     return {
       result: 'allow',
-      identity: { subject: `gcp/${project}/${name}`, method, groups: [], labels: { 'gcp.project': project, 'gcp.zone': zone, 'gcp.instanceId': id, 'gcp.instanceName': name }, ...(typeof payload.exp === 'number' ? { expiresAt: payload.exp } : {}) },
+      identity: {
+        subject: `gcp/${project}/${name}`,
+        method,
+        groups: [],
+        labels: { 'gcp.project': project, 'gcp.zone': zone, 'gcp.instanceId': id, 'gcp.instanceName': name },
+        ...(typeof payload.exp === 'number' ? { expiresAt: payload.exp } : {}),
+      },
     };
   }
 }

@@ -57,7 +57,10 @@ describe('AWS instance identity', () => {
     const forged = { ...good, pkcs7: forger.sign(doc) };
     expect(await s.verify('aws-iid', encodeAwsIidCredential(forged))).toEqual({ result: 'deny', reason: 'signature does not verify with any configured certificate' });
     const otherAccount = awsDocument({ accountId: '210987654321' });
-    expect(await s.verify('aws-iid', encodeAwsIidCredential({ document: otherAccount, pkcs7: region.sign(otherAccount), nonce: 'n'.repeat(32) }))).toEqual({ result: 'deny', reason: 'account 210987654321 not allowed' });
+    expect(await s.verify('aws-iid', encodeAwsIidCredential({ document: otherAccount, pkcs7: region.sign(otherAccount), nonce: 'n'.repeat(32) }))).toEqual({
+      result: 'deny',
+      reason: 'account 210987654321 not allowed',
+    });
     expect(await s.verify('aws-iid', 'not-base64-json')).toMatchObject({ result: 'deny' });
     expect(await s.verify('aws-iid', encodeAwsIidCredential({ ...good, pkcs7: 'AAAA' }))).toMatchObject({ result: 'deny' });
     expect(await s.verify('someone', encodeAwsIidCredential(good))).toEqual({ result: 'skip' });
@@ -71,7 +74,10 @@ describe('AWS instance identity', () => {
     expect((await s.verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'node-nonce-0123456789' }))).result).toBe('allow');
     expect((await s.verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'node-nonce-0123456789' }))).result).toBe('allow');
     // Someone who saw the document and signature, but not the node's nonce:
-    expect(await s.verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'attacker-nonce-abcdef' }))).toMatchObject({ result: 'deny', reason: expect.stringContaining('bound to another nonce') });
+    expect(await s.verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'attacker-nonce-abcdef' }))).toMatchObject({
+      result: 'deny',
+      reason: expect.stringContaining('bound to another nonce'),
+    });
     expect(await s.verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'short' }))).toMatchObject({ result: 'deny', reason: 'nonce must be 16 to 256 characters' });
   });
 
@@ -81,7 +87,10 @@ describe('AWS instance identity', () => {
     const pkcs7 = region.sign(doc);
     expect((await strategy({ store }).verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'node-nonce-0123456789' }))).result).toBe('allow');
     const replica = strategy({ store });
-    expect(await replica.verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'attacker-nonce-abcdef' }))).toMatchObject({ result: 'deny', reason: expect.stringContaining('bound to another nonce') });
+    expect(await replica.verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'attacker-nonce-abcdef' }))).toMatchObject({
+      result: 'deny',
+      reason: expect.stringContaining('bound to another nonce'),
+    });
     expect((await replica.verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'node-nonce-0123456789' }))).result).toBe('allow');
     // A replica with a store of its own would have let the replay in (what each replica did before).
     expect((await strategy().verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7, nonce: 'attacker-nonce-abcdef' }))).result).toBe('allow');
@@ -97,7 +106,9 @@ describe('AWS instance identity', () => {
       close: async () => undefined,
     };
     const doc = awsDocument();
-    await expect(strategy({ store: down }).verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7: region.sign(doc), nonce: 'node-nonce-0123456789' }))).rejects.toBeInstanceOf(AuthBackendError);
+    await expect(strategy({ store: down }).verify('aws-iid', encodeAwsIidCredential({ document: doc, pkcs7: region.sign(doc), nonce: 'node-nonce-0123456789' }))).rejects.toBeInstanceOf(
+      AuthBackendError,
+    );
   });
 
   it('refuses certificates that are not certificates, at construction', () => {
@@ -119,11 +130,23 @@ describe('GCP instance identity', () => {
       const s = new IidStrategy({ gcp: { audience: AUD, jwksUrl: md.jwksUrl, projects: ['acme-prod'] } });
       expect(await s.verify('gcp-iid', creds.password)).toEqual({
         result: 'allow',
-        identity: { subject: 'gcp/acme-prod/gke-pool-1-abcd', method: 'iid:gcp', groups: [], labels: { 'gcp.project': 'acme-prod', 'gcp.zone': 'europe-west1-b', 'gcp.instanceId': '4242424242', 'gcp.instanceName': 'gke-pool-1-abcd' }, expiresAt: expect.any(Number) },
+        identity: {
+          subject: 'gcp/acme-prod/gke-pool-1-abcd',
+          method: 'iid:gcp',
+          groups: [],
+          labels: { 'gcp.project': 'acme-prod', 'gcp.zone': 'europe-west1-b', 'gcp.instanceId': '4242424242', 'gcp.instanceName': 'gke-pool-1-abcd' },
+          expiresAt: expect.any(Number),
+        },
       });
       // Another project, another audience, an expired token.
-      expect(await new IidStrategy({ gcp: { audience: AUD, jwksUrl: md.jwksUrl, projects: ['other'] } }).verify('gcp-iid', creds.password)).toEqual({ result: 'deny', reason: 'project acme-prod not allowed' });
-      expect(await new IidStrategy({ gcp: { audience: 'https://elsewhere.example.com', jwksUrl: md.jwksUrl } }).verify('gcp-iid', creds.password)).toEqual({ result: 'deny', reason: 'token rejected: ERR_JWT_CLAIM_VALIDATION_FAILED (aud)' });
+      expect(await new IidStrategy({ gcp: { audience: AUD, jwksUrl: md.jwksUrl, projects: ['other'] } }).verify('gcp-iid', creds.password)).toEqual({
+        result: 'deny',
+        reason: 'project acme-prod not allowed',
+      });
+      expect(await new IidStrategy({ gcp: { audience: 'https://elsewhere.example.com', jwksUrl: md.jwksUrl } }).verify('gcp-iid', creds.password)).toEqual({
+        result: 'deny',
+        reason: 'token rejected: ERR_JWT_CLAIM_VALIDATION_FAILED (aud)',
+      });
       const now = Math.floor(Date.now() / 1000);
       const expired = await md.sign({ iss: 'https://accounts.google.com', aud: AUD, iat: now - 7200, exp: now - 3600, google: { compute_engine: compute } });
       expect(await s.verify('gcp-iid', expired)).toEqual({ result: 'deny', reason: 'token rejected: ERR_JWT_EXPIRED' });
@@ -146,7 +169,10 @@ describe('GCP instance identity', () => {
 describe('IidStrategy.lookup (refresh re-checks, issue 11 defect 7)', () => {
   const id = (method: string, labels: Record<string, string>) => ({ subject: 'x', method, groups: [], labels });
   it('re-applies the allow-lists configured now to an identity established earlier', async () => {
-    const s = new IidStrategy({ aws: { certificates: [region.certPem], accounts: ['123456789012'], instanceIds: ['i-1'] }, gcp: { audience: 'a', projects: ['p1'], jwksUrl: 'http://127.0.0.1:9/jwks' } });
+    const s = new IidStrategy({
+      aws: { certificates: [region.certPem], accounts: ['123456789012'], instanceIds: ['i-1'] },
+      gcp: { audience: 'a', projects: ['p1'], jwksUrl: 'http://127.0.0.1:9/jwks' },
+    });
     const aws = { 'aws.accountId': '123456789012', 'aws.region': 'eu-west-1', 'aws.instanceId': 'i-1' };
     expect((await s.lookup(id('iid:aws', aws))).result).toBe('allow');
     expect((await s.lookup(id('iid:aws', { ...aws, 'aws.instanceId': 'i-2' }))).result).toBe('deny');

@@ -96,7 +96,9 @@ export class GcpIidProvider implements UpstreamCredentialProvider {
     this.value = new Refreshing(async () => {
       const base = (opts.metadataUrl ?? `http://${process.env['GCE_METADATA_HOST'] ?? 'metadata.google.internal'}`).replace(/\/+$/, '');
       const q = new URLSearchParams({ audience: opts.audience, format: 'full' });
-      const jwt = (await call(`${base}/computeMetadata/v1/instance/service-accounts/default/identity?${q}`, { headers: { 'Metadata-Flavor': 'Google' } }, 'the metadata server', opts.timeoutMs ?? 2000)).trim();
+      const jwt = (
+        await call(`${base}/computeMetadata/v1/instance/service-accounts/default/identity?${q}`, { headers: { 'Metadata-Flavor': 'Google' } }, 'the metadata server', opts.timeoutMs ?? 2000)
+      ).trim();
       let exp: number;
       try {
         exp = (decodeJwt(jwt).exp ?? 0) * 1000;

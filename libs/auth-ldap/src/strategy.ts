@@ -188,7 +188,13 @@ export class LdapStrategy extends BasicCredentialStrategy {
   private async relookup(subject: string, dn: string): Promise<AuthOutcome> {
     const entries = this.opts.bindDnTemplate
       ? await this.search(dn, '(objectClass=*)', 'base', ['dn'], 2)
-      : await this.search(this.opts.searchBase as string, fillTemplate(this.opts.searchFilter ?? '(uid={{username}})', { username: subject }, escapeFilterValue), this.opts.searchScope ?? 'sub', ['dn'], 2);
+      : await this.search(
+          this.opts.searchBase as string,
+          fillTemplate(this.opts.searchFilter ?? '(uid={{username}})', { username: subject }, escapeFilterValue),
+          this.opts.searchScope ?? 'sub',
+          ['dn'],
+          2,
+        );
     if (entries.length !== 1 || entries[0]?.dn.toLowerCase() !== dn.toLowerCase()) return { result: 'deny', reason: `${subject} is no longer in the directory` };
     const groups = this.opts.groupSearchBase ? await this.groups(dn, subject) : [];
     return { result: 'allow', identity: { subject, method: this.name, groups, labels: { 'ldap.dn': dn } } };

@@ -31,7 +31,10 @@ const strategy = (over: Partial<OidcIssuerOptions> = {}, extra: { jwksCooldownMs
 describe('OidcStrategy with oidc-provider', () => {
   it('accepts a JWT access token for its audience, mapping claims to subject, groups and labels', async () => {
     const r = await strategy().verify('anything', await op.token(AUD));
-    expect(r).toEqual({ result: 'allow', identity: { subject: OIDC_CLIENT.id, method: 'oidc', groups: ['ci', 'release'], labels: { 'oidc.issuer': op.issuer, owner: 'acme' }, expiresAt: expect.any(Number) } });
+    expect(r).toEqual({
+      result: 'allow',
+      identity: { subject: OIDC_CLIENT.id, method: 'oidc', groups: ['ci', 'release'], labels: { 'oidc.issuer': op.issuer, owner: 'acme' }, expiresAt: expect.any(Number) },
+    });
     // The identity lasts as long as the token: refresh tokens issued for it do not outlive it.
     expect((r as { identity: { expiresAt: number } }).identity.expiresAt).toBeGreaterThan(Date.now() / 1000);
   });
@@ -113,7 +116,15 @@ describe('Kubernetes service-account tokens', () => {
     server = createServer((req, res) => {
       if (req.url === '/.well-known/openid-configuration') {
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ issuer, jwks_uri: `${issuer}/openid/v1/jwks`, response_types_supported: ['id_token'], subject_types_supported: ['public'], id_token_signing_alg_values_supported: ['RS256'] }));
+        res.end(
+          JSON.stringify({
+            issuer,
+            jwks_uri: `${issuer}/openid/v1/jwks`,
+            response_types_supported: ['id_token'],
+            subject_types_supported: ['public'],
+            id_token_signing_alg_values_supported: ['RS256'],
+          }),
+        );
       } else if (req.url === '/openid/v1/jwks') {
         res.setHeader('content-type', 'application/jwk-set+json');
         res.end(JSON.stringify({ keys: [key.jwk] }));
@@ -138,15 +149,34 @@ describe('Kubernetes service-account tokens', () => {
       .setExpirationTime(now + 600)
       .sign(key.privateKey);
     const s = new OidcStrategy({
-      issuers: [{ issuer, audiences: ['registry-proxy'], allowInsecure: true, labelClaims: { 'kubernetes.io.namespace': 'kubernetes.io.namespace', 'kubernetes.io.serviceaccount': 'kubernetes.io.serviceaccount.name' } }],
+      issuers: [
+        {
+          issuer,
+          audiences: ['registry-proxy'],
+          allowInsecure: true,
+          labelClaims: { 'kubernetes.io.namespace': 'kubernetes.io.namespace', 'kubernetes.io.serviceaccount': 'kubernetes.io.serviceaccount.name' },
+        },
+      ],
     });
     expect(await s.verify('kubernetes', token)).toEqual({
       result: 'allow',
-      identity: { subject: 'system:serviceaccount:payments:deployer', method: 'oidc', groups: [], labels: { 'oidc.issuer': issuer, 'kubernetes.io.namespace': 'payments', 'kubernetes.io.serviceaccount': 'deployer' }, expiresAt: now + 600 },
+      identity: {
+        subject: 'system:serviceaccount:payments:deployer',
+        method: 'oidc',
+        groups: [],
+        labels: { 'oidc.issuer': issuer, 'kubernetes.io.namespace': 'payments', 'kubernetes.io.serviceaccount': 'deployer' },
+        expiresAt: now + 600,
+      },
     });
     // A token signed by another key with the same kid is refused.
     const imposter = await generateKeyPair('RS256');
-    const forged = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'sa-key' }).setIssuer(issuer).setSubject('system:serviceaccount:kube-system:admin').setAudience('registry-proxy').setExpirationTime('5m').sign(imposter.privateKey);
+    const forged = await new SignJWT({})
+      .setProtectedHeader({ alg: 'RS256', kid: 'sa-key' })
+      .setIssuer(issuer)
+      .setSubject('system:serviceaccount:kube-system:admin')
+      .setAudience('registry-proxy')
+      .setExpirationTime('5m')
+      .sign(imposter.privateKey);
     expect(await s.verify('kubernetes', forged)).toMatchObject({ result: 'deny' });
   });
 });

@@ -87,10 +87,16 @@ export class OidcStrategy extends BasicCredentialStrategy {
   private configuration(iss: Issuer): Promise<oidc.Configuration> {
     if (!iss.config) {
       const intro = iss.opts.introspection;
-      const p = oidc.discovery(new URL(iss.opts.issuer), intro?.clientId ?? 'registry-proxy', intro ? { client_secret: intro.clientSecret } : undefined, intro ? oidc.ClientSecretBasic(intro.clientSecret) : oidc.None(), {
-        ...(iss.opts.allowInsecure ? { execute: [oidc.allowInsecureRequests] } : {}),
-        timeout: Math.ceil((this.opts.timeoutMs ?? 5000) / 1000),
-      });
+      const p = oidc.discovery(
+        new URL(iss.opts.issuer),
+        intro?.clientId ?? 'registry-proxy',
+        intro ? { client_secret: intro.clientSecret } : undefined,
+        intro ? oidc.ClientSecretBasic(intro.clientSecret) : oidc.None(),
+        {
+          ...(iss.opts.allowInsecure ? { execute: [oidc.allowInsecureRequests] } : {}),
+          timeout: Math.ceil((this.opts.timeoutMs ?? 5000) / 1000),
+        },
+      );
       iss.config = p;
       p.catch(() => {
         if (iss.config === p) iss.config = undefined;

@@ -27,7 +27,11 @@ export class CriBackend implements ImageBackend {
 
   private readonly timeoutMs: number;
 
-  private unary<Req, Res>(method: (req: Req, meta: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => grpc.ClientUnaryCall, req: Req, timeoutMs = 60_000): Promise<Res> {
+  private unary<Req, Res>(
+    method: (req: Req, meta: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (e: grpc.ServiceError | null, r: Res) => void) => grpc.ClientUnaryCall,
+    req: Req,
+    timeoutMs = 60_000,
+  ): Promise<Res> {
     return new Promise((resolve, reject) => {
       method.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
         if (!err) return resolve(res);

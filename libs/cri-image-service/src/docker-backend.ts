@@ -78,14 +78,11 @@ export class DockerBackend implements ImageBackend {
       throw new BackendError(classifyPullFailure(message), `pulling ${ref}: ${message}`, { cause: err });
     }
     await new Promise<void>((resolve, reject) => {
-      this.docker.modem.followProgress(
-        stream,
-        (err: Error | null, events: Array<{ error?: string; errorDetail?: { message?: string } }>) => {
-          const failed = err?.message ?? events.find((e) => e.error)?.error;
-          if (failed) reject(new BackendError(classifyPullFailure(failed), `pulling ${ref}: ${failed}`));
-          else resolve();
-        },
-      );
+      this.docker.modem.followProgress(stream, (err: Error | null, events: Array<{ error?: string; errorDetail?: { message?: string } }>) => {
+        const failed = err?.message ?? events.find((e) => e.error)?.error;
+        if (failed) reject(new BackendError(classifyPullFailure(failed), `pulling ${ref}: ${failed}`));
+        else resolve();
+      });
     });
     const pulled = await this.imageStatus(ref);
     if (!pulled) throw new BackendError('internal', `pulled ${ref}, but Docker does not list it`);
@@ -106,7 +103,9 @@ export class DockerBackend implements ImageBackend {
   async imageFsInfo(): Promise<ImageFsInfoResponse> {
     const [info, df] = await this.call(() => Promise.all([this.docker.info() as Promise<{ DockerRootDir?: string }>, this.docker.df() as Promise<{ LayersSize?: number }>]));
     return {
-      imageFilesystems: [{ timestamp: BigInt(Date.now()) * 1_000_000n, fsId: { mountpoint: info.DockerRootDir ?? '/var/lib/docker' }, usedBytes: { value: BigInt(df.LayersSize ?? 0) }, inodesUsed: { value: 0n } }],
+      imageFilesystems: [
+        { timestamp: BigInt(Date.now()) * 1_000_000n, fsId: { mountpoint: info.DockerRootDir ?? '/var/lib/docker' }, usedBytes: { value: BigInt(df.LayersSize ?? 0) }, inodesUsed: { value: 0n } },
+      ],
       containerFilesystems: [],
     };
   }

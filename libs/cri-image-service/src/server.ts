@@ -83,34 +83,58 @@ export class CriImageServer {
     };
     const backend = opts.backend;
     const images: ImageServiceServer = {
-      listImages: run('ListImages', (r) => r.filter?.image?.image || undefined, async (r) => ({ images: await backend.listImages(r.filter?.image?.image ? r.filter.image : undefined) })),
-      imageStatus: run('ImageStatus', (r) => r.image?.image, async (r) => {
-        const image = await backend.imageStatus(requireImage(r.image));
-        return image ? { image, info: {} } : { info: {} };
-      }),
-      pullImage: run('PullImage', (r) => r.image?.image, async (r, note) => {
-        const spec = requireImage(r.image);
-        let auth = hasAuth(r.auth) ? r.auth : undefined;
-        if (opts.credentials) {
-          const d = await opts.credentials(spec.image, auth);
-          auth = d.auth;
-          note.credentials = d.decision;
-        } else note.credentials = auth ? 'from kubelet' : 'none';
-        return { imageRef: await backend.pullImage(spec, auth, r.sandboxConfig) };
-      }),
-      removeImage: run('RemoveImage', (r) => r.image?.image, async (r) => {
-        await backend.removeImage(requireImage(r.image));
-        return {};
-      }),
-      imageFsInfo: run('ImageFsInfo', () => undefined, () => backend.imageFsInfo()),
+      listImages: run(
+        'ListImages',
+        (r) => r.filter?.image?.image || undefined,
+        async (r) => ({ images: await backend.listImages(r.filter?.image?.image ? r.filter.image : undefined) }),
+      ),
+      imageStatus: run(
+        'ImageStatus',
+        (r) => r.image?.image,
+        async (r) => {
+          const image = await backend.imageStatus(requireImage(r.image));
+          return image ? { image, info: {} } : { info: {} };
+        },
+      ),
+      pullImage: run(
+        'PullImage',
+        (r) => r.image?.image,
+        async (r, note) => {
+          const spec = requireImage(r.image);
+          let auth = hasAuth(r.auth) ? r.auth : undefined;
+          if (opts.credentials) {
+            const d = await opts.credentials(spec.image, auth);
+            auth = d.auth;
+            note.credentials = d.decision;
+          } else note.credentials = auth ? 'from kubelet' : 'none';
+          return { imageRef: await backend.pullImage(spec, auth, r.sandboxConfig) };
+        },
+      ),
+      removeImage: run(
+        'RemoveImage',
+        (r) => r.image?.image,
+        async (r) => {
+          await backend.removeImage(requireImage(r.image));
+          return {};
+        },
+      ),
+      imageFsInfo: run(
+        'ImageFsInfo',
+        () => undefined,
+        () => backend.imageFsInfo(),
+      ),
     };
     const runtime: RuntimeServiceServer = {
-      version: run('Version', () => undefined, async () => ({
-        version: '0.1.0',
-        runtimeName: opts.version?.runtimeName ?? 'registry-proxy-image-service',
-        runtimeVersion: opts.version?.runtimeVersion ?? '0.1.0',
-        runtimeApiVersion: 'v1',
-      })),
+      version: run(
+        'Version',
+        () => undefined,
+        async () => ({
+          version: '0.1.0',
+          runtimeName: opts.version?.runtimeName ?? 'registry-proxy-image-service',
+          runtimeVersion: opts.version?.runtimeVersion ?? '0.1.0',
+          runtimeApiVersion: 'v1',
+        }),
+      ),
     };
     this.server.addService(ImageServiceService, images);
     this.server.addService(RuntimeServiceService, runtime);
@@ -165,4 +189,3 @@ export class CriImageServer {
     await this.opts.backend.close();
   }
 }
-

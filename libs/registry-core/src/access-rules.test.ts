@@ -75,4 +75,3 @@ describe('AccessRules with hosts', () => {
     expect(r.allowedActions(id, 'team/app')).toEqual(['pull']); // no upstream known: upstream rules do not apply
   });
 });
-

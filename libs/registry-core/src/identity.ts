@@ -17,10 +17,7 @@ export interface Identity {
 }
 
 /** A strategy's answer: allow with an identity, deny (the username is mine, the secret is wrong), or "not mine". */
-export type AuthOutcome =
-  | { readonly result: 'allow'; readonly identity: Identity }
-  | { readonly result: 'deny'; readonly reason: string }
-  | { readonly result: 'skip' };
+export type AuthOutcome = { readonly result: 'allow'; readonly identity: Identity } | { readonly result: 'deny'; readonly reason: string } | { readonly result: 'skip' };
 
 /**
  * Verifies a username and password. Rejects (with {@link AuthBackendError}) only when it cannot

@@ -7,7 +7,16 @@ export { type Challenge, formatChallenge, parseChallenges } from './challenge.js
 export { type AccessRule, AccessRules, globToRegExp } from './access-rules.js';
 export { AuthBackendError, type AuthOutcome, AuthOverloadedError, type CredentialVerifier, type Identity, VerifierChain } from './identity.js';
 export { BasicCredentialStrategy } from './strategy.js';
-export { ANONYMOUS_CREDENTIALS, anonymousProvider, chainProvider, CredentialError, type CredentialRequest, staticProvider, type UpstreamCredentialProvider, type UpstreamCredentials } from './credentials.js';
+export {
+  ANONYMOUS_CREDENTIALS,
+  anonymousProvider,
+  chainProvider,
+  CredentialError,
+  type CredentialRequest,
+  staticProvider,
+  type UpstreamCredentialProvider,
+  type UpstreamCredentials,
+} from './credentials.js';
 export { KeySet } from './token/keys.js';
 export { InvalidTokenError, type IssuedToken, TokenService, type TokenServiceOptions, type VerifiedAccess, type VerifiedRefresh } from './token/service.js';
 export { parseTokenRequest, type TokenRequest } from './token/request.js';

@@ -26,7 +26,10 @@ export function parseScope(scope: string): Access {
   if (first <= 0 || last === first) throw new ProxyError('RP_ERR_SCOPE_INVALID', `invalid scope ${JSON.stringify(scope)}`);
   const type = scope.slice(0, first);
   const name = scope.slice(first + 1, last);
-  const actions = scope.slice(last + 1).split(',').filter((a) => a.length > 0);
+  const actions = scope
+    .slice(last + 1)
+    .split(',')
+    .filter((a) => a.length > 0);
   if (!TYPE_RE.test(type) || name.length === 0 || actions.some((a) => !ACTION_RE.test(a))) {
     throw new ProxyError('RP_ERR_SCOPE_INVALID', `invalid scope ${JSON.stringify(scope)}`);
   }

@@ -37,7 +37,10 @@ export async function startAcr(ad: TestAzureAd, opts: { principals: string[]; re
   const { SignJWT, importPKCS8, importSPKI, jwtVerify } = await import('jose');
   const service = opts.service ?? 'registryproxytest.azurecr.io';
   const dir = mkdtempSync(join(tmpdir(), 'rp-acr-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'acr.key', '-out', 'acr.crt', '-days', '2', '-subj', '/CN=test acr'], { cwd: dir, stdio: 'ignore' });
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'acr.key', '-out', 'acr.crt', '-days', '2', '-subj', '/CN=test acr'], {
+    cwd: dir,
+    stdio: 'ignore',
+  });
   const certDer = new X509Certificate(readFileSync(join(dir, 'acr.crt'))).raw.toString('base64');
   const key = await importPKCS8(readFileSync(join(dir, 'acr.key'), 'utf8'), 'ES256');
   const verifyKey = createPublicKey(readFileSync(join(dir, 'acr.key'), 'utf8'));
@@ -119,8 +122,12 @@ export async function startAcr(ad: TestAzureAd, opts: { principals: string[]; re
         let scopes: string[];
         if (req.method === 'POST') {
           via = 'refresh_token';
-          scopes = form.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
-          if (form.get('grant_type') !== 'refresh_token' || form.get('service') !== service) return json(400, { errors: [{ code: 'UNSUPPORTED', message: 'grant_type refresh_token and this service' }] });
+          scopes = form
+            .getAll('scope')
+            .flatMap((s) => s.split(' '))
+            .filter(Boolean);
+          if (form.get('grant_type') !== 'refresh_token' || form.get('service') !== service)
+            return json(400, { errors: [{ code: 'UNSUPPORTED', message: 'grant_type refresh_token and this service' }] });
           refresh = form.get('refresh_token') ?? undefined;
         } else {
           via = 'basic';

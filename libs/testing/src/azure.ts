@@ -34,7 +34,10 @@ function issue(subjectCn: string, issuer: Issued | undefined, opts: { ca: boolea
   cert.validity.notAfter = opts.notAfter ?? new Date(Date.now() + 30 * 86_400_000);
   cert.setSubject([{ name: 'commonName', value: subjectCn }]);
   cert.setIssuer(issuer ? issuer.cert.subject.attributes : [{ name: 'commonName', value: subjectCn }]);
-  const ext: unknown[] = [{ name: 'basicConstraints', cA: opts.ca, critical: true }, { name: 'keyUsage', critical: true, ...(opts.ca ? { keyCertSign: true, cRLSign: true } : { digitalSignature: true, keyEncipherment: true }) }];
+  const ext: unknown[] = [
+    { name: 'basicConstraints', cA: opts.ca, critical: true },
+    { name: 'keyUsage', critical: true, ...(opts.ca ? { keyCertSign: true, cRLSign: true } : { digitalSignature: true, keyEncipherment: true }) },
+  ];
   if (opts.dnsNames) ext.push({ name: 'subjectAltName', altNames: opts.dnsNames.map((value) => ({ type: 2, value })) });
   cert.setExtensions(ext as never);
   cert.sign(issuer?.key ?? keys.privateKey, forge.md.sha256.create());
@@ -62,7 +65,12 @@ export function createAzureTestCa(name = 'Test Azure'): AzureTestCa {
     rootPem: forge.pki.certificateToPem(root.cert),
     intermediatePem: forge.pki.certificateToPem(intermediate.cert),
     signer(opts = {}) {
-      const leaf = issue(opts.dnsNames?.[0] ?? 'eastus.metadata.azure.com', intermediate, { ca: false, dnsNames: opts.dnsNames ?? ['eastus.metadata.azure.com', 'metadata.azure.com'], ...(opts.notBefore ? { notBefore: opts.notBefore } : {}), ...(opts.notAfter ? { notAfter: opts.notAfter } : {}) });
+      const leaf = issue(opts.dnsNames?.[0] ?? 'eastus.metadata.azure.com', intermediate, {
+        ca: false,
+        dnsNames: opts.dnsNames ?? ['eastus.metadata.azure.com', 'metadata.azure.com'],
+        ...(opts.notBefore ? { notBefore: opts.notBefore } : {}),
+        ...(opts.notAfter ? { notAfter: opts.notAfter } : {}),
+      });
       return {
         certPem: forge.pki.certificateToPem(leaf.cert),
         sign(document) {
@@ -174,7 +182,11 @@ const json = (res: ServerResponse, status: number, body: unknown) => void res.wr
  * identity tokens for `principal`. Requests need `Metadata: true` and no X-Forwarded-For, as
  * the real service insists.
  */
-export async function startAzureImds(vm: AzureVm, signer: AzureAttestationSigner, opts: { ttlSeconds?: number; ad?: TestAzureAd; principal?: string; tokenTtlSeconds?: number } = {}): Promise<TestAzureServer> {
+export async function startAzureImds(
+  vm: AzureVm,
+  signer: AzureAttestationSigner,
+  opts: { ttlSeconds?: number; ad?: TestAzureAd; principal?: string; tokenTtlSeconds?: number } = {},
+): Promise<TestAzureServer> {
   const requests: string[] = [];
   const s = await serve(async (req, res) => {
     requests.push(`${req.method} ${req.url}`);

@@ -103,7 +103,10 @@ export async function startImds(document: string, signer: TestIidSigner): Promis
 }
 
 /** GCP metadata identity tokens (RS256, iss accounts.google.com, google.compute_engine claims) and the JWKS at `/certs`. */
-export async function startGcpMetadata(compute: { project_id: string; zone: string; instance_id: string; instance_name: string }, ttlSeconds = 3600): Promise<TestMetadataServer & { jwksUrl: string; sign(claims: Record<string, unknown>): Promise<string> }> {
+export async function startGcpMetadata(
+  compute: { project_id: string; zone: string; instance_id: string; instance_name: string },
+  ttlSeconds = 3600,
+): Promise<TestMetadataServer & { jwksUrl: string; sign(claims: Record<string, unknown>): Promise<string> }> {
   const { SignJWT, exportJWK, generateKeyPair } = await import('jose');
   const { privateKey, publicKey } = await generateKeyPair('RS256');
   const kid = randomUUID();

@@ -22,7 +22,11 @@ export const CREDENTIALS_CASES: readonly CredentialsCase[] = [
   { name: 'acr, managed identity', config: { type: 'acr', identity: { type: 'managed-identity', clientId: 'c1' }, service: 'x.azurecr.io' } },
   { name: 'acr, service principal', config: { type: 'acr', identity: { type: 'service-principal', tenantId: 't', clientId: 'c', clientSecret: { env: 'SP_SECRET' } } } },
   { name: 'an unknown type', config: { type: 'vault' }, refused: { field: 'type', message: /Invalid discriminator value/ } },
-  { name: 'static without a password', config: { type: 'static', username: 'bot' }, refused: { field: 'password', message: /^required: a secret: a non-empty string, \{env: NAME\} or \{file: PATH\}$/ } },
+  {
+    name: 'static without a password',
+    config: { type: 'static', username: 'bot' },
+    refused: { field: 'password', message: /^required: a secret: a non-empty string, \{env: NAME\} or \{file: PATH\}$/ },
+  },
   { name: 'a secret given as a number', config: { type: 'bearer', token: 42 }, refused: { field: 'token', message: /^a secret: a non-empty string/ } },
   { name: 'an unknown key', config: { type: 'bearer', token: 't', username: 'u' }, refused: { field: 'username', message: /unknown key/ } },
   { name: 'docker-config kept longer than a day', config: { type: 'docker-config', cacheSeconds: 100_000 }, refused: { field: 'cacheSeconds', message: /<=86400/ } },
@@ -31,5 +35,9 @@ export const CREDENTIALS_CASES: readonly CredentialsCase[] = [
   { name: 'ecr with a bad region', config: { type: 'ecr', region: 'Europe' }, refused: { field: 'region', message: /an AWS region such as eu-west-1/ } },
   { name: 'gcp with a non-HTTP metadata URL', config: { type: 'gcp', metadataUrl: 'ftp://127.0.0.1' }, refused: { field: 'metadataUrl', message: /Invalid URL/ } },
   { name: 'acr without identity', config: { type: 'acr' }, refused: { field: 'identity', message: /expected object, received undefined/ } },
-  { name: 'acr service principal without a secret', config: { type: 'acr', identity: { type: 'service-principal', tenantId: 't', clientId: 'c' } }, refused: { field: 'identity.clientSecret', message: /^required: a secret/ } },
+  {
+    name: 'acr service principal without a secret',
+    config: { type: 'acr', identity: { type: 'service-principal', tenantId: 't', clientId: 'c' } },
+    refused: { field: 'identity.clientSecret', message: /^required: a secret/ },
+  },
 ];

@@ -18,7 +18,17 @@ export async function startDockerd(): Promise<TestDockerd> {
   const execRoot = join(dir, 'exec');
   const d = startDaemon(
     'dockerd',
-    ['--iptables=false', '--ip6tables=false', '--bridge=none', '--storage-driver=vfs', `--data-root=${join(dir, 'data')}`, `--exec-root=${execRoot}`, `--pidfile=${join(dir, 'docker.pid')}`, '-H', `unix://${sock}`],
+    [
+      '--iptables=false',
+      '--ip6tables=false',
+      '--bridge=none',
+      '--storage-driver=vfs',
+      `--data-root=${join(dir, 'data')}`,
+      `--exec-root=${execRoot}`,
+      `--pidfile=${join(dir, 'docker.pid')}`,
+      '-H',
+      `unix://${sock}`,
+    ],
     join(dir, 'dockerd.log'),
   );
   const env = { ...process.env, DOCKER_CONFIG: join(dir, 'client-config'), DOCKER_HOST: `unix://${sock}` };

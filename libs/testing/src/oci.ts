@@ -61,18 +61,13 @@ export function makeImage(layers: Array<Record<string, Buffer | string>>, archit
   });
   const config = Buffer.from(JSON.stringify({ architecture, os: 'linux', config: { Cmd: ['/hello'], ...runConfig }, rootfs: { type: 'layers', diff_ids: diffIds } }));
   blobs.push({ digest: sha256(config), data: config });
-  const manifest = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: MT.manifest, config: { mediaType: MT.config, digest: sha256(config), size: config.length }, layers: layerDescs }),
-  );
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.manifest, config: { mediaType: MT.config, digest: sha256(config), size: config.length }, layers: layerDescs }));
   return { manifest, digest: sha256(manifest), blobs, platform: { architecture, os: 'linux' } };
 }
 
 /** A three-layer image with some random content, so every run has fresh digests. */
 export function sampleImage(architecture = 'amd64', extraBytes = 64 * 1024): Image {
-  return makeImage(
-    [{ 'hello.txt': `hello from ${architecture}\n` }, { 'data/random.bin': randomBytes(extraBytes) }, { 'etc/motd': `built ${new Date().toISOString()}\n` }],
-    architecture,
-  );
+  return makeImage([{ 'hello.txt': `hello from ${architecture}\n` }, { 'data/random.bin': randomBytes(extraBytes) }, { 'etc/motd': `built ${new Date().toISOString()}\n` }], architecture);
 }
 
 /** An OCI index over several images. */

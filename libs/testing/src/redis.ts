@@ -45,7 +45,27 @@ export async function startRedis(opts: { password?: string } = {}): Promise<Test
   const port = await freePort();
   let child: ChildProcess | undefined;
   const start = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '', '--appendonly', 'no', ...(opts.password ? ['--requirepass', opts.password] : [])], { stdio: 'ignore' });
+    child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--unixsocket',
+        socket,
+        '--unixsocketperm',
+        '700',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        ...(opts.password ? ['--requirepass', opts.password] : []),
+      ],
+      { stdio: 'ignore' },
+    );
     child.once('error', () => undefined);
     for (let i = 0; i < 200; i++) {
       if (await ping(socket)) return;

@@ -15,7 +15,12 @@ export interface TestRegistry {
 export async function startRegistry(users: Record<string, string>): Promise<TestRegistry> {
   const dir = mkdtempSync(join(tmpdir(), 'rp-registry-'));
   const htpasswd = join(dir, 'htpasswd');
-  writeFileSync(htpasswd, Object.entries(users).map(([u, p]) => execFileSync('htpasswd', ['-nbB', u, p]).toString().trim()).join('\n') + '\n');
+  writeFileSync(
+    htpasswd,
+    Object.entries(users)
+      .map(([u, p]) => execFileSync('htpasswd', ['-nbB', u, p]).toString().trim())
+      .join('\n') + '\n',
+  );
   const r = await serve(dir, `{htpasswd: {realm: test-registry, path: ${htpasswd}}}`, 401);
   return { url: r.url, host: r.host, dir, stop: () => r.daemon.stop() };
 }
@@ -54,7 +59,11 @@ export async function startTokenRegistry(users: Record<string, string>): Promise
   const { SignJWT, importPKCS8 } = await import('jose');
   const { randomUUID, X509Certificate } = await import('node:crypto');
   const dir = mkdtempSync(join(tmpdir(), 'rp-token-registry-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'realm.key', '-out', 'realm.crt', '-days', '2', '-subj', '/CN=test token realm'], { cwd: dir, stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'realm.key', '-out', 'realm.crt', '-days', '2', '-subj', '/CN=test token realm'],
+    { cwd: dir, stdio: 'ignore' },
+  );
   const { readFileSync } = await import('node:fs');
   const certDer = new X509Certificate(readFileSync(join(dir, 'realm.crt'))).raw.toString('base64');
   const key = await importPKCS8(readFileSync(join(dir, 'realm.key'), 'utf8'), 'ES256');
@@ -75,10 +84,13 @@ export async function startTokenRegistry(users: Record<string, string>): Promise
       user = u;
     }
     // Users get what they ask for; anonymous callers get nothing.
-    const access = user === null ? [] : scopes.map((s) => {
-      const [type, name, actions] = s.split(':');
-      return { type, name, actions: (actions ?? '').split(',') };
-    });
+    const access =
+      user === null
+        ? []
+        : scopes.map((s) => {
+            const [type, name, actions] = s.split(':');
+            return { type, name, actions: (actions ?? '').split(',') };
+          });
     const now = Math.floor(Date.now() / 1000);
     void new SignJWT({ access })
       .setProtectedHeader({ alg: 'ES256', typ: 'JWT', x5c: [certDer] })

@@ -54,17 +54,25 @@ export class Node {
     this.exited = new Promise((r) => p.once('exit', () => r()));
     // nspawn forks twice: its first child lives only a moment, so the leader is the child whose
     // command is systemd (taking the first child raced with it, and every later call failed).
-    await waitFor('the container to start systemd', async () => {
-      this.leader = await this.findLeader(p.pid as number);
-      return this.leader > 0;
-    }, 20_000);
+    await waitFor(
+      'the container to start systemd',
+      async () => {
+        this.leader = await this.findLeader(p.pid as number);
+        return this.leader > 0;
+      },
+      20_000,
+    );
     let state = '';
     try {
-      await waitFor('systemd to finish booting', async () => {
-        const r = await this.systemctl('is-system-running').catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
-        state = r.stdout.trim();
-        return /^(running|degraded)/.test(state);
-      }, 60_000);
+      await waitFor(
+        'systemd to finish booting',
+        async () => {
+          const r = await this.systemctl('is-system-running').catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+          state = r.stdout.trim();
+          return /^(running|degraded)/.test(state);
+        },
+        60_000,
+      );
     } catch (err) {
       const jobs = await this.systemctl('list-jobs', '--no-pager').catch((e: Error) => ({ stdout: e.message }));
       throw new Error(`${(err as Error).message} (is-system-running: ${state}; jobs: ${jobs.stdout}; console: ${this.log.slice(-2000)})`);
@@ -86,7 +94,9 @@ export class Node {
   }
 
   async journal(unit: string): Promise<string> {
-    const r = await exec('nsenter', ['-t', String(this.leader), '-a', 'journalctl', '-b', '-u', unit, '--no-pager', '-o', 'cat'], { timeout: 30_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+    const r = await exec('nsenter', ['-t', String(this.leader), '-a', 'journalctl', '-b', '-u', unit, '--no-pager', '-o', 'cat'], { timeout: 30_000 }).catch((e: { stdout?: string }) => ({
+      stdout: e.stdout ?? '',
+    }));
     return r.stdout;
   }
 

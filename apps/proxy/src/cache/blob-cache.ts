@@ -174,7 +174,10 @@ export class BlobCache extends CacheBase {
       opening?.catch(() => undefined);
       const size = await fill.knownSize().catch((err: FillError) => {
         if (err.reason === 'store') return -1;
-        throw new RegistryError('BAD_GATEWAY', { message: err.reason === 'digest' ? 'upstream sent a blob that does not match its digest' : 'upstream registry failed while sending the blob', cause: err });
+        throw new RegistryError('BAD_GATEWAY', {
+          message: err.reason === 'digest' ? 'upstream sent a blob that does not match its digest' : 'upstream registry failed while sending the blob',
+          cause: err,
+        });
       });
       if (size < 0) return PASS; // the store failed before this client got anything: relay it
       let start = 0;
@@ -210,7 +213,10 @@ export class BlobCache extends CacheBase {
         clearHeaders(r.res);
         if (err instanceof FillError && err.reason === 'store' && !r.res.headersSent) return PASS;
         if (err instanceof RegistryError) throw err;
-        throw new RegistryError('BAD_GATEWAY', { message: err instanceof FillError && err.reason === 'digest' ? 'upstream sent a blob that does not match its digest' : 'upstream registry failed while sending the blob', cause: err });
+        throw new RegistryError('BAD_GATEWAY', {
+          message: err instanceof FillError && err.reason === 'digest' ? 'upstream sent a blob that does not match its digest' : 'upstream registry failed while sending the blob',
+          cause: err,
+        });
       }
       // Headers are gone: cutting the connection is the only way to say the body is bad.
       r.logger.warn({ err: { message: (err as Error).message }, digest: fill.digest }, 'cache fill failed while serving it; connection cut');

@@ -157,7 +157,7 @@ export abstract class CacheBase {
   protected async verifyWhole(r: CacheRequest, obj: StoredObject, digest: string): Promise<boolean> {
     const hash = createHash('sha256');
     const buf = Buffer.allocUnsafe(1 << 20);
-    for (let pos = 0; pos < obj.size; ) {
+    for (let pos = 0; pos < obj.size;) {
       const n = await obj.handle.read(buf, pos);
       if (n === 0) break;
       hash.update(buf.subarray(0, n));

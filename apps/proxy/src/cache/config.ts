@@ -2,7 +2,26 @@ import { z } from 'zod';
 // The store's credentials are the upstreams' credential providers: one schema for both.
 import { upstreamCredentialsSchema } from '@registry-proxy/registry-core';
 
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, ki: 2 ** 10, kib: 2 ** 10, mi: 2 ** 20, mib: 2 ** 20, gi: 2 ** 30, gib: 2 ** 30, ti: 2 ** 40, tib: 2 ** 40 };
+const UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1e3,
+  kb: 1e3,
+  m: 1e6,
+  mb: 1e6,
+  g: 1e9,
+  gb: 1e9,
+  t: 1e12,
+  tb: 1e12,
+  ki: 2 ** 10,
+  kib: 2 ** 10,
+  mi: 2 ** 20,
+  mib: 2 ** 20,
+  gi: 2 ** 30,
+  gib: 2 ** 30,
+  ti: 2 ** 40,
+  tib: 2 ** 40,
+};
 
 /** A size in bytes: a number, or a string such as `50GiB`, `512Mi`, `10GB`. */
 export const byteSize = z.union([
@@ -26,7 +45,10 @@ export const cacheConfig = z.strictObject({
     z.strictObject({
       type: z.literal('registry'),
       url: z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, '')),
-      repository: z.string().regex(/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/, 'a repository name such as registry-proxy/cache').default('registry-proxy/cache'),
+      repository: z
+        .string()
+        .regex(/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/, 'a repository name such as registry-proxy/cache')
+        .default('registry-proxy/cache'),
       credentials: upstreamCredentialsSchema.default({ type: 'anonymous' }),
       /** Extra CA certificates (PEM) for an HTTPS store registry. */
       ca: z.string().min(1).optional(),
@@ -37,9 +59,19 @@ export const cacheConfig = z.strictObject({
   /** Size quota of the store; the least recently used objects go first (never one being read or filled). */
   maxBytes: byteSize,
   /** How long a tag's digest is used without asking the upstream; after that a conditional request revalidates it. */
-  tagFreshnessSeconds: z.number().int().min(0).max(31 * 86_400).default(300),
+  tagFreshnessSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(31 * 86_400)
+    .default(300),
   /** How long past its freshness a tag (and what it points to) is still served while the upstream fails (5xx, 429, timeout, refused). */
-  staleIfErrorSeconds: z.number().int().min(0).max(365 * 86_400).default(86_400),
+  staleIfErrorSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(365 * 86_400)
+    .default(86_400),
 });
 
 export type CacheConfig = z.infer<typeof cacheConfig>;

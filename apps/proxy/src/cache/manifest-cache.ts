@@ -9,7 +9,14 @@ const MAX_MANIFEST_BYTES = 4 << 20;
 /** The Accept header's media types, as a key: tags resolve per kind of client. */
 export function acceptVariant(accept: string | undefined): string {
   if (!accept) return 'any';
-  const types = [...new Set(accept.split(',').map((t) => (t.split(';')[0] as string).trim().toLowerCase()).filter(Boolean))].sort();
+  const types = [
+    ...new Set(
+      accept
+        .split(',')
+        .map((t) => (t.split(';')[0] as string).trim().toLowerCase())
+        .filter(Boolean),
+    ),
+  ].sort();
   return createHash('sha256').update(types.join(',')).digest('hex').slice(0, 16);
 }
 
@@ -127,7 +134,9 @@ export class ManifestCache extends CacheBase {
     const m = await this.readManifest(res);
     this.count(r, 'miss');
     await this.keepManifest(r, m);
-    await this.safe(r, 'write tag', () => this.store.putTag(up, r.repository, r.reference, variant, { digest: m.digest, mediaType: m.mediaType, validatedAt: now, ...(m.etag ? { etag: m.etag } : {}) }));
+    await this.safe(r, 'write tag', () =>
+      this.store.putTag(up, r.repository, r.reference, variant, { digest: m.digest, mediaType: m.mediaType, validatedAt: now, ...(m.etag ? { etag: m.etag } : {}) }),
+    );
     this.sendManifest(r, m);
     return SERVED;
   }

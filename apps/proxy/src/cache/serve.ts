@@ -3,7 +3,10 @@ import type { ObjectHandle } from './store.js';
 
 /** A stored object failed its digest check. */
 export class CorruptObjectError extends Error {
-  constructor(readonly digest: string, got: string) {
+  constructor(
+    readonly digest: string,
+    got: string,
+  ) {
     super(`cached object ${digest} has digest ${got}`);
     this.name = 'CorruptObjectError';
   }

@@ -79,18 +79,21 @@ export class SharedFillLock implements FillLock {
   private renewing(key: string, lock: Lock, local: FillLease, ttlMs: number): FillLease {
     const until = Date.now() + ttlMs;
     let released = false;
-    const timer = setInterval(() => {
-      if (Date.now() >= until) return void clearInterval(timer);
-      lock.extend(this.leaseMs).then(
-        (ok) => {
-          if (!ok && !released) {
-            clearInterval(timer);
-            this.logger.warn({ digest: key, fence: lock.fence }, 'cache fill lock lost (expired before renewal); another replica may fill the same blob');
-          }
-        },
-        (err: unknown) => this.fallback(err),
-      );
-    }, Math.max(50, Math.floor(this.leaseMs / 3)));
+    const timer = setInterval(
+      () => {
+        if (Date.now() >= until) return void clearInterval(timer);
+        lock.extend(this.leaseMs).then(
+          (ok) => {
+            if (!ok && !released) {
+              clearInterval(timer);
+              this.logger.warn({ digest: key, fence: lock.fence }, 'cache fill lock lost (expired before renewal); another replica may fill the same blob');
+            }
+          },
+          (err: unknown) => this.fallback(err),
+        );
+      },
+      Math.max(50, Math.floor(this.leaseMs / 3)),
+    );
     timer.unref();
     return {
       release: async () => {

@@ -65,7 +65,12 @@ describe('configuration', () => {
   it('parses the Many replicas example in docs/configuration.md; without state.redis there is none', () => {
     const doc = readFileSync(join(__dirname, '../../../../docs/configuration.md'), 'utf8');
     const yaml = /### Many replicas[\s\S]*?```yaml\n([\s\S]*?)```/.exec(doc)?.[1] ?? '';
-    expect(parseConfig(yaml + minimal, 'docs/configuration.md').state.redis).toEqual({ url: { file: '/etc/registry-proxy/redis/url' }, keyPrefix: 'registry-proxy:', commandTimeoutMs: 500, connectTimeoutMs: 2000 });
+    expect(parseConfig(yaml + minimal, 'docs/configuration.md').state.redis).toEqual({
+      url: { file: '/etc/registry-proxy/redis/url' },
+      keyPrefix: 'registry-proxy:',
+      commandTimeoutMs: 500,
+      connectTimeoutMs: 2000,
+    });
     expect(parseConfig(minimal, 'm').state).toEqual({});
   });
 

@@ -6,9 +6,7 @@ import { ConfigSchema, type Config } from './schema.js';
 
 function formatIssues(issues: z.core.$ZodIssue[], source: string): string {
   const at = (path: readonly PropertyKey[]) => (path.length > 0 ? path.map(String).join('.') : '(top level)');
-  return issues
-    .flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => `${source}: ${at([...i.path, k])}: unknown key`) : [`${source}: ${at(i.path)}: ${i.message}`]))
-    .join('\n');
+  return issues.flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => `${source}: ${at([...i.path, k])}: unknown key`) : [`${source}: ${at(i.path)}: ${i.message}`])).join('\n');
 }
 
 function deepFreeze<T>(o: T): T {

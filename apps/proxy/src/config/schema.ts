@@ -15,7 +15,16 @@ const staticAuth = z.strictObject({
   name: z.string().min(1).default('htpasswd'),
   htpasswd: list.optional(),
   users: z
-    .array(z.strictObject({ username: z.string().min(1).regex(/^[^:]+$/, 'must not contain ":"'), passwordHash: z.string().min(1), groups: z.array(z.string().min(1)).default([]) }))
+    .array(
+      z.strictObject({
+        username: z
+          .string()
+          .min(1)
+          .regex(/^[^:]+$/, 'must not contain ":"'),
+        passwordHash: z.string().min(1),
+        groups: z.array(z.string().min(1)).default([]),
+      }),
+    )
     .default([]),
   groups: z.record(z.string(), z.array(z.string().min(1))).default({}),
   /** Keep successful logins this long (HMAC-keyed, no password kept; cleared when the files reload); 0 = off. */
@@ -58,7 +67,10 @@ const oidcAuth = z.strictObject({
       z.strictObject({
         issuer: z.url(),
         audiences: z.array(z.string().min(1)).min(1),
-        algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])).min(1).optional(),
+        algorithms: z
+          .array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']))
+          .min(1)
+          .optional(),
         subjectClaim: z.string().min(1).optional(),
         groupsClaim: z.string().min(1).optional(),
         labelClaims: z.record(z.string().min(1), z.string().min(1)).optional(),
@@ -86,7 +98,11 @@ const iidAuth = z
         regions: idList,
         instanceIds: idList,
         /** How long an instance stays bound to its nonce after it last signed in (trust on first use). */
-        bindingTtlSeconds: z.number().int().min(3600).default(90 * 86_400),
+        bindingTtlSeconds: z
+          .number()
+          .int()
+          .min(3600)
+          .default(90 * 86_400),
       })
       .optional(),
     gcp: z
@@ -123,9 +139,23 @@ const upstream = z.strictObject({
   /** Docker Hub naming: single-segment names get `library/`. Defaults to true for registry-1.docker.io. */
   dockerHub: z.boolean().optional(),
   /** Virtual hosts served by this upstream (`host` or `host:port`); requests for other hosts never reach it. */
-  hosts: z.array(z.string().regex(/^[A-Za-z0-9.-]+(?::\d{1,5})?$/, 'a host name, optionally with :port').transform((h) => h.toLowerCase())).default([]),
+  hosts: z
+    .array(
+      z
+        .string()
+        .regex(/^[A-Za-z0-9.-]+(?::\d{1,5})?$/, 'a host name, optionally with :port')
+        .transform((h) => h.toLowerCase()),
+    )
+    .default([]),
   /** Registry hosts (e.g. `docker.io`) this upstream serves as a containerd mirror (`?ns=`). */
-  mirrorOf: z.array(z.string().regex(/^[A-Za-z0-9.-]+(?::\d{1,5})?$/, 'a registry host name').transform((h) => h.toLowerCase())).default([]),
+  mirrorOf: z
+    .array(
+      z
+        .string()
+        .regex(/^[A-Za-z0-9.-]+(?::\d{1,5})?$/, 'a registry host name')
+        .transform((h) => h.toLowerCase()),
+    )
+    .default([]),
   /** Extra CA certificates (PEM) to trust for an HTTPS upstream. */
   ca: secret.optional(),
   /** Shared with the kubelet image service: registry-core's upstreamCredentialsSchema. */
@@ -137,7 +167,14 @@ const upstream = z.strictObject({
    * loopback, private, link-local, CGNAT or other non-public addresses. By default none: an
    * upstream's redirect must not make the proxy fetch from inside its own network.
    */
-  redirectHosts: z.array(z.string().regex(/^(?:[A-Za-z0-9.-]+|\[?[0-9A-Fa-f:.]+\]?)$/, 'a host name or IP address, without port').transform((h) => h.toLowerCase().replace(/^\[|\]$/g, ''))).default([]),
+  redirectHosts: z
+    .array(
+      z
+        .string()
+        .regex(/^(?:[A-Za-z0-9.-]+|\[?[0-9A-Fa-f:.]+\]?)$/, 'a host name or IP address, without port')
+        .transform((h) => h.toLowerCase().replace(/^\[|\]$/g, '')),
+    )
+    .default([]),
   timeouts: z
     .strictObject({
       connectMs: z.number().int().positive().default(10_000),
@@ -173,7 +210,12 @@ const login = z.strictObject({
   cookieKey: secret.optional(),
   sessionTtlSeconds: z.number().int().min(60).max(86_400).default(3600),
   /** How long a CLI secret works. */
-  secretTtlSeconds: z.number().int().min(300).max(366 * 86_400).default(30 * 86_400),
+  secretTtlSeconds: z
+    .number()
+    .int()
+    .min(300)
+    .max(366 * 86_400)
+    .default(30 * 86_400),
   /** After this long, the next use of a secret re-checks the person with the provider (refresh token). */
   revalidateAfterSeconds: z.number().int().min(0).max(86_400).default(900),
   maxSecretsPerUser: z.number().int().min(1).max(100).default(10),
@@ -188,7 +230,15 @@ const rule = z.strictObject({
   labels: z.record(z.string(), z.string()).optional(),
   repository: list,
   /** Virtual hosts the rule applies to (globs, no port); tokens it grants are bound to that host. */
-  hosts: z.array(z.string().regex(/^[A-Za-z0-9.*-]+$/, 'a host name or glob, without port').transform((h) => h.toLowerCase())).min(1).optional(),
+  hosts: z
+    .array(
+      z
+        .string()
+        .regex(/^[A-Za-z0-9.*-]+$/, 'a host name or glob, without port')
+        .transform((h) => h.toLowerCase()),
+    )
+    .min(1)
+    .optional(),
   /** Upstream names (globs) the rule applies to: repositories that resolve to them by prefix, host or `ns`. */
   upstreams: z.array(z.string().min(1)).min(1).optional(),
   actions: z.array(z.enum(['pull', 'push', 'delete', '*'])),
@@ -197,93 +247,105 @@ const rule = z.strictObject({
 /** The proxy's configuration file. */
 export const ConfigSchema = z
   .strictObject({
-  listen: z
-    .strictObject({
-      host: z.string().min(1).default('127.0.0.1'),
-      port: z.number().int().min(0).max(65535).default(5000),
-      /** Serve HTTPS with these PEM files; they are re-read when they change, without a restart. */
-      tls: z
-        .strictObject({
-          certFile: z.string().min(1),
-          keyFile: z.string().min(1),
-          /** How often the files are checked for changes. */
-          reloadIntervalMs: z.number().int().min(100).max(3_600_000).default(5000),
-        })
-        .optional(),
-    })
-    .prefault({}),
-  /**
-   * Addresses (IPs or CIDRs) of reverse proxies whose X-Forwarded-Proto/-Host are believed when
-   * the proxy builds its own URLs (token realm, upload Locations). Nobody is trusted by default.
-   */
-  trustedProxies: z.array(z.string().min(1)).default([]),
-  /** The URL clients use to reach the proxy; the token realm is `<publicUrl>/token`. Default: from the request's Host. */
-  publicUrl: httpUrl.optional(),
-  service: z.string().min(1).default('registry-proxy'),
-  issuer: z.string().min(1).default('registry-proxy'),
-  tokens: z
-    .strictObject({
-      ttlSeconds: z.number().int().min(60).max(86_400).default(300),
-      refreshTtlSeconds: z.number().int().min(60).default(7 * 86_400),
-      clockToleranceSeconds: z.number().int().min(0).max(300).default(5),
-      algorithms: z.array(z.enum(['ES256', 'RS256'])).min(1).default(['ES256', 'RS256']),
-      /** PEM private key (EC P-256 or RSA). Without it an in-memory key is generated, with a warning. */
-      signingKey: secret.optional(),
-      /** More PEM public keys accepted on verification, for key rotation. */
-      verificationKeys: z.array(secret).default([]),
-      /**
-       * A refresh grant for a login older than this re-checks the identity with its strategy
-       * (the account still exists, its groups now) before the rules are evaluated.
-       */
-      revalidateAfterSeconds: z.number().int().min(0).max(7 * 86_400).default(600),
-      /** A file of revoked subjects (`subject [ISO-8601 time]` per line), watched for changes. */
-      revocationsFile: z.string().min(1).optional(),
-    })
-    .prefault({}),
-  auth: z.array(z.discriminatedUnion('type', [staticAuth, ldapAuth, oidcAuth, iidAuth])).default([]),
-  /** Token endpoint rate limits (token buckets): per client address and per account name. */
-  rateLimits: z
-    .strictObject({
-      // A node pulling 20 images at once asks for a token per blob (containerd): well over 60.
-      perClient: z.strictObject({ burst: z.number().int().min(1).default(300), perSecond: z.number().positive().default(30) }).prefault({}),
-      perAccount: z.strictObject({ burst: z.number().int().min(1).default(300), perSecond: z.number().positive().default(30) }).prefault({}),
-      /** Failed password attempts per (account, client address). */
-      failures: z.strictObject({ points: z.number().int().min(1).default(10), durationSeconds: z.number().int().min(1).max(86_400).default(300) }).prefault({}),
-    })
-    .prefault({}),
-  /** bcrypt checks of htpasswd and configured users run on worker threads, through one bounded queue. */
-  passwordChecks: z
-    .strictObject({
-      workers: z.number().int().min(1).max(16).optional(),
-      maxQueue: z.number().int().min(1).max(10_000).default(32),
-    })
-    .prefault({}),
-  /** Files the auth strategies read (htpasswd, secrets given as {file: ...}) are re-read when they change. */
-  authFiles: z.strictObject({ reloadIntervalMs: z.number().int().min(100).max(3_600_000).default(1000) }).prefault({}),
-  login: login.optional(),
-  /**
-   * State the replicas share (rate-limit counters, instance-identity replay records, refresh-token
-   * revocations, cache fill locks): this process's memory unless `redis` is set.
-   */
-  state: z
-    .strictObject({
-      redis: z
-        .strictObject({
-          /** secret: `redis://[user:password@]host:port[/db]`, `rediss://...` (TLS) or `unix:///path/redis.sock`. */
-          url: secret,
-          /** Put in front of every key, so several deployments can share one Redis. */
-          keyPrefix: z.string().max(100).default('registry-proxy:'),
-          /** The longest one Redis command may take: a frozen Redis costs a request at most this. */
-          commandTimeoutMs: z.number().int().min(10).max(10_000).default(500),
-          connectTimeoutMs: z.number().int().min(100).max(60_000).default(2000),
-        })
-        .optional(),
-    })
-    .prefault({}),
-  rules: z.array(rule).default([]),
-  upstreams: z.array(upstream).min(1),
-  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
-})
+    listen: z
+      .strictObject({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(5000),
+        /** Serve HTTPS with these PEM files; they are re-read when they change, without a restart. */
+        tls: z
+          .strictObject({
+            certFile: z.string().min(1),
+            keyFile: z.string().min(1),
+            /** How often the files are checked for changes. */
+            reloadIntervalMs: z.number().int().min(100).max(3_600_000).default(5000),
+          })
+          .optional(),
+      })
+      .prefault({}),
+    /**
+     * Addresses (IPs or CIDRs) of reverse proxies whose X-Forwarded-Proto/-Host are believed when
+     * the proxy builds its own URLs (token realm, upload Locations). Nobody is trusted by default.
+     */
+    trustedProxies: z.array(z.string().min(1)).default([]),
+    /** The URL clients use to reach the proxy; the token realm is `<publicUrl>/token`. Default: from the request's Host. */
+    publicUrl: httpUrl.optional(),
+    service: z.string().min(1).default('registry-proxy'),
+    issuer: z.string().min(1).default('registry-proxy'),
+    tokens: z
+      .strictObject({
+        ttlSeconds: z.number().int().min(60).max(86_400).default(300),
+        refreshTtlSeconds: z
+          .number()
+          .int()
+          .min(60)
+          .default(7 * 86_400),
+        clockToleranceSeconds: z.number().int().min(0).max(300).default(5),
+        algorithms: z
+          .array(z.enum(['ES256', 'RS256']))
+          .min(1)
+          .default(['ES256', 'RS256']),
+        /** PEM private key (EC P-256 or RSA). Without it an in-memory key is generated, with a warning. */
+        signingKey: secret.optional(),
+        /** More PEM public keys accepted on verification, for key rotation. */
+        verificationKeys: z.array(secret).default([]),
+        /**
+         * A refresh grant for a login older than this re-checks the identity with its strategy
+         * (the account still exists, its groups now) before the rules are evaluated.
+         */
+        revalidateAfterSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(7 * 86_400)
+          .default(600),
+        /** A file of revoked subjects (`subject [ISO-8601 time]` per line), watched for changes. */
+        revocationsFile: z.string().min(1).optional(),
+      })
+      .prefault({}),
+    auth: z.array(z.discriminatedUnion('type', [staticAuth, ldapAuth, oidcAuth, iidAuth])).default([]),
+    /** Token endpoint rate limits (token buckets): per client address and per account name. */
+    rateLimits: z
+      .strictObject({
+        // A node pulling 20 images at once asks for a token per blob (containerd): well over 60.
+        perClient: z.strictObject({ burst: z.number().int().min(1).default(300), perSecond: z.number().positive().default(30) }).prefault({}),
+        perAccount: z.strictObject({ burst: z.number().int().min(1).default(300), perSecond: z.number().positive().default(30) }).prefault({}),
+        /** Failed password attempts per (account, client address). */
+        failures: z.strictObject({ points: z.number().int().min(1).default(10), durationSeconds: z.number().int().min(1).max(86_400).default(300) }).prefault({}),
+      })
+      .prefault({}),
+    /** bcrypt checks of htpasswd and configured users run on worker threads, through one bounded queue. */
+    passwordChecks: z
+      .strictObject({
+        workers: z.number().int().min(1).max(16).optional(),
+        maxQueue: z.number().int().min(1).max(10_000).default(32),
+      })
+      .prefault({}),
+    /** Files the auth strategies read (htpasswd, secrets given as {file: ...}) are re-read when they change. */
+    authFiles: z.strictObject({ reloadIntervalMs: z.number().int().min(100).max(3_600_000).default(1000) }).prefault({}),
+    login: login.optional(),
+    /**
+     * State the replicas share (rate-limit counters, instance-identity replay records, refresh-token
+     * revocations, cache fill locks): this process's memory unless `redis` is set.
+     */
+    state: z
+      .strictObject({
+        redis: z
+          .strictObject({
+            /** secret: `redis://[user:password@]host:port[/db]`, `rediss://...` (TLS) or `unix:///path/redis.sock`. */
+            url: secret,
+            /** Put in front of every key, so several deployments can share one Redis. */
+            keyPrefix: z.string().max(100).default('registry-proxy:'),
+            /** The longest one Redis command may take: a frozen Redis costs a request at most this. */
+            commandTimeoutMs: z.number().int().min(10).max(10_000).default(500),
+            connectTimeoutMs: z.number().int().min(100).max(60_000).default(2000),
+          })
+          .optional(),
+      })
+      .prefault({}),
+    rules: z.array(rule).default([]),
+    upstreams: z.array(upstream).min(1),
+    log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+  })
   .superRefine((c, ctx) => {
     if (c.login) {
       const issuers = c.auth.flatMap((a) => (a.type === 'oidc' ? a.issuers : [])).filter((i) => i.issuer === c.login?.issuer);
@@ -305,7 +367,8 @@ export const ConfigSchema = z
     c.upstreams.forEach((u, i) => {
       claim(`name\u0000${u.name}`, i, ['name'], `name ${JSON.stringify(u.name)}`);
       for (const m of u.mirrorOf) claim(`mirror\u0000${normaliseRegistryHost(m)}`, i, ['mirrorOf'], `mirror of ${m}`);
-      for (const h of u.hosts.length > 0 ? u.hosts : ['']) claim(`route\u0000${h}\u0000${u.prefix}`, i, ['prefix'], h ? `host ${h} with prefix ${JSON.stringify(u.prefix)}` : `prefix ${JSON.stringify(u.prefix)}`);
+      for (const h of u.hosts.length > 0 ? u.hosts : [''])
+        claim(`route\u0000${h}\u0000${u.prefix}`, i, ['prefix'], h ? `host ${h} with prefix ${JSON.stringify(u.prefix)}` : `prefix ${JSON.stringify(u.prefix)}`);
     });
     // Upstreams may share one cache directory (one quota, one LRU): they must agree on its size.
     const quotas = new Map<string, { bytes: number; i: number }>();
@@ -313,13 +376,15 @@ export const ConfigSchema = z
       if (u.cache?.store.type !== 'filesystem') return;
       const prev = quotas.get(u.cache.store.path);
       if (prev === undefined) quotas.set(u.cache.store.path, { bytes: u.cache.maxBytes, i });
-      else if (prev.bytes !== u.cache.maxBytes) ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'cache', 'maxBytes'], message: `differs from upstreams.${prev.i}.cache.maxBytes, which shares this store path` });
+      else if (prev.bytes !== u.cache.maxBytes)
+        ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'cache', 'maxBytes'], message: `differs from upstreams.${prev.i}.cache.maxBytes, which shares this store path` });
     });
     // A rule naming an upstream that does not exist never applies: for a deny rule that would
     // fail open, so a typo is refused here.
     c.rules.forEach((r, i) =>
       r.upstreams?.forEach((g, j) => {
-        if (!c.upstreams.some((u) => globToRegExp(g).test(u.name))) ctx.addIssue({ code: 'custom', path: ['rules', i, 'upstreams', j], message: `matches no upstream name (${c.upstreams.map((u) => u.name).join(', ')})` });
+        if (!c.upstreams.some((u) => globToRegExp(g).test(u.name)))
+          ctx.addIssue({ code: 'custom', path: ['rules', i, 'upstreams', j], message: `matches no upstream name (${c.upstreams.map((u) => u.name).join(', ')})` });
       }),
     );
   });

@@ -20,7 +20,10 @@ describe('login configuration', () => {
   const base = 'upstreams: [{name: u, url: "http://127.0.0.1:1"}]\n';
   it('needs the issuer of an oidc auth entry, and names the key when it is not', () => {
     expect(() => parseConfig(`${base}login: {issuer: "https://sso.example.com", clientId: c, clientSecret: s}\n`, 'cfg')).toThrow(/login\.issuer: must be the issuer of an `oidc` auth entry/);
-    const ok = parseConfig(`${base}auth: [{type: oidc, issuers: [{issuer: "https://sso.example.com", audiences: [a]}]}]\nlogin: {issuer: "https://sso.example.com", clientId: c, clientSecret: s}\n`, 'cfg');
+    const ok = parseConfig(
+      `${base}auth: [{type: oidc, issuers: [{issuer: "https://sso.example.com", audiences: [a]}]}]\nlogin: {issuer: "https://sso.example.com", clientId: c, clientSecret: s}\n`,
+      'cfg',
+    );
     expect(ok.login).toMatchObject({ scopes: ['openid', 'profile', 'offline_access'], secretTtlSeconds: 2592000, revalidateAfterSeconds: 900 });
   });
 });

@@ -24,7 +24,11 @@ function layout(title: string, body: string): string {
 <body>${body}</body></html>`;
 }
 
-const when = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+const when = (ms: number) =>
+  new Date(ms)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, ' UTC');
 
 export interface AccountView {
   readonly subject: string;
@@ -77,10 +81,7 @@ ${v.others ? `<h2>All users' secrets (operator)</h2>${secretRows(v.others, v.csr
 
 /** A sign-in that went wrong: what happened and how to start again. */
 export function errorPage(message: string): string {
-  return layout(
-    'registry-proxy: sign-in failed',
-    `<h1>Sign-in failed</h1><div class="error"><p id="error">${esc(message)}</p></div><p><a href="/login">Sign in again</a></p>`,
-  );
+  return layout('registry-proxy: sign-in failed', `<h1>Sign-in failed</h1><div class="error"><p id="error">${esc(message)}</p></div><p><a href="/login">Sign in again</a></p>`);
 }
 
 export function signedOutPage(): string {

@@ -12,7 +12,17 @@ async function provider(token: { status: number; body: unknown }): Promise<{ ser
     const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     if (req.url === '/.well-known/openid-configuration') {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ issuer, authorization_endpoint: `${issuer}/auth`, token_endpoint: `${issuer}/token`, jwks_uri: `${issuer}/jwks`, response_types_supported: ['code'], subject_types_supported: ['public'], id_token_signing_alg_values_supported: ['RS256'] }));
+      res.end(
+        JSON.stringify({
+          issuer,
+          authorization_endpoint: `${issuer}/auth`,
+          token_endpoint: `${issuer}/token`,
+          jwks_uri: `${issuer}/jwks`,
+          response_types_supported: ['code'],
+          subject_types_supported: ['public'],
+          id_token_signing_alg_values_supported: ['RS256'],
+        }),
+      );
       return;
     }
     req.resume();

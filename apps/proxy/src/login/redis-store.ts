@@ -33,12 +33,7 @@ export class RedisCliSecretStore implements CliSecretStore {
 
   put(r: CliSecretRecord): Promise<void> {
     return this.run('put', async () => {
-      await this.client
-        .multi()
-        .set(rec(r.hash), JSON.stringify(r), 'PX', this.ttl(r))
-        .sadd(bySubject(r.identity.subject), r.hash)
-        .sadd(SUBJECTS, r.identity.subject)
-        .exec();
+      await this.client.multi().set(rec(r.hash), JSON.stringify(r), 'PX', this.ttl(r)).sadd(bySubject(r.identity.subject), r.hash).sadd(SUBJECTS, r.identity.subject).exec();
     });
   }
 

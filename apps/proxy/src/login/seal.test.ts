@@ -27,6 +27,9 @@ describe('sealed cookie values', () => {
     expect(s.checkCsrf('sid-1', ['x'])).toBe(false);
   });
   it('reads cookies; the first of a name wins', () => {
-    expect([...readCookies('a=1; b=2; a=3; junk; =x')]).toEqual([['a', '1'], ['b', '2']]);
+    expect([...readCookies('a=1; b=2; a=3; junk; =x')]).toEqual([
+      ['a', '1'],
+      ['b', '2'],
+    ]);
   });
 });

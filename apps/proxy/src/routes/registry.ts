@@ -68,9 +68,7 @@ function tagsQuery(query: URLSearchParams): string {
 /** Maps an upstream failure to the registry error the client sees; never includes a secret. */
 export function upstreamFailure(err: unknown): RegistryError | undefined {
   if (err instanceof UpstreamUnavailableError) {
-    return err.kind === 'timeout'
-      ? new RegistryError('UPSTREAM_TIMEOUT', { cause: err })
-      : new RegistryError('BAD_GATEWAY', { message: `upstream registry unavailable: ${err.kind}`, cause: err });
+    return err.kind === 'timeout' ? new RegistryError('UPSTREAM_TIMEOUT', { cause: err }) : new RegistryError('BAD_GATEWAY', { message: `upstream registry unavailable: ${err.kind}`, cause: err });
   }
   if (err instanceof CredentialError) return new RegistryError('BAD_GATEWAY', { message: 'upstream credentials unavailable', cause: err });
   return undefined;

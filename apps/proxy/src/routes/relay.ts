@@ -120,7 +120,19 @@ export async function relay(req: Request, res: Response, ep: RepoEndpoint, p: Pl
   const cache = target.route.cache;
   if (cache !== undefined && (ep.kind === 'blob' || ep.kind === 'manifest') && (p.method === 'GET' || p.method === 'HEAD')) {
     const extra: Record<string, string> = { 'Docker-Distribution-API-Version': 'registry/2.0', ...(target.ns !== undefined ? { 'OCI-Namespace': target.ns } : {}) };
-    const out = await cache.serve({ method: p.method, kind: ep.kind, repository: target.name, reference: ep.kind === 'blob' ? ep.digest : ep.reference, path: p.path, scope: p.scope, headers, extra, res, metrics, logger });
+    const out = await cache.serve({
+      method: p.method,
+      kind: ep.kind,
+      repository: target.name,
+      reference: ep.kind === 'blob' ? ep.digest : ep.reference,
+      path: p.path,
+      scope: p.scope,
+      headers,
+      extra,
+      res,
+      metrics,
+      logger,
+    });
     if (out.served) return;
     cached = out.response;
   }

@@ -32,7 +32,12 @@ describe('refresh-token revocation', () => {
     const refresh = (await tokens.issueRefreshToken(identity)) as string;
     await expect(tokens.verifyRefreshToken(refresh)).rejects.toBeInstanceOf(AuthBackendError);
     const ep = new TokenEndpoint({ tokens, verifier: { name: 'none', verify: async () => ({ result: 'skip' }) }, rules: new AccessRules([]), basicRealm: 'svc' });
-    const req = parseTokenRequest({ method: 'POST', query: new URLSearchParams(), form: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refresh, service: 'svc', client_id: 't' }), authorization: undefined });
+    const req = parseTokenRequest({
+      method: 'POST',
+      query: new URLSearchParams(),
+      form: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refresh, service: 'svc', client_id: 't' }),
+      authorization: undefined,
+    });
     const d = await ep.handle(req);
     expect([d.status, d.outcome, d.headers['Retry-After']]).toEqual([503, 'unavailable', '5']);
     expect(d.body).not.toContain(refresh);

@@ -63,7 +63,13 @@ describe('the HTTP/2 :authority rewriter (issue 13 defect 0: kubelet sent the so
       expect(rewrites).toEqual(['/run/x/image.sock']);
       const got = receive(out);
       expect(got.types).toEqual([0x4, 0x1, 0x0, 0x1, 0x0]);
-      for (const h of got.headers) expect(h).toEqual([[':method', 'POST'], [':scheme', 'http'], [':path', '/runtime.v1.ImageService/ImageFsInfo'], [':authority', 'localhost']]);
+      for (const h of got.headers)
+        expect(h).toEqual([
+          [':method', 'POST'],
+          [':scheme', 'http'],
+          [':path', '/runtime.v1.ImageService/ImageFsInfo'],
+          [':authority', 'localhost'],
+        ]);
     }
   });
 

@@ -15,8 +15,19 @@ describe('HPACK decoding (RFC 7541 Appendix C)', () => {
 
   it('keeps the dynamic table across the blocks of a connection (C.3, raw strings)', () => {
     const d = new HpackDecoder();
-    expect(pairs(d.decode(hex('8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d')))).toEqual([[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com']]);
-    expect(pairs(d.decode(hex('8286 84be 5808 6e6f 2d63 6163 6865')))).toEqual([[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com'], ['cache-control', 'no-cache']]);
+    expect(pairs(d.decode(hex('8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d')))).toEqual([
+      [':method', 'GET'],
+      [':scheme', 'http'],
+      [':path', '/'],
+      [':authority', 'www.example.com'],
+    ]);
+    expect(pairs(d.decode(hex('8286 84be 5808 6e6f 2d63 6163 6865')))).toEqual([
+      [':method', 'GET'],
+      [':scheme', 'http'],
+      [':path', '/'],
+      [':authority', 'www.example.com'],
+      ['cache-control', 'no-cache'],
+    ]);
     expect(pairs(d.decode(hex('8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65')))).toEqual([
       [':method', 'GET'],
       [':scheme', 'https'],
@@ -37,7 +48,10 @@ describe('HPACK decoding (RFC 7541 Appendix C)', () => {
     const d = new HpackDecoder();
     d.decode(hex('4003 6161 6101 31')); // aaa: 1 (35 octets)
     d.decode(hex('4003 6262 6201 32')); // bbb: 2, now index 62; aaa is 63
-    expect(pairs(d.decode(hex('bebf')))).toEqual([['bbb', '2'], ['aaa', '1']]);
+    expect(pairs(d.decode(hex('bebf')))).toEqual([
+      ['bbb', '2'],
+      ['aaa', '1'],
+    ]);
     d.decode(hex('3f05')); // size update to 36 (5-bit prefix: 31 + 5): only the newest fits
     expect(pairs(d.decode(hex('be')))).toEqual([['bbb', '2']]);
     expect(() => d.decode(hex('bf'))).toThrow(/no table entry 63/);

@@ -20,7 +20,11 @@ const exchanges: Array<Record<string, string>> = [];
 const seen: string[] = [];
 
 const jwt = (claims: Record<string, unknown>, ttl: number) =>
-  new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt().setExpirationTime(Math.floor(Date.now() / 1000) + ttl).sign(key);
+  new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + ttl)
+    .sign(key);
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -39,7 +43,8 @@ beforeAll(async () => {
       }
       if (u.pathname === `/${TENANT}/oauth2/v2.0/token` && req.method === 'POST') {
         const f = new URLSearchParams(text);
-        if (f.get('grant_type') !== 'client_credentials' || f.get('client_id') !== 'sp-app' || f.get('client_secret') !== 'sp-secret') return json(401, { error: 'invalid_client', error_description: `bad secret ${f.get('client_secret')}` });
+        if (f.get('grant_type') !== 'client_credentials' || f.get('client_id') !== 'sp-app' || f.get('client_secret') !== 'sp-secret')
+          return json(401, { error: 'invalid_client', error_description: `bad secret ${f.get('client_secret')}` });
         return json(200, { token_type: 'Bearer', expires_in: 3599, access_token: await jwt({ tid: TENANT, oid: 'sp-app', scp: f.get('scope') }, 3600) });
       }
       if (u.pathname === '/oauth2/exchange' && req.method === 'POST') {
@@ -83,14 +88,22 @@ describe('ACR credentials', () => {
   });
 
   it('a user-assigned identity, another service name and resource', async () => {
-    const p = new AcrProvider({ identity: { type: 'managed-identity', imdsUrl: base, clientId: 'uami-1' }, exchangeUrl: `${base}/oauth2/exchange`, service: 'other.azurecr.io', resource: 'https://containerregistry.azure.net' });
+    const p = new AcrProvider({
+      identity: { type: 'managed-identity', imdsUrl: base, clientId: 'uami-1' },
+      exchangeUrl: `${base}/oauth2/exchange`,
+      service: 'other.azurecr.io',
+      resource: 'https://containerregistry.azure.net',
+    });
     await p.credentials(REG);
     expect(exchanges[0]).toMatchObject({ service: 'other.azurecr.io' });
     expect(decodeJwt(exchanges[0]?.['access_token'] ?? '')).toMatchObject({ oid: 'uami-1', aud: 'https://containerregistry.azure.net' });
   });
 
   it('service principal: client credentials at the configured token URL, the tenant from the configuration', async () => {
-    const p = new AcrProvider({ identity: { type: 'service-principal', tenantId: TENANT, clientId: 'sp-app', clientSecret: 'sp-secret', tokenUrl: `${base}/${TENANT}/oauth2/v2.0/token` }, exchangeUrl: `${base}/oauth2/exchange` });
+    const p = new AcrProvider({
+      identity: { type: 'service-principal', tenantId: TENANT, clientId: 'sp-app', clientSecret: 'sp-secret', tokenUrl: `${base}/${TENANT}/oauth2/v2.0/token` },
+      exchangeUrl: `${base}/oauth2/exchange`,
+    });
     const c = await p.credentials(REG);
     expect(seen).toEqual([`POST /${TENANT}/oauth2/v2.0/token`, 'POST /oauth2/exchange']);
     expect(decodeJwt(exchanges[0]?.['access_token'] ?? '')).toMatchObject({ oid: 'sp-app', scp: 'https://management.azure.com/.default' });
@@ -117,7 +130,10 @@ describe('ACR credentials', () => {
   });
 
   it('says which step failed, never with a secret', async () => {
-    const sp = new AcrProvider({ identity: { type: 'service-principal', tenantId: TENANT, clientId: 'sp-app', clientSecret: 'wrong-secret', tokenUrl: `${base}/${TENANT}/oauth2/v2.0/token` }, exchangeUrl: `${base}/oauth2/exchange` });
+    const sp = new AcrProvider({
+      identity: { type: 'service-principal', tenantId: TENANT, clientId: 'sp-app', clientSecret: 'wrong-secret', tokenUrl: `${base}/${TENANT}/oauth2/v2.0/token` },
+      exchangeUrl: `${base}/oauth2/exchange`,
+    });
     const err = (await sp.credentials(REG).catch((e: unknown) => e)) as Error;
     expect(err.message).toBe('RP_ERR_UPSTREAM_CREDENTIALS: acr: the Entra ID token endpoint answered HTTP 401');
     expect(err.message).not.toContain('wrong-secret');

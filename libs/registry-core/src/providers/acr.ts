@@ -68,7 +68,7 @@ export class AcrProvider implements UpstreamCredentialProvider {
       }
     }
     const form = new URLSearchParams({ grant_type: 'access_token', service: this.opts.service ?? registry, ...(tenant ? { tenant } : {}), access_token: aad });
-    const body = await this.post(this.opts.exchangeUrl ?? `https://${registry}/oauth2/exchange`, form, 'the registry\'s /oauth2/exchange');
+    const body = await this.post(this.opts.exchangeUrl ?? `https://${registry}/oauth2/exchange`, form, "the registry's /oauth2/exchange");
     const refresh = body['refresh_token'];
     if (typeof refresh !== 'string' || !refresh) throw new CredentialError(NAME, 'the exchange sent no refresh_token');
     let exp: number | undefined;

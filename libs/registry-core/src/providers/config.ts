@@ -33,8 +33,14 @@ export const upstreamCredentialsSchema = z.discriminatedUnion('type', [
   /** Amazon ECR through GetAuthorizationToken (AWS SDK default credential chain). */
   z.strictObject({
     type: z.literal('ecr'),
-    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'an AWS region such as eu-west-1').optional(),
-    registryId: z.string().regex(/^\d{12}$/, 'a 12-digit AWS account id').optional(),
+    region: z
+      .string()
+      .regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'an AWS region such as eu-west-1')
+      .optional(),
+    registryId: z
+      .string()
+      .regex(/^\d{12}$/, 'a 12-digit AWS account id')
+      .optional(),
     endpoint: httpUrl.optional(),
   }),
   /** Google Artifact Registry / GCR: an access token from the metadata server or a service-account key file. */
@@ -82,10 +88,7 @@ export function createCredentialProvider(c: UpstreamCredentialsConfig, key: stri
       return new GcpProvider(defined({ keyFile: c.keyFile, metadataUrl: c.metadataUrl }));
     case 'acr': {
       const id = c.identity;
-      const identity: AcrIdentity =
-        id.type === 'service-principal'
-          ? defined({ ...id, clientSecret: resolve(id.clientSecret, `${key}.identity.clientSecret`) })
-          : defined(id);
+      const identity: AcrIdentity = id.type === 'service-principal' ? defined({ ...id, clientSecret: resolve(id.clientSecret, `${key}.identity.clientSecret`) }) : defined(id);
       return new AcrProvider({ identity, ...defined({ tenantId: c.tenantId, resource: c.resource, exchangeUrl: c.exchangeUrl, service: c.service }) });
     }
   }

@@ -135,4 +135,3 @@ describe('DockerConfigProvider', () => {
     expect(calls().slice(before)).toEqual(['gcr.example.com', 'other.example.com']);
   });
 });
-

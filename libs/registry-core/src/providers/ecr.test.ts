@@ -32,7 +32,9 @@ beforeAll(async () => {
         return;
       }
       const token = Buffer.from(`AWS:${nextPassword}`).toString('base64');
-      res.end(JSON.stringify({ authorizationData: [{ authorizationToken: token, expiresAt: (Date.now() + lifetimeMs) / 1000, proxyEndpoint: 'https://123456789012.dkr.ecr.eu-west-1.amazonaws.com' }] }));
+      res.end(
+        JSON.stringify({ authorizationData: [{ authorizationToken: token, expiresAt: (Date.now() + lifetimeMs) / 1000, proxyEndpoint: 'https://123456789012.dkr.ecr.eu-west-1.amazonaws.com' }] }),
+      );
     });
   });
   await new Promise<void>((r) => ecr.listen(0, '127.0.0.1', r));

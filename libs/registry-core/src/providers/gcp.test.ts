@@ -54,7 +54,15 @@ afterAll(async () => {
 
 function keyFile(over: Record<string, unknown> = {}): string {
   const path = join(dir, `key-${Math.random()}.json`);
-  const key = { type: 'service_account', project_id: 'proj', private_key_id: 'k1', client_email: 'sa@proj.iam.gserviceaccount.com', token_uri: `${base}/token`, private_key: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), ...over };
+  const key = {
+    type: 'service_account',
+    project_id: 'proj',
+    private_key_id: 'k1',
+    client_email: 'sa@proj.iam.gserviceaccount.com',
+    token_uri: `${base}/token`,
+    private_key: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    ...over,
+  };
   writeFileSync(path, JSON.stringify(key));
   return path;
 }
@@ -86,7 +94,11 @@ describe('GcpProvider', () => {
   });
 
   it('explains what is wrong with a key file or the server, never quoting the key', async () => {
-    const msg = (p: GcpProvider) => p.credentials().then(() => 'no error', (e: Error) => e.message);
+    const msg = (p: GcpProvider) =>
+      p.credentials().then(
+        () => 'no error',
+        (e: Error) => e.message,
+      );
     expect(await msg(new GcpProvider({ keyFile: join(dir, 'missing.json') }))).toMatch(/cannot read key file .*missing\.json: ENOENT/);
     expect(await msg(new GcpProvider({ keyFile: keyFile({ type: 'authorized_user' }) }))).toMatch(/is not a service-account key/);
     const badKey = await msg(new GcpProvider({ keyFile: keyFile({ private_key: '-----BEGIN PRIVATE KEY-----\nnot-a-key\n-----END PRIVATE KEY-----' }) }));

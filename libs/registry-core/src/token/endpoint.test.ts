@@ -111,7 +111,11 @@ describe('TokenEndpoint', () => {
 
   it('answers 401 with a Basic challenge for bad, unknown and empty credentials', async () => {
     const { ep } = await setup();
-    for (const [u, p] of [['alice', 'nope'], ['nobody', 'x'], ['alice', '']] as const) {
+    for (const [u, p] of [
+      ['alice', 'nope'],
+      ['nobody', 'x'],
+      ['alice', ''],
+    ] as const) {
       const d = await ep.handle(get('scope=repository:team/a:pull', basic(u, p)));
       expect(d.status).toBe(401);
       expect(d.headers['WWW-Authenticate']).toBe('Basic realm="svc"');

@@ -67,8 +67,7 @@ export class KeySet {
 
   /** A fresh key that lives only in memory: tokens die with the process and replicas cannot share it. */
   static async ephemeral(alg: TokenAlgorithm = 'ES256'): Promise<KeySet> {
-    const { privateKey } =
-      alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const { privateKey } = alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('rsa', { modulusLength: 2048 });
     return KeySet.fromPem(privateKey.export({ format: 'pem', type: 'pkcs8' }).toString());
   }
 

@@ -10,11 +10,7 @@ export type TokenRequest = {
   /** A refresh token was asked for (`offline_token=true` on GET, `access_type=offline` on POST). */
   readonly offline: boolean;
   readonly form: boolean;
-} & (
-  | { readonly grant: 'password'; readonly username: string; readonly password: string }
-  | { readonly grant: 'refresh_token'; readonly refreshToken: string }
-  | { readonly grant: 'anonymous' }
-);
+} & ({ readonly grant: 'password'; readonly username: string; readonly password: string } | { readonly grant: 'refresh_token'; readonly refreshToken: string } | { readonly grant: 'anonymous' });
 
 const bad = (message: string) => new RegistryError('REQUEST_INVALID', { message });
 
@@ -27,12 +23,7 @@ function scopesOf(values: string[]): Access[] {
 }
 
 /** Parses a token request; throws a {@link RegistryError} (400) on malformed input. */
-export function parseTokenRequest(input: {
-  method: string;
-  query: URLSearchParams;
-  form?: URLSearchParams | undefined;
-  authorization?: string | undefined;
-}): TokenRequest {
+export function parseTokenRequest(input: { method: string; query: URLSearchParams; form?: URLSearchParams | undefined; authorization?: string | undefined }): TokenRequest {
   if (input.method === 'POST') {
     const f = input.form ?? new URLSearchParams();
     const common = {

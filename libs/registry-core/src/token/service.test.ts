@@ -4,9 +4,7 @@ import { KeySet } from './keys.js';
 import { InvalidTokenError, TokenService, type TokenServiceOptions } from './service.js';
 
 const pem = (alg: 'ec' | 'rsa') =>
-  (alg === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('rsa', { modulusLength: 2048 })).privateKey
-    .export({ format: 'pem', type: 'pkcs8' })
-    .toString();
+  (alg === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('rsa', { modulusLength: 2048 })).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
 
 async function service(over: Partial<TokenServiceOptions> = {}, keys?: KeySet) {
   return new TokenService({
@@ -70,7 +68,17 @@ describe('TokenService', () => {
     const signer = s['opts'].keys.signer;
     const hs = new SignJWT({ access }).setProtectedHeader({ alg: 'HS256', kid: signer.kid }).setIssuer('iss').setAudience('svc').setSubject('x').setExpirationTime('1h');
     const confused = hs.sign(Buffer.from(JSON.stringify(signer.jwk)));
-    for (const [label, tok] of Object.entries({ unsigned, foreign: (await foreign).token, wrongAud: (await wrongAud).token, wrongIss: (await wrongIss).token, expired: (await expired).token, future: (await future).token, refresh: (await refresh) as string, confused: await confused, garbage: 'a.b.c' })) {
+    for (const [label, tok] of Object.entries({
+      unsigned,
+      foreign: (await foreign).token,
+      wrongAud: (await wrongAud).token,
+      wrongIss: (await wrongIss).token,
+      expired: (await expired).token,
+      future: (await future).token,
+      refresh: (await refresh) as string,
+      confused: await confused,
+      garbage: 'a.b.c',
+    })) {
       await expect(s.verifyAccessToken(tok)).rejects.toBeInstanceOf(InvalidTokenError);
       void label;
     }

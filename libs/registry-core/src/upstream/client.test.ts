@@ -400,7 +400,12 @@ describe('UpstreamClient edges', () => {
     });
     const ac = new AbortController();
     const body = new PassThrough();
-    const p = client(s.url, { credentials: staticProvider({ kind: 'basic', username: 'u', password: 'p' }), ca: 'unused for http' }).request({ method: 'PATCH', path: '/v2/a/blobs/uploads/1', body, signal: ac.signal });
+    const p = client(s.url, { credentials: staticProvider({ kind: 'basic', username: 'u', password: 'p' }), ca: 'unused for http' }).request({
+      method: 'PATCH',
+      path: '/v2/a/blobs/uploads/1',
+      body,
+      signal: ac.signal,
+    });
     body.end('x');
     const res = await p;
     expect(res.statusCode).toBe(202);

@@ -114,7 +114,8 @@ export class UpstreamClient {
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.headersMs = opts.timeouts?.headersMs ?? 30_000;
     this.bodyIdleMs = opts.timeouts?.bodyIdleMs ?? 60_000;
-    this.transport = opts.transport ?? new Http1Transport({ connectTimeoutMs: opts.timeouts?.connectMs ?? 10_000, ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.outboundProxy ? { proxy: opts.outboundProxy } : {}) });
+    this.transport =
+      opts.transport ?? new Http1Transport({ connectTimeoutMs: opts.timeouts?.connectMs ?? 10_000, ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.outboundProxy ? { proxy: opts.outboundProxy } : {}) });
   }
 
   /** Closes the client's own connections. */
@@ -219,8 +220,12 @@ export class UpstreamClient {
       headers['authorization'] = basic(creds.username, creds.password);
     }
     const started = Date.now();
-    const res = await withRetry(this.name, this.retry, 'GET', signal, () =>
-      this.transport.request({ url, method: 'GET', headers, headersTimeoutMs: this.headersMs, bodyIdleTimeoutMs: this.bodyIdleMs, ...(signal ? { signal } : {}) }),
+    const res = await withRetry(
+      this.name,
+      this.retry,
+      'GET',
+      signal,
+      () => this.transport.request({ url, method: 'GET', headers, headersTimeoutMs: this.headersMs, bodyIdleTimeoutMs: this.bodyIdleMs, ...(signal ? { signal } : {}) }),
       (r) => r.body.dump(),
     );
     let text: string;
@@ -259,17 +264,22 @@ export class UpstreamClient {
       const m = method;
       const to = connectTo;
       // A streamed body cannot be sent twice, whatever the method.
-      const res = await withRetry(this.name, this.retry, streamed ? 'stream' : m, req.signal, () =>
-        this.transport.request({
-          url: target,
-          method: m,
-          ...(to !== undefined ? { connectTo: to } : {}),
-          headers,
-          headersTimeoutMs: this.headersMs,
-          bodyIdleTimeoutMs: this.bodyIdleMs,
-          ...(req.body !== undefined && hops === 0 ? { body: req.body } : {}),
-          ...(req.signal ? { signal: req.signal } : {}),
-        }),
+      const res = await withRetry(
+        this.name,
+        this.retry,
+        streamed ? 'stream' : m,
+        req.signal,
+        () =>
+          this.transport.request({
+            url: target,
+            method: m,
+            ...(to !== undefined ? { connectTo: to } : {}),
+            headers,
+            headersTimeoutMs: this.headersMs,
+            bodyIdleTimeoutMs: this.bodyIdleMs,
+            ...(req.body !== undefined && hops === 0 ? { body: req.body } : {}),
+            ...(req.signal ? { signal: req.signal } : {}),
+          }),
         (r) => r.body.dump(),
       );
       const location = header(res.headers, 'location');

@@ -211,7 +211,7 @@ describe('Http1Transport', () => {
     expect(await r.body.text()).toBe('ok');
   });
 
-  it('notices a kept-alive connection the server closed while idle, and opens a new one (retries are retry.ts\'s)', async () => {
+  it("notices a kept-alive connection the server closed while idle, and opens a new one (retries are retry.ts's)", async () => {
     let first = true;
     const url = await raw((_r, s) => {
       s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
@@ -296,7 +296,29 @@ describe('Http1Transport', () => {
 
   it('speaks TLS, verifying the server against the given CA', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rp-tls-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'pipe' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        join(dir, 'k.pem'),
+        '-out',
+        join(dir, 'c.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      ],
+      { stdio: 'pipe' },
+    );
     const cert = readFileSync(join(dir, 'c.pem'));
     const data = randomBytes(3 << 20);
     const server = createHttpsServer({ key: readFileSync(join(dir, 'k.pem')), cert }, (_q, res) => {

@@ -79,7 +79,29 @@ describe('outbound proxies', () => {
 
   it('tunnels https through CONNECT, verifying the upstream certificate end to end', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rp-proxy-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'], { stdio: 'pipe' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        join(dir, 'k.pem'),
+        '-out',
+        join(dir, 'c.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost',
+      ],
+      { stdio: 'pipe' },
+    );
     const cert = readFileSync(join(dir, 'c.pem'));
     const body = 'y'.repeat(300_000);
     const port = await listen(createHttpsServer({ key: readFileSync(join(dir, 'k.pem')), cert }, (_q, res) => res.end(body)) as unknown as Server);

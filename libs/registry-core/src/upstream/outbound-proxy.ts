@@ -26,7 +26,10 @@ export function outboundProxyFromEnv(env: NodeJS.ProcessEnv): OutboundProxy | un
   const http = parse('HTTP_PROXY', get('http_proxy'));
   const https = parse('HTTPS_PROXY', get('https_proxy'));
   if (!http && !https) return undefined;
-  const noProxy = (get('no_proxy') ?? '').split(/[\s,]+/).filter(Boolean).map((s) => s.toLowerCase());
+  const noProxy = (get('no_proxy') ?? '')
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .map((s) => s.toLowerCase());
   return { ...(http ? { http } : {}), ...(https ? { https } : {}), noProxy };
 }
 

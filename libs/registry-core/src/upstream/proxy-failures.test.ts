@@ -64,7 +64,9 @@ describe('CONNECT through a proxy that misbehaves (https upstreams)', () => {
 
   it('times out a proxy that never answers the CONNECT', async () => {
     const proxy = await rawProxy(() => undefined);
-    const err = await transport(proxy.url, { connectTimeoutMs: 150 }).request(req('https://localhost:8443/')).catch((e: Error & { code?: string }) => e);
+    const err = await transport(proxy.url, { connectTimeoutMs: 150 })
+      .request(req('https://localhost:8443/'))
+      .catch((e: Error & { code?: string }) => e);
     expect(err).toMatchObject({ name: 'TimeoutError', code: 'ETIMEDOUT' });
     expect(String(err)).toMatch(/CONNECT through 127\.0\.0\.1:\d+ timed out/);
   });

@@ -170,7 +170,8 @@ describe('issue 12 defect 3: retries', () => {
 
   it('a GET whose kept-alive connection was closed by the server goes once more on a fresh one, at no attempt', async () => {
     const s = await raw((_h, sock, n) => {
-      if (n === 2) sock.destroy(); // the race: the server closed the idle connection as the request came
+      if (n === 2)
+        sock.destroy(); // the race: the server closed the idle connection as the request came
       else sock.write(ok(`answer ${n}`));
     });
     const c = client(s.url, 1);

@@ -274,4 +274,3 @@ export const WIRE_TABLE: ReadonlyArray<[string, WireCase]> = [
   ['1xx storm', { method: 'GET', bytes: `${'HTTP/1.1 100 Continue\r\n\r\n'.repeat(40)}${r(['HTTP/1.1 200 OK', 'Content-Length: 2'], 'ok')}` }],
   ['oversized head', { method: 'GET', bytes: r(['HTTP/1.1 200 OK', `X-Pad: ${'a'.repeat(70_000)}`, 'Content-Length: 0']) }],
 ];
-

@@ -63,7 +63,9 @@ const ok = (body: string, extra = '') => `HTTP/1.1 200 OK\r\n${extra}content-len
 
 describe('HTTP/1.0 and connection reuse', () => {
   it('keeps an HTTP/1.0 connection only when the server says keep-alive', async () => {
-    const s = await raw((h, sock, n) => sock.write(h.includes('/ka') ? `HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nk${n}` : `HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\np${n}`));
+    const s = await raw((h, sock, n) =>
+      sock.write(h.includes('/ka') ? `HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nk${n}` : `HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\np${n}`),
+    );
     const t = transport();
     expect(await (await t.request(req(`${s.url}/ka`))).body.text()).toBe('k1');
     expect(await (await t.request(req(`${s.url}/ka`))).body.text()).toBe('k2');
@@ -228,7 +230,29 @@ describe('requests that never start', () => {
 describe('TLS to a vetted address', () => {
   it('verifies the certificate against the URL host while connecting to the given address', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rp-tls-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=storage.test', '-addext', 'subjectAltName=DNS:storage.test'], { stdio: 'pipe' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        join(dir, 'k.pem'),
+        '-out',
+        join(dir, 'c.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=storage.test',
+        '-addext',
+        'subjectAltName=DNS:storage.test',
+      ],
+      { stdio: 'pipe' },
+    );
     const cert = readFileSync(join(dir, 'c.pem'));
     const server = createHttpsServer({ key: readFileSync(join(dir, 'k.pem')), cert }, (q, res) => res.end(`host ${q.headers.host}`));
     const port = await listen(server as unknown as Server);
@@ -246,13 +270,40 @@ describe('retry edges', () => {
     expect(classify('up', 'a string').message).toMatch(/a string/);
     const ac = new AbortController();
     ac.abort(new Error('gone'));
-    await expect(withRetry('up', { attempts: 2, baseDelayMs: 1, maxDelayMs: 1 }, 'GET', ac.signal, async () => ({ statusCode: 200 }), async () => undefined)).rejects.toMatchObject({ kind: 'connection' });
-    await expect(withRetry('up', { attempts: 0, baseDelayMs: 1, maxDelayMs: 1 }, 'GET', undefined, async () => ({ statusCode: 200 }), async () => undefined)).rejects.toThrow(/no attempt/);
+    await expect(
+      withRetry(
+        'up',
+        { attempts: 2, baseDelayMs: 1, maxDelayMs: 1 },
+        'GET',
+        ac.signal,
+        async () => ({ statusCode: 200 }),
+        async () => undefined,
+      ),
+    ).rejects.toMatchObject({ kind: 'connection' });
+    await expect(
+      withRetry(
+        'up',
+        { attempts: 0, baseDelayMs: 1, maxDelayMs: 1 },
+        'GET',
+        undefined,
+        async () => ({ statusCode: 200 }),
+        async () => undefined,
+      ),
+    ).rejects.toThrow(/no attempt/);
   });
   it('retries a refused connection for GET, within the attempts', async () => {
     let n = 0;
     const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
-    await expect(withRetry('up', { attempts: 3, baseDelayMs: 1, maxDelayMs: 1 }, 'GET', undefined, async () => (n++, Promise.reject(refused)), async () => undefined)).rejects.toMatchObject({ kind: 'connection' });
+    await expect(
+      withRetry(
+        'up',
+        { attempts: 3, baseDelayMs: 1, maxDelayMs: 1 },
+        'GET',
+        undefined,
+        async () => (n++, Promise.reject(refused)),
+        async () => undefined,
+      ),
+    ).rejects.toMatchObject({ kind: 'connection' });
     expect(n).toBe(3);
   });
 });
