@@ -168,7 +168,7 @@ describe('docker and containerd through the pull-through cache', () => {
       if (!layer) throw new Error('no layer');
       const file = objectFile(layer.digest);
       const bad = Buffer.from(readFileSync(file));
-      bad[bad.length >> 1] ^= 0x40;
+      bad.writeUInt8(bad.readUInt8(bad.length >> 1) ^ 0x40, bad.length >> 1);
       writeFileSync(file, bad);
       const corruptBefore = await metric('registry_proxy_cache_errors_total', { reason: 'corrupt' });
       // By digest: within freshness the tag would be served from the cache anyway; this pulls the same blobs.
