@@ -47,7 +47,7 @@ export interface Runtime {
   /** The bcrypt pool and its bounded queue (its stats feed metrics). */
   readonly bcrypt: BcryptWorkers;
   /** Browser sign-in, when `login` is configured. */
-  readonly login?: Login;
+  readonly login?: Login | undefined;
   /** Rate-limit counters, replay records, revocations and locks: memory, or Redis when configured. */
   readonly state: SharedState;
   close(): Promise<void>;
@@ -66,9 +66,9 @@ function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorker
         new IidStrategy({
           name: a.name,
           realm: config.service,
-          ...(aws ? { aws: { ...aws, store, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
-          ...(gcp ? { gcp } : {}),
-          ...(azure ? { azure: { ...azure, roots: pems(azure.roots, 'azure.roots'), intermediates: pems(azure.intermediates, 'azure.intermediates') } } : {}),
+          aws: aws && { ...aws, store, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) },
+          gcp,
+          azure: azure && { ...azure, roots: pems(azure.roots, 'azure.roots'), intermediates: pems(azure.intermediates, 'azure.intermediates') },
         }),
     );
   }
@@ -80,10 +80,10 @@ function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorker
           name: a.name,
           realm: config.service,
           timeoutMs: a.timeoutMs,
-          ...(a.jwksCooldownMs !== undefined ? { jwksCooldownMs: a.jwksCooldownMs } : {}),
+          jwksCooldownMs: a.jwksCooldownMs,
           issuers: a.issuers.map(({ introspection, ...iss }, j) => ({
             ...iss,
-            ...(introspection ? { introspection: { ...introspection, clientSecret: resolveSecret(introspection.clientSecret, `auth.${i}.issuers.${j}.introspection.clientSecret`) } } : {}),
+            introspection: introspection && { ...introspection, clientSecret: resolveSecret(introspection.clientSecret, `auth.${i}.issuers.${j}.introspection.clientSecret`) },
           })),
         }),
     );
@@ -91,7 +91,7 @@ function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorker
   if (a.type === 'ldap') {
     const key = `auth.${i}`;
     const ca = a.tlsOptions?.ca === undefined ? undefined : resolveSecret(a.tlsOptions.ca, `${key}.tlsOptions.ca`);
-    const tlsOptions = a.tlsOptions ? { ...(ca ? { ca } : {}), ...(a.tlsOptions.servername ? { servername: a.tlsOptions.servername } : {}) } : undefined;
+    const tlsOptions = a.tlsOptions && { ca, servername: a.tlsOptions.servername };
     return configured(
       key,
       () =>
@@ -99,11 +99,11 @@ function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorker
           name: a.name,
           realm: config.service,
           url: a.url,
-          ...(a.bindDN !== undefined ? { bindDN: a.bindDN } : {}),
-          ...(a.bindCredentials !== undefined ? { bindCredentials: resolveSecret(a.bindCredentials, `${key}.bindCredentials`) } : {}),
+          bindDN: a.bindDN,
+          bindCredentials: a.bindCredentials === undefined ? undefined : resolveSecret(a.bindCredentials, `${key}.bindCredentials`),
           ...pick(a, ['searchBase', 'searchFilter', 'searchScope', 'bindDnTemplate', 'groupSearchBase', 'groupSearchFilter', 'groupSearchScope', 'groupNameAttribute', 'usernameAttribute'] as const),
           starttls: a.starttls,
-          ...(tlsOptions ? { tlsOptions } : {}),
+          tlsOptions,
           timeout: a.timeoutMs,
           cacheSeconds: a.cacheSeconds,
         }),
@@ -180,7 +180,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     state.store,
   );
   const rules = new AccessRules(config.rules);
-  const bcrypt = new BcryptWorkers({ maxQueue: config.passwordChecks.maxQueue, ...(config.passwordChecks.workers ? { size: config.passwordChecks.workers } : {}) });
+  const bcrypt = new BcryptWorkers({ maxQueue: config.passwordChecks.maxQueue, size: config.passwordChecks.workers });
   const revocations = new MemoryRevocations();
   const revocationsFile = t.revocationsFile ? new RevocationsFile(t.revocationsFile, revocations, logger, config.authFiles.reloadIntervalMs) : undefined;
   await revocationsFile?.start();
@@ -199,10 +199,10 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         credentials: createCredentialProvider(u.credentials, `upstreams.${i}.credentials`, resolveSecret),
         followRedirects: u.redirects === 'follow',
         redirectHosts: u.redirectHosts,
-        ...(outboundProxy ? { outboundProxy } : {}),
+        outboundProxy,
         tokenRealms: u.tokenRealms,
         timeouts: u.timeouts,
-        ...(u.ca ? { ca: resolveSecret(u.ca, `upstreams.${i}.ca`) } : {}),
+        ca: u.ca === undefined ? undefined : resolveSecret(u.ca, `upstreams.${i}.ca`),
         retry: { attempts: u.attempts, baseDelayMs: 100, maxDelayMs: 2000 },
         userAgent: 'registry-proxy/0.1',
       }),
@@ -216,8 +216,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       hosts: u.hosts,
       mirrorOf: u.mirrorOf.map(normaliseRegistryHost),
       client: clients[i] as UpstreamClient,
-      ...(u.coalesce ? { flights: new Flights<SharedResponse | undefined>() } : {}),
-      ...(caches[i] ? { cache: caches[i] } : {}),
+      flights: u.coalesce ? new Flights<SharedResponse | undefined>() : undefined,
+      cache: caches[i],
     })),
   );
   // Grants are made on the upstream a name resolves to, and the token says which (issue 11).
@@ -232,7 +232,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     revocations,
     verifiers: chain,
     bcrypt,
-    ...(login ? { login } : {}),
+    login,
     state,
     close: async () => {
       revocationsFile?.stop();

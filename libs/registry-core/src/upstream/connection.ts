@@ -82,7 +82,7 @@ export class Connection {
     const name = url.hostname.replace(/^\[|\]$/g, '');
     const host = connectTo ?? name;
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-    const tls = { servername: isIP(name) ? undefined : name, ALPNProtocols: ['http/1.1'], ...(ca ? { ca: ca as string | Buffer | Array<string | Buffer> } : {}) };
+    const tls = { servername: isIP(name) ? undefined : name, ALPNProtocols: ['http/1.1'], ca: ca as string | Buffer | Array<string | Buffer> | undefined };
     if (via && 'tunnel' in via) {
       // tls.connect over an existing socket ignores onread: this path reads through 'data'
       // events, whose buffers are the connection's own to hand on (no zero-copy pool here).
