@@ -114,8 +114,7 @@ export class UpstreamClient {
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.headersMs = opts.timeouts?.headersMs ?? 30_000;
     this.bodyIdleMs = opts.timeouts?.bodyIdleMs ?? 60_000;
-    this.transport =
-      opts.transport ?? new Http1Transport({ connectTimeoutMs: opts.timeouts?.connectMs ?? 10_000, ca: opts.ca, proxy: opts.outboundProxy });
+    this.transport = opts.transport ?? new Http1Transport({ connectTimeoutMs: opts.timeouts?.connectMs ?? 10_000, ca: opts.ca, proxy: opts.outboundProxy });
   }
 
   /** Closes the client's own connections. */
