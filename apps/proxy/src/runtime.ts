@@ -5,17 +5,16 @@ import { BcryptWorkers, StaticStrategy } from '@registry-proxy/auth-static';
 import {
   AccessRules,
   KeySet,
-  MemoryRevocations,
   ProxyError,
   RefreshCheck,
   TokenEndpoint,
-  type TokenService,
+  TokenService,
   UpstreamClient,
   VerifierChain,
   createCredentialProvider,
   outboundProxyFromEnv,
   type CredentialVerifier,
-  type RevocationStore,
+  type RevocationList,
   type SecretRef,
   type StateStore,
 } from '@registry-proxy/registry-core';
@@ -29,7 +28,7 @@ import { Flights, type SharedResponse } from './coalesce.js';
 import { Router, normaliseRegistryHost } from './routing.js';
 import { createLogin, type Login } from './login/index.js';
 import { RedisCliSecretStore } from './login/redis-store.js';
-import { RevocableTokenService } from './state/revocations.js';
+import { replicaRevocations } from './state/revocations.js';
 import { createSharedState, type SharedState } from './state/shared.js';
 
 /** Everything the HTTP layer needs, built once from a validated configuration. */
@@ -40,8 +39,8 @@ export interface Runtime {
   readonly tokenEndpoint: TokenEndpoint;
   readonly router: Router;
   readonly rules: AccessRules;
-  /** Refresh tokens revoked by operators (tokens.revocationsFile); memory now, shareable later. */
-  readonly revocations: RevocationStore;
+  /** Refresh tokens revoked by operators: tokens.revocationsFile and --revoke-subject (state/revocations.ts), read as one. */
+  readonly revocations: RevocationList;
   /** The verifiers of `auth`, in order; each is rebuilt when a file it reads changes. */
   readonly verifiers: readonly ReloadingVerifier[];
   /** The bcrypt pool and its bounded queue (its stats feed metrics). */
@@ -167,22 +166,19 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     throw new ProxyError('RP_ERR_CONFIG_INVALID', `tokens.algorithms: does not include ${keys.signer.alg}, the signing key's algorithm`);
   }
   const state = await createSharedState(config.state, logger);
-  const tokens = new RevocableTokenService(
-    {
-      issuer: config.issuer,
-      service: config.service,
-      keys,
-      accessTokenTtl: t.ttlSeconds,
-      refreshTokenTtl: t.refreshTtlSeconds,
-      algorithms: t.algorithms,
-      clockTolerance: t.clockToleranceSeconds,
-    },
-    state.store,
-  );
+  const tokens = new TokenService({
+    issuer: config.issuer,
+    service: config.service,
+    keys,
+    accessTokenTtl: t.ttlSeconds,
+    refreshTokenTtl: t.refreshTtlSeconds,
+    algorithms: t.algorithms,
+    clockTolerance: t.clockToleranceSeconds,
+  });
   const rules = new AccessRules(config.rules);
   const bcrypt = new BcryptWorkers({ maxQueue: config.passwordChecks.maxQueue, size: config.passwordChecks.workers });
-  const revocations = new MemoryRevocations();
-  const revocationsFile = t.revocationsFile ? new RevocationsFile(t.revocationsFile, revocations, logger, config.authFiles.reloadIntervalMs) : undefined;
+  const { file: fileRevocations, all: revocations } = replicaRevocations(state.store, t.refreshTtlSeconds);
+  const revocationsFile = t.revocationsFile ? new RevocationsFile(t.revocationsFile, fileRevocations, logger, config.authFiles.reloadIntervalMs) : undefined;
   await revocationsFile?.start();
   const chain = verifiers(config, logger, bcrypt, state.store);
   const login = configured('login', () => createLogin(config, logger, state.redis ? new RedisCliSecretStore(state.redis) : undefined));
