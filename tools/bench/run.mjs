@@ -14,7 +14,8 @@
 // Env: BENCH_BLOB_MIB (512), BENCH_RUNS (3), BENCH_HEADS (20000), BENCH_PARALLEL (20),
 // BENCH_ONLY (blob,head,rss,push,token,cache; `token` is the proxy's upstream tokens, `tokens` its
 // own token endpoint, in tools/bench/tokens.mjs), BENCH_HERD_MIB (64), BENCH_HERD (100),
-// BENCH_BASELINE (another build's apps/proxy/dist/main.js, measured beside this one in the HEAD sections).
+// BENCH_BASELINE (another build's apps/proxy/dist/main.js, measured beside this one in the HEAD and
+// blob sections).
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
@@ -233,8 +234,9 @@ http {
   const px2 = `http://127.0.0.1:${px2Port}`;
   if (proxy2) await waitHttp(`${px2}/healthz`, (s) => s === 200);
   // BENCH_BASELINE=<main.js of another build>: that build with coalesce: false beside this one, for
-  // an A/B of the per-request cost in one run (same machine, same load, same registry).
-  const baseMain = ONLY.has('head') ? process.env.BENCH_BASELINE : undefined;
+  // an A/B of the per-request cost and of the blob relay in one run (same machine, same load, same
+  // registry).
+  const baseMain = ONLY.has('head') || ONLY.has('blob') ? process.env.BENCH_BASELINE : undefined;
   const px4Port = await port();
   if (baseMain) writeFileSync(join(dir, 'proxy4.yaml'), readFileSync(join(dir, 'proxy2.yaml'), 'utf8').replace(`port: ${px2Port}`, `port: ${px4Port}`));
   const proxy4 = baseMain ? start(process.execPath, [...nodeArgs, baseMain, '--config', join(dir, 'proxy4.yaml')], 'proxy4.log', proxyEnv) : null;
@@ -273,6 +275,20 @@ http {
     const runs = Array.from({ length: RUNS }, () => pull(base, extra, pid));
     if (process.env.BENCH_VERBOSE) console.log(name, runs.map((r) => `${r.mibs.toFixed(0)} MiB/s ${r.cpuPerGiB.toFixed(2)} s/GiB`).join(', '));
     results[name] = { mibs: median(runs.map((r) => r.mibs)), cpu: median(runs.map((r) => r.cpuPerGiB)) };
+  }
+  if (proxy4 && ONLY.has('blob')) {
+    // The A/B: this build and the baseline pull in turns, so that both see the same load.
+    const baseAuth = ['-H', `Authorization: Bearer ${await freshToken(undefined, px4)}`];
+    pull(px4, baseAuth, proxy4.pid);
+    const ours = [];
+    const theirs = [];
+    for (let i = 0; i < RUNS; i++) {
+      ours.push(pull(px, auth(), proxy.pid));
+      theirs.push(pull(px4, baseAuth, proxy4.pid));
+    }
+    if (process.env.BENCH_VERBOSE) console.log('A/B', ours.map((r, i) => `${r.cpuPerGiB.toFixed(2)}/${theirs[i].cpuPerGiB.toFixed(2)} s/GiB`).join(', '));
+    results['proxy, in turns'] = { mibs: median(ours.map((r) => r.mibs)), cpu: median(ours.map((r) => r.cpuPerGiB)) };
+    results['baseline build'] = { mibs: median(theirs.map((r) => r.mibs)), cpu: median(theirs.map((r) => r.cpuPerGiB)) };
   }
 
   // --- 2. manifest HEAD latency at 50 concurrent clients

@@ -21,5 +21,20 @@ export interface FuzzStats {
   formatProblems: unknown[];
   continueBeforeRefusal: unknown[];
   garbage: unknown[];
+  /** Error responses whose (code, HTTP status) pair the error table does not have; `pair` is `CODE status`. */
+  badPairs: Array<{ i: number; id: string; pair: string; method: string; path: string }>;
 }
-export function fuzz(options: { port: number; ctx: FuzzContext; seed: number; count: number; concurrency?: number; alive?: () => boolean; onProgress?: (s: FuzzStats) => void }): Promise<FuzzStats>;
+/** A table of error descriptors, as registry-core's RegistryErrors. */
+export type ErrorTable = Readonly<Record<string, { readonly code: string; readonly status: number }>>;
+export function allowedPairs(table: ErrorTable): Set<string>;
+export function pairProblems(res: { status: number; complete: boolean; body: Buffer }, method: string, allowed: Set<string>): string[];
+export function fuzz(options: {
+  port: number;
+  ctx: FuzzContext;
+  seed: number;
+  count: number;
+  concurrency?: number;
+  alive?: () => boolean;
+  onProgress?: (s: FuzzStats) => void;
+  errorTable?: ErrorTable;
+}): Promise<FuzzStats>;

@@ -328,6 +328,28 @@ export function formatProblem(res, method, path) {
   return undefined;
 }
 
+/**
+ * The (code, HTTP status) pairs an error table allows, as `CODE status` strings; `table` is
+ * registry-core's RegistryErrors (every row: name -> {code, status}), the one table that
+ * docs/errors.md lists row for row.
+ */
+export function allowedPairs(table) {
+  return new Set(Object.values(table).map((d) => `${d.code} ${d.status}`));
+}
+
+/** The `CODE status` pairs of a final error response that `allowed` does not have (none for a body that is not the registry format: formatProblem reports those). */
+export function pairProblems(res, method, allowed) {
+  if (res.status < 400 || method === 'HEAD' || !res.complete) return [];
+  let j;
+  try {
+    j = JSON.parse(res.body.toString('utf8'));
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(j?.errors)) return [];
+  return [...new Set(j.errors.map((e) => `${e?.code} ${res.status}`))].filter((p) => !allowed.has(p));
+}
+
 /** Runs one case; resolves to what came back. */
 export function runCase(port, c, timeoutMs = 15_000) {
   return new Promise((resolve) => {
@@ -363,9 +385,13 @@ export function runCase(port, c, timeoutMs = 15_000) {
 
 /**
  * Sends `count` generated cases, `concurrency` at a time. `alive()` says whether the proxy
- * still runs (checked after every case). Returns the tallies and up to 20 examples of each problem.
+ * still runs (checked after every case). With `errorTable` (registry-core's RegistryErrors),
+ * every error response whose (code, status) pair is not a row of it is listed in `badPairs`
+ * with its request id, so that the caller can tell the proxy's own answers from relayed ones.
+ * Returns the tallies and up to 20 examples of each problem.
  */
-export async function fuzz({ port, ctx, seed, count, concurrency = 16, alive = () => true, onProgress }) {
+export async function fuzz({ port, ctx, seed, count, concurrency = 16, alive = () => true, onProgress, errorTable }) {
+  const allowed = errorTable ? allowedPairs(errorTable) : undefined;
   const r = rng(seed);
   const cases = function* () {
     for (let i = 0; i < count; i++) yield [i, generate(r, ctx, i)];
@@ -384,6 +410,7 @@ export async function fuzz({ port, ctx, seed, count, concurrency = 16, alive = (
     formatProblems: [],
     continueBeforeRefusal: [],
     garbage: [],
+    badPairs: [],
   };
   const example = (list, item) => list.length < 20 && list.push(item);
   const worker = async () => {
@@ -413,6 +440,8 @@ export async function fuzz({ port, ctx, seed, count, concurrency = 16, alive = (
         const problem = formatProblem(final, c.method, c.path.split('?')[0]);
         if (problem) stats.formatProblemCount++;
         if (problem) example(stats.formatProblems, { i, problem, method: c.method, path: c.path.slice(0, 120), framing: c.framing });
+        // Every one is kept (not only 20 examples): the caller filters out relayed answers by id.
+        if (allowed) for (const pair of pairProblems(final, c.method, allowed)) stats.badPairs.push({ i, id: `fz-${seed}-${i}`, pair, method: c.method, path: c.path.slice(0, 120) });
         // /token reads its form to authenticate, so it answers 100 first by design; /v2 must not.
         if (c.expect && /^\/v2(?:[/?]|$)/.test(c.path) && parsed.responses[0]?.status === 100 && (final.status === 401 || final.status === 403))
           example(stats.continueBeforeRefusal, { i, path: c.path.slice(0, 120) });

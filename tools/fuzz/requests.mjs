@@ -4,7 +4,9 @@
 // paths, methods, headers, tokens (valid, forged, expired, unsigned, bound to another host or
 // upstream), bodies, framing (bad chunks, Content-Length mismatches, CL+TE), aborts — and prints:
 // crashes, 5xx made by the proxy itself (vs relayed from the registry), responses that break
-// the registry error format, hangs, and the proxy's fd and RSS growth (from /proc/<pid>).
+// the registry error format, error answers of the proxy whose (code, HTTP status) pair is not a
+// row of the error table (registry-core's RegistryErrors, which docs/errors.md lists), hangs,
+// and the proxy's fd and RSS growth (from /proc/<pid>).
 // Not a timed test. Needs tools/install-deps.sh and a build (`npm run build`).
 //
 //   node tools/fuzz/requests.mjs [count=100000] [seed=1] [concurrency=32]
@@ -16,7 +18,7 @@ import { mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync } from 
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fuzz } from './cases.mjs';
+import { allowedPairs, fuzz } from './cases.mjs';
 
 const root = join(import.meta.dirname, '../..');
 const T = await import(join(root, 'libs/testing/dist/index.js'));
@@ -56,8 +58,19 @@ function tokenFor(port, scope, host) {
   });
 }
 
+/** The `CODE status` pairs of docs/errors.md's registry table, to make sure the fuzzer checks against the table users read. */
+function documentedPairs() {
+  const text = readFileSync(join(root, 'docs/errors.md'), 'utf8');
+  const section = text.slice(text.indexOf('## Registry protocol errors'), text.indexOf('## Configuration and programming errors'));
+  return new Set([...section.matchAll(/^\|\s*`([A-Z_]+)`\s*\|\s*(\d{3})\s*\|/gm)].map((m) => `${m[1]} ${m[2]}`));
+}
+
 let code = 0;
 try {
+  const allowed = allowedPairs(core.RegistryErrors);
+  const documented = documentedPairs();
+  if ([...allowed].some((p) => !documented.has(p)) || [...documented].some((p) => !allowed.has(p)))
+    throw new Error(`docs/errors.md and RegistryErrors disagree: table ${[...allowed].sort().join(', ')}; docs ${[...documented].sort().join(', ')}`);
   const registry = await T.startRegistry({ up: 'up-pw' });
   stops.push(() => registry.stop());
   const push = new T.Pusher(registry.url, 'up', 'up-pw');
@@ -123,6 +136,7 @@ upstreams:
     count: COUNT,
     concurrency: CONCURRENCY,
     alive: () => !exited,
+    errorTable: core.RegistryErrors,
     onProgress: (s) => {
       if (s.cases % 10_000 !== 0 || exited) return;
       samples.push({ cases: s.cases, fds: fds(proxy.pid), rss: rss(proxy.pid) });
@@ -148,6 +162,11 @@ upstreams:
   const own = stats.fiveXX.filter((f) => flagged.has(f.id) || !relayedIds.has(f.id));
   const relayed = stats.fiveXX.length - own.length;
   const unhandled = lines.filter((l) => l.msg === 'unhandled error').length;
+  // An answer relayed from the registry keeps the registry's status and body (docs/errors.md);
+  // only the proxy's own answers must be rows of the table.
+  const ownPairs = stats.badPairs.filter((b) => !relayedIds.has(b.id));
+  const relayedPairs = new Map();
+  for (const b of stats.badPairs) if (relayedIds.has(b.id)) relayedPairs.set(b.pair, (relayedPairs.get(b.pair) ?? 0) + 1);
 
   console.log(
     `\ncases: ${stats.cases} in ${((Date.now() - started) / 1000).toFixed(0)} s; answered ${stats.answered}, closed without an answer ${stats.closedWithoutAnswer}, aborted by the fuzzer ${stats.aborted}`,
@@ -156,18 +175,22 @@ upstreams:
   console.log(`crashes: ${exited ? `1 (${JSON.stringify(exited)})` : 0}`);
   console.log(`5xx made by the proxy: ${own.length} (relayed from the registry: ${relayed}; 'unhandled error' log lines: ${unhandled})`);
   console.log(`responses breaking the registry error format: ${stats.formatProblemCount}`);
+  console.log(
+    `(code, status) pairs outside the error table (${allowed.size} rows): ${ownPairs.length} made by the proxy; relayed from the registry: ${JSON.stringify(Object.fromEntries(relayedPairs))}`,
+  );
   console.log(`100 Continue before a 401/403: ${stats.continueBeforeRefusal.length}`);
   console.log(`hangs (no answer and no close in 15 s): ${stats.timeouts}`);
   if (after) console.log(`fds: ${base.fds} -> ${after.fds}; RSS: ${base.rss.toFixed(1)} -> ${after.rss.toFixed(1)} MiB (samples: ${samples.map((s) => `${s.fds}/${s.rss.toFixed(0)}`).join(' ')})`);
   for (const [what, list] of [
     ['own 5xx', own],
     ['format', stats.formatProblems],
+    ['pair', ownPairs],
     ['continue', stats.continueBeforeRefusal],
     ['odd', stats.garbage],
   ]) {
     for (const x of list.slice(0, 10)) console.log(`  ${what}: ${JSON.stringify(x)}`);
   }
-  if (exited || own.length > 0 || stats.formatProblemCount > 0 || stats.timeouts > 0 || stats.continueBeforeRefusal.length > 0) code = 1;
+  if (exited || own.length > 0 || stats.formatProblemCount > 0 || ownPairs.length > 0 || stats.timeouts > 0 || stats.continueBeforeRefusal.length > 0) code = 1;
 } catch (err) {
   console.error(err);
   code = 2;

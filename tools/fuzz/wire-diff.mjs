@@ -13,7 +13,8 @@ import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '../..');
 const dist = join(root, 'libs/registry-core/dist');
-const { Http1Transport } = await import(join(dist, 'index.js'));
+// The transport is not part of the package's public API (index.ts); the fuzzer reads the wire file itself.
+const { Http1Transport } = await import(join(dist, 'upstream/http1.js'));
 const { CaseServer, runCase, WIRE_TABLE } = await import(join(dist, 'upstream/wire-diff.test.support.js'));
 
 const CASES = Number(process.env.FUZZ_CASES ?? 100_000);

@@ -6,11 +6,11 @@ import type { Config, ProviderConfig } from './config.js';
 export function providerFor(p: ProviderConfig, key: string): UpstreamCredentialProvider {
   switch (p.type) {
     case 'aws-iid':
-      return new AwsIidProvider({ ...(p.imdsUrl ? { imdsUrl: p.imdsUrl } : {}), nonceFile: p.nonceFile });
+      return new AwsIidProvider({ imdsUrl: p.imdsUrl, nonceFile: p.nonceFile });
     case 'gcp-iid':
-      return new GcpIidProvider({ audience: p.audience, ...(p.metadataUrl ? { metadataUrl: p.metadataUrl } : {}) });
+      return new GcpIidProvider({ audience: p.audience, metadataUrl: p.metadataUrl });
     case 'azure-iid':
-      return new AzureIidProvider({ ...(p.imdsUrl ? { imdsUrl: p.imdsUrl } : {}), nonceFile: p.nonceFile });
+      return new AzureIidProvider({ imdsUrl: p.imdsUrl, nonceFile: p.nonceFile });
     default:
       return createCredentialProvider(p, key);
   }

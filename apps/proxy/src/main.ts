@@ -8,7 +8,7 @@ import type { Config } from './config/schema.js';
 import { createLogger } from './logging.js';
 import { createRuntime } from './runtime.js';
 import { startProxy } from './server.js';
-import { revokeSubject } from './state/revocations.js';
+import { revokeSubject, StateRevocations } from './state/revocations.js';
 import { createSharedState } from './state/shared.js';
 
 const program = new Command()
@@ -88,7 +88,7 @@ async function revoke(config: Config, subject: string): Promise<number> {
   let state;
   try {
     state = await createSharedState(config.state, createLogger('warn', destination(2)));
-    await revokeSubject(state.store, subject, config.tokens.refreshTtlSeconds);
+    await revokeSubject(new StateRevocations(state.store, config.tokens.refreshTtlSeconds), subject);
   } catch (err) {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     return 1;

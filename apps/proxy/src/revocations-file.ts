@@ -28,12 +28,16 @@ export function parseRevocations(text: string, source: string): Map<string, numb
 }
 
 /**
- * Keeps a {@link RevocationStore} equal to a file, re-read when it changes (polling stat, which
- * follows symlinks). A file that cannot be read or parsed leaves the store as it was and logs
- * an error; at start-up it is a configuration error.
+ * Feeds a {@link RevocationStore} from a file, re-read when it changes (polling stat, which
+ * follows symlinks): what the file lists is revoked, and what it no longer lists is lifted. Only
+ * the file's own entries are lifted, so the store may have other sources too. A file that cannot
+ * be read or parsed leaves the store as it was and logs an error; at start-up it is a
+ * configuration error.
  */
 export class RevocationsFile {
   private readonly onChange = () => void this.load().catch(() => undefined);
+  /** What the last good read revoked. */
+  private applied = new Map<string, number>();
 
   constructor(
     private readonly path: string,
@@ -59,8 +63,9 @@ export class RevocationsFile {
   }
 
   private async apply(next: Map<string, number>): Promise<void> {
-    for (const subject of (await this.store.list()).keys()) if (!next.has(subject)) await this.store.unrevoke(subject);
+    for (const subject of this.applied.keys()) if (!next.has(subject)) await this.store.unrevoke(subject);
     for (const [subject, before] of next) await this.store.revoke(subject, before);
+    this.applied = next;
   }
 
   /** Re-reads the file; false (and an error logged) when it is unusable. */

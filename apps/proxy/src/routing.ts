@@ -13,9 +13,9 @@ export interface Route {
   readonly mirrorOf: readonly string[];
   readonly client: UpstreamClient;
   /** Identical concurrent manifest GET/HEAD requests share upstream requests (undefined: off). */
-  readonly flights?: Flights<SharedResponse | undefined>;
+  readonly flights?: Flights<SharedResponse | undefined> | undefined;
   /** The pull-through cache of this upstream (undefined: off). */
-  readonly cache?: PullCache;
+  readonly cache?: PullCache | undefined;
 }
 
 /** Where a repository of the proxy lives upstream. */

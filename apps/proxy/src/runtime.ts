@@ -5,17 +5,16 @@ import { BcryptWorkers, StaticStrategy } from '@registry-proxy/auth-static';
 import {
   AccessRules,
   KeySet,
-  MemoryRevocations,
   ProxyError,
   RefreshCheck,
   TokenEndpoint,
-  type TokenService,
+  TokenService,
   UpstreamClient,
   VerifierChain,
   createCredentialProvider,
   outboundProxyFromEnv,
   type CredentialVerifier,
-  type RevocationStore,
+  type RevocationList,
   type SecretRef,
   type StateStore,
 } from '@registry-proxy/registry-core';
@@ -29,7 +28,7 @@ import { Flights, type SharedResponse } from './coalesce.js';
 import { Router, normaliseRegistryHost } from './routing.js';
 import { createLogin, type Login } from './login/index.js';
 import { RedisCliSecretStore } from './login/redis-store.js';
-import { RevocableTokenService } from './state/revocations.js';
+import { replicaRevocations } from './state/revocations.js';
 import { createSharedState, type SharedState } from './state/shared.js';
 
 /** Everything the HTTP layer needs, built once from a validated configuration. */
@@ -40,14 +39,14 @@ export interface Runtime {
   readonly tokenEndpoint: TokenEndpoint;
   readonly router: Router;
   readonly rules: AccessRules;
-  /** Refresh tokens revoked by operators (tokens.revocationsFile); memory now, shareable later. */
-  readonly revocations: RevocationStore;
+  /** Refresh tokens revoked by operators: tokens.revocationsFile and --revoke-subject (state/revocations.ts), read as one. */
+  readonly revocations: RevocationList;
   /** The verifiers of `auth`, in order; each is rebuilt when a file it reads changes. */
   readonly verifiers: readonly ReloadingVerifier[];
   /** The bcrypt pool and its bounded queue (its stats feed metrics). */
   readonly bcrypt: BcryptWorkers;
   /** Browser sign-in, when `login` is configured. */
-  readonly login?: Login;
+  readonly login?: Login | undefined;
   /** Rate-limit counters, replay records, revocations and locks: memory, or Redis when configured. */
   readonly state: SharedState;
   close(): Promise<void>;
@@ -66,9 +65,9 @@ function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorker
         new IidStrategy({
           name: a.name,
           realm: config.service,
-          ...(aws ? { aws: { ...aws, store, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) } } : {}),
-          ...(gcp ? { gcp } : {}),
-          ...(azure ? { azure: { ...azure, roots: pems(azure.roots, 'azure.roots'), intermediates: pems(azure.intermediates, 'azure.intermediates') } } : {}),
+          aws: aws && { ...aws, store, certificates: aws.certificates.map((c, j) => resolveSecret(c, `auth.${i}.aws.certificates.${j}`)) },
+          gcp,
+          azure: azure && { ...azure, roots: pems(azure.roots, 'azure.roots'), intermediates: pems(azure.intermediates, 'azure.intermediates') },
         }),
     );
   }
@@ -80,10 +79,10 @@ function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorker
           name: a.name,
           realm: config.service,
           timeoutMs: a.timeoutMs,
-          ...(a.jwksCooldownMs !== undefined ? { jwksCooldownMs: a.jwksCooldownMs } : {}),
+          jwksCooldownMs: a.jwksCooldownMs,
           issuers: a.issuers.map(({ introspection, ...iss }, j) => ({
             ...iss,
-            ...(introspection ? { introspection: { ...introspection, clientSecret: resolveSecret(introspection.clientSecret, `auth.${i}.issuers.${j}.introspection.clientSecret`) } } : {}),
+            introspection: introspection && { ...introspection, clientSecret: resolveSecret(introspection.clientSecret, `auth.${i}.issuers.${j}.introspection.clientSecret`) },
           })),
         }),
     );
@@ -91,7 +90,7 @@ function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorker
   if (a.type === 'ldap') {
     const key = `auth.${i}`;
     const ca = a.tlsOptions?.ca === undefined ? undefined : resolveSecret(a.tlsOptions.ca, `${key}.tlsOptions.ca`);
-    const tlsOptions = a.tlsOptions ? { ...(ca ? { ca } : {}), ...(a.tlsOptions.servername ? { servername: a.tlsOptions.servername } : {}) } : undefined;
+    const tlsOptions = a.tlsOptions && { ca, servername: a.tlsOptions.servername };
     return configured(
       key,
       () =>
@@ -99,11 +98,11 @@ function strategy(config: Config, a: AuthConfig, i: number, bcrypt: BcryptWorker
           name: a.name,
           realm: config.service,
           url: a.url,
-          ...(a.bindDN !== undefined ? { bindDN: a.bindDN } : {}),
-          ...(a.bindCredentials !== undefined ? { bindCredentials: resolveSecret(a.bindCredentials, `${key}.bindCredentials`) } : {}),
+          bindDN: a.bindDN,
+          bindCredentials: a.bindCredentials === undefined ? undefined : resolveSecret(a.bindCredentials, `${key}.bindCredentials`),
           ...pick(a, ['searchBase', 'searchFilter', 'searchScope', 'bindDnTemplate', 'groupSearchBase', 'groupSearchFilter', 'groupSearchScope', 'groupNameAttribute', 'usernameAttribute'] as const),
           starttls: a.starttls,
-          ...(tlsOptions ? { tlsOptions } : {}),
+          tlsOptions,
           timeout: a.timeoutMs,
           cacheSeconds: a.cacheSeconds,
         }),
@@ -167,22 +166,19 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     throw new ProxyError('RP_ERR_CONFIG_INVALID', `tokens.algorithms: does not include ${keys.signer.alg}, the signing key's algorithm`);
   }
   const state = await createSharedState(config.state, logger);
-  const tokens = new RevocableTokenService(
-    {
-      issuer: config.issuer,
-      service: config.service,
-      keys,
-      accessTokenTtl: t.ttlSeconds,
-      refreshTokenTtl: t.refreshTtlSeconds,
-      algorithms: t.algorithms,
-      clockTolerance: t.clockToleranceSeconds,
-    },
-    state.store,
-  );
+  const tokens = new TokenService({
+    issuer: config.issuer,
+    service: config.service,
+    keys,
+    accessTokenTtl: t.ttlSeconds,
+    refreshTokenTtl: t.refreshTtlSeconds,
+    algorithms: t.algorithms,
+    clockTolerance: t.clockToleranceSeconds,
+  });
   const rules = new AccessRules(config.rules);
-  const bcrypt = new BcryptWorkers({ maxQueue: config.passwordChecks.maxQueue, ...(config.passwordChecks.workers ? { size: config.passwordChecks.workers } : {}) });
-  const revocations = new MemoryRevocations();
-  const revocationsFile = t.revocationsFile ? new RevocationsFile(t.revocationsFile, revocations, logger, config.authFiles.reloadIntervalMs) : undefined;
+  const bcrypt = new BcryptWorkers({ maxQueue: config.passwordChecks.maxQueue, size: config.passwordChecks.workers });
+  const { file: fileRevocations, all: revocations } = replicaRevocations(state.store, t.refreshTtlSeconds);
+  const revocationsFile = t.revocationsFile ? new RevocationsFile(t.revocationsFile, fileRevocations, logger, config.authFiles.reloadIntervalMs) : undefined;
   await revocationsFile?.start();
   const chain = verifiers(config, logger, bcrypt, state.store);
   const login = configured('login', () => createLogin(config, logger, state.redis ? new RedisCliSecretStore(state.redis) : undefined));
@@ -199,10 +195,10 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
         credentials: createCredentialProvider(u.credentials, `upstreams.${i}.credentials`, resolveSecret),
         followRedirects: u.redirects === 'follow',
         redirectHosts: u.redirectHosts,
-        ...(outboundProxy ? { outboundProxy } : {}),
+        outboundProxy,
         tokenRealms: u.tokenRealms,
         timeouts: u.timeouts,
-        ...(u.ca ? { ca: resolveSecret(u.ca, `upstreams.${i}.ca`) } : {}),
+        ca: u.ca === undefined ? undefined : resolveSecret(u.ca, `upstreams.${i}.ca`),
         retry: { attempts: u.attempts, baseDelayMs: 100, maxDelayMs: 2000 },
         userAgent: 'registry-proxy/0.1',
       }),
@@ -216,8 +212,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       hosts: u.hosts,
       mirrorOf: u.mirrorOf.map(normaliseRegistryHost),
       client: clients[i] as UpstreamClient,
-      ...(u.coalesce ? { flights: new Flights<SharedResponse | undefined>() } : {}),
-      ...(caches[i] ? { cache: caches[i] } : {}),
+      flights: u.coalesce ? new Flights<SharedResponse | undefined>() : undefined,
+      cache: caches[i],
     })),
   );
   // Grants are made on the upstream a name resolves to, and the token says which (issue 11).
@@ -232,7 +228,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     revocations,
     verifiers: chain,
     bcrypt,
-    ...(login ? { login } : {}),
+    login,
     state,
     close: async () => {
       revocationsFile?.stop();

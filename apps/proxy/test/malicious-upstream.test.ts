@@ -7,15 +7,14 @@
  * No real registry can be made to send these bytes, so the upstream is this stand-in.
  */
 import bcrypt from 'bcryptjs';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { Loopback, type RawServer } from '@registry-proxy/testing';
+import type { Socket } from 'node:net';
 import { getGlobalDispatcher } from 'undici';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
-const sockets = new Set<Socket>();
-let upstreamUrl: string;
-let server: ReturnType<typeof createServer>;
-let connections = 0;
+const loop = new Loopback();
+let upstream: RawServer;
 let proxy: TestProxy;
 let token: string;
 
@@ -51,28 +50,15 @@ const CASES: Record<string, (sock: Socket, path: string, method: string) => void
 };
 
 beforeAll(async () => {
-  server = createServer((s) => {
-    connections++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    let buf = '';
-    s.on('data', (d) => {
-      buf += d.toString('latin1');
-      for (let i = buf.indexOf('\r\n\r\n'); i >= 0; i = buf.indexOf('\r\n\r\n')) {
-        const [method = '', path = ''] = buf.slice(0, buf.indexOf('\r\n')).split(' ');
-        buf = buf.slice(i + 4);
-        const repo = /^\/v2\/ns\/([^/]+)\//.exec(path)?.[1] ?? 'good';
-        (CASES[repo] ?? (CASES['good'] as NonNullable<(typeof CASES)['good']>))(s, path, method);
-      }
-    });
+  upstream = await loop.raw((head, s) => {
+    const [method = '', path = ''] = (head.split('\r\n')[0] ?? '').split(' ');
+    const repo = /^\/v2\/ns\/([^/]+)\//.exec(path)?.[1] ?? 'good';
+    (CASES[repo] ?? (CASES['good'] as NonNullable<(typeof CASES)['good']>))(s, path, method);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  upstreamUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   proxy = await startTestProxy({
     auth: [{ type: 'static', users: [{ username: 'u', passwordHash: bcrypt.hashSync('p', 4) }] }],
     rules: [{ account: 'u', repository: '**', actions: ['pull'] }],
-    upstreams: [{ name: 'evil', prefix: 'x', namespace: 'ns', url: upstreamUrl, coalesce: false, timeouts: { headersMs: 300, bodyIdleMs: 300 }, attempts: 1 }],
+    upstreams: [{ name: 'evil', prefix: 'x', namespace: 'ns', url: upstream.url, coalesce: false, timeouts: { headersMs: 300, bodyIdleMs: 300 }, attempts: 1 }],
   });
   const scopes = Object.keys(CASES).map((c) => `scope=${encodeURIComponent(`repository:x/${c}:pull`)}`);
   const res = await fetch(`${proxy.url}/token?service=registry-proxy&${scopes.join('&')}`, {
@@ -83,8 +69,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy.close();
-  for (const s of sockets) s.destroy();
-  await new Promise((r) => server.close(r));
+  loop.closeAll();
   await getGlobalDispatcher().close();
 });
 
@@ -143,13 +128,13 @@ describe('a malicious upstream', () => {
     ['a HEAD answer', 'stray-after-head', 'HEAD', 200],
     ['a 204', 'stray-after-204', 'GET', 204],
   ])('stray bytes after %s are never taken for the next answer', async (_n, repo, method, status) => {
-    const before = connections;
+    const before = upstream.connections();
     for (let i = 0; i < 3; i++) {
       const res = await get(`/v2/x/${repo}/manifests/v1`, method);
       expect(res.status).toBe(status);
       await res.arrayBuffer();
       await nextAnswersAreRight();
     }
-    expect(connections).toBeGreaterThan(before);
+    expect(upstream.connections()).toBeGreaterThan(before);
   });
 });

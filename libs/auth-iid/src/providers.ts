@@ -39,7 +39,7 @@ async function nodeNonce(file: string | undefined): Promise<string> {
 
 export interface AwsIidProviderOptions {
   /** IMDS; default `http://169.254.169.254`. */
-  readonly imdsUrl?: string;
+  readonly imdsUrl?: string | undefined;
   /** Where the node keeps its nonce (created, mode 0600, on first use). Without it the nonce lives in memory. */
   readonly nonceFile?: string;
   readonly timeoutMs?: number;
@@ -84,7 +84,7 @@ export interface GcpIidProviderOptions {
   /** The audience to ask for: the proxy's URL (what its verifier expects). */
   readonly audience: string;
   /** Default `http://$GCE_METADATA_HOST` or `http://metadata.google.internal`. */
-  readonly metadataUrl?: string;
+  readonly metadataUrl?: string | undefined;
   readonly timeoutMs?: number;
 }
 
@@ -117,7 +117,7 @@ export class GcpIidProvider implements UpstreamCredentialProvider {
 
 export interface AzureIidProviderOptions {
   /** IMDS; default `http://169.254.169.254`. */
-  readonly imdsUrl?: string;
+  readonly imdsUrl?: string | undefined;
   /** Where the node keeps its secret nonce (created, mode 0600, on first use). Without it the secret lives in memory. */
   readonly nonceFile?: string;
   readonly timeoutMs?: number;

@@ -7,9 +7,9 @@ import { GcpIidVerifier, type GcpIidVerifierOptions } from './gcp.js';
 export const IID_USERNAMES = { aws: 'aws-iid', gcp: 'gcp-iid', azure: 'azure-iid' } as const;
 
 export interface IidStrategyOptions {
-  readonly aws?: AwsIidVerifierOptions;
-  readonly gcp?: GcpIidVerifierOptions;
-  readonly azure?: AzureIidVerifierOptions;
+  readonly aws?: AwsIidVerifierOptions | undefined;
+  readonly gcp?: GcpIidVerifierOptions | undefined;
+  readonly azure?: AzureIidVerifierOptions | undefined;
   readonly name?: string;
   readonly realm?: string;
 }

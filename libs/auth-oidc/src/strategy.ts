@@ -36,7 +36,7 @@ export interface OidcIssuerOptions {
 export interface OidcStrategyOptions {
   readonly issuers: readonly OidcIssuerOptions[];
   /** Minimum time between JWKS fetches when a token names an unknown key; default 30 s. */
-  readonly jwksCooldownMs?: number;
+  readonly jwksCooldownMs?: number | undefined;
   readonly timeoutMs?: number;
   readonly name?: string;
   readonly realm?: string;

@@ -16,7 +16,7 @@ parentPort.on('message', ({ id, password, hash }) => {
 /** Options of {@link BcryptWorkers}. */
 export interface BcryptWorkersOptions {
   /** Worker threads; default one per core but one, at most 4. */
-  readonly size?: number;
+  readonly size?: number | undefined;
   /**
    * Comparisons waiting or running at most; beyond it {@link BcryptWorkers.compare} rejects with
    * {@link AuthOverloadedError} at once. Without a bound, a burst of wrong passwords queues

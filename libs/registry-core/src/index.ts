@@ -21,7 +21,7 @@ export { KeySet } from './token/keys.js';
 export { InvalidTokenError, type IssuedToken, TokenService, type TokenServiceOptions, type VerifiedAccess, type VerifiedRefresh } from './token/service.js';
 export { parseTokenRequest, type TokenRequest } from './token/request.js';
 export { type TokenDecision, TokenEndpoint } from './token/endpoint.js';
-export { MemoryRevocations, type RevocationStore } from './token/revocations.js';
+export { MemoryRevocations, mergedRevocations, type RevocationList, type RevocationStore } from './token/revocations.js';
 export { RefreshCheck, type RefreshCheckOptions } from './token/revalidate.js';
 export { UpstreamUnavailableError } from './upstream/errors.js';
 export { type RetryPolicy } from './upstream/retry.js';

@@ -41,3 +41,43 @@ export const CREDENTIALS_CASES: readonly CredentialsCase[] = [
     refused: { field: 'identity.clientSecret', message: /^required: a secret/ },
   },
 ];
+
+/** An app's configuration parser, as the shared cases need it. */
+export interface CredentialsParser {
+  /** registry-core's upstreamCredentialsSchema; passed in, since this test library depends on no project package. */
+  readonly schema: { safeParse(value: unknown): { success: boolean; data?: unknown } };
+  /** The app's whole configuration file (YAML) with `credentials` (JSON text) where its credentials go. */
+  yaml(credentials: string): string;
+  /** Parses that file (named `t`) and returns the credentials object it holds. */
+  parse(yaml: string): unknown;
+  /** Where the credentials sit in the parser's error lines, e.g. `t: upstreams.0.credentials.`. */
+  readonly errorPrefix: string;
+}
+
+/**
+ * One test per case of {@link CREDENTIALS_CASES}, through `app`'s own parser: an accepted case
+ * must parse to what the shared schema makes of it, a refused one must fail with an error line
+ * that names the case's field and matches its message. Call it inside a `describe`.
+ */
+export function testCredentialsCases(app: CredentialsParser): void {
+  it.each(CREDENTIALS_CASES.map((c) => [c.name, c] as const))('%s', (_name, c) => {
+    const yaml = app.yaml(JSON.stringify(c.config));
+    const expected = app.schema.safeParse(c.config);
+    if (!c.refused) {
+      expect(expected.success).toBe(true);
+      expect(app.parse(yaml)).toEqual(expected.data);
+      return;
+    }
+    expect(expected.success).toBe(false);
+    let message = '';
+    try {
+      app.parse(yaml);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    const prefix = `${app.errorPrefix}${c.refused.field}: `;
+    const line = message.split('\n').find((l) => l.startsWith(prefix));
+    expect(line).toBeDefined();
+    expect(line?.slice(prefix.length)).toMatch(c.refused.message);
+  });
+}

@@ -11,4 +11,5 @@ export { newSigningJwk, OIDC_CLIENT, startOidcProvider, type TestOidcProvider } 
 export { awsDocument, createIidSigner, startGcpMetadata, startImds, type TestMetadataServer } from './cloud.js';
 export { azureAttestedDocument, type AzureVm, createAzureAd, createAzureTestCa, startAzureAdTokenEndpoint, startAzureImds, type TestAzureAd, type TestAzureServer } from './azure.js';
 export { startAcr, type TestAcr } from './acr.js';
-export { CREDENTIALS_CASES } from './credentials-config.js';
+export { CREDENTIALS_CASES, type CredentialsCase, type CredentialsParser, testCredentialsCases } from './credentials-config.js';
+export { Loopback, type RawServer } from './loopback.js';

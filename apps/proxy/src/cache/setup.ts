@@ -79,7 +79,7 @@ function registryStore(c: RegistryStoreConfig, credentials: UpstreamCredentialPr
     credentials,
     // Storage redirects (S3, GCS presigned URLs) are followed: the proxy reads the bytes itself.
     followRedirects: true,
-    ...(c.ca ? { ca: c.ca } : {}),
+    ca: c.ca,
     // One attempt: a store that fails is skipped (the pull is relayed), not waited for.
     retry: { attempts: 1, baseDelayMs: 100, maxDelayMs: 100 },
     timeouts: { connectMs: 2000, headersMs: 10_000, bodyIdleMs: 30_000 },

@@ -1,5 +1,5 @@
 import type { AuthOutcome, Identity } from '../identity.js';
-import { isRevoked, type RevocationStore } from './revocations.js';
+import { isRevoked, type RevocationList } from './revocations.js';
 import type { VerifiedRefresh } from './service.js';
 
 /** Options of {@link RefreshCheck}. */
@@ -8,7 +8,8 @@ export interface RefreshCheckOptions {
   readonly lookup: (identity: Identity) => Promise<AuthOutcome>;
   /** A login older than this (seconds) is re-checked at each refresh; the answer is kept this long. */
   readonly revalidateAfter: number;
-  readonly revocations?: RevocationStore;
+  /** Revoked subjects, checked on every refresh (all sources: mergedRevocations). */
+  readonly revocations?: RevocationList;
   readonly now?: () => number;
 }
 

@@ -55,7 +55,7 @@ export class TokenService {
    * Refresh tokens already verified, keyed by their SHA-256 (a refresh token is a credential
    * that lives for days; the heap keeps only its hash). `docker` sends the same refresh token
    * for every pull, and verifying it was a third of the CPU of a refresh grant. Revocations and
-   * re-checks are not cached here: RevocableTokenService and RefreshCheck run them on every use.
+   * re-checks are not cached here: RefreshCheck runs them (revocations, re-validation) on every use.
    */
   private readonly verifiedRefresh: VerifiedCache<VerifiedRefresh>;
 

@@ -32,9 +32,9 @@ export interface UpstreamClientOptions {
   /** A transport to share between upstreams; by default each client has its own keep-alive pool. */
   readonly transport?: Http1Transport;
   /** Extra CA certificates (PEM) for an HTTPS upstream, when the client makes its own transport. */
-  readonly ca?: string | Buffer;
+  readonly ca?: string | Buffer | undefined;
   /** Outbound proxies (HTTP(S)_PROXY, NO_PROXY), when the client makes its own transport. */
-  readonly outboundProxy?: OutboundProxy;
+  readonly outboundProxy?: OutboundProxy | undefined;
 }
 
 /** A request to the upstream; `path` starts with `/v2/` and may carry a query. */
@@ -46,10 +46,10 @@ export interface UpstreamRequest {
    * A body: a Buffer can be resent (retries, a second challenge round); a stream is sent once,
    * so the client learns the upstream's challenge first and never retries it.
    */
-  readonly body?: Buffer | Readable;
+  readonly body?: Buffer | Readable | undefined;
   /** Token scopes separated by spaces, e.g. `repository:library/alpine:pull`. */
   readonly scope?: string;
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** The upstream's answer; the caller must consume or destroy `body`. */
@@ -114,8 +114,7 @@ export class UpstreamClient {
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.headersMs = opts.timeouts?.headersMs ?? 30_000;
     this.bodyIdleMs = opts.timeouts?.bodyIdleMs ?? 60_000;
-    this.transport =
-      opts.transport ?? new Http1Transport({ connectTimeoutMs: opts.timeouts?.connectMs ?? 10_000, ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.outboundProxy ? { proxy: opts.outboundProxy } : {}) });
+    this.transport = opts.transport ?? new Http1Transport({ connectTimeoutMs: opts.timeouts?.connectMs ?? 10_000, ca: opts.ca, proxy: opts.outboundProxy });
   }
 
   /** Closes the client's own connections. */
@@ -177,7 +176,7 @@ export class UpstreamClient {
 
   /** Asks `/v2/` which authorization the upstream wants, as clients do before a push. */
   private async learnMode(signal?: AbortSignal): Promise<void> {
-    const res = await this.send({ method: 'GET', path: '/v2/', ...(signal ? { signal } : {}) }, undefined, false);
+    const res = await this.send({ method: 'GET', path: '/v2/', signal }, undefined, false);
     await res.body.dump();
     this.mode = res.statusCode === 401 ? this.modeFrom(res.headers) : { scheme: 'none' };
   }
@@ -225,7 +224,7 @@ export class UpstreamClient {
       this.retry,
       'GET',
       signal,
-      () => this.transport.request({ url, method: 'GET', headers, headersTimeoutMs: this.headersMs, bodyIdleTimeoutMs: this.bodyIdleMs, ...(signal ? { signal } : {}) }),
+      () => this.transport.request({ url, method: 'GET', headers, headersTimeoutMs: this.headersMs, bodyIdleTimeoutMs: this.bodyIdleMs, signal }),
       (r) => r.body.dump(),
     );
     let text: string;
@@ -273,12 +272,13 @@ export class UpstreamClient {
           this.transport.request({
             url: target,
             method: m,
-            ...(to !== undefined ? { connectTo: to } : {}),
+            connectTo: to,
             headers,
             headersTimeoutMs: this.headersMs,
             bodyIdleTimeoutMs: this.bodyIdleMs,
-            ...(req.body !== undefined && hops === 0 ? { body: req.body } : {}),
-            ...(req.signal ? { signal: req.signal } : {}),
+            // The body goes with the first hop only; a followed redirect never carries it again.
+            body: hops === 0 ? req.body : undefined,
+            signal: req.signal,
           }),
         (r) => r.body.dump(),
       );

@@ -1,19 +1,17 @@
 import { connect as netConnect, isIP, type NetConnectOpts, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import type { Readable } from 'node:stream';
-import { ChunkedDecoder, ResponseBody } from './body.js';
+import { ResponseBody } from './body.js';
 import { BIG_READ, releaseChunk, takeBig } from './buffer-pool.js';
 import { NoResponseError } from './errors.js';
-import { parseHead, ProtocolError } from './head.js';
+import { ProtocolError, type ResponseHead } from './head.js';
 import { proxyAddress, proxyAuthorization } from './outbound-proxy.js';
+import { pumpBody, requestHead, type Forward } from './request-writer.js';
+import { ResponseReader } from './response-reader.js';
 import type { Http1Request, Http1Response, Http1TransportOptions } from './http1.js';
 
 /** Reads of headers and small bodies land here and are copied out; one buffer serves every socket. */
 const SHARED_SMALL = Buffer.allocUnsafeSlow(64 * 1024);
-const MAX_HEAD = 64 * 1024;
 const COPY_BELOW = BIG_READ / 4;
-/** Interim (1xx) responses accepted before the final one; more is a storm meant to hold the connection. */
-const MAX_INTERIM = 16;
 /** Request bodies (pushes) are written in the client's 64 KiB reads; a larger write buffer pauses the client less often. */
 const WRITE_HWM = 1 << 20;
 
@@ -24,9 +22,6 @@ function timeoutError(message: string): Error {
   return e;
 }
 
-/** The body framing while it is read (head.ts decides it). */
-type Framing = { kind: 'none' } | { kind: 'length'; remaining: number } | { kind: 'chunked'; decoder: ChunkedDecoder } | { kind: 'close' };
-
 interface Pending {
   readonly req: Http1Request;
   resolve(r: Http1Response): void;
@@ -34,31 +29,34 @@ interface Pending {
 }
 
 /**
- * One keep-alive HTTP/1.1 connection. Bodies of large blobs are read straight into fresh 1 MiB
- * buffers that are handed on without copying (Node's `onread`), which is what keeps the relay's
- * CPU per GiB near a bare TCP relay's; headers and small bodies go through one shared buffer.
+ * One keep-alive HTTP/1.1 connection: the socket, its read buffers, timers and abort, and the
+ * hand-back to the pool. What the bytes mean is the ResponseReader's (response-reader.ts) and how
+ * a request is put on the wire the request writer's (request-writer.ts). Bodies of large blobs are
+ * read straight into fresh 1 MiB buffers that are handed on without copying (Node's `onread`),
+ * which is what keeps the relay's CPU per GiB near a bare TCP relay's; headers and small bodies
+ * go through one shared buffer.
  */
 export class Connection {
   readonly socket: Socket;
   reused = false;
   gotBytes = false;
-  private head: Buffer[] = [];
-  private headLen = 0;
+  private readonly reader = new ResponseReader();
   private pending: Pending | undefined;
   private body: ResponseBody | undefined;
-  private framing: Framing = { kind: 'none' };
-  private keepAlive = true;
+  /** Cleared for good when the connection is left mid-message (a request body cut short, a body discarded). */
+  private reusable = true;
   private fresh = false;
   private spare: Buffer | undefined;
-  /** Interim responses seen for the current request. */
-  private interim = 0;
+  /** While body bytes are framed: the chunk being fed is the body's to keep (not the shared buffer), and the reader still wants more. */
+  private owned = false;
+  private more = true;
   /** Why the body failed while the head's packet was being read. */
   private broken: Error | undefined;
   private headersTimer: NodeJS.Timeout | undefined;
   private abortListener: (() => void) | undefined;
   private signal: AbortSignal | undefined;
-  /** Stops a request body still being sent; set while one is. */
-  private bodyPump: (() => void) | undefined;
+  /** Stops a request body still being sent (true if it was unfinished); set while one is. */
+  private bodyPump: (() => boolean) | undefined;
   private aborted = false;
   /** Set by the pool while the connection waits in it; cleared when it is taken for a request. */
   idleTimer: NodeJS.Timeout | undefined;
@@ -67,7 +65,7 @@ export class Connection {
   keepAliveHintMs: number | undefined;
 
   /** Through an HTTP proxy (plain http upstream): the request target in absolute form, and the proxy's credentials. */
-  private readonly forward: { readonly prefix: string; readonly auth: string | undefined } | undefined;
+  private readonly forward: Forward | undefined;
 
   /**
    * Opens a connection to `url`'s origin: directly (to `connectTo` if given), through an HTTP
@@ -84,7 +82,7 @@ export class Connection {
     const name = url.hostname.replace(/^\[|\]$/g, '');
     const host = connectTo ?? name;
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-    const tls = { servername: isIP(name) ? undefined : name, ALPNProtocols: ['http/1.1'], ...(ca ? { ca: ca as string | Buffer | Array<string | Buffer> } : {}) };
+    const tls = { servername: isIP(name) ? undefined : name, ALPNProtocols: ['http/1.1'], ca: ca as string | Buffer | Array<string | Buffer> | undefined };
     if (via && 'tunnel' in via) {
       // tls.connect over an existing socket ignores onread: this path reads through 'data'
       // events, whose buffers are the connection's own to hand on (no zero-copy pool here).
@@ -120,8 +118,7 @@ export class Connection {
   }
 
   private nextBuffer(): Uint8Array {
-    const f = this.framing;
-    const big = this.body !== undefined && (f.kind === 'chunked' || f.kind === 'close' || (f.kind === 'length' && f.remaining >= BIG_READ / 4));
+    const big = this.body !== undefined && this.reader.remaining >= BIG_READ / 4;
     this.fresh = big;
     if (!big) return SHARED_SMALL;
     const b = this.spare ?? takeBig();
@@ -132,16 +129,13 @@ export class Connection {
   /** Sends a request; resolves with the response once its headers have arrived. */
   send(req: Http1Request): Promise<Http1Response> {
     return new Promise((resolve, reject) => {
-      const fwd = this.forward;
-      let text = `${req.method} ${fwd ? fwd.prefix : ''}${req.url.pathname}${req.url.search} HTTP/1.1\r\nhost: ${req.url.host}\r\n`;
-      if (fwd?.auth) text += `proxy-authorization: ${fwd.auth}\r\n`;
-      for (const [k, v] of Object.entries(req.headers)) {
-        if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(k) || /[\r\n\0]/.test(v)) {
-          reject(new TypeError(`invalid request header ${JSON.stringify(k)}`));
-          this.onRelease(true);
-          return;
-        }
-        text += `${k}: ${v}\r\n`;
+      let text: string;
+      try {
+        text = requestHead(req, this.forward);
+      } catch (e) {
+        reject(e as Error);
+        this.onRelease(true);
+        return;
       }
       if (req.signal?.aborted) {
         reject(req.signal.reason instanceof Error ? req.signal.reason : new Error('aborted'));
@@ -150,10 +144,8 @@ export class Connection {
       }
       this.pending = { req, resolve, reject };
       this.gotBytes = false;
-      this.interim = 0;
       this.broken = undefined;
-      this.head = [];
-      this.headLen = 0;
+      this.reader.begin(req.method);
       this.headersTimer = setTimeout(() => this.socket.destroy(timeoutError('upstream sent no response headers in time')), req.headersTimeoutMs);
       if (req.signal) {
         this.signal = req.signal;
@@ -179,64 +171,15 @@ export class Connection {
         const chunked = !/\ncontent-length:/i.test(text);
         if (chunked) text += 'transfer-encoding: chunked\r\n';
         this.socket.write(`${text}\r\n`, 'latin1');
-        this.pump(body, chunked, req.headersTimeoutMs);
+        this.bodyPump = pumpBody(this.socket, body, chunked, () => {
+          // Still waiting for the head: an answer that came early stopped the pump (bodyPump), so
+          // this is never reached after it.
+          this.bodyPump = undefined;
+          this.socket.setTimeout(0);
+          this.headersTimer = setTimeout(() => this.socket.destroy(timeoutError('upstream sent no response headers in time')), req.headersTimeoutMs);
+        });
       }
     });
-  }
-
-  /** Streams a request body into the socket, with backpressure both ways. */
-  private pump(body: Readable, chunked: boolean, headersTimeoutMs: number): void {
-    const socket = this.socket;
-    let done = false;
-    const cleanup = () => {
-      done = true;
-      body.off('data', onData);
-      body.off('end', onEnd);
-      body.off('error', onError);
-      body.off('close', onClose);
-      socket.off('drain', onDrain);
-    };
-    const onData = (chunk: Buffer) => {
-      if (chunk.length === 0) return;
-      const ok = chunked ? (socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1'), socket.write(chunk), socket.write('\r\n', 'latin1')) : socket.write(chunk);
-      if (!ok) body.pause();
-    };
-    // cleanup() removes this listener and onClose, so neither runs once the pump let go.
-    const onDrain = () => body.resume();
-    const onEnd = () => {
-      cleanup();
-      this.bodyPump = undefined;
-      if (chunked) socket.write('0\r\n\r\n', 'latin1');
-      // Still waiting for the head: an answer that came early stopped the pump (bodyPump), so
-      // this end is never reached after it.
-      socket.setTimeout(0);
-      this.headersTimer = setTimeout(() => socket.destroy(timeoutError('upstream sent no response headers in time')), headersTimeoutMs);
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      socket.destroy(err);
-    };
-    // The source went away before its end (the client hung up): the upstream must not take a
-    // short body for a whole one.
-    const onClose = () => onError(new Error('request body ended early'));
-    this.bodyPump = () => {
-      // The upstream answered before the body was all sent (an error, usually): stop sending;
-      // the connection cannot be reused.
-      if (!done) {
-        cleanup();
-        this.keepAlive = false;
-        body.resume(); // let the source drain so its producer is not stuck
-      }
-    };
-    // A source that errors after the pump let go (a client that hung up: Node emits 'close',
-    // then 'error: aborted') must not become an uncaught exception that takes the process down.
-    body.on('error', () => undefined);
-    body.on('data', onData);
-    body.once('end', onEnd);
-    body.once('error', onError);
-    body.once('close', onClose);
-    socket.on('drain', onDrain);
-    body.resume();
   }
 
   private onData(chunk: Buffer): void {
@@ -251,45 +194,23 @@ export class Connection {
       this.socket.destroy(new ProtocolError('data on an idle connection'));
       return;
     }
-    const copy = Buffer.from(chunk); // the shared small buffer is reused by the next read
-    this.head.push(copy);
-    this.headLen += copy.length;
-    const all = this.head.length === 1 ? copy : Buffer.concat(this.head, this.headLen);
-    const end = all.indexOf('\r\n\r\n');
-    if (end < 0 ? this.headLen > MAX_HEAD : end > MAX_HEAD) {
-      this.socket.destroy(new ProtocolError('response headers too large'));
-      return;
-    }
-    if (end < 0) {
-      this.head = [all];
-      return;
-    }
-    const rest = all.subarray(end + 4);
-    this.head = [];
-    this.headLen = 0;
+    let got;
     try {
-      if (!this.onHead(all.toString('latin1', 0, end), rest)) {
-        if (++this.interim > MAX_INTERIM) throw new ProtocolError('too many interim responses');
-        if (rest.length > 0) this.onData(rest); // an interim response: the real one follows
-      }
+      got = this.reader.readHead(chunk);
     } catch (e) {
       this.socket.destroy(e as Error);
+      return;
     }
+    if (got) this.onHead(got.head, got.rest);
   }
 
-  /** Handles a response head and the bytes that came after it in the same read; false for a 1xx. */
-  private onHead(text: string, rest: Buffer): boolean {
+  /** Handles a final response head and the bytes that came after it in the same read (copies of its own). */
+  private onHead(head: ResponseHead, rest: Buffer): void {
     const pending = this.pending as Pending;
-    const head = parseHead(text, pending.req.method);
-    if (!head) return false;
-    this.keepAlive = head.keepAlive;
     this.keepAliveHintMs = head.keepAliveHintMs;
-    const f = head.framing;
-    this.framing = f.kind === 'length' ? { kind: 'length', remaining: f.length } : f.kind === 'chunked' ? { kind: 'chunked', decoder: new ChunkedDecoder() } : f;
-
     clearTimeout(this.headersTimer);
     if (this.bodyPump) {
-      this.bodyPump();
+      if (this.bodyPump()) this.reusable = false; // the upstream answered before the body was all sent
       this.bodyPump = undefined;
     }
     const body = new ResponseBody();
@@ -302,10 +223,10 @@ export class Connection {
     });
     body.discard = () => {
       // A small known remainder is read and thrown away to keep the connection; anything else closes it.
-      if (this.body === body && this.framing.kind === 'length' && this.framing.remaining <= 64 * 1024) {
+      if (this.body === body && this.reader.remaining <= 64 * 1024) {
         body.resume();
       } else {
-        this.keepAlive = false;
+        this.reusable = false;
         body.destroy();
         this.socket.destroy();
       }
@@ -314,10 +235,7 @@ export class Connection {
       if (this.body === body && !body.readableEnded) this.socket.destroy();
     });
     this.pending = undefined;
-    if (this.framing.kind === 'none') {
-      // Bytes after a bodiless response belong to no request we made: the connection cannot
-      // be trusted to hold only what we ask for next.
-      if (rest.length > 0) this.keepAlive = false;
+    if (this.reader.remaining === 0) {
       body.complete = true;
       body.push(null);
       this.finish();
@@ -330,60 +248,49 @@ export class Connection {
       if (rest.length > 0) this.feedBody(rest, true);
       if (this.broken) {
         pending.reject(this.broken);
-        return true;
+        return;
       }
     }
     pending.resolve({ statusCode: head.statusCode, headers: head.headers, body });
-    return true;
   }
 
   private feedBody(chunk: Buffer, fresh: boolean): void {
-    const body = this.body as ResponseBody;
-    const f = this.framing;
-    const own = (b: Buffer) => (fresh ? b : Buffer.from(b));
     if (fresh && chunk.length < COPY_BELOW && chunk.buffer.byteLength === BIG_READ) {
       // A short read into a big buffer: copy it out and keep the buffer for the next read, so
       // a slow trickle does not pin a megabyte per chunk.
       this.spare = Buffer.from(chunk.buffer, 0, BIG_READ);
       chunk = Buffer.from(chunk);
     }
-    let more = true;
-    if (f.kind === 'length') {
-      const take = Math.min(f.remaining, chunk.length);
-      more = body.push(own(chunk.subarray(0, take)));
-      f.remaining -= take;
-      if (take < chunk.length) this.keepAlive = false; // the server sent more than it announced
-      if (f.remaining === 0) return this.finish();
-    } else if (f.kind === 'chunked') {
-      let rest: Buffer | undefined;
-      try {
-        rest = f.decoder.push(chunk, (data) => {
-          more = body.push(own(data)) && more;
-        });
-      } catch (e) {
-        this.broken = new ProtocolError((e as Error).message);
-        this.socket.destroy(this.broken);
-        return;
-      }
-      if (rest) this.keepAlive = false;
-      if (f.decoder.done) return this.finish();
-    } else {
-      more = body.push(own(chunk));
+    this.owned = fresh;
+    this.more = true;
+    let done: boolean;
+    try {
+      done = this.reader.readBody(chunk, this.emit);
+    } catch (e) {
+      this.broken = e as Error;
+      this.socket.destroy(this.broken);
+      return;
     }
-    if (!more) {
+    if (done) return this.finish();
+    if (!this.more) {
       this.socket.pause();
       this.socket.setTimeout(0);
     }
   }
 
+  /** Takes one piece of body data from the reader (a view into the chunk being fed). */
+  private readonly emit = (data: Buffer): void => {
+    this.more = (this.body as ResponseBody).push(this.owned ? data : Buffer.from(data)) && this.more;
+  };
+
   private onEnd(): void {
-    if (this.body && this.framing.kind === 'close') this.finish();
+    if (this.body && this.reader.closeDelimited) this.finish();
   }
 
   private finish(): void {
     const body = this.body;
     this.body = undefined;
-    this.framing = { kind: 'none' };
+    this.reader.end();
     this.socket.setTimeout(0);
     this.detachSignal();
     if (body) {
@@ -391,7 +298,7 @@ export class Connection {
       body.push(null);
     }
     this.reused = true;
-    this.onRelease(this.keepAlive && !this.socket.destroyed);
+    this.onRelease(this.reusable && this.reader.keepAlive && !this.socket.destroyed);
   }
 
   private detachSignal(): void {

@@ -1,30 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ChunkedDecoder } from './body.js';
+import { createTestCa, Loopback } from '@registry-proxy/testing';
 import { Http1Transport, type Http1Request } from './http1.js';
 
-const closers: Array<() => void> = [];
-afterEach(() => {
-  for (const c of closers.splice(0)) c();
-});
+const loop = new Loopback();
+afterEach(() => loop.closeAll());
 
-async function listen(server: Server): Promise<string> {
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
-  server.on('secureConnection', (s: Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
-  closers.push(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return `127.0.0.1:${(server.address() as { port: number }).port}`;
-}
+const listen = async (server: Server) => `127.0.0.1:${await loop.listen(server)}`;
 async function http(handler: (req: IncomingMessage, res: ServerResponse) => void) {
   const server = createHttpServer(handler);
   let connections = 0;
@@ -33,24 +19,11 @@ async function http(handler: (req: IncomingMessage, res: ServerResponse) => void
   return { url: `http://${host}`, connections: () => connections };
 }
 /** A TCP server that answers every request with fixed raw bytes, for framing the http module would not produce. */
-async function raw(answer: (request: string, socket: Socket) => void) {
-  const server = createTcpServer((s) => {
-    let buf = '';
-    s.on('data', (d) => {
-      buf += d.toString('latin1');
-      while (buf.includes('\r\n\r\n')) {
-        const i = buf.indexOf('\r\n\r\n');
-        answer(buf.slice(0, i), s);
-        buf = buf.slice(i + 4);
-      }
-    });
-  });
-  return `http://${await listen(server)}`;
-}
+const raw = async (answer: (request: string, socket: Socket) => void) => (await loop.raw(answer)).url;
 
 const transport = (o = {}) => {
   const t = new Http1Transport(o);
-  closers.push(() => void t.close());
+  loop.defer(() => void t.close());
   return t;
 };
 const req = (url: string, over: Partial<Http1Request> = {}): Http1Request => ({ url: new URL(url), method: 'GET', headers: {}, headersTimeoutMs: 2000, bodyIdleTimeoutMs: 2000, ...over });
@@ -295,38 +268,16 @@ describe('Http1Transport', () => {
   });
 
   it('speaks TLS, verifying the server against the given CA', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'rp-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        join(dir, 'k.pem'),
-        '-out',
-        join(dir, 'c.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      ],
-      { stdio: 'pipe' },
-    );
-    const cert = readFileSync(join(dir, 'c.pem'));
+    const ca = createTestCa();
+    const { keyFile, certFile } = ca.issue('upstream');
+    const tls = { key: readFileSync(keyFile), cert: readFileSync(certFile) };
     const data = randomBytes(3 << 20);
-    const server = createHttpsServer({ key: readFileSync(join(dir, 'k.pem')), cert }, (_q, res) => {
+    const server = createHttpsServer(tls, (_q, res) => {
       res.setHeader('content-length', String(data.length));
       res.end(data);
     });
     const host = await listen(server);
-    const r = await transport({ ca: cert }).request(req(`https://${host}/`));
+    const r = await transport({ ca: ca.caPem }).request(req(`https://${host}/`));
     const got: Buffer[] = [];
     for await (const c of r.body as AsyncIterable<Buffer>) got.push(c);
     expect(Buffer.concat(got).equals(data)).toBe(true);

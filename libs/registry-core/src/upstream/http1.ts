@@ -18,14 +18,14 @@ export interface Http1Request {
    * `content-length` given in `headers` or else chunked. A stream can be sent only once, so a
    * request that carries one always gets a fresh connection and is never retried.
    */
-  readonly body?: Buffer | Readable;
-  readonly signal?: AbortSignal;
+  readonly body?: Buffer | Readable | undefined;
+  readonly signal?: AbortSignal | undefined;
   /**
    * Connect to this IP address instead of resolving the URL's host again: the redirect layer
    * resolves and vets a destination once and the connection goes exactly there (no second DNS
    * answer in between). TLS still verifies the certificate against the URL's host.
    */
-  readonly connectTo?: string;
+  readonly connectTo?: string | undefined;
   readonly headersTimeoutMs: number;
   readonly bodyIdleTimeoutMs: number;
 }
@@ -48,9 +48,9 @@ export interface Http1TransportOptions {
    */
   readonly maxIdlePerOrigin?: number;
   /** Extra CA certificates (PEM) for TLS upstreams; the system's are used otherwise. */
-  readonly ca?: string | Buffer | ReadonlyArray<string | Buffer>;
+  readonly ca?: string | Buffer | ReadonlyArray<string | Buffer> | undefined;
   /** Outbound proxies (HTTP_PROXY, HTTPS_PROXY, NO_PROXY; see outbound-proxy.ts). */
-  readonly proxy?: OutboundProxy;
+  readonly proxy?: OutboundProxy | undefined;
 }
 
 /**

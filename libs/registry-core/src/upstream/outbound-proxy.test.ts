@@ -3,30 +3,17 @@
  * for https (TLS end to end, verified against the upstream's name) and absolute-form requests
  * for plain http, as Squid and corporate proxies serve them.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { connect, createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { connect, createServer, type Server } from 'node:net';
+import { createTestCa, Loopback } from '@registry-proxy/testing';
 import { Http1Transport, type Http1Request } from './http1.js';
 import { outboundProxyFromEnv, proxyFor } from './outbound-proxy.js';
 
-const closers: Array<() => void> = [];
-afterEach(() => {
-  for (const c of closers.splice(0)) c();
-});
-async function listen(server: Server): Promise<number> {
-  const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  closers.push(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return (server.address() as { port: number }).port;
-}
+const loop = new Loopback();
+afterEach(() => loop.closeAll());
+const listen = (server: Server) => loop.listen(server);
 
 /** A proxy that serves CONNECT and absolute-form requests, and records what it was asked. */
 async function honestProxy() {
@@ -78,36 +65,14 @@ describe('outbound proxies', () => {
   });
 
   it('tunnels https through CONNECT, verifying the upstream certificate end to end', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'rp-proxy-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        join(dir, 'k.pem'),
-        '-out',
-        join(dir, 'c.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost',
-      ],
-      { stdio: 'pipe' },
-    );
-    const cert = readFileSync(join(dir, 'c.pem'));
+    const ca = createTestCa();
+    const { keyFile, certFile } = ca.issue('upstream');
+    const tls = { key: readFileSync(keyFile), cert: readFileSync(certFile) };
     const body = 'y'.repeat(300_000);
-    const port = await listen(createHttpsServer({ key: readFileSync(join(dir, 'k.pem')), cert }, (_q, res) => res.end(body)) as unknown as Server);
+    const port = await listen(createHttpsServer(tls, (_q, res) => res.end(body)) as unknown as Server);
     const proxy = await honestProxy();
-    const t = new Http1Transport({ ca: cert, proxy: { https: proxy.url, noProxy: [] } });
-    closers.push(() => void t.close());
+    const t = new Http1Transport({ ca: ca.caPem, proxy: { https: proxy.url, noProxy: [] } });
+    loop.defer(() => void t.close());
     const r = await t.request(req(`https://localhost:${port}/v2/`));
     expect(await r.body.text()).toBe(body);
     expect(await (await t.request(req(`https://localhost:${port}/v2/`))).body.text()).toBe(body); // the tunnel is kept alive
@@ -118,13 +83,13 @@ describe('outbound proxies', () => {
     const port = await listen(createHttpServer((q, res) => res.end(`origin saw ${q.url} for ${q.headers.host}`)) as unknown as Server);
     const proxy = await honestProxy();
     const t = new Http1Transport({ proxy: { http: proxy.url, https: proxy.url, noProxy: [] } });
-    closers.push(() => void t.close());
+    loop.defer(() => void t.close());
     expect(await (await t.request(req(`http://localhost:${port}/v2/x?y=1`))).body.text()).toBe(`origin saw /v2/x?y=1 for localhost:${port}`);
     expect(proxy.asked).toEqual([`GET http://localhost:${port}/v2/x?y=1 HTTP/1.1`]);
     const refusing = createServer((s) => s.once('data', () => s.end('HTTP/1.1 403 Forbidden\r\n\r\n')));
     const rp = await listen(refusing);
     const t2 = new Http1Transport({ proxy: { https: new URL(`http://127.0.0.1:${rp}`), noProxy: [] } });
-    closers.push(() => void t2.close());
+    loop.defer(() => void t2.close());
     await expect(t2.request(req('https://localhost:1/'))).rejects.toThrow(/refused CONNECT/);
   });
 });

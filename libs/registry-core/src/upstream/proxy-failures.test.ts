@@ -3,47 +3,28 @@
  * TCP server that writes exactly the bytes under test (a CONNECT answer split, oversized, with
  * bytes after it, without a status line, never sent) and records the request it was sent.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { Loopback } from '@registry-proxy/testing';
 import { Http1Transport, type Http1Request } from './http1.js';
 import { outboundProxyFromEnv, proxyAddress, proxyFor } from './outbound-proxy.js';
 
-const closers: Array<() => void> = [];
-afterEach(() => {
-  for (const c of closers.splice(0)) c();
-});
-async function listen(server: Server): Promise<URL> {
-  const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  closers.push(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return new URL(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
-}
+const loop = new Loopback();
+afterEach(() => loop.closeAll());
 /** A proxy that records each request head it receives and lets `answer` write raw bytes back. */
 async function rawProxy(answer: (s: Socket) => void, userinfo = '') {
-  const heads: string[] = [];
-  const url = await listen(
-    createServer((s) => {
-      s.on('error', () => undefined);
-      let buf = '';
-      s.on('data', (d: Buffer) => {
-        buf += d.toString('latin1');
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        heads.push(buf.slice(0, end));
-        buf = '';
-        answer(s);
-      });
-    }),
-  );
+  const server = await loop.raw((_head, s) => answer(s));
+  const url = new URL(server.url);
   if (userinfo) [url.username, url.password] = userinfo.split(':') as [string, string];
-  return { url, heads };
+  return {
+    url,
+    get heads() {
+      return server.requests.map((r) => r.head);
+    },
+  };
 }
 const transport = (proxy: URL, o: { connectTimeoutMs?: number } = {}) => {
   const t = new Http1Transport({ ...o, proxy: { http: proxy, https: proxy, noProxy: [] } });
-  closers.push(() => void t.close());
+  loop.defer(() => void t.close());
   return t;
 };
 const req = (url: string, over: Partial<Http1Request> = {}): Http1Request => ({ url: new URL(url), method: 'GET', headers: {}, headersTimeoutMs: 2000, bodyIdleTimeoutMs: 2000, ...over });

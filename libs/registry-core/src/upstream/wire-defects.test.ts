@@ -3,59 +3,21 @@
  * against a raw TCP server on loopback that writes exactly the bytes a broken or hostile
  * upstream would.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { Loopback } from '@registry-proxy/testing';
 import { anonymousProvider } from '../credentials.js';
 import { UpstreamClient } from './client.js';
 import { UpstreamUnavailableError } from './errors.js';
 import { Http1Transport, type Http1Request } from './http1.js';
 
-const closers: Array<() => void> = [];
-afterEach(() => {
-  for (const c of closers.splice(0)) c();
-});
-
-interface Raw {
-  url: string;
-  /** Request heads received, in order, with the number of the connection each came on. */
-  requests: Array<{ head: string; conn: number }>;
-  connections(): number;
-}
+const loop = new Loopback();
+afterEach(() => loop.closeAll());
 /** A TCP server that calls `answer` for each request head (bodies with content-length are skipped). */
-async function raw(answer: (head: string, socket: Socket, n: number) => void): Promise<Raw> {
-  const requests: Raw['requests'] = [];
-  let conns = 0;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((s) => {
-    const conn = ++conns;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    let buf = '';
-    s.on('data', (d) => {
-      buf += d.toString('latin1');
-      for (;;) {
-        const i = buf.indexOf('\r\n\r\n');
-        if (i < 0) break;
-        const head = buf.slice(0, i);
-        const len = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 0);
-        if (buf.length < i + 4 + len) break;
-        buf = buf.slice(i + 4 + len);
-        requests.push({ head, conn });
-        answer(head, s, requests.length);
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  closers.push(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, requests, connections: () => conns };
-}
+const raw = (answer: (head: string, socket: Socket, n: number) => void) => loop.raw(answer);
 
 const transport = () => {
   const t = new Http1Transport();
-  closers.push(() => void t.close());
+  loop.defer(() => void t.close());
   return t;
 };
 const req = (url: string, over: Partial<Http1Request> = {}): Http1Request => ({ url: new URL(url), method: 'GET', headers: {}, headersTimeoutMs: 2000, bodyIdleTimeoutMs: 2000, ...over });

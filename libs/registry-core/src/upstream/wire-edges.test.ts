@@ -3,59 +3,26 @@
  * keep-alive, bodies discarded on error or unread, connection reuse after odd framings,
  * aborts, closed transports, TLS to a vetted address, and the retry layer's own edges.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { BodyTooLargeError, ChunkedDecoder } from './body.js';
 import { BIG_READ, releaseChunk, takeBig } from './buffer-pool.js';
 import { vetRedirect } from './destination.js';
 import { NoResponseError, UpstreamUnavailableError } from './errors.js';
+import { createTestCa, Loopback } from '@registry-proxy/testing';
 import { Http1Transport, type Http1Request } from './http1.js';
 import { classify, withRetry } from './retry.js';
 
-const closers: Array<() => void> = [];
-afterEach(() => {
-  for (const c of closers.splice(0)) c();
-});
-
-async function listen(server: Server): Promise<number> {
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
-  closers.push(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return (server.address() as { port: number }).port;
-}
+const loop = new Loopback();
+afterEach(() => loop.closeAll());
+const listen = (server: Server) => loop.listen(server);
 /** A TCP server calling `answer` per request head; counts connections. */
-async function raw(answer: (head: string, s: Socket, n: number) => void) {
-  let conns = 0;
-  let n = 0;
-  const server = createServer((s) => {
-    conns++;
-    s.on('error', () => undefined);
-    let buf = '';
-    s.on('data', (d) => {
-      buf += d.toString('latin1');
-      for (let i = buf.indexOf('\r\n\r\n'); i >= 0; i = buf.indexOf('\r\n\r\n')) {
-        const head = buf.slice(0, i);
-        const len = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 0);
-        buf = buf.slice(i + 4 + len);
-        answer(head, s, ++n);
-      }
-    });
-  });
-  const port = await listen(server);
-  return { url: `http://127.0.0.1:${port}`, connections: () => conns };
-}
+const raw = (answer: (head: string, s: Socket, n: number) => void) => loop.raw(answer);
 const transport = (o = {}) => {
   const t = new Http1Transport(o);
-  closers.push(() => void t.close());
+  loop.defer(() => void t.close());
   return t;
 };
 const req = (url: string, over: Partial<Http1Request> = {}): Http1Request => ({ url: new URL(url), method: 'GET', headers: {}, headersTimeoutMs: 2000, bodyIdleTimeoutMs: 2000, ...over });
@@ -229,34 +196,12 @@ describe('requests that never start', () => {
 
 describe('TLS to a vetted address', () => {
   it('verifies the certificate against the URL host while connecting to the given address', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'rp-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        join(dir, 'k.pem'),
-        '-out',
-        join(dir, 'c.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=storage.test',
-        '-addext',
-        'subjectAltName=DNS:storage.test',
-      ],
-      { stdio: 'pipe' },
-    );
-    const cert = readFileSync(join(dir, 'c.pem'));
-    const server = createHttpsServer({ key: readFileSync(join(dir, 'k.pem')), cert }, (q, res) => res.end(`host ${q.headers.host}`));
+    const ca = createTestCa();
+    const { keyFile, certFile } = ca.issue('upstream', ['storage.test']);
+    const tls = { key: readFileSync(keyFile), cert: readFileSync(certFile) };
+    const server = createHttpsServer(tls, (q, res) => res.end(`host ${q.headers.host}`));
     const port = await listen(server as unknown as Server);
-    const t = transport({ ca: cert });
+    const t = transport({ ca: ca.caPem });
     const r = await t.request(req(`https://storage.test:${port}/b`, { connectTo: '127.0.0.1' }));
     expect(await r.body.text()).toBe(`host storage.test:${port}`);
     await expect(t.request(req(`https://other.test:${port}/b`, { connectTo: '127.0.0.1' }))).rejects.toThrow(/altnames|does not match/i);
