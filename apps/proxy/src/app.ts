@@ -5,11 +5,11 @@ import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
 import { Call, type RequestNotes, type TrustFn } from './call.js';
 import { sendContinue } from './expect.js';
-import { HOST_REQUIRED, hasOneHost, requireOneHost } from './host.js';
+import { HOST_REQUIRED, hasOneHost } from './host.js';
 import { observeRequest, requestId } from './request-log.js';
 import { clientGone, fromHttpError, sendError } from './respond.js';
 import { registryHandler } from './routes/registry.js';
-import { tokenRouter } from './routes/token.js';
+import { tokenHandler } from './routes/token.js';
 import { loginRouter } from './login/routes.js';
 import { externalBase } from './external-base.js';
 import type { Runtime } from './runtime.js';
@@ -20,23 +20,33 @@ export interface App extends RequestListener {
   readonly express: express.Express;
 }
 
+/** A request for one of the endpoints served outside Express: which, the path below it, and the query. */
+export interface Target {
+  readonly api: 'v2' | 'token';
+  /** Below the endpoint's prefix: '' or '/...', still percent-encoded. */
+  readonly path: string;
+  /** The query without its '?', '' when there is none. */
+  readonly search: string;
+}
+
 /**
- * The path and query of a request target below `/v2` ([path, search]), or undefined when it
- * is not a /v2 request. Origin-form (`/v2/...`) is the norm; absolute-form
- * (`http://host/v2/...`, which RFC 9112 §3.2.2 says a server must accept) is read too.
+ * The endpoint a request target names when it is /v2 or /token, else undefined. Origin-form
+ * (`/v2/...`) is the norm; absolute-form (`http://host/v2/...`, which RFC 9112 §3.2.2 says a
+ * server must accept) is read too. Paths match case-sensitively, as distribution's router does.
  */
-export function v2Target(url: string): [string, string] | undefined {
+export function apiTarget(url: string): Target | undefined {
   let target = url;
   if (target.charCodeAt(0) !== 47 /* / */) {
     if (!/^https?:\/\//i.test(target)) return undefined;
     const slash = target.indexOf('/', target.indexOf('//') + 2);
     target = slash < 0 ? '/' : target.slice(slash);
   }
-  if (!target.startsWith('/v2')) return undefined;
+  const api = target.startsWith('/v2') ? 'v2' : target.startsWith('/token') ? 'token' : undefined;
+  if (api === undefined) return undefined;
   const q = target.indexOf('?');
-  const path = q < 0 ? target.slice(3) : target.slice(3, q);
+  const path = target.slice(api.length + 1, q < 0 ? undefined : q);
   if (path !== '' && path.charCodeAt(0) !== 47) return undefined; // /v2foo is not the API
-  return [path, q < 0 ? '' : target.slice(q + 1)];
+  return { api, path, search: q < 0 ? '' : target.slice(q + 1) };
 }
 
 /** The proxy's HTTP application: /v2 API, token endpoint, JWKS, health and metrics. */
@@ -71,14 +81,12 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): A
   };
   app.get('/jwks', jwks);
   app.get('/.well-known/jwks.json', jwks);
-  // Only /v2 (outside Express, where the 100 is sent once the request is authorized) reads no
-  // body before it authorizes; here a waiting client may send it.
+  // /v2 sends the 100 once the request is authorized, /token when it reads its form (both
+  // outside Express); here a waiting client may send its body at once.
   app.use((req: Request, res: Response, next: NextFunction) => {
     sendContinue(req, res);
     next();
   });
-  app.use('/token', requireOneHost);
-  app.use('/token', tokenRouter(runtime, metrics, logger));
   const login = runtime.login;
   if (login) {
     app.use(
@@ -113,30 +121,31 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): A
     else sendError(req, res, new RegistryError('UNKNOWN'), head);
   });
 
-  // The registry API runs outside Express. Nearly every request is /v2, and Express's per-request
-  // work (prototype swaps on req and res, the router's layer walk, its helpers) was a fifth of
-  // the CPU an uncoalesced manifest HEAD costs (docs/benchmarks.md, the hot path). This one
-  // place picks /v2 off by its path; Call gives the handlers what they used of Express (the
-  // host and scheme from the same `trust proxy` function), and the log line, the Host check and
-  // the error writer are the same functions Express's routes use.
+  // The registry API and the token endpoint run outside Express. Nearly every request is /v2
+  // or /token, and Express's per-request work (prototype swaps on req and res, the router's
+  // layer walk, its helpers) was a fifth of the CPU an uncoalesced manifest HEAD cost and more
+  // of a token's (docs/benchmarks.md, the hot path). This one place picks them off by path;
+  // Call gives the handlers what they used of Express (host, scheme and client address from
+  // the same `trust proxy` function), and the log line, the Host check and the error writer
+  // are the same functions Express's routes use.
   const trust = app.get('trust proxy fn') as TrustFn;
-  const v2 = registryHandler(runtime, metrics, logger);
+  const handlers = { v2: registryHandler(runtime, metrics, logger), token: tokenHandler(runtime, metrics, logger) };
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
-    const target = v2Target(req.url ?? '');
+    const target = apiTarget(req.url ?? '');
     if (target === undefined) {
       app(req, res);
       return;
     }
-    const call = new Call(req, res, target[0], target[1], trust);
+    const call = new Call(req, res, target.path, target.search, trust);
     const id = requestId(req);
     observeRequest(req, res, call.notes, id, metrics, logger);
     if (!hasOneHost(req, call.host)) {
       sendError(req, res, new RegistryError('REQUEST_INVALID', { message: HOST_REQUIRED }), req.method === 'HEAD');
       return;
     }
-    // It answers its own failures; this catches only a failure of that answer itself, so that
-    // no request can leave a rejected promise behind (Node exits on one).
-    v2(call, id).catch((err: unknown) => {
+    // Each answers its own failures; this catches only a failure of that answer itself, so
+    // that no request can leave a rejected promise behind (Node exits on one).
+    handlers[target.api](call, id).catch((err: unknown) => {
       logger.error({ err, req_id: id }, 'unhandled error');
       res.destroy();
     });

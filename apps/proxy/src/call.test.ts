@@ -3,27 +3,30 @@
  * must be worked out exactly as Express works them out for the token route. Differential: the
  * same raw requests (repeated, listed and untrusted X-Forwarded-* headers, absolute-form
  * targets) go to one server whose handler reads both Express's req.host/req.protocol and
- * Call's, under each `trust proxy` setting the configuration allows.
+ * Call's (and req.ip against Call.ip), under each `trust proxy` setting the configuration allows.
  */
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import express from 'express';
 import { Call, type TrustFn } from './call.js';
-import { v2Target } from './app.js';
+import { apiTarget } from './app.js';
 
-describe('v2Target', () => {
+describe('apiTarget', () => {
   it.each([
-    ['/v2/', ['/', '']],
-    ['/v2', ['', '']],
-    ['/v2?x=1', ['', 'x=1']],
-    ['/v2/team/app/manifests/latest?ns=docker.io&a=b', ['/team/app/manifests/latest', 'ns=docker.io&a=b']],
-    ['http://registry.test/v2/a/tags/list?n=1', ['/a/tags/list', 'n=1']],
-    ['HTTPS://registry.test:5000/v2/', ['/', '']],
-  ])('%s is a /v2 request', (url, expected) => {
-    expect(v2Target(url)).toEqual(expected);
+    ['/v2/', 'v2', '/', ''],
+    ['/v2', 'v2', '', ''],
+    ['/v2?x=1', 'v2', '', 'x=1'],
+    ['/v2/team/app/manifests/latest?ns=docker.io&a=b', 'v2', '/team/app/manifests/latest', 'ns=docker.io&a=b'],
+    ['http://registry.test/v2/a/tags/list?n=1', 'v2', '/a/tags/list', 'n=1'],
+    ['HTTPS://registry.test:5000/v2/', 'v2', '/', ''],
+    ['/token?service=s&scope=a&scope=b', 'token', '', 'service=s&scope=a&scope=b'],
+    ['/token/', 'token', '/', ''],
+    ['/token/x?y', 'token', '/x', 'y'],
+  ])('%s is for %s', (url, api, path, search) => {
+    expect(apiTarget(url)).toEqual({ api, path, search });
   });
-  it.each(['/v2foo', '/v3/', '/token', '/', '*', 'registry.test:443', 'http://registry.test', 'http://registry.test/v2x', '/V2/', ''])('%s is not', (url) => {
-    expect(v2Target(url)).toBeUndefined();
+  it.each(['/v2foo', '/v3/', '/tokens', '/', '*', 'registry.test:443', 'http://registry.test', 'http://registry.test/v2x', '/V2/', '/Token', '/healthz', '/jwks', ''])('%s is for neither', (url) => {
+    expect(apiTarget(url)).toBeUndefined();
   });
 });
 
@@ -42,6 +45,13 @@ const requests = [
   'Host: a.test\r\nX-Forwarded-Proto:  HTTPS ',
   'Host: a.test\r\nX-Forwarded-Proto: ',
   'Host: a.test\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Proto: https',
+  'Host: a.test\r\nX-Forwarded-For: 10.0.0.1',
+  'Host: a.test\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.1',
+  'Host: a.test\r\nX-Forwarded-For: 203.0.113.9,  127.0.0.1 ,, 10.0.0.1',
+  'Host: a.test\r\nX-Forwarded-For: 198.51.100.1\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.2',
+  'Host: a.test\r\nX-Forwarded-For: ',
+  'Host: a.test\r\nX-Forwarded-For: ,,, ',
+  'Host: a.test\r\nX-Forwarded-For: not-an-address, 10.0.0.1',
 ];
 
 describe.each([
@@ -49,6 +59,7 @@ describe.each([
   ['loopback trusted', ['127.0.0.1']],
   ['another address trusted', ['10.0.0.1']],
   ['a subnet holding loopback trusted', ['127.0.0.0/8']],
+  ['loopback and a private subnet trusted', ['127.0.0.1', '10.0.0.0/8']],
 ])('Call reads host and scheme as Express does: %s', (_name, trustSetting) => {
   let server: Server;
   let port: number;
@@ -58,7 +69,7 @@ describe.each([
     const trust = app.get('trust proxy fn') as TrustFn;
     app.use((req, res) => {
       const call = new Call(req, res, '', '', trust);
-      res.json({ express: [req.host ?? null, req.protocol], call: [call.host ?? null, call.protocol] });
+      res.json({ express: [req.host ?? null, req.protocol, req.ip ?? null], call: [call.host ?? null, call.protocol, call.ip ?? null] });
     });
     server = createServer(app);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

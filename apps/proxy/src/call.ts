@@ -49,6 +49,18 @@ export class Call {
     return (this.hostMemo = val || undefined);
   }
 
+  /**
+   * Express's `req.ip` (proxy-addr): the socket's peer, then the X-Forwarded-For entries from
+   * right to left for as long as each hop so far is trusted; the first untrusted one is the client.
+   */
+  get ip(): string | undefined {
+    const addrs = [this.req.socket.remoteAddress];
+    const xff = this.req.headers['x-forwarded-for'];
+    if (typeof xff === 'string') forwardedFor(xff, addrs);
+    for (let i = 0; i < addrs.length - 1; i++) if (!this.trust(addrs[i], i)) return addrs[i];
+    return addrs[addrs.length - 1];
+  }
+
   /** Express's `req.protocol`: X-Forwarded-Proto (first value) from a trusted proxy, else the socket's. */
   get protocol(): string {
     const own = (this.req.socket as Partial<TLSSocket>).encrypted ? 'https' : 'http';
@@ -58,4 +70,20 @@ export class Call {
     const i = v.indexOf(',');
     return (i < 0 ? v : v.slice(0, i)).trim();
   }
+}
+
+/** Appends X-Forwarded-For's addresses, last first, as the `forwarded` package reads them (spaces trimmed, empty entries skipped). */
+function forwardedFor(header: string, out: Array<string | undefined>): void {
+  let end = header.length;
+  let start = end;
+  for (let i = header.length - 1; i >= 0; i--) {
+    const c = header.charCodeAt(i);
+    if (c === 0x20) {
+      if (start === end) start = end = i;
+    } else if (c === 0x2c) {
+      if (start !== end) out.push(header.slice(start, end));
+      start = end = i;
+    } else start = i;
+  }
+  if (start !== end) out.push(header.slice(start, end));
 }
