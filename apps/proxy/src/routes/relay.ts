@@ -76,7 +76,7 @@ const EMPTY = Buffer.alloc(0);
 async function fetchShared(client: Target['route']['client'], p: Plan, headers: Record<string, string>, metrics: Metrics): Promise<SharedResponse | undefined> {
   const started = process.hrtime.bigint();
   const up = await client.request({ method: p.method, path: p.path, headers, scope: p.scope });
-  metrics.upstreamLatency.observe({ upstream: client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+  metrics.observeUpstream(client.name, up.statusCode, started);
   const answer = (body: Buffer) => ({ statusCode: up.statusCode, headers: up.headers, url: up.url, body });
   if (p.method === 'HEAD' || up.statusCode === 401) {
     await up.body.dump();
@@ -170,7 +170,7 @@ export async function relay(call: Call, ep: RepoEndpoint, p: Plan, target: Targe
     // Past the response headers, a client that leaves is handled by destroying the body.
     res.off('close', onClose);
   }
-  if (cached === undefined) metrics.upstreamLatency.observe({ upstream: client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+  if (cached === undefined) metrics.observeUpstream(client.name, up.statusCode, started);
 
   if (up.statusCode === 401) await up.body.dump();
   relayHead(res, ep, target, base, up);
