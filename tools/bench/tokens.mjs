@@ -12,7 +12,7 @@
 // printed), BENCH_CLIENTS (50), BENCH_BCRYPT_COST (htpasswd -B's default, 5), BENCH_LOG_LEVEL
 // (info, the default: the audit line is written, to a file), BENCH_NODE_ARGS, BENCH_KEEP,
 // BENCH_ONLY (runs when unset or when it names `tokens`), BENCH_SCENARIOS (names to run, e.g.
-// `refresh,healthz`).
+// `refresh,healthz`), BENCH_BASELINE (another build's apps/proxy/dist/main.js, measured beside this one).
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -158,10 +158,9 @@ http {
   // --- the proxy, with one htpasswd user. The token endpoint's default rate limits (300 burst,
   // 30/s per client address and per account) would answer most of this one-address load with
   // 429, so they are raised out of the way here: this measures the cost of a token, not a limit.
-  // The failures limiter too: it takes its point before the password is checked and gives it back
-  // on success, so more than `failures.points` (10) password grants in flight at once from one
-  // address are refused with 429 even when every one of them is right; a slow (loaded) proxy
-  // has that many in flight with 50 clients.
+  // The failures limiter too: builds before 2026-12-03's FailureGate took a point per password
+  // grant in flight and refused the 11th right password at once from one address with 429, and
+  // BENCH_BASELINE may name such a build.
   writeFileSync(join(dir, 'htpasswd'), execFileSync('htpasswd', ['-nbB', ...(COST ? ['-C', COST] : []), 'bench', 'bench-pw']));
   const bcryptCost = /^bench:\$2.\$(\d+)\$/.exec(readFileSync(join(dir, 'htpasswd'), 'utf8'))?.[1];
   const pxPort = await port();
@@ -181,6 +180,16 @@ upstreams: [{name: local, url: "http://127.0.0.1:9"}]
   const proxy = start(process.execPath, [...nodeArgs, join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy.yaml')], 'proxy.log', proxyEnv);
   const px = `http://127.0.0.1:${pxPort}`;
   await waitHttp(`${px}/healthz`);
+  // BENCH_BASELINE=<another build's apps/proxy/dist/main.js>: that build, same configuration,
+  // measured right after this one in each pass (an A/B under the same load).
+  let baseline;
+  if (process.env.BENCH_BASELINE) {
+    const bPort = await port();
+    writeFileSync(join(dir, 'baseline.yaml'), readFileSync(join(dir, 'proxy.yaml'), 'utf8').replace(`port: ${pxPort}`, `port: ${bPort}`));
+    const proc = start(process.execPath, [...nodeArgs, process.env.BENCH_BASELINE, '--config', join(dir, 'baseline.yaml')], 'baseline.log', proxyEnv);
+    baseline = { url: `http://127.0.0.1:${bPort}`, pid: proc.pid };
+    await waitHttp(`${baseline.url}/healthz`);
+  }
 
   const basic = `Basic ${Buffer.from('bench:bench-pw').toString('base64')}`;
   const form = 'application/x-www-form-urlencoded';
@@ -220,6 +229,25 @@ upstreams: [{name: local, url: "http://127.0.0.1:9"}]
       proxy.pid,
     ],
   ];
+  if (baseline) {
+    for (const [name, base, req, pid] of [...scenarios]) {
+      if (base !== px) continue;
+      // The refresh token is the other build's to verify: it signs with its own key.
+      const make = name.includes('refresh')
+        ? await (async () => {
+            const l = await fetch(`${baseline.url}/token`, {
+              method: 'POST',
+              headers: { 'content-type': form },
+              body: new URLSearchParams({ grant_type: 'password', username: 'bench', password: 'bench-pw', service: 'registry-proxy', client_id: 'docker', access_type: 'offline' }),
+            });
+            const rt = (await l.json()).refresh_token;
+            return () => ({ ...req(), body: req().body.replace(refreshToken, rt) });
+          })()
+        : req;
+      scenarios.splice(scenarios.findIndex((x) => x[0] === name) + 1, 0, [`baseline: ${name}`, baseline.url, make, baseline.pid]);
+      void pid;
+    }
+  }
   // BENCH_SCENARIOS=refresh,healthz: only the scenarios whose names contain one of these (to profile one path).
   const pick = process.env.BENCH_SCENARIOS?.split(',');
   const chosen = pick ? scenarios.filter(([name]) => pick.some((w) => name.includes(w))) : scenarios;
@@ -227,7 +255,7 @@ upstreams: [{name: local, url: "http://127.0.0.1:9"}]
   for (let run = 1; run <= RUNS; run++) {
     for (const [name, base, req, pid] of chosen) {
       const r = await load(base, req, pid, SECONDS);
-      if (base === px && name.includes('/token') && !JSON.parse(r.sample).token) throw new Error(`${name}: no token in ${r.sample.slice(0, 200)}`);
+      if (base !== ng && name.includes('/token') && !JSON.parse(r.sample).token) throw new Error(`${name}: no token in ${r.sample.slice(0, 200)}`);
       results.push({ run, name, ...r });
     }
   }
@@ -248,15 +276,16 @@ upstreams: [{name: local, url: "http://127.0.0.1:9"}]
   // req/CPU-s: answers per second of CPU the answering process used (1e6 / CPU us/req). Unlike
   // req/s it hardly moves when other processes compete for the cores, so a loaded machine can
   // still compare; req/s is what the target is stated in and needs a quiet machine.
-  console.log(`  run  ${'scenario'.padEnd(36)} ${'req/s'.padStart(9)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'CPU us/req'.padStart(11)} ${'req/CPU-s'.padStart(10)}`);
-  for (const r of results) console.log(`  ${String(r.run).padStart(3)}  ${r.name.padEnd(36)} ${f(r.rate)} ${f(r.p50, 2)} ${f(r.p99, 2)} ${f(r.cpuUs).padStart(11)} ${f(1e6 / r.cpuUs).padStart(10)}`);
+  console.log(`  run  ${'scenario'.padEnd(46)} ${'req/s'.padStart(9)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'CPU us/req'.padStart(11)} ${'req/CPU-s'.padStart(10)}`);
+  for (const r of results) console.log(`  ${String(r.run).padStart(3)}  ${r.name.padEnd(46)} ${f(r.rate)} ${f(r.p50, 2)} ${f(r.p99, 2)} ${f(r.cpuUs).padStart(11)} ${f(1e6 / r.cpuUs).padStart(10)}`);
   for (let run = 1; run <= RUNS; run++) {
     const of = (name) => results.find((r) => r.run === run && r.name.startsWith(name));
     const hz = of('proxy, GET /healthz');
     if (!hz) continue;
+    const bhz = of('baseline: proxy, GET /healthz');
     const line = ['GET /token', 'POST /token, password', 'POST /token, refresh']
       .filter(of)
-      .map((n) => `${n}: ${(of(n).cpuUs / hz.cpuUs).toFixed(1)}x /healthz CPU`)
+      .map((n) => `${n}: ${(of(n).cpuUs / hz.cpuUs).toFixed(1)}x /healthz CPU` + (bhz && of(`baseline: ${n}`) ? ` (baseline ${(of(`baseline: ${n}`).cpuUs / bhz.cpuUs).toFixed(1)}x)` : ''))
       .join('; ');
     console.log(`  run ${run}: ${line}`);
   }

@@ -1,19 +1,56 @@
-import { randomUUID } from 'node:crypto';
-import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import { RegistryError } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
+import { Call, type RequestNotes, type TrustFn } from './call.js';
 import { sendContinue } from './expect.js';
-import { requireOneHost } from './host.js';
+import { HOST_REQUIRED, hasOneHost } from './host.js';
+import { observeRequest, requestId } from './request-log.js';
 import { clientGone, fromHttpError, sendError } from './respond.js';
 import { registryHandler } from './routes/registry.js';
-import { tokenRouter } from './routes/token.js';
+import { tokenHandler } from './routes/token.js';
 import { loginRouter } from './login/routes.js';
 import { externalBase } from './external-base.js';
 import type { Runtime } from './runtime.js';
 
+/** The proxy's HTTP application: the request listener for its node:http(s) server. */
+export interface App extends RequestListener {
+  /** The Express application that serves everything but /v2 (token, JWKS, health, metrics, login). */
+  readonly express: express.Express;
+}
+
+/** A request for one of the endpoints served outside Express: which, the path below it, and the query. */
+export interface Target {
+  readonly api: 'v2' | 'token';
+  /** Below the endpoint's prefix: '' or '/...', still percent-encoded. */
+  readonly path: string;
+  /** The query without its '?', '' when there is none. */
+  readonly search: string;
+}
+
+/**
+ * The endpoint a request target names when it is /v2 or /token, else undefined. Origin-form
+ * (`/v2/...`) is the norm; absolute-form (`http://host/v2/...`, which RFC 9112 §3.2.2 says a
+ * server must accept) is read too. Paths match case-sensitively, as distribution's router does.
+ */
+export function apiTarget(url: string): Target | undefined {
+  let target = url;
+  if (target.charCodeAt(0) !== 47 /* / */) {
+    if (!/^https?:\/\//i.test(target)) return undefined;
+    const slash = target.indexOf('/', target.indexOf('//') + 2);
+    target = slash < 0 ? '/' : target.slice(slash);
+  }
+  const api = target.startsWith('/v2') ? 'v2' : target.startsWith('/token') ? 'token' : undefined;
+  if (api === undefined) return undefined;
+  const q = target.indexOf('?');
+  const path = target.slice(api.length + 1, q < 0 ? undefined : q);
+  if (path !== '' && path.charCodeAt(0) !== 47) return undefined; // /v2foo is not the API
+  return { api, path, search: q < 0 ? '' : target.slice(q + 1) };
+}
+
 /** The proxy's HTTP application: /v2 API, token endpoint, JWKS, health and metrics. */
-export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): Express {
+export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): App {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
@@ -21,41 +58,14 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
   // X-Forwarded-Proto/-Host count only from the configured reverse proxies (Express's proxy-addr).
   app.set('trust proxy', runtime.config.trustedProxies.length > 0 ? [...runtime.config.trustedProxies] : false);
 
-  // One log line per request with identity and repository, never headers or secrets.
+  // One log line and count per request (./request-log.ts); the routes note what they learn in res.locals.
   app.use((req: Request, res: Response, next: NextFunction) => {
-    const started = process.hrtime.bigint();
-    const id = (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].slice(0, 64)) || randomUUID();
+    const id = requestId(req);
     res.locals['req_id'] = id;
-    res.on('close', () => {
-      const route = (res.locals['route'] as string | undefined) ?? 'other';
-      metrics.requests.inc({ route, method: req.method, status: String(res.statusCode) });
-      // The line is built only when it will be written (this runs for every request).
-      if (!logger.isLevelEnabled('info')) return;
-      logger.info(
-        {
-          req_id: id,
-          method: req.method,
-          path: req.originalUrl.split('?')[0]?.slice(0, 512),
-          route,
-          status: res.statusCode,
-          ms: Number(process.hrtime.bigint() - started) / 1e6,
-          subject: res.locals['subject'],
-          repository: res.locals['repository'],
-          upstream: res.locals['upstream'],
-          aborted: !res.writableFinished,
-        },
-        'request',
-      );
-    });
+    observeRequest(req, res, res.locals as RequestNotes, id, metrics, logger);
     next();
   });
 
-  // The registry API comes first: nearly every request is /v2, and each layer Express walks
-  // past costs a path match per request (the hot path, docs/benchmarks.md). No layer below
-  // this one matches /v2, so the order changes nothing else. Express 5 hands a handler's
-  // rejected promise to the error middleware below; wrapping a handler in `void` would drop
-  // it and leave Node to exit on the unhandled rejection.
-  app.use('/v2', requireOneHost, registryHandler(runtime, metrics, logger));
   app.get('/healthz', (_req, res) => {
     res.type('text/plain').send('ok');
   });
@@ -71,14 +81,12 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
   };
   app.get('/jwks', jwks);
   app.get('/.well-known/jwks.json', jwks);
-  // Only /v2 (handled above, where the 100 is sent once the request is authorized) reads no body
-  // before it authorizes; everywhere else a waiting client may send it.
+  // /v2 sends the 100 once the request is authorized, /token when it reads its form (both
+  // outside Express); here a waiting client may send its body at once.
   app.use((req: Request, res: Response, next: NextFunction) => {
-    if (!/^\/v2(?:\/|$)/.test(req.path)) sendContinue(req, res);
+    sendContinue(req, res);
     next();
   });
-  app.use('/token', requireOneHost);
-  app.use('/token', tokenRouter(runtime, metrics, logger));
   const login = runtime.login;
   if (login) {
     app.use(
@@ -112,5 +120,35 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): E
     if (res.headersSent) res.destroy();
     else sendError(req, res, new RegistryError('UNKNOWN'), head);
   });
-  return app;
+
+  // The registry API and the token endpoint run outside Express. Nearly every request is /v2
+  // or /token, and Express's per-request work (prototype swaps on req and res, the router's
+  // layer walk, its helpers) was a fifth of the CPU an uncoalesced manifest HEAD cost and more
+  // of a token's (docs/benchmarks.md, the hot path). This one place picks them off by path;
+  // Call gives the handlers what they used of Express (host, scheme and client address from
+  // the same `trust proxy` function), and the log line, the Host check and the error writer
+  // are the same functions Express's routes use.
+  const trust = app.get('trust proxy fn') as TrustFn;
+  const handlers = { v2: registryHandler(runtime, metrics, logger), token: tokenHandler(runtime, metrics, logger) };
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
+    const target = apiTarget(req.url ?? '');
+    if (target === undefined) {
+      app(req, res);
+      return;
+    }
+    const call = new Call(req, res, target.path, target.search, trust);
+    const id = requestId(req);
+    observeRequest(req, res, call.notes, id, metrics, logger);
+    if (!hasOneHost(req, call.host)) {
+      sendError(req, res, new RegistryError('REQUEST_INVALID', { message: HOST_REQUIRED }), req.method === 'HEAD');
+      return;
+    }
+    // Each answers its own failures; this catches only a failure of that answer itself, so
+    // that no request can leave a rejected promise behind (Node exits on one).
+    handlers[target.api](call, id).catch((err: unknown) => {
+      logger.error({ err, req_id: id }, 'unhandled error');
+      res.destroy();
+    });
+  };
+  return Object.assign(listener, { express: app });
 }

@@ -1,5 +1,5 @@
-import type { Request } from 'express';
 import { InvalidTokenError, RegistryError, formatChallenge, grants, grantsOn, type VerifiedAccess } from '@registry-proxy/registry-core';
+import type { Call } from './call.js';
 import { externalBase } from './external-base.js';
 import type { Runtime } from './runtime.js';
 
@@ -8,8 +8,8 @@ import type { Runtime } from './runtime.js';
  * `error` is `invalid_token` for a token that does not count here, `insufficient_scope` for
  * one that counts but does not grant what the request needs.
  */
-function challenge(runtime: Runtime, req: Request, scope: string | undefined, error?: string): RegistryError {
-  const value = formatChallenge('Bearer', { realm: `${externalBase(runtime, req)}/token`, service: runtime.config.service, scope, error });
+function challenge(runtime: Runtime, call: Call, scope: string | undefined, error?: string): RegistryError {
+  const value = formatChallenge('Bearer', { realm: `${externalBase(runtime, call)}/token`, service: runtime.config.service, scope, error });
   return new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': value } });
 }
 
@@ -25,32 +25,24 @@ const BEARER = /^Bearer[ \t]+([A-Za-z0-9._~+/=-]+)[ \t]*$/i;
  * `repository` grant counts only on the upstream it was made for (issue 11, defect 6).
  * Positional rather than an options object: this runs on every request.
  */
-export async function authorize(
-  runtime: Runtime,
-  req: Request,
-  scope: string | undefined,
-  type?: 'registry' | 'repository',
-  name?: string,
-  action?: string,
-  upstream?: string,
-): Promise<VerifiedAccess> {
-  const h = req.headers.authorization;
+export async function authorize(runtime: Runtime, call: Call, scope: string | undefined, type?: 'registry' | 'repository', name?: string, action?: string, upstream?: string): Promise<VerifiedAccess> {
+  const h = call.req.headers.authorization;
   const m = h === undefined ? null : BEARER.exec(h);
-  if (!m) throw challenge(runtime, req, scope, h === undefined ? undefined : 'invalid_token');
+  if (!m) throw challenge(runtime, call, scope, h === undefined ? undefined : 'invalid_token');
   let who: VerifiedAccess;
   try {
     who = await runtime.tokens.verifyAccessToken(m[1] as string);
   } catch (err) {
-    if (err instanceof InvalidTokenError) throw challenge(runtime, req, scope, 'invalid_token');
+    if (err instanceof InvalidTokenError) throw challenge(runtime, call, scope, 'invalid_token');
     throw err;
   }
   // A token granted by host-aware rules works only on the host it was issued for; while rules
   // name hosts, a token bound to no host (minted before they did) works nowhere.
-  if (who.host === undefined ? runtime.rules.hostAware : who.host !== (req.host || '').toLowerCase().replace(/:\d+$/, '')) throw challenge(runtime, req, scope, 'invalid_token');
+  if (who.host === undefined ? runtime.rules.hostAware : who.host !== (call.host || '').toLowerCase().replace(/:\d+$/, '')) throw challenge(runtime, call, scope, 'invalid_token');
   // The subject goes to the request log line even when the grant below falls short.
-  if (req.res) req.res.locals['subject'] = who.subject;
+  call.notes.subject = who.subject;
   if (type === undefined || name === undefined || action === undefined) return who;
   const granted = type === 'repository' ? upstream !== undefined && grantsOn(who.access, name, upstream, action) : grants(who.access, type, name, action) && who.identity !== undefined;
-  if (!granted) throw challenge(runtime, req, scope, 'insufficient_scope');
+  if (!granted) throw challenge(runtime, call, scope, 'insufficient_scope');
   return who;
 }

@@ -1,3 +1,4 @@
+import { createHmac, randomBytes } from 'node:crypto';
 import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config } from './config/schema.js';
 import { memoryLimiters, type LimiterFactory } from './state/limiter.js';
@@ -7,9 +8,10 @@ export interface TokenLimiters {
   /** Every request, per client address. */
   readonly client: RateLimiterAbstract;
   /**
-   * Password attempts per (claimed account, client address): taken before the check and given
-   * back when it succeeds, so only failures stay counted and one address guessing at an
-   * account (or at `aws-iid`) locks out nobody else.
+   * Password attempts per (claimed account, client address), through {@link FailureGate}: a
+   * point is taken before the check, so a burst of guesses is cut off before it reaches the
+   * password hashing; it is given back when the password is right, so only failures stay
+   * counted, and one address guessing at an account (or at `aws-iid`) locks out nobody else.
    */
   readonly failures: RateLimiterAbstract;
   /** Tokens issued per verified identity (the instance for IID, else the subject); only a verified login spends it. */
@@ -47,5 +49,61 @@ export async function take(l: RateLimiterAbstract, key: string): Promise<number 
   } catch (res) {
     if (res instanceof RateLimiterRes) return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
     throw res;
+  }
+}
+
+/**
+ * The failures limit, per credential in flight: the first request with a given (account,
+ * address, password) takes a point before its check, and every copy of that credential sent
+ * while the check runs shares that one point (the password strategies check copies once, too).
+ * So a node asking for 30 tokens at once with its right password spends one point, which its
+ * success gives back, and is never held back by a limit of 10 failures; 40 different wrong
+ * passwords at once still take 40 points, and all past the limit are refused unhashed.
+ * The credential is held only as an HMAC under a key of this process, and only while checked.
+ */
+export class FailureGate {
+  private readonly key = randomBytes(32);
+  private readonly pending = new Map<string, { wait: Promise<number | undefined>; refs: number }>();
+
+  constructor(private readonly limiter: RateLimiterAbstract) {}
+
+  /**
+   * Takes (or shares) the point for one attempt: `wait` is undefined when it may be checked,
+   * else the seconds until it may; `done` must be called with the check's outcome.
+   */
+  async enter(failureKey: string, password: string): Promise<{ wait: number | undefined; done: (outcome: 'issued' | 'denied' | 'other') => Promise<void> }> {
+    const slot = `${failureKey}\u0000${createHmac('sha256', this.key).update(password).digest('base64')}`;
+    let entry = this.pending.get(slot);
+    const first = entry === undefined;
+    if (entry === undefined) {
+      entry = { wait: take(this.limiter, failureKey), refs: 0 };
+      this.pending.set(slot, entry);
+    }
+    entry.refs++;
+    const e = entry;
+    let left = false;
+    const leave = () => {
+      if (left) return;
+      left = true;
+      if (--e.refs === 0 && this.pending.get(slot) === e) this.pending.delete(slot);
+    };
+    let wait: number | undefined;
+    try {
+      wait = await e.wait;
+    } catch (err) {
+      leave();
+      throw err;
+    }
+    if (wait !== undefined) leave();
+    return {
+      wait,
+      done: async (outcome) => {
+        leave();
+        // Only a refused password stays counted; a success clears the slate for this address;
+        // anything else (a backend down, an overloaded queue) gives the shared point back, once.
+        if (outcome === 'issued') await this.limiter.delete(failureKey);
+        else if (outcome === 'other' && first) await this.limiter.reward(failureKey);
+      },
+    };
   }
 }

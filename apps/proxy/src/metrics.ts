@@ -72,6 +72,33 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** `requests`' children by label values: prom-client hashes the label object on every inc() otherwise. */
+  private readonly requestCounters = new Map<string, { inc(): void }>();
+
+  private readonly latencyChildren = new Map<string, { observe(v: number): void }>();
+
+  /** Observes the time to an upstream's response head, from `started` (process.hrtime.bigint()). */
+  observeUpstream(upstream: string, status: number, started: bigint): void {
+    const key = `${upstream} ${status}`;
+    let child = this.latencyChildren.get(key);
+    if (child === undefined) {
+      child = this.upstreamLatency.labels(upstream, String(status));
+      if (this.latencyChildren.size < 4096) this.latencyChildren.set(key, child);
+    }
+    child.observe(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  /** Counts one request (a few hundred label combinations at most: routes x methods x statuses). */
+  countRequest(route: string, method: string, status: number): void {
+    const key = `${route} ${method} ${status}`;
+    let child = this.requestCounters.get(key);
+    if (child === undefined) {
+      child = this.requests.labels(route, method, String(status));
+      if (this.requestCounters.size < 4096) this.requestCounters.set(key, child);
+    }
+    child.inc();
+  }
+
   constructor(defaults = true) {
     if (defaults) collectDefaultMetrics({ register: this.registry });
   }

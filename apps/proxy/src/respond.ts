@@ -111,3 +111,12 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex & {
   writeRegistryError(target, e);
   socket.destroySoon?.();
 }
+
+/** A JSON answer (the text already serialized), framed by Content-Length, as Express's `res.json` wrote it. */
+export function sendJson(res: ServerResponse, status: number, json: string, headers?: Readonly<Record<string, string>>): void {
+  res.statusCode = status;
+  if (headers) for (const k in headers) res.setHeader(k, headers[k] as string);
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(json));
+  res.end(json);
+}

@@ -125,3 +125,14 @@ describe('defect 9: repeated scope fields of the POST form', () => {
     expect(((await bad.json()) as { errors: Array<{ code: string }> }).errors[0]?.code).toBe('UNSUPPORTED'); // was UNAUTHORIZED/400, a pair the table did not have (issue 12)
   });
 });
+
+describe('defect 5: right passwords are never held back by the failures limit', () => {
+  it('30 concurrent right passwords from one address all get a token (the limit allows 3 failures)', async () => {
+    const p = await proxy({ rateLimits: { failures: { points: 3, durationSeconds: 300 } } });
+    const statuses = await Promise.all(Array.from({ length: 30 }, () => ask(p, '10.3.0.1', 'alice', ALICE).then((r) => r.status)));
+    expect(statuses).toEqual(Array.from({ length: 30 }, () => 200));
+    // The failures limit still holds for that address once it is spent.
+    for (let i = 0; i < 3; i++) expect((await ask(p, '10.3.0.1', 'alice', 'wrong')).status).toBe(401);
+    expect((await ask(p, '10.3.0.1', 'alice', ALICE)).status).toBe(429);
+  });
+});

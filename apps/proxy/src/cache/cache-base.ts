@@ -95,7 +95,7 @@ export abstract class CacheBase {
   protected async upstream(r: CacheRequest, method: 'GET' | 'HEAD', headers: Record<string, string>): Promise<UpstreamResponse> {
     const started = process.hrtime.bigint();
     const up = await this.client.request({ method, path: r.path, headers, scope: r.scope });
-    r.metrics.upstreamLatency.observe({ upstream: this.client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+    r.metrics.observeUpstream(this.client.name, up.statusCode, started);
     return up;
   }
 

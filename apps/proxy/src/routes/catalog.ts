@@ -1,9 +1,10 @@
-import type { Request, Response } from 'express';
 import { RegistryError, isValidRepositoryName } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import type { Route } from '../routing.js';
 import type { Runtime } from '../runtime.js';
 import { authorize } from '../authorize.js';
+import type { Call } from '../call.js';
+import { sendJson } from '../respond.js';
 
 const PAGE = 1000;
 const MAX_PAGES = 100;
@@ -50,9 +51,9 @@ function upstreamCatalog(route: Route): Promise<string[]> {
  * clients use, limited to those the caller may pull, sorted, with `n`/`last` pagination and a
  * `Link` to the next page. Upstreams that cannot list (Docker Hub, for one) are left out.
  */
-export async function serveCatalog(runtime: Runtime, req: Request, res: Response, query: URLSearchParams, logger: Logger): Promise<void> {
+export async function serveCatalog(runtime: Runtime, call: Call, query: URLSearchParams, logger: Logger): Promise<void> {
   const scope = 'registry:catalog:*';
-  const who = await authorize(runtime, req, scope, 'registry', 'catalog', '*');
+  const who = await authorize(runtime, call, scope, 'registry', 'catalog', '*');
   const identity = who.identity;
   if (identity === undefined) throw new Error('authorize() let the catalog through without an identity'); // unreachable: narrows the type
   const rawN = query.get('n');
@@ -61,7 +62,7 @@ export async function serveCatalog(runtime: Runtime, req: Request, res: Response
   const last = query.get('last') ?? '';
 
   const names = new Set<string>();
-  const host = req.host;
+  const host = call.host;
   await Promise.all(
     runtime.router.forHost(host).map(async (route) => {
       let upstreamNames: string[];
@@ -82,7 +83,7 @@ export async function serveCatalog(runtime: Runtime, req: Request, res: Response
   const sorted = [...names].filter((x) => x > last).sort();
   const page = sorted.slice(0, n);
   if (sorted.length > n && page.length > 0) {
-    res.setHeader('Link', `</v2/_catalog?${new URLSearchParams({ last: page[page.length - 1] as string, n: String(n) })}>; rel="next"`);
+    call.res.setHeader('Link', `</v2/_catalog?${new URLSearchParams({ last: page[page.length - 1] as string, n: String(n) })}>; rel="next"`);
   }
-  res.set('Docker-Distribution-API-Version', 'registry/2.0').json({ repositories: page });
+  sendJson(call.res, 200, JSON.stringify({ repositories: page }), { 'Docker-Distribution-API-Version': 'registry/2.0' });
 }

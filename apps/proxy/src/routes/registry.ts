@@ -1,4 +1,4 @@
-import type { NextFunction, Request, Response } from 'express';
+import type { IncomingMessage } from 'node:http';
 import {
   CredentialError,
   isValidDigest,
@@ -12,10 +12,11 @@ import {
 } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
+import type { Call } from '../call.js';
 import type { Runtime } from '../runtime.js';
 import { Router, type Target } from '../routing.js';
 import { sendContinue } from '../expect.js';
-import { clientGone, sendError } from '../respond.js';
+import { clientGone, sendError, sendJson } from '../respond.js';
 import { authorize } from '../authorize.js';
 import { externalBase } from '../external-base.js';
 import { serveCatalog } from './catalog.js';
@@ -26,7 +27,7 @@ export { rewriteLocation } from './relay.js';
 /** A registry host as containerd names it in `ns` (host, optional port). */
 const REGISTRY_HOST = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::\d{1,5})?$/;
 
-const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
+const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' } as const;
 
 type Action = 'pull' | 'push' | 'delete';
 
@@ -80,7 +81,7 @@ export function upstreamFailure(err: unknown): RegistryError | undefined {
  * `for await`: leaving that loop would destroy the request, and with it the socket that the
  * 413 still has to travel on.
  */
-function readManifest(req: Request): Promise<Buffer> {
+function readManifest(req: IncomingMessage): Promise<Buffer> {
   const tooLarge = () => new RegistryError('BODY_TOO_LARGE', { message: 'manifest larger than 4 MiB' });
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) return Promise.reject(tooLarge());
@@ -114,12 +115,13 @@ function readManifest(req: Request): Promise<Buffer> {
   });
 }
 
-function hasBody(req: Request): boolean {
+function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
 
-async function plan(runtime: Runtime, req: Request, ep: RepoEndpoint, action: Action, target: Target, who: VerifiedAccess, query: URLSearchParams): Promise<Plan> {
-  const method = req.method as HttpMethod;
+async function plan(runtime: Runtime, call: Call, ep: RepoEndpoint, action: Action, target: Target, who: VerifiedAccess, query: URLSearchParams): Promise<Plan> {
+  const req = call.req;
+  const method = call.method as HttpMethod;
   const up = target.name;
   const scope = `repository:${up}:${action === 'push' ? 'pull,push' : action}`;
   if (ep.kind === 'manifest') {
@@ -143,7 +145,7 @@ async function plan(runtime: Runtime, req: Request, ep: RepoEndpoint, action: Ac
     // A cross-repository mount needs pull on the source, on the same upstream; otherwise the
     // upload simply starts (202), which clients handle by uploading the blob.
     if (mount !== null && from !== null && isValidDigest(mount) && isValidRepositoryName(from) && grantsOn(who.access, Router.scopeName(from, target.ns), target.route.client.name, 'pull')) {
-      const src = runtime.router.resolve(from, { host: req.host, ns: target.ns });
+      const src = runtime.router.resolve(from, { host: call.host, ns: target.ns });
       if (src && src.route === target.route) {
         q.set('mount', mount);
         q.set('from', src.name);
@@ -157,56 +159,66 @@ async function plan(runtime: Runtime, req: Request, ep: RepoEndpoint, action: Ac
   return { method, path, scope: scope + extraScope, ...(body ? { body } : {}) };
 }
 
-/** The `/v2` API: the base endpoint, the catalog, and repository endpoints relayed to the upstream that owns the name. */
+/**
+ * The `/v2` API: the base endpoint, the catalog, and repository endpoints relayed to the
+ * upstream that owns the name. It answers every failure itself, in the registry's error
+ * format, and never rejects: nothing above it would catch the rejection.
+ */
 export function registryHandler(runtime: Runtime, metrics: Metrics, logger: Logger) {
-  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-    const head = req.method === 'HEAD';
+  return async (call: Call, reqId: string): Promise<void> => {
+    const { req, res, notes } = call;
+    const head = call.method === 'HEAD';
     try {
-      const ep = parseApiPath(req.path);
-      res.locals['route'] = ep.kind;
+      const ep = parseApiPath(call.path);
+      notes.route = ep.kind;
       if (ep.kind === 'base') {
-        if (req.method !== 'GET' && !head) throw new RegistryError('UNSUPPORTED');
-        await authorize(runtime, req, undefined);
-        res.set(API_VERSION).type('application/json').send('{}');
+        if (call.method !== 'GET' && !head) throw new RegistryError('UNSUPPORTED');
+        await authorize(runtime, call, undefined);
+        sendJson(res, 200, '{}', API_VERSION);
         return;
       }
       // Most requests carry no query: parse one only when there is one (this runs per request).
-      const q = req.originalUrl.indexOf('?');
-      const query = new URLSearchParams(q < 0 ? '' : req.originalUrl.slice(q + 1));
+      const query = new URLSearchParams(call.search);
       if (ep.kind === 'catalog') {
-        if (req.method !== 'GET') throw new RegistryError('UNSUPPORTED');
-        await serveCatalog(runtime, req, res, query, logger);
+        if (call.method !== 'GET') throw new RegistryError('UNSUPPORTED');
+        await serveCatalog(runtime, call, query, logger);
         return;
       }
-      const action = actionFor(ep, req.method);
-      res.locals['repository'] = ep.name;
+      const action = actionFor(ep, call.method);
+      notes.repository = ep.name;
       const ns = query.get('ns') ?? undefined;
       if (ns !== undefined && !REGISTRY_HOST.test(ns)) throw new RegistryError('NAME_INVALID', { message: 'ns is not a registry host' });
       // The scope names the registry of a mirror request, so the token is granted on its upstream.
       const scopeName = Router.scopeName(ep.name, ns);
       const scope = `repository:${scopeName}:${action === 'push' ? 'pull,push' : action}`;
-      const target = runtime.router.resolve(ep.name, { host: req.host, ns });
+      const target = runtime.router.resolve(ep.name, { host: call.host, ns });
       // A name no upstream serves is told only to a caller with a valid token (a 404 before
       // the 401 would let anyone probe the routes).
       if (!target) {
-        await authorize(runtime, req, scope);
+        await authorize(runtime, call, scope);
         throw new RegistryError('NAME_UNKNOWN', { message: ns === undefined ? 'no upstream serves this repository' : `no upstream mirrors ${ns}` });
       }
-      res.locals['upstream'] = target.route.client.name;
-      const who = await authorize(runtime, req, scope, 'repository', scopeName, action, target.route.client.name);
+      notes.upstream = target.route.client.name;
+      const who = await authorize(runtime, call, scope, 'repository', scopeName, action, target.route.client.name);
       // Authorized: only now may a client waiting on `Expect: 100-continue` send its body.
       sendContinue(req, res);
-      await relay(req, res, ep, await plan(runtime, req, ep, action, target, who, query), target, externalBase(runtime, req), metrics, logger);
+      await relay(call, ep, await plan(runtime, call, ep, action, target, who, query), target, externalBase(runtime, call), metrics, logger);
     } catch (err) {
       if (clientGone(req, res)) {
         // The client left while the upstream was answering: nobody to tell.
-        logger.debug({ err, repository: res.locals['repository'] }, 'client went away');
+        logger.debug({ err, repository: notes.repository }, 'client went away');
         return;
       }
       const regErr = err instanceof RegistryError ? err : upstreamFailure(err);
-      if (!regErr) return next(err);
-      if (regErr.status >= 500) logger.warn({ err: regErr.cause ?? regErr, req_id: res.locals['req_id'], repository: res.locals['repository'] }, regErr.message);
-      sendError(req, res, regErr, head);
+      if (regErr) {
+        if (regErr.status >= 500) logger.warn({ err: regErr.cause ?? regErr, req_id: reqId, repository: notes.repository }, regErr.message);
+        sendError(req, res, regErr, head);
+        return;
+      }
+      // A bug, not a client's or an upstream's fault: logged whole, answered without its details.
+      logger.error({ err, req_id: reqId }, 'unhandled error');
+      if (res.headersSent) res.destroy();
+      else sendError(req, res, new RegistryError('UNKNOWN'), head);
     }
   };
 }

@@ -1,7 +1,8 @@
-import type { Request, Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import { BodyTooLargeError, RegistryError, type Endpoint, type HttpMethod, type UpstreamResponse } from '@registry-proxy/registry-core';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import type { Call } from '../call.js';
 import type { Metrics } from '../metrics.js';
 import type { SharedResponse } from '../coalesce.js';
 import type { Target } from '../routing.js';
@@ -11,7 +12,7 @@ import { relayTagList, rewriteLink } from './tags.js';
  * The relay: one client request on a repository endpoint, sent to the upstream that owns it
  * (or answered from its cache, or from a coalesced flight), and the answer written back in the
  * proxy's namespace. This runs for every /v2 request the proxy forwards, so it writes headers
- * with Node's own setHeader rather than Express's helpers (docs/benchmarks.md, the hot path).
+ * with Node's own setHeader (docs/benchmarks.md, the hot path).
  */
 
 /** Response headers relayed from the upstream; everything else (cookies, hop-by-hop, server) stays behind. */
@@ -75,7 +76,7 @@ const EMPTY = Buffer.alloc(0);
 async function fetchShared(client: Target['route']['client'], p: Plan, headers: Record<string, string>, metrics: Metrics): Promise<SharedResponse | undefined> {
   const started = process.hrtime.bigint();
   const up = await client.request({ method: p.method, path: p.path, headers, scope: p.scope });
-  metrics.upstreamLatency.observe({ upstream: client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+  metrics.observeUpstream(client.name, up.statusCode, started);
   const answer = (body: Buffer) => ({ statusCode: up.statusCode, headers: up.headers, url: up.url, body });
   if (p.method === 'HEAD' || up.statusCode === 401) {
     await up.body.dump();
@@ -96,7 +97,7 @@ async function fetchShared(client: Target['route']['client'], p: Plan, headers: 
 }
 
 /** Status line and headers of an upstream answer, in the proxy's namespace. */
-function relayHead(res: Response, ep: RepoEndpoint, target: Target, base: string, up: Pick<UpstreamResponse, 'statusCode' | 'headers' | 'url'>): void {
+function relayHead(res: ServerResponse, ep: RepoEndpoint, target: Target, base: string, up: Pick<UpstreamResponse, 'statusCode' | 'headers' | 'url'>): void {
   if (up.statusCode === 401) throw new RegistryError('BAD_GATEWAY', { message: "upstream registry refused the proxy's credentials" });
   res.statusCode = up.statusCode;
   for (const h of RELAYED) {
@@ -109,7 +110,8 @@ function relayHead(res: Response, ep: RepoEndpoint, target: Target, base: string
   res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
 }
 
-export async function relay(req: Request, res: Response, ep: RepoEndpoint, p: Plan, target: Target, base: string, metrics: Metrics, logger: Logger): Promise<void> {
+export async function relay(call: Call, ep: RepoEndpoint, p: Plan, target: Target, base: string, metrics: Metrics, logger: Logger): Promise<void> {
+  const { req, res } = call;
   const headers: Record<string, string> = {};
   for (const h of FORWARDED) {
     const v = req.headers[h];
@@ -168,7 +170,7 @@ export async function relay(req: Request, res: Response, ep: RepoEndpoint, p: Pl
     // Past the response headers, a client that leaves is handled by destroying the body.
     res.off('close', onClose);
   }
-  if (cached === undefined) metrics.upstreamLatency.observe({ upstream: client.name, status: String(up.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+  if (cached === undefined) metrics.observeUpstream(client.name, up.statusCode, started);
 
   if (up.statusCode === 401) await up.body.dump();
   relayHead(res, ep, target, base, up);

@@ -1,5 +1,6 @@
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import { RegistryError, type UpstreamResponse } from '@registry-proxy/registry-core';
+import { sendJson } from '../respond.js';
 
 const MAX_TAG_LIST_BYTES = 16 * 1024 * 1024;
 
@@ -18,7 +19,7 @@ export function rewriteLink(link: string, upstreamName: string, proxyName: strin
 }
 
 /** Relays a tag list with its `name` changed to the proxy's repository name (the body is small JSON). */
-export async function relayTagList(body: UpstreamResponse['body'], res: Response, proxyName: string): Promise<void> {
+export async function relayTagList(body: UpstreamResponse['body'], res: ServerResponse, proxyName: string): Promise<void> {
   let parsed: { name?: unknown; tags?: unknown };
   try {
     parsed = JSON.parse(await body.text(MAX_TAG_LIST_BYTES)) as typeof parsed;
@@ -27,5 +28,5 @@ export async function relayTagList(body: UpstreamResponse['body'], res: Response
   }
   const out = JSON.stringify({ name: proxyName, tags: Array.isArray(parsed.tags) ? parsed.tags : [] });
   res.removeHeader('content-length');
-  res.type('application/json').send(out);
+  sendJson(res, res.statusCode, out);
 }

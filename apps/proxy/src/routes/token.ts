@@ -1,67 +1,66 @@
-import express, { type Request, type Response, type Router } from 'express';
 import { RegistryError, formatScope, parseTokenRequest, type Access, type TokenRequest } from '@registry-proxy/registry-core';
 import type { Logger } from 'pino';
-import { createTokenLimiters, take, type TokenLimiters } from '../limits.js';
+import type { Call } from '../call.js';
+import { sendContinue } from '../expect.js';
+import { createTokenLimiters, FailureGate, take, type TokenLimiters } from '../limits.js';
 import type { Metrics } from '../metrics.js';
-import { sendError } from '../respond.js';
+import { clientGone, sendError, sendJson } from '../respond.js';
 import type { Runtime } from '../runtime.js';
+import { readForm } from './token-form.js';
 
 const scopes = (list: readonly Access[]) => list.map(formatScope);
 
 /**
- * The form is kept as text and parsed with URLSearchParams, which keeps repeated fields:
- * express.urlencoded turns `scope=a&scope=b` into an array that URLSearchParams then joined
- * into the one bogus scope "a,b" (issue 11, defect 9).
+ * The token endpoint (distribution's token.md and oauth.md): GET with Basic credentials, POST
+ * with an OAuth2 form. It runs outside Express, as /v2 does (see ../app.ts): every `docker
+ * pull` starts with a token, and Express's per-request work was a large share of its cost.
+ * It answers every failure itself, in the registry's error format, and never rejects.
  */
-const formText = express.text({ type: 'application/x-www-form-urlencoded', limit: '64kb' });
-
-/** The token endpoint: GET with Basic credentials, POST with an OAuth2 form. */
-export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger, limits: TokenLimiters = createTokenLimiters(runtime.config.rateLimits, runtime.state.limiters)): Router {
-  const router = express.Router();
-
-  const limited = (req: Request, res: Response, retryAfter: number, what: string, who: Record<string, unknown>) => {
+export function tokenHandler(runtime: Runtime, metrics: Metrics, logger: Logger, limits: TokenLimiters = createTokenLimiters(runtime.config.rateLimits, runtime.state.limiters)) {
+  const gate = new FailureGate(limits.failures);
+  const limited = (call: Call, retryAfter: number, what: string, who: Record<string, unknown>) => {
     metrics.tokens.inc({ outcome: 'limited' });
     logger.warn({ audit: 'token', outcome: 'limited', limit: what, ...who }, 'token request rate-limited');
     const err = new RegistryError('TOOMANYREQUESTS', { message: `too many token requests from this ${what}`, headers: { 'Retry-After': String(retryAfter) } });
-    sendError(req, res, err, req.method === 'HEAD');
+    sendError(call.req, call.res, err, call.method === 'HEAD');
   };
 
-  const handle = async (req: Request, res: Response) => {
-    res.locals['route'] = 'token';
-    const client = req.ip ?? 'unknown';
+  const handle = async (call: Call) => {
+    const { req, res, notes } = call;
+    const client = call.ip ?? 'unknown';
     const byClient = await take(limits.client, client);
-    if (byClient !== undefined) return limited(req, res, byClient, 'client', { client });
+    if (byClient !== undefined) return limited(call, byClient, 'client', { client });
     let parsed: TokenRequest;
     try {
-      parsed = parseTokenRequest({
-        method: req.method,
-        query: new URL(req.originalUrl, 'http://x').searchParams,
-        form: req.method === 'POST' ? new URLSearchParams(typeof req.body === 'string' ? req.body : '') : undefined,
-        authorization: req.headers.authorization,
-      });
+      let form: URLSearchParams | undefined;
+      if (call.method === 'POST') {
+        sendContinue(req, res); // the form is small, and read only here
+        form = new URLSearchParams(await readForm(req));
+      }
+      parsed = parseTokenRequest({ method: call.method, query: new URLSearchParams(call.search), form, authorization: req.headers.authorization });
     } catch (err) {
-      if (!(err instanceof RegistryError)) throw err;
-      metrics.tokens.inc({ outcome: 'invalid' });
-      sendError(req, res, err, req.method === 'HEAD');
-      return;
+      if (err instanceof RegistryError) metrics.tokens.inc({ outcome: 'invalid' });
+      throw err;
     }
     // Keyed by the claimed name AND the address: a stranger's guesses lock out only themselves.
-    const claimed = parsed.grant === 'password' ? parsed.username : undefined;
-    const failureKey = claimed === undefined ? undefined : `${claimed.slice(0, 256)}\u0000${client}`;
-    if (failureKey !== undefined) {
-      const wait = await take(limits.failures, failureKey);
-      if (wait !== undefined) return limited(req, res, wait, 'client for this account', { client, subject: claimed });
+    let attempt: Awaited<ReturnType<FailureGate['enter']>> | undefined;
+    if (parsed.grant === 'password') {
+      attempt = await gate.enter(`${parsed.username.slice(0, 256)}\u0000${client}`, parsed.password);
+      if (attempt.wait !== undefined) return limited(call, attempt.wait, 'client for this account', { client, subject: parsed.username });
     }
-    const decision = await runtime.tokenEndpoint.handle(parsed, req.host || undefined);
-    if (failureKey !== undefined && decision.outcome !== 'denied') {
-      // Only a refused password stays counted; a success clears the slate for this address.
-      await (decision.outcome === 'issued' ? limits.failures.delete(failureKey) : limits.failures.reward(failureKey));
+    let decision: Awaited<ReturnType<Runtime['tokenEndpoint']['handle']>>;
+    try {
+      decision = await runtime.tokenEndpoint.handle(parsed, call.host || undefined);
+    } catch (err) {
+      await attempt?.done('other');
+      throw err;
     }
+    await attempt?.done(decision.outcome === 'issued' || decision.outcome === 'denied' ? decision.outcome : 'other');
     const who = decision.identity ?? (parsed.grant === 'password' ? { subject: parsed.username, method: 'unknown' } : undefined);
     if (decision.outcome === 'issued' && decision.identity && decision.identity.method !== 'anonymous') {
       // Spent only once the identity is verified: unauthenticated traffic cannot exhaust it.
       const wait = await take(limits.identity, `${decision.identity.method}\u0000${decision.identity.subject}`);
-      if (wait !== undefined) return limited(req, res, wait, 'account', { client, subject: decision.identity.subject });
+      if (wait !== undefined) return limited(call, wait, 'account', { client, subject: decision.identity.subject });
     }
     metrics.tokens.inc({ outcome: decision.outcome });
     // The audit line: who, how, what was asked and granted, the result. Never the secret.
@@ -72,7 +71,7 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger, 
         form: parsed.form,
         subject: who?.subject,
         method: who?.method,
-        client: req.ip,
+        client,
         requested: scopes(decision.requested),
         granted: scopes(decision.granted),
         outcome: decision.outcome,
@@ -80,12 +79,32 @@ export function tokenRouter(runtime: Runtime, metrics: Metrics, logger: Logger, 
       },
       'token request',
     );
-    res.locals['subject'] = who?.subject;
-    if (decision.error) sendError(req, res, decision.error, req.method === 'HEAD');
-    else res.status(decision.status).set(decision.headers).type('application/json').send(decision.body);
+    notes.subject = who?.subject;
+    if (decision.error) {
+      sendError(req, res, decision.error, call.method === 'HEAD');
+      return;
+    }
+    sendJson(res, decision.status, decision.body, decision.headers);
   };
 
-  router.get('/', handle);
-  router.post('/', formText, handle);
-  return router;
+  return async (call: Call, reqId: string): Promise<void> => {
+    const { req, res } = call;
+    call.notes.route = 'token';
+    try {
+      // The endpoint is /token (and /token/); GET (HEAD with it) and POST.
+      if ((call.path !== '' && call.path !== '/') || !(call.method === 'GET' || call.method === 'HEAD' || call.method === 'POST')) {
+        throw new RegistryError('NAME_UNKNOWN', { message: 'not found' });
+      }
+      await handle(call);
+    } catch (err) {
+      if (clientGone(req, res)) return;
+      if (err instanceof RegistryError) {
+        sendError(req, res, err, call.method === 'HEAD');
+        return;
+      }
+      logger.error({ err, req_id: reqId }, 'unhandled error');
+      if (res.headersSent) res.destroy();
+      else sendError(req, res, new RegistryError('UNKNOWN'), call.method === 'HEAD');
+    }
+  };
 }

@@ -1,0 +1,43 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Metrics } from './metrics.js';
+import type { RequestNotes } from './call.js';
+
+/** The request id: the client's X-Request-Id (its first 64 characters), else a new UUID. */
+export function requestId(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return (typeof given === 'string' && given.slice(0, 64)) || randomUUID();
+}
+
+/**
+ * One log line and one count per request, when its response closes: method, path, route,
+ * status, duration, identity and repository, never headers or secrets. Shared by the /v2
+ * dispatcher and the Express routes (./app.ts); `notes` is filled in by the handler as it goes.
+ */
+export function observeRequest(req: IncomingMessage, res: ServerResponse, notes: RequestNotes, id: string, metrics: Metrics, logger: Logger): void {
+  const started = process.hrtime.bigint();
+  res.once('close', () => {
+    const route = notes.route ?? 'other';
+    metrics.countRequest(route, req.method ?? '', res.statusCode);
+    // The line is built only when it will be written (this runs for every request).
+    if (!logger.isLevelEnabled('info')) return;
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    logger.info(
+      {
+        req_id: id,
+        method: req.method,
+        path: (q < 0 ? url : url.slice(0, q)).slice(0, 512),
+        route,
+        status: res.statusCode,
+        ms: Number(process.hrtime.bigint() - started) / 1e6,
+        subject: notes.subject,
+        repository: notes.repository,
+        upstream: notes.upstream,
+        aborted: !res.writableFinished,
+      },
+      'request',
+    );
+  });
+}
