@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { openSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -76,3 +76,20 @@ export async function requireCommands(...cmds: string[]): Promise<void> {
 }
 
 export { execFile };
+
+/**
+ * SIGSTOPs a process and returns once every one of its threads is stopped. kill() returns before
+ * the signal has stopped them all: a thread busy on another core stops only when it next leaves
+ * the kernel, and may answer one more request first, so a test of a "frozen" server would race.
+ */
+export function freezeProcess(pid: number, timeoutMs = 5_000): void {
+  process.kill(pid, 'SIGSTOP');
+  const tasks = `/proc/${pid}/task`;
+  const until = Date.now() + timeoutMs;
+  // The state is the field after the ")" that closes the command name.
+  const stopped = () => readdirSync(tasks).every((t) => /^ [tT] /.test(readFileSync(`${tasks}/${t}/stat`, 'utf8').replace(/^.*\)/s, '')));
+  while (!stopped()) {
+    if (Date.now() > until) throw new Error(`process ${pid} did not stop on SIGSTOP within ${timeoutMs} ms`);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+  }
+}

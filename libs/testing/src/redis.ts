@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './proc.js';
+import { freePort, freezeProcess } from './proc.js';
 
 /** A real redis-server (Debian's) on a temporary unix socket and a loopback port, no persistence. */
 export interface TestRedis {
@@ -93,7 +93,7 @@ export async function startRedis(opts: { password?: string } = {}): Promise<Test
     },
     start,
     stop,
-    freeze: () => void child?.kill('SIGSTOP'),
+    freeze: () => void (child?.pid && freezeProcess(child.pid)),
     thaw: () => void child?.kill('SIGCONT'),
     async destroy() {
       await stop();

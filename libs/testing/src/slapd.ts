@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freezeProcess } from './proc.js';
 
 /** A real OpenLDAP slapd on loopback with users, groups and StartTLS (a test CA). */
 export interface TestSlapd {
@@ -111,7 +112,7 @@ userPassword: ${hash(pw)}
         c.kill('SIGTERM');
       });
     },
-    freeze: () => void child?.kill('SIGSTOP'),
+    freeze: () => void (child?.pid && freezeProcess(child.pid)),
     thaw: () => void child?.kill('SIGCONT'),
   };
 }
