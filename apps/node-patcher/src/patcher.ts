@@ -152,10 +152,10 @@ export function revert(root: string, opts: { force?: boolean } = {}): { reverted
   const drift = opts.force ? [] : drifted(root, state);
   for (let i = state.files.length - 1; i >= 0; i--) {
     const f = state.files[i] as PatchState['files'][number];
-    if (drift.includes(f.path)) continue;
     const target = join(root, f.path);
     // A run killed on this file's rename left its temporary copy beside it.
     rmSync(`${target}.registry-proxy.tmp`, { force: true });
+    if (drift.includes(f.path)) continue;
     if (f.existed) {
       const b = backupPath(root, i);
       writeAtomic(target, readFileSync(b), statSync(b).mode & 0o7777);
