@@ -29,7 +29,9 @@ export const STEP_MS = 90_000;
 export interface StandinReport {
   pid: number;
   imageServiceEndpoint: string;
-  providers: Array<{ name: string; response: string; auth?: unknown }>;
+  providers: Array<{ name: string; response: string }>;
+  /** The pods' images it pulled: which provider's credentials, and the registry's answers. */
+  pulls: Array<{ image: string; by?: string; manifest?: number; blobs?: number[]; error?: string }>;
 }
 
 export class TestNode {
