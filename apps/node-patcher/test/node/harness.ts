@@ -12,8 +12,9 @@ import { dirname, join } from 'node:path';
 import { CriBackend, CriImageServer } from '@registry-proxy/cri-image-service';
 import { freePort, requireCommands } from '@registry-proxy/testing';
 import type { RunOptions } from '../../src/run.js';
-import { hostTree } from '../fixtures.js';
+import { hostTree, type LayoutName } from '../fixtures.js';
 import { bounded, waitUntil } from './bounded.js';
+import { layOutProvider } from './layouts.js';
 import { copyRoot, ensureRoot, Node } from './nspawn.js';
 
 /** Opt-in (REGISTRY_PROXY_NODE_E2E=1): root, systemd-nspawn and debootstrap; `npm test` sets it in CI. */
@@ -42,6 +43,8 @@ export class TestNode {
   readonly logs: string[] = [];
   private service: CriImageServer | undefined;
 
+  constructor(readonly layout: LayoutName = 'eks-al2023') {}
+
   /** Copies the root, lays kubelet out, boots. */
   async start(): Promise<void> {
     await requireCommands('systemd-nspawn', 'debootstrap', 'nsenter');
@@ -51,7 +54,8 @@ export class TestNode {
     this.root = await copyRoot();
     this.socketDir = mkdtempSync(join(tmpdir(), 'rp-node-sock-'));
     this.port = await freePort();
-    this.layOut();
+    if (this.layout === 'eks-al2023') this.layOut();
+    else layOutProvider(this, this.layout);
     this.node = new Node(this.root, [`ro:${process.execPath}:/usr/local/bin/node`, `${this.socketDir}:/run/registry-proxy`]);
     await this.node.boot();
   }
@@ -98,12 +102,19 @@ export class TestNode {
     return (await res.json()) as StandinReport;
   }
 
-  kubeletUp(): Promise<void> {
-    return waitUntil(
-      'kubelet to be active and healthy',
-      async () => (await this.node.systemctl('is-active', 'kubelet.service')).stdout.trim() === 'active' && (await fetch(this.healthz, { signal: AbortSignal.timeout(2000) })).status === 200,
-      60_000,
-    );
+  /** Waits for kubelet; failing, says what systemd and kubelet's journal say. */
+  async kubeletUp(): Promise<void> {
+    try {
+      await waitUntil(
+        'kubelet to be active and healthy',
+        async () => (await this.node.systemctl('is-active', 'kubelet.service')).stdout.trim() === 'active' && (await fetch(this.healthz, { signal: AbortSignal.timeout(2000) })).status === 200,
+        60_000,
+      );
+    } catch (err) {
+      const status = await this.node.inside(['systemctl', 'status', '--no-pager', '-l', 'kubelet.service'], 30_000).catch((e: Error) => ({ stdout: e.message }));
+      const journal = await this.node.journal('kubelet.service').catch((e: Error) => e.message);
+      throw new Error(`${(err as Error).message}\n${status.stdout}\n${journal.slice(-3000)}`);
+    }
   }
 
   async reboot(): Promise<void> {
@@ -123,6 +134,19 @@ export class TestNode {
     if (this.socketDir) rmSync(join(this.socketDir, 'image-service.sock'), { force: true });
   }
 
+  /** The kubelet stand-in at `path` (where the provider's unit runs kubelet from). */
+  installKubelet(path: string): void {
+    this.write(path, '#!/bin/sh\nexec /usr/local/bin/node /opt/kubelet-standin/kubelet-standin.mjs "$@"\n', 0o755);
+    cpSync(join(__dirname, 'kubelet-standin.mjs'), join(this.root, 'opt/kubelet-standin/kubelet-standin.mjs'));
+    cpSync(dirname(require.resolve('yaml/package.json')), join(this.root, 'opt/kubelet-standin/node_modules/yaml'), { recursive: true });
+  }
+
+  /** Starts `unit` at boot, as `systemctl enable` would (multi-user.target.wants). */
+  enable(unit: string, path = `/etc/systemd/system/${unit}`): void {
+    mkdirSync(join(this.root, 'etc/systemd/system/multi-user.target.wants'), { recursive: true });
+    symlinkSync(path, join(this.root, 'etc/systemd/system/multi-user.target.wants', unit));
+  }
+
   /** kubelet.service and nodeadm's files as on an AL2023 node, with the kubelet stand-in as /usr/bin/kubelet. */
   private layOut(): void {
     cpSync(hostTree('eks-al2023'), this.root, { recursive: true, force: true });
@@ -132,9 +156,7 @@ export class TestNode {
       `#!/bin/sh\necho '{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Registry","auth":{}}'\n`,
       0o755,
     );
-    this.write('/usr/bin/kubelet', '#!/bin/sh\nexec /usr/local/bin/node /opt/kubelet-standin/kubelet-standin.mjs "$@"\n', 0o755);
-    cpSync(join(__dirname, 'kubelet-standin.mjs'), join(this.root, 'opt/kubelet-standin/kubelet-standin.mjs'));
-    cpSync(dirname(require.resolve('yaml/package.json')), join(this.root, 'opt/kubelet-standin/node_modules/yaml'), { recursive: true });
+    this.installKubelet('/usr/bin/kubelet');
     // nodeadm's boot rewrite: its own config.json (another cluster DNS) and environment (flags in another order).
     this.write('/etc/eks/nodeadm-templates/config.json', this.file(CONFIG).replace('"172.20.0.10"', '"172.20.0.53"'));
     const args = this.file(ENV)
@@ -146,9 +168,6 @@ export class TestNode {
       '/etc/systemd/system/nodeadm-config.service',
       "[Unit]\nDescription=nodeadm stand-in: writes kubelet config and environment at boot\nBefore=kubelet.service\n\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'if [ -f /etc/eks/nodeadm-rewrite ]; then cp /etc/eks/nodeadm-templates/config.json /etc/kubernetes/kubelet/config.json; cp /etc/eks/nodeadm-templates/environment /etc/eks/kubelet/environment; fi'\n\n[Install]\nWantedBy=multi-user.target\n",
     );
-    for (const unit of ['kubelet.service', 'nodeadm-config.service']) {
-      mkdirSync(join(this.root, 'etc/systemd/system/multi-user.target.wants'), { recursive: true });
-      symlinkSync(`/etc/systemd/system/${unit}`, join(this.root, 'etc/systemd/system/multi-user.target.wants', unit));
-    }
+    for (const unit of ['kubelet.service', 'nodeadm-config.service']) this.enable(unit);
   }
 }
