@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -32,7 +32,8 @@ export async function startBus(): Promise<{ address: string; stop(): Promise<voi
     p.stdout?.once('data', () => resolve());
     p.once('exit', (code) => reject(new Error(`dbus-daemon exited ${code}`)));
   });
-  return { address, stop: () => new Promise<void>((r) => (p.exitCode !== null ? r() : (p.once('exit', () => r()), p.kill('SIGTERM')))) };
+  const gone = () => new Promise<void>((r) => (p.exitCode !== null ? r() : (p.once('exit', () => r()), p.kill('SIGTERM'))));
+  return { address, stop: () => gone().then(() => rmSync(dir, { recursive: true, force: true })) };
 }
 
 /**
