@@ -4,11 +4,20 @@
 // run fails too when the upstream wire files fall below 95% branch coverage.
 // The end-to-end suites need the Debian packages of tools/install-deps.sh.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..');
 const env = { ...process.env, NX_NO_CLOUD: 'true', NX_DAEMON: 'false', NX_TUI: 'false' };
+// The real-node tests (apps/node-patcher/test/node*.e2e.test.ts) boot a Debian root with
+// systemd-nspawn: they need root and the root that tools/install-deps.sh builds. In CI they run
+// whenever that is there; elsewhere they stay opt-in (REGISTRY_PROXY_NODE_E2E=1).
+const nodeRoot = process.env.REGISTRY_PROXY_NODE_ROOT ?? '/var/cache/registry-proxy-node-root';
+if (process.env.CI === 'true' && process.env.REGISTRY_PROXY_NODE_E2E === undefined) {
+  const ready = process.getuid?.() === 0 && existsSync(join(nodeRoot, '.registry-proxy-complete'));
+  env.REGISTRY_PROXY_NODE_E2E = ready ? '1' : '0';
+  console.log(ready ? `real-node tests: on (root ${nodeRoot})` : `real-node tests: SKIPPED (${process.getuid?.() === 0 ? `no node root at ${nodeRoot}: run tools/install-deps.sh` : 'not root'})`);
+}
 const step = (name, cmd, args) => {
   console.log(`\n== ${name}: ${cmd} ${args.join(' ')}`);
   const r = spawnSync(cmd, args, { cwd: root, env, stdio: 'inherit' });

@@ -46,6 +46,32 @@ function drifted(root: string, state: PatchState): string[] {
 }
 
 /** The folders that do not exist yet on the way to each path, shallowest first. */
+/** For the boot guard (a shell script) and for leftoverDirs: the folders to remove, deepest first. */
+const createdDirsFile = (dirs: readonly string[]) =>
+  dirs
+    .slice()
+    .reverse()
+    .map((d) => `${d}\n`)
+    .join('');
+
+/**
+ * What a killed run left in the state folder without a state.json: the folders it recorded as
+ * created (its created-dirs, or that file's complete temporary copy when it died on the rename),
+ * which still exist. The folder itself is emptied; its debris is never a patch to undo.
+ */
+function leftoverDirs(root: string): string[] {
+  const dir = join(root, STATE_DIR);
+  if (!existsSync(dir)) return [];
+  const record = [join(dir, 'created-dirs'), join(dir, 'created-dirs.registry-proxy.tmp')].find((f) => existsSync(f));
+  const dirs = record
+    ? readFileSync(record, 'utf8')
+        .split('\n')
+        .filter((d) => d.startsWith('/') && existsSync(join(root, d)))
+    : [];
+  rmSync(dir, { recursive: true, force: true });
+  return dirs;
+}
+
 function missingDirs(root: string, paths: readonly string[]): string[] {
   const out = new Set<string>();
   for (const p of paths) {
@@ -88,7 +114,12 @@ export function patch(root: string, opts: PatchOptions): PatchResult {
     rebased = { rewritten: drift };
   }
   const changes = planChanges(root, layout, opts);
-  const createdDirs = missingDirs(root, [...changes.map((c) => c.path), `${STATE_DIR}/backup/0`]);
+  // A run killed before it wrote its state changed no node file yet, but left its folder (and
+  // the folders it created for it): take those over as ours, so revert removes them too.
+  const leftover = existing ? [] : leftoverDirs(root);
+  const createdDirs = [...new Set([...leftover, ...missingDirs(root, [...changes.map((c) => c.path), `${STATE_DIR}/backup/0`])])].sort((a, b) => a.split('/').length - b.split('/').length);
+  // The folders this run creates are recorded first of all, before a backup or a node file.
+  writeAtomic(join(root, STATE_DIR, 'created-dirs'), createdDirsFile(createdDirs));
   // Back everything up before the first write, so a failure half-way can be undone.
   mkdirSync(join(root, STATE_DIR, 'backup'), { recursive: true });
   const files = changes.map((c, i) => {
@@ -98,15 +129,6 @@ export function patch(root: string, opts: PatchOptions): PatchResult {
     return { path: c.path, existed: before !== undefined, sha256After: sha256(c.after) };
   });
   const state: PatchState = { version: 1, mode: opts.mode, layout: layout.name, patchedAt: new Date().toISOString(), files, createdDirs, restart: opts.mode !== 'mirror' };
-  // For the boot guard (a shell script): the folders to remove, deepest first.
-  writeAtomic(
-    join(root, STATE_DIR, 'created-dirs'),
-    createdDirs
-      .slice()
-      .reverse()
-      .map((d) => `${d}\n`)
-      .join(''),
-  );
   // The state goes first: a crash between file writes leaves a state that revert can act on.
   writeAtomic(statePath(root), `${JSON.stringify(state, null, 2)}\n`);
   try {
@@ -130,8 +152,10 @@ export function revert(root: string, opts: { force?: boolean } = {}): { reverted
   const drift = opts.force ? [] : drifted(root, state);
   for (let i = state.files.length - 1; i >= 0; i--) {
     const f = state.files[i] as PatchState['files'][number];
-    if (drift.includes(f.path)) continue;
     const target = join(root, f.path);
+    // A run killed on this file's rename left its temporary copy beside it.
+    rmSync(`${target}.registry-proxy.tmp`, { force: true });
+    if (drift.includes(f.path)) continue;
     if (f.existed) {
       const b = backupPath(root, i);
       writeAtomic(target, readFileSync(b), statSync(b).mode & 0o7777);

@@ -265,13 +265,14 @@ function guardScript(socket: string, kubelet: readonly FileChange[], firstIndex:
 [ -S '${socket}' ] && exit 0
 state='${STATE_DIR}'
 restore() {
+  rm -f "$2.registry-proxy.tmp" # a patcher killed on this file's rename left it
   [ -f "$2" ] || return 0
   sum=$(sha256sum < "$2")
   [ "\${sum%% *}" = "$3" ] || return 0
   if [ -f "$state/backup/$1" ]; then cp -p "$state/backup/$1" "$2"; else rm -f "$2"; fi
 }
 ${restores}
-rm -f '${dropIn}' '${self}'
+rm -f '${dropIn}' '${self}' '${dropIn}.registry-proxy.tmp'
 dirs=''
 [ -f "$state/created-dirs" ] && dirs=$(cat "$state/created-dirs")
 rm -rf "$state"

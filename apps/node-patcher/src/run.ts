@@ -13,6 +13,8 @@ export interface RunOptions {
   readonly healthz: string;
   readonly healthTimeoutMs: number;
   readonly healthIntervalMs?: number;
+  /** How long one D-Bus call to systemd may take (default 60 s); then the patch is rolled back. */
+  readonly callTimeoutMs?: number;
   readonly restart: boolean;
   readonly node?: { readonly api: CoreV1Api; readonly name: string };
   readonly log: (msg: string, extra?: Record<string, unknown>) => void;
@@ -34,6 +36,7 @@ const restart = (opts: RunOptions) =>
     healthz: opts.healthz,
     timeoutMs: opts.healthTimeoutMs,
     ...(opts.healthIntervalMs ? { intervalMs: opts.healthIntervalMs } : {}),
+    ...(opts.callTimeoutMs ? { callTimeoutMs: opts.callTimeoutMs } : {}),
     log: opts.log,
   });
 

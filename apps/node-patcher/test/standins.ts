@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -32,7 +32,8 @@ export async function startBus(): Promise<{ address: string; stop(): Promise<voi
     p.stdout?.once('data', () => resolve());
     p.once('exit', (code) => reject(new Error(`dbus-daemon exited ${code}`)));
   });
-  return { address, stop: () => new Promise<void>((r) => (p.exitCode !== null ? r() : (p.once('exit', () => r()), p.kill('SIGTERM')))) };
+  const gone = () => new Promise<void>((r) => (p.exitCode !== null ? r() : (p.once('exit', () => r()), p.kill('SIGTERM'))));
+  return { address, stop: () => gone().then(() => rmSync(dir, { recursive: true, force: true })) };
 }
 
 /**
@@ -40,18 +41,24 @@ export async function startBus(): Promise<{ address: string; stop(): Promise<voi
  * RestartUnit, and the unit's ActiveState, InvocationID, ActiveEnterTimestamp and MainPID as
  * D-Bus properties, as systemd exports them. It records each call; `onRestart` is the "kubelet"
  * restarting and says whether a new process really started (false: the job was taken, but the
- * old kubelet keeps running, as when a restart hangs). The real systemd is in node.e2e.test.ts.
+ * old kubelet keeps running, as when a restart hangs); `onReload` runs before Reload answers
+ * (a promise that never settles: a systemd that never answers). The real systemd is in node.e2e.test.ts.
  */
-export async function startSystemd(address: string, onRestart: (unit: string) => boolean | void): Promise<{ calls: Array<[string, string]>; reloads: () => number; events: string[]; stop(): void }> {
+export async function startSystemd(
+  address: string,
+  onRestart: (unit: string) => boolean | void,
+  onReload?: () => Promise<void>,
+): Promise<{ calls: Array<[string, string]>; reloads: () => number; events: string[]; stop(): void }> {
   const calls: Array<[string, string]> = [];
   const events: string[] = [];
   let reloads = 0;
   const run = { pid: 4242, invocation: Buffer.alloc(16, 1), enteredAt: BigInt(Date.now()) * 1000n };
   const { ACCESS_READ } = dbus.interface;
   class Manager extends dbus.interface.Interface {
-    Reload(): void {
+    async Reload(): Promise<void> {
       reloads++;
       events.push('reload');
+      await onReload?.();
     }
     LoadUnit(name: string): string {
       return `/org/freedesktop/systemd1/unit/${name.replace(/\./g, '_2e')}`;
@@ -89,6 +96,8 @@ export async function startSystemd(address: string, onRestart: (unit: string) =>
   }
   Service.configureMembers({ properties: { MainPID: { signature: 'u', access: ACCESS_READ } } });
   const bus = dbus.sessionBus({ busAddress: address });
+  // A test may stop the bus under it (or answer a call after that): nothing to report then.
+  bus.on('error', () => undefined);
   await bus.requestName('org.freedesktop.systemd1', 0);
   bus.export('/org/freedesktop/systemd1', new Manager('org.freedesktop.systemd1.Manager'));
   bus.export('/org/freedesktop/systemd1/unit/kubelet_2eservice', new Unit('org.freedesktop.systemd1.Unit'));

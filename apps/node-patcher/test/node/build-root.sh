@@ -6,6 +6,11 @@ set -eu
 ROOT="${1:-${REGISTRY_PROXY_NODE_ROOT:-/var/cache/registry-proxy-node-root}}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 [ -x "$ROOT/lib/systemd/systemd" ] && [ -f "$ROOT/.registry-proxy-complete" ] && exit 0
+# One builder at a time (Jest runs test files in parallel workers): the others wait, then find it built.
+mkdir -p "$(dirname "$ROOT")"
+exec 9>"$ROOT.lock"
+flock 9
+[ -x "$ROOT/lib/systemd/systemd" ] && [ -f "$ROOT/.registry-proxy-complete" ] && exit 0
 tmp="$ROOT.building.$$"
 rm -rf "$tmp"
 debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$tmp" "$MIRROR" >&2

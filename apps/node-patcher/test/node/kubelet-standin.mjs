@@ -10,9 +10,14 @@
 // - with `--image-credential-provider-config`, each provider's executable must exist in
 //   `--image-credential-provider-bin-dir` (kubelet refuses to start otherwise), and it is run
 //   once with a CredentialProviderRequest on stdin, whose answer must be a CredentialProviderResponse;
+// - the images of "its pods" (one a line in /etc/kubelet-standin/pod-images, the stand-in for pod
+//   specs from the API server): for each, the providers whose matchImages match the image's
+//   registry are run with a CredentialProviderRequest for that image, and the image is pulled
+//   (manifest, config and layers, over HTTP from a loopback registry) with the credentials of the
+//   longest matching `auth` key, as kubelet hands them to the runtime;
 // - then it serves /healthz on 127.0.0.1:healthzPort and reports what it uses on /standin.
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -105,7 +110,56 @@ if (flags['image-credential-provider-config']) {
   }
 }
 
-const report = { pid: process.pid, imageServiceEndpoint: imageEndpoint, providers, flags };
+/** kubelet's matchImages: the registry host (and port) matched label by label, `*` for one label. */
+const hostMatches = (pattern, host) => {
+  const [p, pPort] = pattern.split('/')[0].split(':');
+  const [h, hPort] = host.split(':');
+  const pl = p.split('.');
+  const hl = h.split('.');
+  return pPort === hPort && pl.length === hl.length && pl.every((l, i) => l === '*' || l === hl[i]);
+};
+
+const providerConfig = flags['image-credential-provider-config'] ? readConfig(flags['image-credential-provider-config']) : { providers: [] };
+const runProvider = (p, image) => {
+  const req = JSON.stringify({ kind: 'CredentialProviderRequest', apiVersion: p.apiVersion, image });
+  try {
+    return JSON.parse(execFileSync(join(flags['image-credential-provider-bin-dir'], p.name), p.args ?? [], { input: req, timeout: 10_000 }).toString());
+  } catch (err) {
+    return { error: String(err.message).split('\n')[0] };
+  }
+};
+
+/** Pulls one image as the runtime would with the credentials kubelet passes it: manifest, then every blob. */
+async function pull(image) {
+  const m = /^([^/]+)\/(.+):([^:/]+)$/.exec(image);
+  if (!m) return { image, error: 'not HOST/REPO:TAG' };
+  const [, host, repo, tag] = m;
+  let by = '';
+  let auth;
+  for (const p of providerConfig.providers ?? []) {
+    if (!(p.matchImages ?? []).some((pattern) => hostMatches(pattern, host))) continue;
+    const res = runProvider(p, image);
+    const keys = Object.keys(res.auth ?? {}).filter((k) => hostMatches(k, host));
+    if (keys.length === 0) continue;
+    by = p.name;
+    auth = res.auth[keys.sort((a, b) => b.length - a.length)[0]];
+  }
+  const headers = auth ? { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` } : {};
+  const accept = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
+  const manifest = await fetch(`http://${host}/v2/${repo}/manifests/${tag}`, { headers: { ...headers, accept }, signal: AbortSignal.timeout(10_000) });
+  if (manifest.status !== 200) return { image, by, manifest: manifest.status };
+  const body = await manifest.json();
+  const blobs = [];
+  for (const d of [body.config, ...(body.layers ?? [])]) blobs.push((await fetch(`http://${host}/v2/${repo}/blobs/${d.digest}`, { headers, signal: AbortSignal.timeout(10_000) })).status);
+  return { image, by, manifest: 200, blobs };
+}
+
+const pulls = [];
+for (const image of existsSync('/etc/kubelet-standin/pod-images') ? readFileSync('/etc/kubelet-standin/pod-images', 'utf8').split('\n').filter(Boolean) : []) {
+  pulls.push(await pull(image).catch((err) => ({ image, error: err.message })));
+}
+
+const report = { pid: process.pid, imageServiceEndpoint: imageEndpoint, providers, pulls, flags };
 createServer((req, res) => {
   if (req.url === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
   if (req.url === '/standin') return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(report));

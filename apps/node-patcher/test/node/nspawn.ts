@@ -4,20 +4,24 @@
  * cached outside the repository; each test works on its own copy, which stays on disk between
  * boots, so a "reboot" is a poweroff and a boot of the same tree.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { waitFor } from '@registry-proxy/testing';
+import { bounded, run, waitUntil } from './bounded.js';
 
-const exec = promisify(execFile);
 export const CACHED_ROOT = process.env['REGISTRY_PROXY_NODE_ROOT'] ?? '/var/cache/registry-proxy-node-root';
 
-/** Builds the cached root when it is not there yet (needs root, debootstrap and Debian's mirror). */
+/** Whether the cached root is built (build-root.sh marks it complete last). */
+export const rootBuilt = () => existsSync(join(CACHED_ROOT, '.registry-proxy-complete'));
+
+/** Builds the cached root when it is not there yet (needs root, debootstrap and Debian's mirror; about 4-7 min). */
 export async function ensureRoot(): Promise<string> {
-  if (!existsSync(join(CACHED_ROOT, '.registry-proxy-complete'))) await exec('sh', [join(__dirname, 'build-root.sh'), CACHED_ROOT], { timeout: 15 * 60_000 });
+  if (!rootBuilt()) {
+    const r = await run('sh', [join(__dirname, 'build-root.sh'), CACHED_ROOT], 15 * 60_000, `building the node root ${CACHED_ROOT} (debootstrap)`);
+    if (r.code !== 0) throw new Error(`build-root.sh failed (exit ${r.code}): ${r.stderr.slice(-2000)}`);
+  }
   return CACHED_ROOT;
 }
 
@@ -25,7 +29,8 @@ export async function ensureRoot(): Promise<string> {
 export async function copyRoot(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'rp-node-'));
   const root = join(dir, 'root');
-  await exec('cp', ['-a', CACHED_ROOT, root], { timeout: 120_000 });
+  const r = await run('cp', ['-a', CACHED_ROOT, root], 180_000, `copying the node root to ${root}`);
+  if (r.code !== 0) throw new Error(`cp -a ${CACHED_ROOT} failed: ${r.stderr}`);
   return root;
 }
 
@@ -54,17 +59,18 @@ export class Node {
     this.exited = new Promise((r) => p.once('exit', () => r()));
     // nspawn forks twice: its first child lives only a moment, so the leader is the child whose
     // command is systemd (taking the first child raced with it, and every later call failed).
-    await waitFor(
+    await waitUntil(
       'the container to start systemd',
       async () => {
+        if (p.exitCode !== null || p.signalCode !== null) throw new Error(`systemd-nspawn exited (${p.exitCode ?? p.signalCode}): ${this.log.slice(-2000)}`);
         this.leader = await this.findLeader(p.pid as number);
         return this.leader > 0;
       },
-      20_000,
+      30_000,
     );
     let state = '';
     try {
-      await waitFor(
+      await waitUntil(
         'systemd to finish booting',
         async () => {
           const r = await this.systemctl('is-system-running').catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
@@ -80,7 +86,7 @@ export class Node {
   }
 
   private async findLeader(nspawnPid: number): Promise<number> {
-    const { stdout } = await exec('pgrep', ['-P', String(nspawnPid)]).catch(() => ({ stdout: '' }));
+    const { stdout } = await run('pgrep', ['-P', String(nspawnPid)], 10_000, 'pgrep');
     for (const pid of stdout.trim().split('\n').filter(Boolean)) {
       const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
       if (comm.trim() === 'systemd') return Number(pid);
@@ -88,27 +94,38 @@ export class Node {
     return 0;
   }
 
-  /** systemctl inside the container (its own systemd, over its own bus). */
+  /**
+   * systemctl inside the container (its own systemd, over its own bus). Rejects on a non-zero exit
+   * (as execFile did: `is-active` of an inactive unit), with the output on the error.
+   */
   async systemctl(...args: string[]): Promise<{ stdout: string }> {
-    return exec('nsenter', ['-t', String(this.leader), '-a', 'systemctl', ...args], { timeout: 30_000 });
+    const r = await this.inside(['systemctl', '--no-ask-password', ...args], 30_000);
+    if (r.code !== 0) throw Object.assign(new Error(`systemctl ${args.join(' ')}: exit ${r.code}: ${r.stderr.trim()}`), { stdout: r.stdout });
+    return r;
   }
 
   async journal(unit: string): Promise<string> {
-    const r = await exec('nsenter', ['-t', String(this.leader), '-a', 'journalctl', '-b', '-u', unit, '--no-pager', '-o', 'cat'], { timeout: 30_000 }).catch((e: { stdout?: string }) => ({
-      stdout: e.stdout ?? '',
-    }));
-    return r.stdout;
+    return (await this.inside(['journalctl', '-b', '-u', unit, '--no-pager', '-o', 'cat'], 30_000)).stdout;
+  }
+
+  /** A command in the container's namespaces; fails after `ms` naming it, the command killed with its children. */
+  inside(cmd: string[], ms: number): Promise<{ code: number; stdout: string; stderr: string }> {
+    if (this.leader <= 0) return Promise.reject(new Error(`the node is not running (${cmd.join(' ')})`));
+    return run('nsenter', ['-t', String(this.leader), '-a', ...cmd], ms, `\`${cmd.join(' ')}\` in the node`);
   }
 
   /** A clean poweroff (SIGRTMIN+4 to systemd, as machinectl poweroff sends); waits for nspawn to exit. */
   async stop(): Promise<void> {
     if (!this.nspawn || this.nspawn.exitCode !== null) return;
     const leader = await this.findLeader(this.nspawn.pid as number);
-    if (leader > 0) await exec('kill', ['-s', 'SIGRTMIN+4', String(leader)]).catch(() => undefined);
-    const done = await Promise.race([this.exited?.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 30_000))]);
+    if (leader > 0) await run('kill', ['-s', 'SIGRTMIN+4', String(leader)], 10_000, 'kill');
+    const done = await bounded(this.exited ?? Promise.resolve(), 60_000, 'the node to power off').then(
+      () => true,
+      () => false,
+    );
     if (!done) {
       this.nspawn.kill('SIGKILL');
-      await this.exited;
+      await bounded(this.exited ?? Promise.resolve(), 30_000, 'systemd-nspawn to exit after SIGKILL');
     }
     this.leader = 0;
   }
