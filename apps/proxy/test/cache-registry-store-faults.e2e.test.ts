@@ -33,8 +33,9 @@ const onRejection = (err: unknown) => rejections.push(err);
 
 /** What the fault injector does to the next requests. */
 const fault: { mode: 'pass' | '503' | 'garbage'; killAfterPutBytes?: { digest: string; bytes: number }; killed: boolean } = { mode: 'pass', killed: false };
-/** Bytes of object GETs the store answered, by digest. */
+/** Bytes of object GETs the store answered, and how many GETs, by digest. */
 const readBytes = new Map<string, number>();
+const readGets = new Map<string, number>();
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const storeAuth = `Basic ${Buffer.from('store:store-pw').toString('base64')}`;
@@ -59,6 +60,7 @@ function startFront(target: string): Promise<string> {
       }
       res.writeHead(ur.statusCode ?? 502, ur.headers);
       const d = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(req.url ?? '')?.[1];
+      if (d && req.method === 'GET') readGets.set(d, (readGets.get(d) ?? 0) + 1);
       if (d && req.method === 'GET') ur.on('data', (c: Buffer) => readBytes.set(d, (readBytes.get(d) ?? 0) + c.length));
       ur.pipe(res);
     });
@@ -220,6 +222,8 @@ describe('registry store faults (real docker-registry as the store, killed and l
     expect(got.every((g) => g.status === 200 && g.digest === blob.digest)).toBe(true);
     // 20 sends and one hash; every request hashing for itself would read it 40 times.
     expect(readBytes.get(blob.digest)).toBe(21 * blob.data.length);
+    // And each of those reads is one GET of the object (src/cache/registry-reader.ts): one per 1 MiB read would be 42.
+    expect(readGets.get(blob.digest)).toBe(21);
   });
 
   it('no unhandled rejection in any of it', () => {

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { UpstreamClient, UpstreamResponse } from '@registry-proxy/registry-core';
+import { StoreReader } from './registry-reader.js';
 import { RegistryRecords } from './registry-records.js';
-import type { CacheStore, LinkKind, ObjectHandle, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
+import type { CacheStore, LinkKind, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 /** Links this process has read or written, kept so that each is asked of the store once; beyond this many the oldest are forgotten (and read again). */
@@ -33,7 +34,7 @@ function remember<V>(m: Map<string, V>, k: string, v: V): void {
  * Another OCI registry as the cache store: every object (blob or manifest) is a blob of one
  * repository there, pushed by digest, so the store registry checks the digest once more on
  * upload and an upload never becomes visible before its final PUT (a failed one is cancelled
- * with DELETE). Objects are read with ranged GETs; presence is a HEAD. This is how the cache
+ * with DELETE). Objects are read with ranged GETs (./registry-reader.ts); presence is a HEAD. This is how the cache
  * reaches object storage: point it at a distribution instance on S3, GCS or Azure.
  *
  * Repository links (which repositories the upstream has shown a digest in) and tag records
@@ -83,32 +84,7 @@ export class RegistryStore implements CacheStore {
     if (r.statusCode !== 200) throw new Error(`store registry answered ${r.statusCode} to a blob HEAD`);
     const size = Number(r.headers['content-length']);
     if (!Number.isSafeInteger(size) || size < 0) throw new Error('store registry sent no Content-Length for a blob');
-    const handle: ObjectHandle = {
-      read: async (buffer, position) => {
-        if (position >= size || buffer.length === 0) return 0;
-        const last = Math.min(size, position + buffer.length) - 1;
-        const g = await this.req('GET', path, { headers: { range: `bytes=${position}-${last}` } });
-        if (g.statusCode !== 206 && g.statusCode !== 200) {
-          await g.body.dump();
-          throw new Error(`store registry answered ${g.statusCode} to a blob GET`);
-        }
-        // A registry that ignores Range sends it all (200): skip to the position.
-        let skip = g.statusCode === 200 ? position : 0;
-        let n = 0;
-        for await (const chunk of g.body as AsyncIterable<Buffer>) {
-          const from = Math.min(skip, chunk.length);
-          skip -= from;
-          const take = Math.min(chunk.length - from, buffer.length - n);
-          chunk.copy(buffer, n, from, from + take);
-          n += take;
-          g.body.release(chunk);
-          if (n === buffer.length) break;
-        }
-        g.body.destroy();
-        return n;
-      },
-      close: async () => undefined,
-    };
+    const handle = new StoreReader(size, (range) => this.req('GET', path, { headers: { range } }));
     return { size, stamp: `${digest}:${size}`, handle };
   }
 
