@@ -32,7 +32,7 @@ const rejections: unknown[] = [];
 const onRejection = (err: unknown) => rejections.push(err);
 
 /** What the fault injector does to the next requests. */
-const fault: { mode: 'pass' | '503' | 'garbage'; killAfterPutBytes?: { digest: string; bytes: number }; killed: boolean } = { mode: 'pass', killed: false };
+const fault: { mode: 'pass' | '503' | 'garbage'; killAfterPutBytes?: { digest: string; bytes: number } | undefined; killed: boolean } = { mode: 'pass', killed: false };
 /** Bytes of object GETs the store answered, and how many GETs, by digest. */
 const readBytes = new Map<string, number>();
 const readGets = new Map<string, number>();
