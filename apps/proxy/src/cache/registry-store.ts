@@ -9,6 +9,8 @@ import { RegistryRecords } from './registry-records.js';
 import type { CacheStore, LinkKind, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
+/** A media type, parameters allowed, no control characters (it is sent back as a Content-Type). */
+const MEDIA_TYPE = /^[\w.+-]+\/[\w.+-]+(?:\s*;[^\x00-\x1f\x7f]*)?$/;
 /** Links this process has read or written, kept so that each is asked of the store once; beyond this many the oldest are forgotten (and read again). */
 const MAX_KNOWN_LINKS = 100_000;
 
@@ -174,7 +176,9 @@ export class RegistryStore implements CacheStore {
     const mem = this.links.get(key.join('\u0000'));
     if (mem !== undefined) return mem;
     const found = await this.records.get(key);
-    if (found !== undefined) remember(this.links, key.join('\u0000'), found);
+    // A manifest link's value becomes a Content-Type: anything but a media type is not ours.
+    if (found === undefined || (kind === 'manifest' ? !MEDIA_TYPE.test(found) : found !== '')) return undefined;
+    remember(this.links, key.join('\u0000'), found);
     return found;
   }
 
