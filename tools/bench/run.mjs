@@ -554,7 +554,8 @@ http {
             const c = spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{size_download}', ...t3, `${px3}/v2/bench/herd/blobs/${herdDigest}`]);
             let out = '';
             c.stdout.on('data', (d) => (out += d));
-            c.once('exit', () => resolve(Number(out)));
+            // 'close', not 'exit': 'exit' can come before stdout's last bytes (curl's size), which read as 0.
+            c.once('close', () => resolve(Number(out)));
           }),
       ),
     );

@@ -5,12 +5,12 @@
  * bad bytes, clients and upstreams that go away, and the store on disk afterwards.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
-import { freePort } from '@registry-proxy/testing';
+import { freePort, waitFor } from '@registry-proxy/testing';
 import { getGlobalDispatcher } from 'undici';
 import { digestOf, startBlobUpstream, type BlobUpstream } from './support/blob-upstream.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
@@ -80,6 +80,17 @@ function get(path: string, bearer: string, headers: Record<string, string> = {},
 
 const objectFile = (d: string) => join(store, 'blobs', 'sha256', d.slice(7, 9), d.slice(7));
 const tmpFiles = () => readdirSync(join(store, 'tmp'));
+/** Files of the store this process (the proxy runs in it) has open. */
+const openStoreFiles = () =>
+  readdirSync('/proc/self/fd')
+    .map((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    })
+    .filter((p) => p.startsWith(store));
 async function metric(name: string, labels: Record<string, string>): Promise<number> {
   const text = await proxy.metrics.registry.metrics();
   const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
@@ -200,6 +211,37 @@ describe('blobs through the cache', () => {
     expect([s.status, s.complete, s.body.equals(data)]).toEqual([200, true, true]);
     expect(existsSync(objectFile(d))).toBe(true);
     expect(up.count('GET', 'a/leave', d)).toBe(1);
+  });
+
+  it('(regression) clients leaving at every point of fills and hits leave no file of the store open', async () => {
+    // A client that left while a store read was in flight left its request waiting for ever
+    // (src/cache/serve.test.ts), with the object's file open until garbage collection closed it.
+    const t = await token('alice', 'a/leavers');
+    const hit = up.add(randomBytes(8 << 20), ['a/leavers']);
+    expect((await get(`/v2/a/leavers/blobs/${hit}`, t)).status).toBe(200);
+    for (let round = 0; round < 6; round++) {
+      const cold = up.add(randomBytes(8 << 20), ['a/leavers']);
+      await Promise.all(
+        Array.from(
+          { length: 20 },
+          (_, i) =>
+            new Promise<void>((resolve) => {
+              const req = request(`${proxy.url}/v2/a/leavers/blobs/${i % 2 ? hit : cold}`, { headers: { authorization: `Bearer ${t}` }, agent: false }, (res) => {
+                let n = 0;
+                res.on('data', (c: Buffer) => {
+                  n += c.length;
+                  if (n > (i + 1) * 150_000) req.destroy();
+                });
+                res.on('close', () => resolve());
+              });
+              req.on('error', () => resolve());
+              req.end();
+            }),
+        ),
+      );
+    }
+    await waitFor('no store file open', async () => openStoreFiles().length === 0, 5000).catch(() => undefined);
+    expect(openStoreFiles()).toEqual([]);
   });
 
   it('an upstream that breaks off mid-body leaves nothing behind, and the next pull fills cleanly', async () => {

@@ -7,8 +7,8 @@
  * not a fetch); it also slows blob bodies down (64 KiB per 15 ms), so that
  * two pulls started together really overlap.
  *
- * Not covered here: the `registry` store (an OCI registry as the shared store) does not exist
- * yet; see docs/configuration.md.
+ * The same with the `registry` store (a docker-registry as the shared store) is
+ * cache-replicas-registry.e2e.test.ts.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';

@@ -10,6 +10,12 @@ export interface TestRegistry {
   readonly host: string;
   readonly dir: string;
   stop(): Promise<void>;
+  /** The docker-registry process id (while it runs). */
+  readonly pid?: number | undefined;
+  /** SIGKILL, no goodbye (a crash mid-request); waits for the process to go. */
+  kill?(): Promise<void>;
+  /** Starts it again after stop/kill: same port, same storage. */
+  start?(): Promise<void>;
 }
 
 export async function startRegistry(users: Record<string, string>): Promise<TestRegistry> {
@@ -21,13 +27,33 @@ export async function startRegistry(users: Record<string, string>): Promise<Test
       .map(([u, p]) => execFileSync('htpasswd', ['-nbB', u, p]).toString().trim())
       .join('\n') + '\n',
   );
-  const r = await serve(dir, `{htpasswd: {realm: test-registry, path: ${htpasswd}}}`, 401);
-  return { url: r.url, host: r.host, dir, stop: () => r.daemon.stop() };
+  const auth = `{htpasswd: {realm: test-registry, path: ${htpasswd}}}`;
+  let r = await serve(dir, auth, 401);
+  const port = Number(new URL(r.url).port);
+  return {
+    url: r.url,
+    host: r.host,
+    dir,
+    get pid() {
+      return r.daemon.child.exitCode === null && r.daemon.child.signalCode === null ? r.daemon.child.pid : undefined;
+    },
+    stop: () => r.daemon.stop(),
+    async kill() {
+      const c = r.daemon.child;
+      if (c.exitCode !== null || c.signalCode !== null) return;
+      const gone = new Promise((res) => c.once('exit', res));
+      c.kill('SIGKILL');
+      await gone;
+    },
+    async start() {
+      r = await serve(dir, auth, 401, port);
+    },
+  };
 }
 
 /** Starts docker-registry on a free loopback port with the given `auth:` section; waits until /v2/ answers `ready`. */
-async function serve(dir: string, auth: string, ready: number): Promise<{ url: string; host: string; daemon: Daemon }> {
-  const port = await freePort();
+async function serve(dir: string, auth: string, ready: number, onPort?: number): Promise<{ url: string; host: string; daemon: Daemon }> {
+  const port = onPort ?? (await freePort());
   writeFileSync(
     join(dir, 'config.yml'),
     `version: 0.1

@@ -17,6 +17,8 @@ export class CacheCore {
   readonly fills = new Map<string, Promise<Fill | undefined>>();
   /** digest -> stamp of the stored object this process has hashed (or filled) and found right. */
   readonly verified = new Map<string, string>();
+  /** Hashes under way, by digest and stamp: requests for an object being checked wait for that check rather than read it all again. */
+  readonly verifying = new Map<string, Promise<boolean>>();
   bypassUntil = 0;
   metrics: Metrics | undefined;
 
@@ -153,8 +155,18 @@ export abstract class CacheBase {
     }
   }
 
-  /** Hashes a whole stored object; a corrupt one is removed (and false returned, so the request is relayed). */
-  protected async verifyWhole(r: CacheRequest, obj: StoredObject, digest: string): Promise<boolean> {
+  /** Hashes a whole stored object (once, however many requests want it at the same time); a corrupt one is removed (and false returned, so the request is relayed). */
+  protected verifyWhole(r: CacheRequest, obj: StoredObject, digest: string): Promise<boolean> {
+    const key = `${digest}\u0000${obj.stamp}`;
+    let check = this.core.verifying.get(key);
+    if (!check) {
+      check = this.hashWhole(r, obj, digest).finally(() => this.core.verifying.delete(key));
+      this.core.verifying.set(key, check);
+    }
+    return check;
+  }
+
+  private async hashWhole(r: CacheRequest, obj: StoredObject, digest: string): Promise<boolean> {
     const hash = createHash('sha256');
     const buf = Buffer.allocUnsafe(1 << 20);
     for (let pos = 0; pos < obj.size;) {

@@ -2,12 +2,17 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import type { UpstreamClient, UpstreamResponse } from '@registry-proxy/registry-core';
-import type { CacheStore, LinkKind, ObjectHandle, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
+import { StoreReader } from './registry-reader.js';
+import { RegistryRecords } from './registry-records.js';
+import type { CacheStore, LinkKind, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
-/** Links and tags kept per process; beyond this many the oldest are forgotten (a forgotten link costs one upstream HEAD). */
-const MAX_RECORDS = 100_000;
+/** A media type, parameters allowed, no control characters (it is sent back as a Content-Type). */
+const MEDIA_TYPE = /^[\w.+-]+\/[\w.+-]+(?:\s*;[^\x00-\x1f\x7f]*)?$/;
+/** Links this process has read or written, kept so that each is asked of the store once; beyond this many the oldest are forgotten (and read again). */
+const MAX_KNOWN_LINKS = 100_000;
 
 export interface RegistryStoreOptions {
   /** A client for the store registry, with the store's credentials (the upstream credential providers). */
@@ -24,20 +29,22 @@ export interface RegistryStoreOptions {
 function remember<V>(m: Map<string, V>, k: string, v: V): void {
   m.delete(k);
   m.set(k, v);
-  if (m.size > MAX_RECORDS) m.delete(m.keys().next().value as string);
+  if (m.size > MAX_KNOWN_LINKS) m.delete(m.keys().next().value as string);
 }
 
 /**
  * Another OCI registry as the cache store: every object (blob or manifest) is a blob of one
  * repository there, pushed by digest, so the store registry checks the digest once more on
  * upload and an upload never becomes visible before its final PUT (a failed one is cancelled
- * with DELETE). Objects are read with ranged GETs; presence is a HEAD. This is how the cache
+ * with DELETE). Objects are read with ranged GETs (./registry-reader.ts); presence is a HEAD. This is how the cache
  * reaches object storage: point it at a distribution instance on S3, GCS or Azure.
  *
- * What stays per process: the repository links (which repositories the upstream has shown a
- * digest in) and tag records. A replica that has not seen a link asks the upstream with a HEAD
- * before serving, so the repository -> blob check holds on every replica; stale tags
- * (staleIfError) are served only by a replica that has resolved them.
+ * Repository links (which repositories the upstream has shown a digest in) and tag records
+ * are kept in the store registry too, as small tagged manifests (./registry-records.ts): every
+ * replica sharing the store, and a restarted one, serves a digest through a repository another
+ * replica has seen it in without asking the upstream, and serves stale tags (staleIfError) that
+ * another replica resolved. Links found are remembered in memory (a link never stops being
+ * true); tags are read from the store each time (another replica may have moved them).
  *
  * No quota: `maxBytes` is not enforced here, and `list()` is empty (the registry API cannot
  * list a repository's blobs). Size is the store registry operator's business: see
@@ -48,10 +55,11 @@ export class RegistryStore implements CacheStore {
   readonly description: string;
   readonly bytes = 0;
   private readonly links = new Map<string, string>();
-  private readonly tags = new Map<string, TagRecord>();
+  private readonly records: RegistryRecords;
 
   constructor(private readonly opts: RegistryStoreOptions) {
     this.description = `registry:${opts.client.origin}/${opts.repository}`;
+    this.records = new RegistryRecords({ request: (m, p, e) => this.req(m, p, e), upload: (d, body) => this.upload(d, () => body, body.length) }, opts.repository);
   }
 
   private blobPath(digest: string): string {
@@ -59,13 +67,13 @@ export class RegistryStore implements CacheStore {
     return `/v2/${this.opts.repository}/blobs/${digest}`;
   }
 
-  private req(method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE', path: string, extra: { headers?: Record<string, string>; body?: NodeJS.ReadableStream } = {}): Promise<UpstreamResponse> {
+  private req(method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE', path: string, extra: { headers?: Record<string, string>; body?: Buffer | Readable } = {}): Promise<UpstreamResponse> {
     const push = method !== 'GET' && method !== 'HEAD';
     return this.opts.client.request({
       method,
       path,
       ...(extra.headers ? { headers: extra.headers } : {}),
-      ...(extra.body ? { body: extra.body as never } : {}),
+      ...(extra.body ? { body: extra.body } : {}),
       scope: `repository:${this.opts.repository}:${push ? 'pull,push' : 'pull'}`,
     });
   }
@@ -78,32 +86,7 @@ export class RegistryStore implements CacheStore {
     if (r.statusCode !== 200) throw new Error(`store registry answered ${r.statusCode} to a blob HEAD`);
     const size = Number(r.headers['content-length']);
     if (!Number.isSafeInteger(size) || size < 0) throw new Error('store registry sent no Content-Length for a blob');
-    const handle: ObjectHandle = {
-      read: async (buffer, position) => {
-        if (position >= size || buffer.length === 0) return 0;
-        const last = Math.min(size, position + buffer.length) - 1;
-        const g = await this.req('GET', path, { headers: { range: `bytes=${position}-${last}` } });
-        if (g.statusCode !== 206 && g.statusCode !== 200) {
-          await g.body.dump();
-          throw new Error(`store registry answered ${g.statusCode} to a blob GET`);
-        }
-        // A registry that ignores Range sends it all (200): skip to the position.
-        let skip = g.statusCode === 200 ? position : 0;
-        let n = 0;
-        for await (const chunk of g.body as AsyncIterable<Buffer>) {
-          const from = Math.min(skip, chunk.length);
-          skip -= from;
-          const take = Math.min(chunk.length - from, buffer.length - n);
-          chunk.copy(buffer, n, from, from + take);
-          n += take;
-          g.body.release(chunk);
-          if (n === buffer.length) break;
-        }
-        g.body.destroy();
-        return n;
-      },
-      close: async () => undefined,
-    };
+    const handle = new StoreReader(size, (range) => this.req('GET', path, { headers: { range } }));
     return { size, stamp: `${digest}:${size}`, handle };
   }
 
@@ -132,7 +115,7 @@ export class RegistryStore implements CacheStore {
         await close();
         const size = (await stat(tmp)).size;
         try {
-          await this.upload(digest, tmp, size);
+          await this.upload(digest, () => createReadStream(tmp), size);
         } catch (err) {
           // The clients of this fill have every byte (from the spool): a store that cannot take
           // the object costs the next request a miss, never this one its pull.
@@ -151,7 +134,7 @@ export class RegistryStore implements CacheStore {
   }
 
   /** A monolithic upload (POST, then PUT ?digest= with the whole body); a failure cancels the session. */
-  private async upload(digest: string, file: string, size: number): Promise<void> {
+  private async upload(digest: string, body: () => Buffer | Readable, size: number): Promise<void> {
     const start = await this.req('POST', `/v2/${this.opts.repository}/blobs/uploads/`, { headers: { 'content-length': '0' } });
     await start.body.dump();
     const location = start.headers['location'];
@@ -161,7 +144,7 @@ export class RegistryStore implements CacheStore {
     at.searchParams.set('digest', digest);
     const path = `${at.pathname}${at.search}`;
     try {
-      const put = await this.req('PUT', path, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body: createReadStream(file) });
+      const put = await this.req('PUT', path, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body: body() });
       await put.body.dump();
       if (put.statusCode !== 201) throw new Error(`store registry answered ${put.statusCode} to the upload`);
     } catch (err) {
@@ -189,19 +172,36 @@ export class RegistryStore implements CacheStore {
   }
 
   async link(upstream: string, repository: string, kind: LinkKind, digest: string): Promise<string | undefined> {
-    return this.links.get(`${upstream}\u0000${repository}\u0000${kind}\u0000${digest}`);
+    const key = ['link', upstream, repository, kind, digest];
+    const mem = this.links.get(key.join('\u0000'));
+    if (mem !== undefined) return mem;
+    const found = await this.records.get(key);
+    // A manifest link's value becomes a Content-Type: anything but a media type is not ours.
+    if (found === undefined || (kind === 'manifest' ? !MEDIA_TYPE.test(found) : found !== '')) return undefined;
+    remember(this.links, key.join('\u0000'), found);
+    return found;
   }
 
   async addLink(upstream: string, repository: string, kind: LinkKind, digest: string, mediaType = ''): Promise<void> {
-    remember(this.links, `${upstream}\u0000${repository}\u0000${kind}\u0000${digest}`, mediaType);
+    const key = ['link', upstream, repository, kind, digest];
+    if (this.links.get(key.join('\u0000')) === mediaType) return;
+    await this.records.put(key, mediaType);
+    remember(this.links, key.join('\u0000'), mediaType);
   }
 
   async tag(upstream: string, repository: string, tag: string, variant: string): Promise<TagRecord | undefined> {
-    return this.tags.get(`${upstream}\u0000${repository}\u0000${tag}\u0000${variant}`);
+    const text = await this.records.get(['tag', upstream, repository, tag, variant]);
+    if (text === undefined) return undefined;
+    try {
+      const r = JSON.parse(text) as TagRecord;
+      return DIGEST.test(r.digest) && typeof r.validatedAt === 'number' && typeof r.mediaType === 'string' ? r : undefined;
+    } catch {
+      return undefined; // a damaged record is a miss
+    }
   }
 
   async putTag(upstream: string, repository: string, tag: string, variant: string, record: TagRecord): Promise<void> {
-    remember(this.tags, `${upstream}\u0000${repository}\u0000${tag}\u0000${variant}`, record);
+    await this.records.put(['tag', upstream, repository, tag, variant], JSON.stringify(record));
   }
 
   async *list(): AsyncIterable<ObjectInfo> {

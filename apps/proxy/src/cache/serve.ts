@@ -53,7 +53,11 @@ const giveBuffer = (b: Buffer): void => {
   if (spare.length < MAX_SPARE) spare.push(b);
 };
 
+/** Resolves true once the socket has taken what waits for it, false when the client has gone (at once if it already has). */
 export function drained(res: ServerResponse): Promise<boolean> {
+  // 'close' is emitted once: a client that left during an await before this call would
+  // otherwise leave the caller waiting for ever, and its file handle open.
+  if (res.destroyed) return Promise.resolve(false);
   return new Promise((resolve) => {
     const done = (ok: boolean) => {
       res.off('drain', onDrain);
