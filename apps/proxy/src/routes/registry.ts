@@ -18,6 +18,7 @@ import { Router, type Target } from '../routing.js';
 import { sendContinue } from '../expect.js';
 import { clientGone, sendError, sendJson } from '../respond.js';
 import { authorize } from '../authorize.js';
+import { readBody } from '../read-body.js';
 import { externalBase } from '../external-base.js';
 import { serveCatalog } from './catalog.js';
 import { MAX_MANIFEST_BYTES, relay, type Plan, type RepoEndpoint } from './relay.js';
@@ -75,46 +76,6 @@ export function upstreamFailure(err: unknown): RegistryError | undefined {
   return undefined;
 }
 
-/**
- * Reads a manifest body whole. Past the limit it stops reading and refuses with 413; the
- * unread rest is the error writer's to drop (see ../respond.ts). Listeners rather than
- * `for await`: leaving that loop would destroy the request, and with it the socket that the
- * 413 still has to travel on.
- */
-function readManifest(req: IncomingMessage): Promise<Buffer> {
-  const tooLarge = () => new RegistryError('BODY_TOO_LARGE', { message: 'manifest larger than 4 MiB' });
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) return Promise.reject(tooLarge());
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const stop = (err?: Error) => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', stop);
-      req.off('close', onClose);
-      if (err) {
-        req.pause();
-        reject(err);
-      }
-    };
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_MANIFEST_BYTES) stop(tooLarge());
-      else chunks.push(c);
-    };
-    const onEnd = () => {
-      stop();
-      resolve(Buffer.concat(chunks, size));
-    };
-    const onClose = () => stop(new Error('client went away'));
-    req.on('data', onData);
-    req.once('end', onEnd);
-    req.once('error', stop);
-    req.once('close', onClose);
-  });
-}
-
 function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
@@ -126,7 +87,7 @@ async function plan(runtime: Runtime, call: Call, ep: RepoEndpoint, action: Acti
   const scope = `repository:${up}:${action === 'push' ? 'pull,push' : action}`;
   if (ep.kind === 'manifest') {
     const path = `/v2/${up}/manifests/${ep.reference}`;
-    return method === 'PUT' ? { method, path, scope, body: await readManifest(req) } : { method, path, scope };
+    return method === 'PUT' ? { method, path, scope, body: await readBody(req, MAX_MANIFEST_BYTES, 'manifest larger than 4 MiB') } : { method, path, scope };
   }
   if (ep.kind === 'blob') return { method, path: `/v2/${up}/blobs/${ep.digest}`, scope };
   if (ep.kind === 'tags') {

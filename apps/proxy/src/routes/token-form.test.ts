@@ -65,6 +65,10 @@ describe('the token form', () => {
   it('a charset it cannot read, or a compressed form: 415 MEDIA_UNSUPPORTED', async () => {
     const a = await post(FORM, { 'content-type': 'application/x-www-form-urlencoded; charset=utf-16le' });
     expect([a.status, await code(a)]).toEqual([415, 'UNSUPPORTED']);
+    for (const charset of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      const r = await post(FORM, { 'content-type': `application/x-www-form-urlencoded; charset=${charset}` });
+      expect([charset, r.status, await code(r)]).toEqual([charset, 415, 'UNSUPPORTED']);
+    }
     const b = await post(FORM, { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': 'gzip' });
     expect([b.status, await code(b)]).toEqual([415, 'UNSUPPORTED']);
   });
