@@ -33,15 +33,28 @@ export function startDaemon(cmd: string, args: string[], logFile: string, env?: 
   };
 }
 
-/** Polls `check` until it resolves truthy, or fails after `ms`. */
+/**
+ * Polls `check` until it resolves truthy, or fails after `ms`. A check that never settles (a
+ * request to a frozen server, say) cannot hold it past `ms`: each one is raced against the time
+ * that is left, and the error names what was awaited.
+ */
 export async function waitFor(what: string, check: () => Promise<unknown>, ms = 20_000): Promise<void> {
   const until = Date.now() + ms;
   let last: unknown;
   while (Date.now() < until) {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((resolve) => (timer = setTimeout(() => resolve('expired'), Math.max(1, until - Date.now()))));
     try {
-      if (await check()) return;
+      const r = await Promise.race([check(), expired]);
+      if (r === 'expired') {
+        last = new Error('the last check did not settle');
+        break;
+      }
+      if (r) return;
     } catch (err) {
       last = err;
+    } finally {
+      clearTimeout(timer);
     }
     await sleep(50);
   }
