@@ -11,12 +11,11 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MT, Pusher, freePort, requireCommands, sampleImage, startDaemon, startRedis, startRegistry, waitFor, type Daemon, type TestRedis, type TestRegistry } from '@registry-proxy/testing';
 import { stringify } from 'yaml';
+import { startCountingRelay, type CountingRelay } from './support/counting-relay.js';
 
 jest.setTimeout(180_000);
 const MAIN = join(__dirname, '../dist/main.js');
@@ -24,17 +23,16 @@ const dir = mkdtempSync(join(tmpdir(), 'rp-cache-replicas-reg-'));
 let redis: TestRedis;
 let reg: TestRegistry;
 let store: TestRegistry;
-let relay: Server;
-let upstreamDown = false;
-const counts = new Map<string, number>();
+let relay: CountingRelay | undefined;
+const counts = (): Map<string, number> => relay?.counts ?? new Map<string, number>();
 const replicas: Array<{ url: string; daemon: Daemon }> = [];
 let bearer = '';
 let otherBearer = '';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const fetches = (digest: string) => counts.get(`GET /v2/team/app/blobs/${digest}`) ?? 0;
+const fetches = (digest: string) => counts().get(`GET /v2/team/app/blobs/${digest}`) ?? 0;
 /** Every request that reached the upstream (any method, any path, any answer but the 401 of its auth dance). */
-const upstreamTotal = () => [...counts.values()].reduce((a, b) => a + b, 0);
+const upstreamTotal = () => [...counts().values()].reduce((a, b) => a + b, 0);
 
 async function freshBlob(size = 4 << 20): Promise<{ digest: string; data: Buffer }> {
   const data = randomBytes(size);
@@ -48,41 +46,14 @@ async function pull(url: string, digest: string, repo = 'team/app'): Promise<{ s
   return { status: r.status, digest: sha(Buffer.from(await r.arrayBuffer())) };
 }
 
-/** The counting relay: forwards every request to docker-registry, counts `METHOD path` of non-401 answers, paces blob bodies. */
-function startRelay(target: string): Promise<string> {
-  const t = new URL(target);
-  relay = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0] as string;
-    if (upstreamDown) {
-      req.resume();
-      res.writeHead(503, { 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAVAILABLE","message":"upstream down (test)"}]}');
-      return;
-    }
-    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, async (ur) => {
-      if (ur.statusCode !== 401) counts.set(`${req.method} ${path}`, (counts.get(`${req.method} ${path}`) ?? 0) + 1);
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      const pace = /\/blobs\/sha256:/.test(path) && req.method === 'GET';
-      for await (const chunk of ur as AsyncIterable<Buffer>) {
-        for (let i = 0; i < chunk.length; i += 64 << 10) {
-          if (!res.write(chunk.subarray(i, i + (64 << 10)))) await new Promise((r) => res.once('drain', r));
-          if (pace) await new Promise((r) => setTimeout(r, 15));
-        }
-      }
-      res.end();
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
-  return new Promise((resolve) => relay.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(relay.address() as AddressInfo).port}`)));
-}
-
 beforeAll(async () => {
   if (!existsSync(MAIN)) throw new Error('apps/proxy is not built: run `npm run build` (npm test does it first)');
   await requireCommands('redis-server', 'docker-registry', 'htpasswd');
   redis = await startRedis();
   reg = await startRegistry({ up: 'up-pw' });
   store = await startRegistry({ store: 'store-pw' });
-  const upstream = await startRelay(reg.url);
+  relay = await startCountingRelay(reg.url, (status) => status !== 401);
+  const upstream = relay.url;
   const key = join(dir, 'signing.pem');
   writeFileSync(key, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
   const htpasswd = join(dir, 'htpasswd');
@@ -135,7 +106,7 @@ afterAll(async () => {
   await reg?.stop();
   await store?.stop();
   await redis?.destroy();
-  await new Promise((r) => relay?.close(r));
+  await relay?.close();
   // RP_KEEP=1 keeps the replicas' logs for a look after a failure.
   if (!process.env.RP_KEEP) rmSync(dir, { recursive: true, force: true });
 });
@@ -158,7 +129,7 @@ describe('two replicas, one redis, one registry store (docker-registry)', () => 
     expect(upstreamTotal() - before).toBe(0);
     // The link is per repository: through team/other B asks the upstream, which does not have it there.
     expect((await pull(b.url, blob.digest, 'team/other')).status).toBe(404);
-    expect(counts.get(`HEAD /v2/team/other/blobs/${blob.digest}`)).toBe(1);
+    expect(counts().get(`HEAD /v2/team/other/blobs/${blob.digest}`)).toBe(1);
   });
 
   it('100 concurrent cold pulls of one blob, spread over both replicas: exactly 1 upstream fetch, every client gets every byte', async () => {
@@ -178,11 +149,11 @@ describe('two replicas, one redis, one registry store (docker-registry)', () => 
       return { status: r.status, digest: sha(Buffer.from(await r.arrayBuffer())) };
     };
     expect(await tag(a.url)).toEqual({ status: 200, digest: image.digest });
-    upstreamDown = true;
+    if (relay) relay.down = true;
     try {
       expect(await tag(b.url)).toEqual({ status: 200, digest: image.digest });
     } finally {
-      upstreamDown = false;
+      if (relay) relay.down = false;
     }
   });
 });

@@ -13,27 +13,26 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pusher, freePort, requireCommands, startDaemon, startRedis, startRegistry, waitFor, type Daemon, type TestRedis, type TestRegistry } from '@registry-proxy/testing';
 import { stringify } from 'yaml';
+import { startCountingRelay, type CountingRelay } from './support/counting-relay.js';
 
 jest.setTimeout(120_000);
 const MAIN = join(__dirname, '../dist/main.js');
 const dir = mkdtempSync(join(tmpdir(), 'rp-cache-replicas-'));
 let redis: TestRedis;
 let reg: TestRegistry;
-let relay: Server;
-const counts = new Map<string, number>();
+let relay: CountingRelay | undefined;
+const counts = (): Map<string, number> => relay?.counts ?? new Map<string, number>();
 const replicas: Array<{ url: string; daemon: Daemon }> = [];
 let bearer = '';
 let otherBearer = '';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const fetches = (digest: string) => counts.get(`GET /v2/team/app/blobs/${digest}`) ?? 0;
-const heads = (digest: string) => counts.get(`HEAD /v2/team/app/blobs/${digest}`) ?? 0;
+const fetches = (digest: string) => counts().get(`GET /v2/team/app/blobs/${digest}`) ?? 0;
+const heads = (digest: string) => counts().get(`HEAD /v2/team/app/blobs/${digest}`) ?? 0;
 
 /** Pushes a fresh random blob of `size` bytes to team/app; returns its digest and bytes. */
 async function freshBlob(size = 4 << 20): Promise<{ digest: string; data: Buffer }> {
@@ -48,36 +47,13 @@ async function pull(url: string, digest: string, repo = 'team/app'): Promise<{ s
   return { status: r.status, digest: sha(Buffer.from(await r.arrayBuffer())) };
 }
 
-/** The counting relay: forwards every request to docker-registry, counts `METHOD path`, paces blob bodies. */
-function startRelay(target: string): Promise<string> {
-  const t = new URL(target);
-  relay = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0] as string;
-    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, async (ur) => {
-      // Only answers with the blob count: the 401 that starts the upstream's auth dance is not a fetch.
-      if (ur.statusCode === 200) counts.set(`${req.method} ${path}`, (counts.get(`${req.method} ${path}`) ?? 0) + 1);
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      const pace = /\/blobs\/sha256:/.test(path) && req.method === 'GET';
-      for await (const chunk of ur as AsyncIterable<Buffer>) {
-        for (let i = 0; i < chunk.length; i += 64 << 10) {
-          if (!res.write(chunk.subarray(i, i + (64 << 10)))) await new Promise((r) => res.once('drain', r));
-          if (pace) await new Promise((r) => setTimeout(r, 15));
-        }
-      }
-      res.end();
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
-  return new Promise((resolve) => relay.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(relay.address() as AddressInfo).port}`)));
-}
-
 beforeAll(async () => {
   if (!existsSync(MAIN)) throw new Error('apps/proxy is not built: run `npm run build` (npm test does it first)');
   await requireCommands('redis-server', 'docker-registry', 'htpasswd');
   redis = await startRedis();
   reg = await startRegistry({ up: 'up-pw' });
-  const upstream = await startRelay(reg.url);
+  relay = await startCountingRelay(reg.url, (status) => status === 200);
+  const upstream = relay.url;
   const key = join(dir, 'signing.pem');
   writeFileSync(key, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
   const htpasswd = join(dir, 'htpasswd');
@@ -116,7 +92,7 @@ afterAll(async () => {
   for (const r of replicas) await r.daemon.stop();
   await reg?.stop();
   await redis?.destroy();
-  await new Promise((r) => relay?.close(r));
+  await relay?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
