@@ -55,17 +55,29 @@ export async function take(l: RateLimiterAbstract, key: string): Promise<number 
 /**
  * The failures limit, per credential in flight: the first request with a given (account,
  * address, password) takes a point before its check, and every copy of that credential sent
- * while the check runs shares that one point (the password strategies check copies once, too).
- * So a node asking for 30 tokens at once with its right password spends one point, which its
+ * while the point is held shares it (the password strategies check copies once, too). So a
+ * node asking for 30 tokens at once with its right password spends one point, which its
  * success gives back, and is never held back by a limit of 10 failures; 40 different wrong
  * passwords at once still take 40 points, and all past the limit are refused unhashed.
+ * The shared point is given back only when the last copy is done and none of them was a
+ * refused password: a copy that is turned away before any check (an unknown service, say)
+ * cannot return the point that a refused copy beside it spent.
  * The credential is held only as an HMAC under a key of this process, and only while checked.
  */
 export class FailureGate {
   private readonly key = randomBytes(32);
-  private readonly pending = new Map<string, { wait: Promise<number | undefined>; refs: number }>();
+  private readonly pending = new Map<string, { wait: Promise<number | undefined>; refs: number; refused: boolean; issued: boolean }>();
 
   constructor(private readonly limiter: RateLimiterAbstract) {}
+
+  /**
+   * The limiter's key for an account at an address. Directories match names loosely (LDAP's
+   * uid ignores case and insignificant spaces), so `ALICE`, `alice ` and `alice` are one
+   * account there: they share one budget here too, whatever the strategy.
+   */
+  static accountKey(username: string, client: string): string {
+    return `${username.slice(0, 256).normalize('NFKC').trim().replace(/\s+/g, ' ').toLowerCase()}\u0000${client}`;
+  }
 
   /**
    * Takes (or shares) the point for one attempt: `wait` is undefined when it may be checked,
@@ -74,18 +86,20 @@ export class FailureGate {
   async enter(failureKey: string, password: string): Promise<{ wait: number | undefined; done: (outcome: 'issued' | 'denied' | 'other') => Promise<void> }> {
     const slot = `${failureKey}\u0000${createHmac('sha256', this.key).update(password).digest('base64')}`;
     let entry = this.pending.get(slot);
-    const first = entry === undefined;
     if (entry === undefined) {
-      entry = { wait: take(this.limiter, failureKey), refs: 0 };
+      entry = { wait: take(this.limiter, failureKey), refs: 0, refused: false, issued: false };
       this.pending.set(slot, entry);
     }
     entry.refs++;
     const e = entry;
     let left = false;
-    const leave = () => {
-      if (left) return;
+    /** True when this was the last copy out and the point was its group's to settle. */
+    const leave = (): boolean => {
+      if (left) return false;
       left = true;
-      if (--e.refs === 0 && this.pending.get(slot) === e) this.pending.delete(slot);
+      if (--e.refs > 0) return false;
+      if (this.pending.get(slot) === e) this.pending.delete(slot);
+      return true;
     };
     let wait: number | undefined;
     try {
@@ -94,15 +108,21 @@ export class FailureGate {
       leave();
       throw err;
     }
-    if (wait !== undefined) leave();
+    if (wait !== undefined) {
+      leave(); // refused before a point was taken: nothing to give back
+      return { wait, done: async () => undefined };
+    }
     return {
       wait,
       done: async (outcome) => {
-        leave();
-        // Only a refused password stays counted; a success clears the slate for this address;
-        // anything else (a backend down, an overloaded queue) gives the shared point back, once.
+        if (outcome === 'denied') e.refused = true;
+        if (outcome === 'issued') e.issued = true;
+        const last = leave();
+        // A success clears the slate for this address; a refused password keeps the group's
+        // point; a group with neither (a backend down, a request turned away before its check)
+        // gives it back, once, when its last copy is done.
         if (outcome === 'issued') await this.limiter.delete(failureKey);
-        else if (outcome === 'other' && first) await this.limiter.reward(failureKey);
+        else if (last && !e.refused && !e.issued) await this.limiter.reward(failureKey);
       },
     };
   }

@@ -22,7 +22,7 @@ export function observeRequest(req: IncomingMessage, res: ServerResponse, notes:
     metrics.countRequest(route, req.method ?? '', res.statusCode);
     // The line is built only when it will be written (this runs for every request).
     if (!logger.isLevelEnabled('info')) return;
-    const url = req.url ?? '';
+    const url = logPath(req.url ?? '');
     const q = url.indexOf('?');
     logger.info(
       {
@@ -40,4 +40,16 @@ export function observeRequest(req: IncomingMessage, res: ServerResponse, notes:
       'request',
     );
   });
+}
+
+/**
+ * The request target as the log line shows it: an absolute-form target (`http://user:pw@host/x`)
+ * loses its scheme and authority, which may carry userinfo; the query is cut by the caller.
+ */
+export function logPath(url: string): string {
+  if (url.charCodeAt(0) === 47 /* / */) return url;
+  const scheme = url.indexOf('://');
+  if (scheme < 0) return url.slice(0, 512).replace(/@.*/s, '@…');
+  const slash = url.indexOf('/', scheme + 3);
+  return slash < 0 ? '/' : url.slice(slash);
 }

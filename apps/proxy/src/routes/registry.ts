@@ -76,6 +76,9 @@ export function upstreamFailure(err: unknown): RegistryError | undefined {
   return undefined;
 }
 
+/** A manifest (at most 4 MiB) from a client allowed to push: 30 s between chunks, 5 minutes in all. */
+const MANIFEST_DEADLINES = { totalMs: 300_000, idleMs: 30_000 };
+
 function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
@@ -87,7 +90,7 @@ async function plan(runtime: Runtime, call: Call, ep: RepoEndpoint, action: Acti
   const scope = `repository:${up}:${action === 'push' ? 'pull,push' : action}`;
   if (ep.kind === 'manifest') {
     const path = `/v2/${up}/manifests/${ep.reference}`;
-    return method === 'PUT' ? { method, path, scope, body: await readBody(req, MAX_MANIFEST_BYTES, 'manifest larger than 4 MiB') } : { method, path, scope };
+    return method === 'PUT' ? { method, path, scope, body: await readBody(req, MAX_MANIFEST_BYTES, 'manifest larger than 4 MiB', MANIFEST_DEADLINES) } : { method, path, scope };
   }
   if (ep.kind === 'blob') return { method, path: `/v2/${up}/blobs/${ep.digest}`, scope };
   if (ep.kind === 'tags') {

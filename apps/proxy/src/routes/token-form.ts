@@ -4,6 +4,8 @@ import { readBody } from '../read-body.js';
 
 /** A token form is a few hundred bytes (a refresh token, a scope or two); 64 KiB is generous. */
 export const MAX_FORM_BYTES = 64 * 1024;
+/** Read before any credential is checked, so anyone can send one: a few hundred bytes get 10 s between chunks and 30 s in all. */
+export const FORM_DEADLINES = { totalMs: 30_000, idleMs: 10_000 };
 
 /** A Map, not an object: the charset is the client's text, and `constructor` must not be found. */
 const CHARSETS = new Map<string, BufferEncoding>([
@@ -29,5 +31,5 @@ export function readForm(req: IncomingMessage): Promise<string> {
   if (encoding === undefined) return Promise.reject(new RegistryError('MEDIA_UNSUPPORTED', { message: `charset ${charset.slice(0, 40)} is not supported` }));
   const coding = (req.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
   if (coding !== 'identity') return Promise.reject(new RegistryError('MEDIA_UNSUPPORTED', { message: 'a token form must not be compressed' }));
-  return readBody(req, MAX_FORM_BYTES, 'token form larger than 64 KiB').then((b) => b.toString(encoding));
+  return readBody(req, MAX_FORM_BYTES, 'token form larger than 64 KiB', FORM_DEADLINES).then((b) => b.toString(encoding));
 }

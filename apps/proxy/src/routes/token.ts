@@ -45,7 +45,7 @@ export function tokenHandler(runtime: Runtime, metrics: Metrics, logger: Logger,
     // Keyed by the claimed name AND the address: a stranger's guesses lock out only themselves.
     let attempt: Awaited<ReturnType<FailureGate['enter']>> | undefined;
     if (parsed.grant === 'password') {
-      attempt = await gate.enter(`${parsed.username.slice(0, 256)}\u0000${client}`, parsed.password);
+      attempt = await gate.enter(FailureGate.accountKey(parsed.username, client), parsed.password);
       if (attempt.wait !== undefined) return limited(call, attempt.wait, 'client for this account', { client, subject: parsed.username });
     }
     let decision: Awaited<ReturnType<Runtime['tokenEndpoint']['handle']>>;

@@ -1,0 +1,73 @@
+/** readBody's limits, over a real socket: a body that stops, or trickles for too long, gets 408 instead of holding its connection. */
+import { createServer, type Server } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { RegistryError } from '@registry-proxy/registry-core';
+import { readBody } from './read-body.js';
+import { logPath } from './request-log.js';
+import { sendError } from './respond.js';
+
+let server: Server;
+let port: number;
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    readBody(req, 1024, 'too large', { totalMs: 600, idleMs: 200 }).then(
+      (b) => res.end(`got ${b.length}`),
+      (err: unknown) => (err instanceof RegistryError ? sendError(req, res, err, false) : res.destroy()),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+});
+afterAll(() => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))));
+
+/** Sends `head` and then each of `drips` every `everyMs`; resolves with what came back and when. */
+function send(head: string, drips: string[], everyMs: number): Promise<{ text: string; ms: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const s = connect(port, '127.0.0.1', () => s.write(head));
+    let out = '';
+    let i = 0;
+    const timer = setInterval(() => (i < drips.length && s.writable ? s.write(drips[i++] as string) : undefined), everyMs);
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => (out += d));
+    s.on('close', () => (clearInterval(timer), resolve({ text: out, ms: Date.now() - t0 })));
+    s.on('error', reject);
+  });
+}
+
+describe('readBody deadlines', () => {
+  it('a body that stops coming: 408 after the idle time, and the connection is closed', async () => {
+    const r = await send('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nfirst-bytes', [], 1000);
+    expect(r.text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(r.text).toContain('"code":"UNAVAILABLE"');
+    expect(r.ms).toBeLessThan(3000);
+  });
+
+  it('a body that trickles within the idle time but past the total: 408', async () => {
+    const r = await send(
+      'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n',
+      Array.from({ length: 50 }, () => 'a'),
+      100,
+    );
+    expect(r.text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(r.text).toContain('not complete within');
+  });
+
+  it('a body that arrives in time is read whole', async () => {
+    const r = await send('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n', ['ab', 'cde'], 50);
+    expect(r.text).toMatch(/got 5$/);
+  });
+});
+
+describe('logPath', () => {
+  it.each([
+    ['/v2/a/manifests/x?q=1', '/v2/a/manifests/x?q=1'],
+    ['http://u:SECRET@a.test/token?x', '/token?x'],
+    ['HTTP://u:SECRET@a.test', '/'],
+    ['u:SECRET@a.test:443', 'u:SECRET@…'],
+    ['*', '*'],
+  ])('%s is logged as %s', (url, logged) => {
+    expect(logPath(url)).toBe(logged);
+    expect(logPath(url)).not.toContain('SECRET@a');
+  });
+});
