@@ -44,12 +44,14 @@ export function observeRequest(req: IncomingMessage, res: ServerResponse, notes:
 
 /**
  * The request target as the log line shows it: an absolute-form target (`http://user:pw@host/x`)
- * loses its scheme and authority, which may carry userinfo; the query is cut by the caller.
+ * loses its scheme and authority, which may carry userinfo; any other target that is not a path
+ * (Node's parser lets a few through) is not logged at all, since it may be userinfo too. The
+ * query is cut by the caller.
  */
 export function logPath(url: string): string {
-  if (url.charCodeAt(0) === 47 /* / */) return url;
-  const scheme = url.indexOf('://');
-  if (scheme < 0) return url.slice(0, 512).replace(/@.*/s, '@…');
-  const slash = url.indexOf('/', scheme + 3);
+  if (url.charCodeAt(0) === 47 /* / */ || url === '*') return url;
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url);
+  if (scheme === null) return '(not a path)';
+  const slash = url.indexOf('/', scheme[0].length);
   return slash < 0 ? '/' : url.slice(slash);
 }
