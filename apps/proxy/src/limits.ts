@@ -1,4 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
 import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config } from './config/schema.js';
 import { memoryLimiters, type LimiterFactory } from './state/limiter.js';
@@ -36,6 +37,46 @@ export function createTokenLimiters(limits: Config['rateLimits'], limiters: Limi
     failures: make('failures', limits.failures),
     identity: make('identity', window(limits.perAccount)),
   };
+}
+
+/**
+ * The key the per-client limits count a client address under. An IPv4 address is itself. An
+ * IPv6 address counts as its /64: that is the smallest block a network hands one host (SLAAC
+ * and RFC 6177 give a subscriber at least a /64), so a host that picks a new address for every
+ * request from the 2^64 it owns still has one budget. An IPv4-mapped address (`::ffff:a.b.c.d`,
+ * how a dual-stack socket reports an IPv4 peer) is the IPv4 address. Anything else (not an IP
+ * address) is returned as it is.
+ */
+export function clientKey(address: string): string {
+  if (isIPv4(address)) return address;
+  if (!isIPv6(address)) return address;
+  const groups = ipv6Groups(address);
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    const [hi = 0, lo = 0] = groups.slice(6);
+    return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  }
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.toString(16))
+    .join(':')}::/64`;
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (zone dropped, `::` expanded, a dotted IPv4 tail as two groups). */
+function ipv6Groups(address: string): number[] {
+  const bare = address.split('%', 1)[0] as string;
+  const half = (s: string): number[] =>
+    s === ''
+      ? []
+      : s.split(':').flatMap((g) => {
+          if (!g.includes('.')) return [parseInt(g, 16)];
+          const [a = 0, b = 0, c = 0, d = 0] = g.split('.').map(Number);
+          return [(a << 8) | b, (c << 8) | d];
+        });
+  const gap = bare.indexOf('::');
+  if (gap < 0) return half(bare);
+  const head = half(bare.slice(0, gap));
+  const tail = half(bare.slice(gap + 2));
+  return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
 }
 
 /**

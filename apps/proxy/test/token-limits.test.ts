@@ -76,6 +76,21 @@ describe('defect 5: failures are limited per (account, client address)', () => {
     expect((await ask(p, '10.2.0.3', 'alice', 'wrong')).status).toBe(429);
     expect(p.logs.join('')).not.toContain(ALICE);
   });
+
+  it('an IPv6 client is one client per /64: new addresses from its block share its budgets', async () => {
+    const p = await proxy({ rateLimits: { failures: { points: 3, durationSeconds: 300 }, perClient: { burst: 6, perSecond: 0.01 } } });
+    // Three guesses, each from another address of 2001:db8:5:1::/64 (a host owns all 2^64 of them).
+    for (let i = 1; i <= 3; i++) expect((await ask(p, `2001:db8:5:1::${i.toString(16)}`, 'alice', 'wrong')).status).toBe(401);
+    expect((await ask(p, '2001:db8:5:1:ffff:ffff:ffff:ffff', 'alice', ALICE)).status).toBe(429);
+    // The next /64 is someone else.
+    expect((await ask(p, '2001:db8:5:2::1', 'alice', ALICE)).status).toBe(200);
+    // Every request per client: 4 from the first /64 so far, 2 more are allowed, then the block is held back.
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await ask(p, `2001:db8:5:1:${i}::9`, 'bob', BOB)).status);
+    expect(statuses).toEqual([200, 200, 429]);
+    // The audit line still names the address that asked, not the block.
+    expect(p.logs.join('')).toContain('"client":"2001:db8:5:1:ffff:ffff:ffff:ffff"');
+  });
 });
 
 describe('defect 5: successes are limited per verified identity', () => {

@@ -2,7 +2,7 @@ import { RegistryError, formatScope, parseTokenRequest, type Access, type TokenR
 import type { Logger } from 'pino';
 import type { Call } from '../call.js';
 import { sendContinue } from '../expect.js';
-import { createTokenLimiters, FailureGate, take, type TokenLimiters } from '../limits.js';
+import { clientKey, createTokenLimiters, FailureGate, take, type TokenLimiters } from '../limits.js';
 import type { Metrics } from '../metrics.js';
 import { clientGone, sendError, sendJson } from '../respond.js';
 import type { Runtime } from '../runtime.js';
@@ -28,7 +28,7 @@ export function tokenHandler(runtime: Runtime, metrics: Metrics, logger: Logger,
   const handle = async (call: Call) => {
     const { req, res, notes } = call;
     const client = call.ip ?? 'unknown';
-    const byClient = await take(limits.client, client);
+    const byClient = await take(limits.client, clientKey(client));
     if (byClient !== undefined) return limited(call, byClient, 'client', { client });
     let parsed: TokenRequest;
     try {
@@ -45,7 +45,7 @@ export function tokenHandler(runtime: Runtime, metrics: Metrics, logger: Logger,
     // Keyed by the claimed name AND the address: a stranger's guesses lock out only themselves.
     let attempt: Awaited<ReturnType<FailureGate['enter']>> | undefined;
     if (parsed.grant === 'password') {
-      attempt = await gate.enter(FailureGate.accountKey(parsed.username, client), parsed.password);
+      attempt = await gate.enter(FailureGate.accountKey(parsed.username, clientKey(client)), parsed.password);
       if (attempt.wait !== undefined) return limited(call, attempt.wait, 'client for this account', { client, subject: parsed.username });
     }
     let decision: Awaited<ReturnType<Runtime['tokenEndpoint']['handle']>>;
