@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import {
   CredentialError,
+  disposableChunks,
   isValidDigest,
   isValidRepositoryName,
   RegistryError,
@@ -119,7 +120,7 @@ async function plan(runtime: Runtime, call: Call, ep: RepoEndpoint, action: Acti
   }
   const search = q.toString();
   const path = `/v2/${up}/blobs/uploads/${ep.kind === 'upload' && ep.session !== undefined ? ep.session : ''}${search ? `?${search}` : ''}`;
-  const body = method === 'PATCH' || method === 'PUT' || method === 'POST' ? (hasBody(req) ? req : Buffer.alloc(0)) : undefined;
+  const body = method === 'PATCH' || method === 'PUT' || method === 'POST' ? (hasBody(req) ? disposableChunks(req) : Buffer.alloc(0)) : undefined;
   return { method, path, scope: scope + extraScope, ...(body ? { body } : {}) };
 }
 
