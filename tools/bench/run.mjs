@@ -478,7 +478,7 @@ http {
         .replace(`port: ${pxPort}`, `port: ${px3Port}`)
         .replace(`url: "${reg}"}`, `url: "${reg}", cache: {store: {type: filesystem, path: "${store}"}, maxBytes: 64GiB}}`),
     );
-    const proxy3 = start(process.execPath, [join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy3.yaml')], 'proxy3.log', proxyEnv);
+    const proxy3 = start(process.execPath, [...nodeArgs, join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy3.yaml')], 'proxy3.log', proxyEnv);
     const px3 = `http://127.0.0.1:${px3Port}`;
     await waitHttp(`${px3}/healthz`, (st) => st === 200);
     const objectFile = (d) => join(store, 'blobs', 'sha256', d.slice(7, 9), d.slice(7));
