@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { connect, createServer, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { Loopback } from '@registry-proxy/testing';
-import { disposableChunks, pumpBody } from './request-writer.js';
+import { disposableChunks, pumpBody, transferFunction } from './request-writer.js';
 
 const loop = new Loopback();
 afterEach(() => loop.closeAll());
@@ -72,5 +72,28 @@ describe('pumpBody and disposableChunks', () => {
   it('frees nothing of a body that was not marked', async () => {
     const c = await pump(false, false);
     expect(c.owned.map((b) => b.buffer.byteLength)).toEqual([65536, 65536, 65536]);
+  });
+});
+
+describe('transferFunction', () => {
+  it("is the runtime's own when it has one, and borrows nothing then", () => {
+    const native = function (this: ArrayBuffer) {
+      return this;
+    };
+    const borrow = jest.fn();
+    expect(transferFunction(native, borrow)).toBe(native);
+    expect(borrow).not.toHaveBeenCalled();
+  });
+
+  it('is null when the runtime has none and none can be borrowed', () => {
+    expect(transferFunction(undefined, () => undefined)).toBeNull();
+  });
+
+  it('on this runtime, detaches a buffer and leaves its view empty', () => {
+    const f = transferFunction();
+    expect(f).not.toBeNull();
+    const b = Buffer.allocUnsafeSlow(1024);
+    f?.call(b.buffer as ArrayBuffer, 0);
+    expect([b.buffer.byteLength, b.length]).toEqual([0, 0]);
   });
 });

@@ -45,28 +45,26 @@ export function disposableChunks<T extends Readable>(body: T): T {
 }
 
 type Transfer = (this: ArrayBuffer, newLength: number) => ArrayBuffer;
-let transfer: Transfer | null | undefined;
+
+/** Node 20: the flag only decides whether a new context gets the builtin; a fresh context then has it. */
+function borrowTransfer(): unknown {
+  setFlagsFromString('--harmony-rab-gsab-transfer');
+  return runInNewContext('ArrayBuffer.prototype.transfer');
+}
 
 /**
  * `ArrayBuffer.prototype.transfer` (ES2024), which detaches an ArrayBuffer and frees its memory
- * at once. Node 21+ has it; Node 20's V8 has it behind a flag that only decides whether a new
- * context gets the builtin, so the flag is turned on and the function taken from a fresh
- * context (a builtin works on any realm's ArrayBuffer). Nothing global is patched. Null when
- * neither works: chunks are then left to the garbage collector, as before.
+ * at once. Node 21+ has it; Node 20's V8 has it behind a flag, so it is taken from a fresh
+ * context with the flag on (a builtin works on any realm's ArrayBuffer). Nothing global is
+ * patched. Null when neither works: chunks are then left to the garbage collector, as before.
  */
-function arrayBufferTransfer(): Transfer | null {
-  if (transfer !== undefined) return transfer;
-  const native = (ArrayBuffer.prototype as { transfer?: Transfer }).transfer;
-  if (typeof native === 'function') return (transfer = native);
-  try {
-    setFlagsFromString('--harmony-rab-gsab-transfer');
-    const borrowed = runInNewContext('ArrayBuffer.prototype.transfer') as unknown;
-    transfer = typeof borrowed === 'function' ? (borrowed as Transfer) : null;
-  } catch {
-    transfer = null;
-  }
-  return transfer;
+export function transferFunction(native: unknown = (ArrayBuffer.prototype as { transfer?: unknown }).transfer, borrow: () => unknown = borrowTransfer): Transfer | null {
+  if (typeof native === 'function') return native as Transfer;
+  const borrowed = borrow();
+  return typeof borrowed === 'function' ? (borrowed as Transfer) : null;
 }
+
+let transfer: Transfer | null | undefined;
 
 /**
  * Streams a request body into the socket, with backpressure both ways (chunk-coded when
@@ -76,7 +74,8 @@ function arrayBufferTransfer(): Transfer | null {
  */
 export function pumpBody(socket: Socket, body: Readable, chunked: boolean, onSent: () => void): () => boolean {
   let done = false;
-  const free = DISPOSABLE.has(body) ? arrayBufferTransfer() : null;
+  if (transfer === undefined && DISPOSABLE.has(body)) transfer = transferFunction();
+  const free = DISPOSABLE.has(body) ? (transfer ?? null) : null;
   const cleanup = () => {
     done = true;
     body.off('data', onData);
