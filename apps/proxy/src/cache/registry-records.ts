@@ -25,7 +25,7 @@ const KEYED_TAG = /^rp-[a-f0-9]{64}$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 /** Tags asked for per tag-list page, and the most a page's body may be (a registry that ignores `n` sends all its tags at once). */
 export const TAG_PAGE = 1000;
-const MAX_TAG_PAGE_BYTES = 32 << 20;
+const MAX_TAG_PAGE_BYTES = 64 << 20;
 /** At most this many pages are followed (a registry whose `last` does not move on is not followed forever). */
 const MAX_TAG_PAGES = 100_000;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;

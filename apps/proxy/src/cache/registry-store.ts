@@ -17,8 +17,9 @@ const MEDIA_TYPE = /^[\w.+-]+\/[\w.+-]+(?:\s*;[^\x00-\x1f\x7f]*)?$/;
 const MAX_KNOWN_LINKS = 100_000;
 /** Record GETs in flight at once while indexing or listing. */
 const RECORD_READS = 4;
-/** A failed start-up index is tried again after this long. */
+/** A failed start-up index is tried again after a minute, then twice as long after each failure, at most an hour. */
 const INDEX_RETRY_MS = 60_000;
+const INDEX_RETRY_MAX_MS = 3_600_000;
 
 export interface RegistryStoreOptions {
   /** A client for the store registry, with the store's credentials (the upstream credential providers). */
@@ -80,6 +81,7 @@ export class RegistryStore implements CacheStore {
   private readonly evicting = new Set<string>();
   private indexing: Promise<void> | undefined;
   private retry: NodeJS.Timeout | undefined;
+  private retryMs = INDEX_RETRY_MS;
   private closed = false;
 
   constructor(private readonly opts: RegistryStoreOptions) {
@@ -96,7 +98,8 @@ export class RegistryStore implements CacheStore {
   /**
    * Learns what the store holds from its object records (paginated tag list, one GET per record),
    * in the background: pulls do not wait for it. Objects this process has met meanwhile keep what
-   * it knows of them. A failure is reported and the index is tried again a minute later.
+   * it knows of them. A failure is reported and the index is tried again a minute later (then
+   * backing off to an hour).
    * Resolves when this attempt ends (never rejects).
    */
   index(): Promise<void> {
@@ -115,7 +118,8 @@ export class RegistryStore implements CacheStore {
           this.retry = setTimeout(() => {
             this.indexing = undefined;
             void this.index();
-          }, INDEX_RETRY_MS);
+          }, this.retryMs);
+          this.retryMs = Math.min(this.retryMs * 2, INDEX_RETRY_MAX_MS);
           this.retry.unref();
         }
       }
