@@ -55,6 +55,8 @@ async function sha256File(path: string): Promise<string> {
 interface CliStore {
   readonly name: string;
   readonly upstreams: string[];
+  /** Whether `links` is cheap enough to print with every listing (a registry store reads one record per link). */
+  readonly cheapLinks: boolean;
   list(): AsyncIterable<ObjectInfo>;
   /** Every repository (as `upstream/name`) that links each digest. */
   links(): Promise<Map<string, Set<string>>>;
@@ -72,6 +74,7 @@ function filesystemCli(path: string, maxBytes: number, upstreams: string[]): Cli
   return {
     name: path,
     upstreams,
+    cheapLinks: true,
     async *list() {
       yield* (await store()).list();
     },
@@ -102,6 +105,7 @@ function registryCli(c: RegistryStoreConfig, key: string, upstreams: string[]): 
   return {
     name: `${c.url}/${c.repository}`,
     upstreams,
+    cheapLinks: false,
     list: () => store.list(),
     links,
     hash: (d) => store.hash(d),
@@ -168,24 +172,28 @@ export async function runCacheCli(argv: readonly string[], out: (line: string) =
     for (const s of storesOf(o.config, o.upstream)) {
       try {
         await run(s);
+      } catch (err) {
+        throw new Error(`${s.name}: ${(err as Error).message}`, { cause: err });
       } finally {
         await s.close();
       }
     }
   };
-  common(program.command('list').description('one line per object: digest, bytes, filled at, repositories')).action(async (o: Filters & { config: string }) => {
-    await each(o, async (s) => {
-      const links = await s.links();
-      let n = 0;
-      let bytes = 0;
-      for (const obj of await selected(s, o, links)) {
-        n++;
-        bytes += obj.size;
-        out(`${obj.digest}\t${obj.size}\t${new Date(obj.lastUsed).toISOString()}\t${[...(links.get(obj.digest) ?? [])].sort().join(',')}`);
-      }
-      out(`# ${s.name}: ${n} objects, ${bytes} bytes`);
-    });
-  });
+  common(program.command('list').description('one line per object: digest, bytes, filled at, repositories (for a registry store: with --repository only)')).action(
+    async (o: Filters & { config: string }) => {
+      await each(o, async (s) => {
+        const links = s.cheapLinks || o.repository !== undefined ? await s.links() : undefined;
+        let n = 0;
+        let bytes = 0;
+        for (const obj of await selected(s, o, links)) {
+          n++;
+          bytes += obj.size;
+          out(`${obj.digest}\t${obj.size}\t${new Date(obj.lastUsed).toISOString()}\t${[...(links?.get(obj.digest) ?? [])].sort().join(',')}`);
+        }
+        out(`# ${s.name}: ${n} objects, ${bytes} bytes`);
+      });
+    },
+  );
   common(program.command('verify').description('hash every object; corrupt ones are removed (exit code 1 when any was found)')).action(async (o: Filters & { config: string }) => {
     await each(o, async (s) => {
       const links = o.repository === undefined ? undefined : await s.links();
