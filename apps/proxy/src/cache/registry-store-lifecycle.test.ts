@@ -196,6 +196,26 @@ it('a restarted instance evicts by the fill times its index found (oldest first)
   expect(s.bytes).toBe(2400);
 });
 
+it('eviction removes the record under the object tag even when this process did not write it, or it was written again since', async () => {
+  const repo = `life/records${n}`;
+  const other = store(repo);
+  const evicted: string[] = [];
+  const s = store(repo, { maxBytes: 1500, onEvict: (d) => evicted.push(d) });
+  // Filled by another instance; this one only reads it (knows its size, not its record).
+  const x = await put(other, 1000);
+  await (await s.open(x))?.handle.close();
+  // Filled here, then its record replaced (another replica filled it again: a new fill time).
+  await new Promise((r) => setTimeout(r, 5));
+  const y = await put(s, 400);
+  const rec = await (await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${y.slice(7)}`, { headers: { ...auth, accept: OCI } })).text();
+  const again = rec.replace(/"io.github.registry-proxy.filled-at":"\d+"/, `"io.github.registry-proxy.filled-at":"${Date.now() + 1}"`);
+  expect(again).not.toBe(rec);
+  expect((await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${y.slice(7)}`, { method: 'PUT', headers: { ...auth, 'content-type': OCI }, body: again })).status).toBe(201);
+  await put(s, 1400); // needs both gone: x (older use), then y
+  expect(evicted.sort()).toEqual([x, y].sort()); // removed in parallel
+  expect([await inStore(repo, x), await recordOf(repo, x), await inStore(repo, y), await recordOf(repo, y)]).toEqual([404, 404, 404, 404]);
+});
+
 it('an eviction the store refuses (delete disabled) is reported; the fill is stored all the same', async () => {
   const noDelete = await startRegistry({ store: 'store-pw' }, { deleteEnabled: false });
   try {

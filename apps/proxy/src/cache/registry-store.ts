@@ -232,6 +232,9 @@ export class RegistryStore implements CacheStore {
   async create(digest: string, size: number | undefined): Promise<ObjectWriter> {
     this.blobPath(digest);
     if (size !== undefined && size > this.quota.maxBytes) throw new ObjectTooLargeError(size, this.quota.maxBytes);
+    // Room is made while the fill downloads (commit waits for it).
+    const announced = size;
+    const room = size === undefined ? undefined : this.evict(size);
     await mkdir(this.opts.spoolDir, { recursive: true });
     const tmp = join(this.opts.spoolDir, `${digest.slice(7)}.${process.pid}.${randomBytes(6).toString('hex')}`);
     const fh = await open(tmp, 'wx');
@@ -256,7 +259,9 @@ export class RegistryStore implements CacheStore {
         const size = (await stat(tmp)).size;
         try {
           if (size > this.quota.maxBytes) throw new ObjectTooLargeError(size, this.quota.maxBytes);
-          await this.evict(size);
+          // Room made for another size than came (or for none announced) is made again; a failed eviction is not retried within one fill.
+          await room;
+          if (room === undefined || size !== announced) await this.evict(size);
           await this.upload(digest, () => createReadStream(tmp), size);
           // The record makes the object listable, countable after a restart, and kept by garbage collection.
           await this.records.putObject({ digest, size, filledAt: Date.now() });
@@ -328,6 +333,8 @@ export class RegistryStore implements CacheStore {
 
   /** The record first, then the blob: a blob left behind is unreferenced (garbage collection takes it), a record left behind would keep it. */
   private async removeStored(digest: string): Promise<void> {
+    // The record under the object's tag now, by its digest: not one this process remembers, which
+    // another replica's fill may have replaced (and the old revision, untagged, would go instead).
     const rec = await this.records.read(objectTag(digest));
     if (rec) await this.records.deleteManifest(rec.digest);
     const r = await this.req('DELETE', this.blobPath(digest));
