@@ -33,7 +33,7 @@ async function blobIn(repo: string, size: number): Promise<string> {
   await new Pusher(upstream.url, 'up', 'up-pw').blob(repo, { digest, data });
   return digest;
 }
-async function startProxy(maxBytes: number): Promise<TestProxy> {
+async function startProxy(maxBytes: number, storeUrl = store.url): Promise<TestProxy> {
   const spool = mkdtempSync(join(tmpdir(), 'rp-quota-spool-'));
   spools.push(spool);
   const p = await startTestProxy({
@@ -45,7 +45,7 @@ async function startProxy(maxBytes: number): Promise<TestProxy> {
         url: upstream.url,
         attempts: 1,
         credentials: { type: 'static', username: 'up', password: 'up-pw' },
-        cache: { store: { type: 'registry', url: store.url, repository: REPO, credentials: { type: 'static', username: 'store', password: 'store-pw' }, spoolDir: spool }, maxBytes },
+        cache: { store: { type: 'registry', url: storeUrl, repository: REPO, credentials: { type: 'static', username: 'store', password: 'store-pw' }, spoolDir: spool }, maxBytes },
       },
     ],
   });
@@ -66,11 +66,12 @@ async function inStore(digest: string): Promise<[number, number]> {
   const rec = await fetch(`${store.url}/v2/${REPO}/manifests/rp-o-${digest.slice(7)}`, { method: 'HEAD', headers: { ...storeAuth, accept: 'application/vnd.oci.image.manifest.v1+json' } });
   return [blob.status, rec.status];
 }
-async function metric(p: TestProxy, name: string): Promise<number> {
+async function metric(p: TestProxy, name: string, labels: Record<string, string> = {}): Promise<number> {
   const text = await p.metrics.registry.metrics();
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
   return text
     .split('\n')
-    .filter((l) => l.startsWith(`${name}{`))
+    .filter((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)))
     .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
 }
 const KEPT: [number, number] = [200, 200];
@@ -152,4 +153,26 @@ it('an object a client is still reading is not evicted, though least recently us
   const small3 = await blobIn('team/pin', 300_000);
   expect(await pull(p, 'team/pin', small3)).toEqual({ status: 200, digest: small3 });
   expect([await inStore(big), await inStore(small2), await inStore(small3)]).toEqual([GONE, KEPT, KEPT]);
+});
+
+it('a store that refuses deletion (405): the eviction is logged and counted, never fails the pull, and the object is stored all the same', async () => {
+  const noDelete = await startRegistry({ store: 'store-pw' }, { deleteEnabled: false });
+  try {
+    const p = await startProxy(500_000, noDelete.url);
+    const a = await blobIn('team/nodel', 300_000);
+    const b = await blobIn('team/nodel', 300_000);
+    expect(await pull(p, 'team/nodel', a)).toEqual({ status: 200, digest: a });
+    expect(await metric(p, 'registry_proxy_cache_errors_total', { reason: 'store' })).toBe(0);
+    expect(await pull(p, 'team/nodel', b)).toEqual({ status: 200, digest: b });
+    expect(await metric(p, 'registry_proxy_cache_errors_total', { reason: 'store' })).toBe(1);
+    expect(await metric(p, 'registry_proxy_cache_evictions_total')).toBe(0);
+    expect(p.logs.join('')).toMatch(new RegExp(`store registry answered 405 to a record DELETE.*${a}.*cache store eviction failed`));
+    expect(p.logs.join('')).not.toContain('store-pw');
+    for (const d of [a, b]) expect((await fetch(`${noDelete.url}/v2/${REPO}/blobs/${d}`, { method: 'HEAD', headers: storeAuth })).status).toBe(200);
+    // Served from the store afterwards (a hit), both of them.
+    expect(await pull(p, 'team/nodel', a)).toEqual({ status: 200, digest: a });
+    expect(await metric(p, 'registry_proxy_cache_requests_total', { result: 'hit' })).toBe(1);
+  } finally {
+    await noDelete.stop();
+  }
 });

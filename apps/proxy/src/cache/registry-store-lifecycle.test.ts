@@ -56,9 +56,10 @@ const recordOf = (repo: string, d: string, registry = reg) => status(registry, r
  * pass-through in front of it pages the registry's own answer the way distribution 3, Harbor or
  * GHCR do (`n`, `last`, a Link header while more follow). Everything else goes through untouched.
  */
-async function pagingRelay(target: string): Promise<{ url: string; pages: string[]; close(): Promise<void> }> {
+async function pagingRelay(target: string): Promise<{ url: string; pages: string[]; garbage: boolean; close(): Promise<void> }> {
   const t = new URL(target);
   const pages: string[] = [];
+  const state = { garbage: false };
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     const up = request({ host: t.hostname, port: t.port, method: req.method, path: url.pathname.endsWith('/tags/list') ? url.pathname : req.url, headers: req.headers }, async (ur) => {
@@ -69,6 +70,10 @@ async function pagingRelay(target: string): Promise<{ url: string; pages: string
       }
       const chunks: Buffer[] = [];
       for await (const c of ur as AsyncIterable<Buffer>) chunks.push(c);
+      if (state.garbage) {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('<html>a login page</html>');
+        return;
+      }
       const doc = JSON.parse(Buffer.concat(chunks).toString()) as { name: string; tags: string[] };
       const n = Number(url.searchParams.get('n') ?? 100);
       const last = url.searchParams.get('last');
@@ -86,6 +91,12 @@ async function pagingRelay(target: string): Promise<{ url: string; pages: string
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     pages,
+    get garbage() {
+      return state.garbage;
+    },
+    set garbage(v: boolean) {
+      state.garbage = v;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -214,6 +225,31 @@ it('eviction removes the record under the object tag even when this process did 
   await put(s, 1400); // needs both gone: x (older use), then y
   expect(evicted.sort()).toEqual([x, y].sort()); // removed in parallel
   expect([await inStore(repo, x), await recordOf(repo, x), await inStore(repo, y), await recordOf(repo, y)]).toEqual([404, 404, 404, 404]);
+});
+
+it('an index that fails (a tag list that is garbage, a store that is down) is reported, not thrown; the store keeps working', async () => {
+  const repo = `life/badindex${n}`;
+  await put(store(repo), 100);
+  const relay = await pagingRelay(reg.url);
+  try {
+    relay.garbage = true;
+    const results: unknown[] = [];
+    const s = store(repo, { onIndexed: (r) => results.push(r instanceof Error ? r.message : r) }, { url: relay.url } as TestRegistry);
+    await s.index();
+    expect(results).toEqual(['store registry sent a tag list that is not a JSON object']);
+    expect(s.bytes).toBe(0);
+    // Fills and reads go on without the index.
+    const d = await put(s, 200);
+    expect((await s.open(d))?.size).toBe(200);
+    await s.close();
+  } finally {
+    await relay.close();
+  }
+  const downResults: unknown[] = [];
+  const down = store(repo, { onIndexed: (r) => downResults.push(r instanceof Error ? r.message : r) }, { url: 'http://127.0.0.1:1' } as TestRegistry);
+  await down.index();
+  expect(downResults).toEqual([expect.stringContaining('ECONNREFUSED')]);
+  await down.close();
 });
 
 it('an eviction the store refuses (delete disabled) is reported; the fill is stored all the same', async () => {
