@@ -68,9 +68,10 @@ function remember<V>(m: Map<string, V>, k: string, v: V): void {
  * The store repository's tag list thereby lists the objects (sizes and fill times are one record
  * GET each), and distribution's garbage collection keeps them (they are referenced) until they
  * are evicted. The quota (`maxBytes`) is kept in this process (./lru.ts): the records are indexed
- * in the background at start, last use is in memory (seeded by the fill time), and before an
- * upload the least recently used objects that are not pinned (being read: from `open` until the
- * handle is closed; or filled) are evicted: their record DELETEd by its digest, then the blob.
+ * in the background at start, last use is in memory (seeded by the fill time), and as a fill
+ * starts (or before its upload, when its size was not announced) the least recently used objects
+ * that are not pinned (being read: from `open` until the handle is closed; or filled) are
+ * evicted: their record DELETEd by its digest, then the blob.
  */
 export class RegistryStore implements CacheStore {
   readonly description: string;
