@@ -5,13 +5,13 @@
  * refuses (delete disabled) reported and not fatal, and records that are not ours ignored.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { UpstreamClient, staticProvider } from '@registry-proxy/registry-core';
-import { requireCommands, startRegistry, type TestRegistry } from '@registry-proxy/testing';
+import { requireCommands, run, startRegistry, type TestRegistry } from '@registry-proxy/testing';
 import { RegistryStore, type RegistryStoreOptions } from './registry-store.js';
 
 jest.setTimeout(60_000);
@@ -288,4 +288,38 @@ it('manifests under object-record tags that are not ours (wrong digest, a fill t
   const fresh = store(repo);
   await fresh.index();
   expect(fresh.bytes).toBe(100);
+});
+
+it("distribution's garbage collection (--delete-untagged) keeps the objects that have records and reclaims evicted ones and blobs without a record", async () => {
+  const gcReg = await startRegistry({ store: 'store-pw' });
+  try {
+    const repo = 'life/gc';
+    const s = store(repo, { maxBytes: 2500 }, gcReg);
+    const evicted = await put(s, 1000);
+    const kept = await put(s, 1000);
+    const refilled = await put(s, 400);
+    await put(s, 1000); // evicts `evicted`
+    expect(await inStore(repo, evicted, gcReg)).toBe(404);
+    // An object whose record was replaced (filled again elsewhere): the old revision is untagged.
+    const rec = await (await fetch(`${gcReg.url}/v2/${repo}/manifests/rp-o-${refilled.slice(7)}`, { headers: { ...auth, accept: OCI } })).text();
+    const again = rec.replace(/"io.github.registry-proxy.filled-at":"\d+"/, '"io.github.registry-proxy.filled-at":"1"');
+    expect((await fetch(`${gcReg.url}/v2/${repo}/manifests/rp-o-${refilled.slice(7)}`, { method: 'PUT', headers: { ...auth, 'content-type': OCI }, body: again })).status).toBe(201);
+    // A blob uploaded without a record (as a build before records did).
+    const bare = randomBytes(500);
+    const loc = (await fetch(`${gcReg.url}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: auth })).headers.get('location') as string;
+    const u = new URL(loc, gcReg.url);
+    u.searchParams.set('digest', sha(bare));
+    expect((await fetch(u, { method: 'PUT', headers: auth, body: bare })).status).toBe(201);
+    await gcReg.stop();
+    const gc = await run('docker-registry', ['garbage-collect', '--delete-untagged', join(gcReg.dir, 'config.yml')]);
+    expect(gc.code).toBe(0);
+    const data = (d: string) => existsSync(join(gcReg.dir, 'data/docker/registry/v2/blobs/sha256', d.slice(7, 9), d.slice(7), 'data'));
+    expect([data(evicted), data(sha(bare)), data(kept), data(refilled)]).toEqual([false, false, true, true]);
+    await gcReg.start?.();
+    const fresh = store(repo, {}, gcReg);
+    await fresh.index();
+    expect(fresh.bytes).toBe(2400); // kept, refilled and the last fill: their records survived
+  } finally {
+    await gcReg.stop();
+  }
 });
