@@ -6,6 +6,11 @@
 // (utime+stime from /proc) and MiB/s, and the GETs the store logged for the blob.
 //
 //   node tools/bench/registry-store.mjs [baseline main.js]   (BENCH_MIB=256, BENCH_RUNS=3)
+//
+// With BENCH_COLD=N it measures cold pulls instead: N blobs of BENCH_COLD_KIB (1024) KiB, each
+// pulled once through each build (interleaved, the order alternating), with a quota of
+// BENCH_QUOTA_BLOBS blobs (0: 64 GiB, no eviction); prints per build the median wall time of a
+// cold pull, the proxy CPU seconds for all of them, and the store requests per cold pull.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +21,9 @@ import { join } from 'node:path';
 const root = join(import.meta.dirname, '../..');
 const MIB = Number(process.env.BENCH_MIB ?? 256);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const COLD = Number(process.env.BENCH_COLD ?? 0);
+const COLD_KIB = Number(process.env.BENCH_COLD_KIB ?? 1024);
+const QUOTA_BLOBS = Number(process.env.BENCH_QUOTA_BLOBS ?? 0);
 const builds = { 'this build': join(root, 'apps/proxy/dist/main.js'), ...(process.argv[2] ? { baseline: process.argv[2] } : {}) };
 const dir = mkdtempSync(join(tmpdir(), 'rp-bench-rstore-'));
 const children = [];
@@ -63,7 +71,7 @@ async function registry(name) {
 try {
   const up = await registry('upstream');
   const store = await registry('store');
-  const data = randomBytes(MIB << 20);
+  const data = randomBytes(COLD > 0 ? 16 : MIB << 20);
   const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
   const loc = (await fetch(`${up.url}/v2/bench/big/blobs/uploads/`, { method: 'POST' })).headers.get('location');
   const put = new URL(loc, up.url);
@@ -77,7 +85,7 @@ try {
     const cfg = join(dir, `proxy${i}.yaml`);
     writeFileSync(
       cfg,
-      `listen: {host: 127.0.0.1, port: ${p}}\nlog: {level: warn}\nauth: [{type: static, users: [{username: bench, passwordHash: "${hash}"}]}]\nrules: [{account: bench, repository: "**", actions: [pull]}]\nupstreams: [{name: local, url: "${up.url}", cache: {store: {type: registry, url: "${store.url}", repository: "cache/b${i}", spoolDir: "${join(dir, `spool${i}`)}"}, maxBytes: 64GiB}}]\n`,
+      `listen: {host: 127.0.0.1, port: ${p}}\nlog: {level: warn}\nauth: [{type: static, users: [{username: bench, passwordHash: "${hash}"}]}]\nrules: [{account: bench, repository: "**", actions: [pull]}]\nupstreams: [{name: local, url: "${up.url}", cache: {store: {type: registry, url: "${store.url}", repository: "cache/b${i}", spoolDir: "${join(dir, `spool${i}`)}"}, maxBytes: ${QUOTA_BLOBS > 0 ? QUOTA_BLOBS * COLD_KIB * 1024 + 512 : '64GiB'}}}]\n`,
     );
     const child = start(process.execPath, [main, '--config', cfg]);
     const url = `http://127.0.0.1:${p}`;
@@ -88,6 +96,45 @@ try {
     proxies[name] = { url, pid: child.pid, token: t.token, runs: [], repo: `cache/b${i}` };
     i++;
   }
+  if (COLD > 0) {
+    const blobs = [];
+    for (let j = 0; j < COLD; j++) {
+      const b = randomBytes(COLD_KIB << 10);
+      const d = `sha256:${createHash('sha256').update(b).digest('hex')}`;
+      const l = (await fetch(`${up.url}/v2/bench/big/blobs/uploads/`, { method: 'POST' })).headers.get('location');
+      const u = new URL(l, up.url);
+      u.searchParams.set('digest', d);
+      if ((await fetch(u, { method: 'PUT', body: b })).status !== 201) throw new Error('push failed');
+      blobs.push(d);
+    }
+    const names = Object.keys(proxies);
+    for (const px of Object.values(proxies)) Object.assign(px, { times: [], cpu0: cpu(px.pid), mark: store.lines.length });
+    const mark = store.lines.length;
+    for (const [j, d] of blobs.entries()) {
+      for (const name of j % 2 ? [...names].reverse() : names) {
+        const px = proxies[name];
+        const t0 = process.hrtime.bigint();
+        const r = await fetch(`${px.url}/v2/bench/big/blobs/${d}`, { headers: { authorization: `Bearer ${px.token}` } });
+        const h = createHash('sha256');
+        for await (const c of r.body) h.update(c);
+        if (`sha256:${h.digest('hex')}` !== d) throw new Error('wrong bytes');
+        px.times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+    }
+    // Uploads (and evictions) finish before a fill's last byte is released: nothing is left in flight.
+    const med = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    console.log(`${COLD} cold pulls of ${COLD_KIB} KiB through a docker-registry store, quota ${QUOTA_BLOBS > 0 ? `${QUOTA_BLOBS} blobs` : '64 GiB'}, interleaved`);
+    for (const [name, px] of Object.entries(proxies)) {
+      const reqs = store.lines.slice(mark).filter((l) => l.includes(`/v2/${px.repo}/`) && /"(GET|HEAD|PUT|POST|DELETE|PATCH) /.test(l)).length;
+      console.log(`  ${name.padEnd(12)} median ${med(px.times).toFixed(1).padStart(6)} ms  CPU ${(cpu(px.pid) - px.cpu0).toFixed(2)} s  store requests per pull: ${(reqs / COLD).toFixed(1)}`);
+    }
+  } else await hits(proxies, store, digest);
+} finally {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+}
+
+async function hits(proxies, store, digest) {
   const pull = async (px) => {
     const c0 = cpu(px.pid);
     const t0 = process.hrtime.bigint();
@@ -114,7 +161,4 @@ try {
         .padStart(5)} MiB/s  store GETs per pull: ${(gets / RUNS).toFixed(0)}`,
     );
   }
-} finally {
-  for (const c of children) c.kill('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
 }

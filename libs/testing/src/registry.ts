@@ -18,7 +18,9 @@ export interface TestRegistry {
   start?(): Promise<void>;
 }
 
-export async function startRegistry(users: Record<string, string>): Promise<TestRegistry> {
+/** `deleteEnabled: false` starts it with `storage.delete.enabled: false` (DELETE answers 405), as distribution ships. */
+export async function startRegistry(users: Record<string, string>, opts: { deleteEnabled?: boolean } = {}): Promise<TestRegistry> {
+  const del = opts.deleteEnabled ?? true;
   const dir = mkdtempSync(join(tmpdir(), 'rp-registry-'));
   const htpasswd = join(dir, 'htpasswd');
   writeFileSync(
@@ -28,7 +30,7 @@ export async function startRegistry(users: Record<string, string>): Promise<Test
       .join('\n') + '\n',
   );
   const auth = `{htpasswd: {realm: test-registry, path: ${htpasswd}}}`;
-  let r = await serve(dir, auth, 401);
+  let r = await serve(dir, auth, 401, undefined, del);
   const port = Number(new URL(r.url).port);
   return {
     url: r.url,
@@ -46,19 +48,19 @@ export async function startRegistry(users: Record<string, string>): Promise<Test
       await gone;
     },
     async start() {
-      r = await serve(dir, auth, 401, port);
+      r = await serve(dir, auth, 401, port, del);
     },
   };
 }
 
 /** Starts docker-registry on a free loopback port with the given `auth:` section; waits until /v2/ answers `ready`. */
-async function serve(dir: string, auth: string, ready: number, onPort?: number): Promise<{ url: string; host: string; daemon: Daemon }> {
+async function serve(dir: string, auth: string, ready: number, onPort?: number, deleteEnabled = true): Promise<{ url: string; host: string; daemon: Daemon }> {
   const port = onPort ?? (await freePort());
   writeFileSync(
     join(dir, 'config.yml'),
     `version: 0.1
 log: {level: warn}
-storage: {filesystem: {rootdirectory: ${dir}/data}, delete: {enabled: true}}
+storage: {filesystem: {rootdirectory: ${dir}/data}, delete: {enabled: ${deleteEnabled}}}
 http: {addr: 127.0.0.1:${port}, secret: test-only}
 auth: ${auth}
 `,

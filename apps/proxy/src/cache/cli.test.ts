@@ -2,8 +2,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { UpstreamClient, staticProvider } from '@registry-proxy/registry-core';
+import { requireCommands, startRegistry, type TestRegistry } from '@registry-proxy/testing';
 import { runCacheCli } from './cli.js';
 import { FilesystemStore } from './filesystem-store.js';
+import { objectRecordManifest } from './registry-records.js';
+import { RegistryStore } from './registry-store.js';
 
 const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 let dir: string;
@@ -82,5 +86,155 @@ describe('registry-proxy cache', () => {
   it('refuses a purge without a filter, and a bad age, with exit code 2', async () => {
     expect((await cli('purge')).code).toBe(2);
     expect((await cli('purge', '--older-than', 'soon')).code).toBe(2);
+  });
+});
+
+/** The same commands on a `registry` store: a real docker-registry (htpasswd, delete enabled). */
+describe('registry-proxy cache, registry store', () => {
+  jest.setTimeout(60_000);
+  const REPO = 'cache/objects';
+  const OCI = 'application/vnd.oci.image.manifest.v1+json';
+  const auth = { authorization: `Basic ${Buffer.from('store:store-pw').toString('base64')}` };
+  let reg: TestRegistry;
+  let regDir: string;
+  let regConfig: string;
+  const clients: UpstreamClient[] = [];
+  let n = 0;
+  let repo: string;
+
+  const newStore = () => {
+    const client = new UpstreamClient({
+      name: 'cache-store',
+      url: reg.url,
+      credentials: staticProvider({ kind: 'basic', username: 'store', password: 'store-pw' }),
+      followRedirects: false,
+      retry: { attempts: 1, baseDelayMs: 10, maxDelayMs: 10 },
+    });
+    clients.push(client);
+    return new RegistryStore({ client, repository: repo, spoolDir: regDir, onUploadFailed: () => undefined });
+  };
+  async function fill(data: Buffer, repos: string[]): Promise<string> {
+    const s = newStore();
+    const d = digestOf(data);
+    const w = await s.create(d, data.length);
+    await w.write(data);
+    await w.commit();
+    for (const r of repos) await s.addLink('hub', r, 'blob', d);
+    return d;
+  }
+  const status = async (what: 'blobs' | 'manifests', ref: string) => (await fetch(`${reg.url}/v2/${repo}/${what}/${ref}`, { method: 'HEAD', headers: { ...auth, accept: OCI } })).status;
+  /** The object's blob and record in the store registry: 200 or 404 each. */
+  const stored = async (d: string) => [await status('blobs', d), await status('manifests', `rp-o-${d.slice(7)}`)];
+  async function regCli(...args: string[]): Promise<{ code: number; lines: string[] }> {
+    const lines: string[] = [];
+    const code = await runCacheCli([...args, '--config', regConfig], (l) => lines.push(l));
+    return { code, lines };
+  }
+
+  beforeAll(async () => {
+    await requireCommands('docker-registry', 'htpasswd');
+    reg = await startRegistry({ store: 'store-pw' });
+    regDir = mkdtempSync(join(tmpdir(), 'rp-cache-cli-reg-'));
+  });
+  beforeEach(() => {
+    // A store repository per test: each starts empty.
+    repo = `${REPO}${++n}`;
+    regConfig = join(regDir, `proxy${n}.yaml`);
+    writeFileSync(
+      regConfig,
+      `upstreams:\n  - name: hub\n    url: http://127.0.0.1:5000\n    cache:\n      store: {type: registry, url: "${reg.url}", repository: ${repo}, credentials: {type: static, username: store, password: store-pw}, spoolDir: ${join(regDir, 'spool')}}\n      maxBytes: 1GiB\n`,
+    );
+  });
+  afterAll(async () => {
+    for (const c of clients) await c.close();
+    await reg?.stop();
+    if (regDir) rmSync(regDir, { recursive: true, force: true });
+  });
+
+  it('lists the objects the store records (size, fill time), with the repositories linking them when --repository is given', async () => {
+    const before = Date.now();
+    const a = await fill(randomBytes(10), ['team/a']);
+    const shared = await fill(randomBytes(20), ['team/a', 'team/b']);
+    const all = await regCli('list');
+    expect(all.code).toBe(0);
+    expect(all.lines).toContain(`# ${reg.url}/${repo}: 2 objects, 30 bytes`);
+    const line = all.lines.find((l) => l.startsWith(shared))?.split('\t');
+    expect(line?.[1]).toBe('20');
+    expect(Date.parse(line?.[2] as string)).toBeGreaterThanOrEqual(before - 1000);
+    const b = await regCli('list', '--repository', 'team/b');
+    expect(b.lines).toEqual([expect.stringMatching(new RegExp(`^${shared}\t20\t.*\thub/team/a,hub/team/b$`)), `# ${reg.url}/${repo}: 1 objects, 20 bytes`]);
+    expect(b.lines.some((l) => l.startsWith(a))).toBe(false);
+    expect((await regCli('list', '--upstream', 'other')).lines).toEqual([]);
+  });
+
+  it('verify downloads and hashes every object; a corrupt one is removed (record and blob) and the exit code is 1', async () => {
+    const good = await fill(randomBytes(1000), ['team/a']);
+    const bad = await fill(randomBytes(1000), ['team/a']);
+    // Damage the bytes in the store registry's own storage: it serves them as they are.
+    const hex = bad.slice(7);
+    writeFileSync(join(reg.dir, 'data/docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data'), randomBytes(1000));
+    const r = await regCli('verify');
+    expect(r.code).toBe(1);
+    expect(r.lines).toContain(`# ${reg.url}/${repo}: 1 good, 1 corrupt`);
+    expect(r.lines.some((l) => l.startsWith(`corrupt\t${bad}\t(has sha256:`))).toBe(true);
+    expect([await stored(good), await stored(bad)]).toEqual([
+      [200, 200],
+      [404, 404],
+    ]);
+    expect((await regCli('verify')).code).toBe(0);
+  });
+
+  it('purge --repository removes its link and tag records and the objects only it linked; shared objects and other repositories stay', async () => {
+    const only = await fill(randomBytes(10), ['team/a']);
+    const shared = await fill(randomBytes(10), ['team/a', 'team/b']);
+    const s = newStore();
+    await s.putTag('hub', 'team/a', 'latest', 'any', { digest: only, mediaType: OCI, validatedAt: 1 });
+    await s.putTag('hub', 'team/b', 'latest', 'any', { digest: shared, mediaType: OCI, validatedAt: 1 });
+    const r = await regCli('purge', '--repository', 'team/a');
+    expect([r.code, r.lines]).toEqual([0, [`# ${reg.url}/${repo}: removed 1 objects, 10 bytes`]]);
+    expect([await stored(only), await stored(shared)]).toEqual([
+      [404, 404],
+      [200, 200],
+    ]);
+    const fresh = newStore();
+    expect(await fresh.link('hub', 'team/a', 'blob', shared)).toBeUndefined();
+    expect(await fresh.link('hub', 'team/a', 'blob', only)).toBeUndefined();
+    expect(await fresh.tag('hub', 'team/a', 'latest', 'any')).toBeUndefined();
+    expect(await fresh.link('hub', 'team/b', 'blob', shared)).toBe('');
+    expect((await fresh.tag('hub', 'team/b', 'latest', 'any'))?.digest).toBe(shared);
+  });
+
+  it('purge --older-than removes objects filled longer ago than that', async () => {
+    const old = await fill(randomBytes(10), ['team/a']);
+    const fresh = await fill(randomBytes(10), ['team/a']);
+    // Its record says it was filled 8 days ago.
+    const put = await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${old.slice(7)}`, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': OCI },
+      body: objectRecordManifest({ digest: old, size: 10, filledAt: Date.now() - 8 * 86_400_000 }),
+    });
+    expect(put.status).toBe(201);
+    const r = await regCli('purge', '--older-than', '7d');
+    expect(r.lines).toEqual([`# ${reg.url}/${repo}: removed 1 objects, 10 bytes`]);
+    expect([await stored(old), await stored(fresh)]).toEqual([
+      [404, 404],
+      [200, 200],
+    ]);
+  });
+
+  it('a store registry that is down: a clear error and exit code 2, no password in it', async () => {
+    writeFileSync(
+      regConfig,
+      `upstreams:\n  - name: hub\n    url: http://127.0.0.1:5000\n    cache:\n      store: {type: registry, url: "http://127.0.0.1:1", repository: ${repo}, credentials: {type: static, username: store, password: store-pw}}\n      maxBytes: 1GiB\n`,
+    );
+    const errs: string[] = [];
+    const write = jest.spyOn(process.stderr, 'write').mockImplementation((c) => (errs.push(String(c)), true));
+    try {
+      const r = await regCli('list');
+      expect(r.code).toBe(2);
+    } finally {
+      write.mockRestore();
+    }
+    expect(errs.join('')).toBe(`http://127.0.0.1:1/${repo}: upstream cache-store: connection failed (Error: connect ECONNREFUSED 127.0.0.1:1)\n`);
   });
 });

@@ -1,10 +1,14 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { loadConfigFile } from '../config/load.js';
+import { createCredentialProvider } from '@registry-proxy/registry-core';
+import { loadConfigFile, resolveSecret } from '../config/load.js';
 import { FilesystemStore } from './filesystem-store.js';
+import { linkOfKey } from './registry-records.js';
+import { registryStore, type RegistryStoreConfig } from './setup.js';
+import type { ObjectInfo } from './store.js';
 
 /** `7d`, `12h`, `30m`, `45s` -> milliseconds. */
 export function parseAge(s: string): number {
@@ -47,18 +51,96 @@ async function sha256File(path: string): Promise<string> {
   return `sha256:${h.digest('hex')}`;
 }
 
-/** The stores of the configuration's caching upstreams (one per directory), with the upstream names that use each. */
-function storesOf(configFile: string, upstream?: string): Array<{ path: string; maxBytes: number; upstreams: string[] }> {
+/** One store of the configuration, as the commands need it, whatever kind it is. */
+interface CliStore {
+  readonly name: string;
+  readonly upstreams: string[];
+  /** Whether `links` is cheap enough to print with every listing (a registry store reads one record per link). */
+  readonly cheapLinks: boolean;
+  list(): AsyncIterable<ObjectInfo>;
+  /** Every repository (as `upstream/name`) that links each digest. */
+  links(): Promise<Map<string, Set<string>>>;
+  /** The digest of the stored bytes (undefined: gone meanwhile). */
+  hash(digest: string): Promise<string | undefined>;
+  remove(digest: string): Promise<void>;
+  /** Removes a repository's links and tag records, for these upstreams. */
+  dropRepository(upstreams: readonly string[], repository: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+function filesystemCli(path: string, maxBytes: number, upstreams: string[]): CliStore {
+  let opened: Promise<FilesystemStore> | undefined;
+  const store = () => (opened ??= FilesystemStore.open(path, maxBytes));
+  return {
+    name: path,
+    upstreams,
+    cheapLinks: true,
+    async *list() {
+      yield* (await store()).list();
+    },
+    links: () => linksByDigest(path),
+    hash: async (d) => sha256File((await store()).objectPath(d)).catch(() => undefined),
+    remove: async (d) => (await store()).remove(d),
+    dropRepository: async (ups, repository) => {
+      for (const u of ups) await rm(join(path, 'repositories', u, repository), { recursive: true, force: true });
+    },
+    close: async () => undefined,
+  };
+}
+
+function registryCli(c: RegistryStoreConfig, key: string, upstreams: string[]): CliStore {
+  const store = registryStore(c, createCredentialProvider(c.credentials, key, resolveSecret), {
+    onUploadFailed: () => undefined,
+  });
+  const links = async () => {
+    const out = new Map<string, Set<string>>();
+    for await (const r of store.keyedRecords()) {
+      const l = linkOfKey(r.key);
+      if (!l) continue;
+      if (!out.has(l.digest)) out.set(l.digest, new Set());
+      out.get(l.digest)?.add(`${l.upstream}/${l.repository}`);
+    }
+    return out;
+  };
+  return {
+    name: `${c.url}/${c.repository}`,
+    upstreams,
+    cheapLinks: false,
+    list: () => store.list(),
+    links,
+    hash: (d) => store.hash(d),
+    remove: (d) => store.remove(d),
+    dropRepository: async (ups, repository) => {
+      const doomed: string[] = [];
+      for await (const r of store.keyedRecords()) {
+        const [what, upstream, repo] = r.key;
+        if ((what === 'link' || what === 'tag') && upstream !== undefined && ups.includes(upstream) && repo === repository) doomed.push(r.manifest);
+      }
+      for (const m of doomed) await store.removeRecord(m);
+    },
+    close: () => store.close(),
+  };
+}
+
+/** The stores of the configuration's caching upstreams (one per directory or store repository), with the upstream names that use each. */
+function storesOf(configFile: string, upstream?: string): CliStore[] {
   const config = loadConfigFile(configFile);
-  const byPath = new Map<string, { path: string; maxBytes: number; upstreams: string[] }>();
-  for (const u of config.upstreams) {
-    // A registry store is managed on the store registry itself (docs/configuration.md).
-    if (!u.cache || u.cache.store.type !== 'filesystem' || (upstream !== undefined && u.name !== upstream)) continue;
-    const s = byPath.get(u.cache.store.path) ?? { path: u.cache.store.path, maxBytes: u.cache.maxBytes, upstreams: [] };
+  const byWhere = new Map<string, { make: (ups: string[]) => CliStore; upstreams: string[] }>();
+  for (const [i, u] of config.upstreams.entries()) {
+    if (!u.cache || (upstream !== undefined && u.name !== upstream)) continue;
+    const st = u.cache.store;
+    const maxBytes = u.cache.maxBytes;
+    const where = st.type === 'filesystem' ? st.path : `${st.url}/${st.repository}`;
+    const s =
+      byWhere.get(where) ??
+      ({
+        make: st.type === 'filesystem' ? (ups: string[]) => filesystemCli(st.path, maxBytes, ups) : (ups: string[]) => registryCli(st, `upstreams.${i}.cache.store.credentials`, ups),
+        upstreams: [],
+      } as { make: (ups: string[]) => CliStore; upstreams: string[] });
     s.upstreams.push(u.name);
-    byPath.set(s.path, s);
+    byWhere.set(where, s);
   }
-  return [...byPath.values()];
+  return [...byWhere.values()].map((s) => s.make(s.upstreams));
 }
 
 function matches(repos: Set<string> | undefined, f: Filters, upstreams: string[]): boolean {
@@ -77,70 +159,78 @@ export async function runCacheCli(argv: readonly string[], out: (line: string) =
       .option('--upstream <name>', 'only this upstream')
       .option('--repository <name>', 'only objects this repository links (its name upstream)')
       .option('--older-than <age>', 'only objects filled longer ago than this (45s, 30m, 12h, 7d, 2w)', parseAge);
-  common(program.command('list').description('one line per object: digest, bytes, filled at, repositories')).action(async (o: Filters & { config: string }) => {
-    for (const s of storesOf(o.config, o.upstream)) {
-      const links = await linksByDigest(s.path);
-      const store = await FilesystemStore.open(s.path, s.maxBytes);
-      let n = 0;
-      let bytes = 0;
-      for await (const obj of store.list()) {
-        if (o.olderThan !== undefined && Date.now() - obj.lastUsed < o.olderThan) continue;
-        if (!matches(links.get(obj.digest), o, s.upstreams)) continue;
-        n++;
-        bytes += obj.size;
-        out(`${obj.digest}\t${obj.size}\t${new Date(obj.lastUsed).toISOString()}\t${[...(links.get(obj.digest) ?? [])].sort().join(',')}`);
-      }
-      out(`# ${s.path}: ${n} objects, ${bytes} bytes`);
+  const selected = async (s: CliStore, o: Filters, links: Map<string, Set<string>> | undefined): Promise<ObjectInfo[]> => {
+    const out: ObjectInfo[] = [];
+    for await (const obj of s.list()) {
+      if (o.olderThan !== undefined && Date.now() - obj.lastUsed < o.olderThan) continue;
+      if (links && !matches(links.get(obj.digest), o, s.upstreams)) continue;
+      out.push(obj);
     }
-  });
-  common(program.command('verify').description('hash every object; corrupt ones are removed (exit code 1 when any was found)')).action(async (o: Filters & { config: string }) => {
+    return out;
+  };
+  const each = async (o: Filters & { config: string }, run: (s: CliStore) => Promise<void>) => {
     for (const s of storesOf(o.config, o.upstream)) {
-      const links = await linksByDigest(s.path);
-      const store = await FilesystemStore.open(s.path, s.maxBytes);
+      try {
+        await run(s);
+      } catch (err) {
+        throw new Error(`${s.name}: ${(err as Error).message}`, { cause: err });
+      } finally {
+        await s.close();
+      }
+    }
+  };
+  common(program.command('list').description('one line per object: digest, bytes, filled at, repositories (for a registry store: with --repository only)')).action(
+    async (o: Filters & { config: string }) => {
+      await each(o, async (s) => {
+        const links = s.cheapLinks || o.repository !== undefined ? await s.links() : undefined;
+        let n = 0;
+        let bytes = 0;
+        for (const obj of await selected(s, o, links)) {
+          n++;
+          bytes += obj.size;
+          out(`${obj.digest}\t${obj.size}\t${new Date(obj.lastUsed).toISOString()}\t${[...(links?.get(obj.digest) ?? [])].sort().join(',')}`);
+        }
+        out(`# ${s.name}: ${n} objects, ${bytes} bytes`);
+      });
+    },
+  );
+  common(program.command('verify').description('hash every object; corrupt ones are removed (exit code 1 when any was found)')).action(async (o: Filters & { config: string }) => {
+    await each(o, async (s) => {
+      const links = o.repository === undefined ? undefined : await s.links();
       let ok = 0;
       let bad = 0;
-      for await (const obj of store.list()) {
-        if (o.olderThan !== undefined && Date.now() - obj.lastUsed < o.olderThan) continue;
-        if (!matches(links.get(obj.digest), o, s.upstreams)) continue;
-        const got = await sha256File(store.objectPath(obj.digest));
+      for (const obj of await selected(s, o, links)) {
+        const got = await s.hash(obj.digest);
         if (got === obj.digest) ok++;
         else {
           bad++;
-          await store.remove(obj.digest);
-          out(`corrupt\t${obj.digest}\t(has ${got}): removed`);
+          await s.remove(obj.digest);
+          out(`corrupt\t${obj.digest}\t(has ${got ?? 'no bytes'}): removed`);
         }
       }
-      out(`# ${s.path}: ${ok} good, ${bad} corrupt`);
+      out(`# ${s.name}: ${ok} good, ${bad} corrupt`);
       if (bad > 0) code = 1;
-    }
+    });
   });
   common(program.command('purge').description('remove objects; with --repository also its tags and links, and objects no other repository links')).action(async (o: Filters & { config: string }) => {
     if (o.repository === undefined && o.olderThan === undefined) throw new InvalidArgumentError('purge needs --repository, --older-than or both');
-    for (const s of storesOf(o.config, o.upstream)) {
-      const store = await FilesystemStore.open(s.path, s.maxBytes);
-      let removed = 0;
-      let bytes = 0;
-      let links = await linksByDigest(s.path);
-      const selected = new Set<string>();
-      for await (const obj of store.list()) {
-        if (o.olderThan !== undefined && Date.now() - obj.lastUsed < o.olderThan) continue;
-        if (!matches(links.get(obj.digest), o, s.upstreams)) continue;
-        selected.add(obj.digest);
-      }
+    await each(o, async (s) => {
+      const links = o.repository === undefined ? undefined : await s.links();
+      const chosen = await selected(s, o, links);
+      let doomed = chosen;
       if (o.repository !== undefined && o.olderThan === undefined) {
         // The repository goes entirely; what other repositories still link stays.
-        for (const u of o.upstream !== undefined ? [o.upstream] : s.upstreams) await rm(join(s.path, 'repositories', u, o.repository), { recursive: true, force: true });
-        links = await linksByDigest(s.path);
-        for (const d of [...selected]) if ((links.get(d)?.size ?? 0) > 0) selected.delete(d);
+        await s.dropRepository(o.upstream !== undefined ? [o.upstream] : s.upstreams, o.repository);
+        const left = await s.links();
+        doomed = chosen.filter((obj) => (left.get(obj.digest)?.size ?? 0) === 0);
       }
-      for (const d of selected) {
-        const st = await stat(store.objectPath(d)).catch(() => undefined);
-        await store.remove(d);
-        removed++;
-        bytes += st?.size ?? 0;
+      let bytes = 0;
+      for (const obj of doomed) {
+        await s.remove(obj.digest);
+        bytes += obj.size;
       }
-      out(`# ${s.path}: removed ${removed} objects, ${bytes} bytes`);
-    }
+      out(`# ${s.name}: removed ${doomed.length} objects, ${bytes} bytes`);
+    });
   });
   try {
     await program.parseAsync([...argv], { from: 'user' });

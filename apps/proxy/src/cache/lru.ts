@@ -27,6 +27,11 @@ export class Quota {
     return this.entries.get(digest)?.size ?? 0;
   }
 
+  /** When the object was last used (0 when it is not held). */
+  lastUsed(digest: string): number {
+    return this.entries.get(digest)?.lastUsed ?? 0;
+  }
+
   has(digest: string): boolean {
     return this.entries.has(digest);
   }

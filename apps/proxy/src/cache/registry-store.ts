@@ -1,11 +1,13 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { UpstreamClient, UpstreamResponse } from '@registry-proxy/registry-core';
+import { ObjectTooLargeError } from './filesystem-store.js';
+import { Quota } from './lru.js';
 import { StoreReader } from './registry-reader.js';
-import { RegistryRecords } from './registry-records.js';
+import { RegistryRecords, isKeyedTag, objectOfTag, objectTag, parseKeyedRecord, type ObjectRecord } from './registry-records.js';
 import type { CacheStore, LinkKind, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
@@ -13,6 +15,11 @@ const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const MEDIA_TYPE = /^[\w.+-]+\/[\w.+-]+(?:\s*;[^\x00-\x1f\x7f]*)?$/;
 /** Links this process has read or written, kept so that each is asked of the store once; beyond this many the oldest are forgotten (and read again). */
 const MAX_KNOWN_LINKS = 100_000;
+/** Record GETs in flight at once while indexing or listing. */
+const RECORD_READS = 4;
+/** A failed start-up index is tried again after a minute, then twice as long after each failure, at most an hour. */
+const INDEX_RETRY_MS = 60_000;
+const INDEX_RETRY_MAX_MS = 3_600_000;
 
 export interface RegistryStoreOptions {
   /** A client for the store registry, with the store's credentials (the upstream credential providers). */
@@ -23,6 +30,16 @@ export interface RegistryStoreOptions {
   readonly spoolDir: string;
   /** An upload that failed (and was cancelled): the fill's clients got their bytes; the object is simply not stored. */
   readonly onUploadFailed: (digest: string, err: Error) => void;
+  /** The size quota (none when absent): least recently used objects are removed before an upload that would exceed it. */
+  readonly maxBytes?: number;
+  /** An object was removed to make room. */
+  readonly onEvict?: (digest: string, size: number) => void;
+  /** Removing an object to make room failed: it stays in the store (and in this process's count); the fill goes on. */
+  readonly onEvictFailed?: (digest: string, err: Error) => void;
+  /** Tags asked for per tag-list page (default 1000). */
+  readonly tagPage?: number;
+  /** The start-up index (see `index`) finished, or failed (it is tried again a minute later). */
+  readonly onIndexed?: (result: { objects: number; bytes: number } | Error) => void;
 }
 
 /** A bounded insertion-ordered map: the oldest entries go first. */
@@ -46,20 +63,122 @@ function remember<V>(m: Map<string, V>, k: string, v: V): void {
  * another replica resolved. Links found are remembered in memory (a link never stops being
  * true); tags are read from the store each time (another replica may have moved them).
  *
- * No quota: `maxBytes` is not enforced here, and `list()` is empty (the registry API cannot
- * list a repository's blobs). Size is the store registry operator's business: see
- * docs/configuration.md (the objects are unreferenced blobs, so distribution's garbage-collect
- * removes all of them).
+ * Every stored object also has an object record: an OCI manifest tagged `rp-o-<hex digest>` whose
+ * one layer is the object and whose annotation is its fill time, written right after the upload.
+ * The store repository's tag list thereby lists the objects (sizes and fill times are one record
+ * GET each), and distribution's garbage collection keeps them (they are referenced) until they
+ * are evicted. The quota (`maxBytes`) is kept in this process (./lru.ts): the records are indexed
+ * in the background at start, last use is in memory (seeded by the fill time), and as a fill
+ * starts (or before its upload, when its size was not announced) the least recently used objects
+ * that are not pinned (being read: from `open` until the handle is closed; or filled) are
+ * evicted: their record DELETEd by its digest, then the blob.
  */
 export class RegistryStore implements CacheStore {
   readonly description: string;
-  readonly bytes = 0;
   private readonly links = new Map<string, string>();
   private readonly records: RegistryRecords;
+  private readonly quota: Quota;
+  /** Objects whose eviction is under way: not offered to readers meanwhile. */
+  private readonly evicting = new Set<string>();
+  private indexing: Promise<void> | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private retryMs = INDEX_RETRY_MS;
+  private closed = false;
 
   constructor(private readonly opts: RegistryStoreOptions) {
     this.description = `registry:${opts.client.origin}/${opts.repository}`;
-    this.records = new RegistryRecords({ request: (m, p, e) => this.req(m, p, e), upload: (d, body) => this.upload(d, () => body, body.length) }, opts.repository);
+    this.records = new RegistryRecords({ request: (m, p, e) => this.req(m, p, e), upload: (d, body) => this.upload(d, () => body, body.length) }, opts.repository, opts.tagPage);
+    this.quota = new Quota(opts.maxBytes ?? Number.MAX_SAFE_INTEGER);
+  }
+
+  /** Bytes of the objects this process knows the store holds (indexed, filled or read). */
+  get bytes(): number {
+    return this.quota.bytes;
+  }
+
+  /**
+   * Learns what the store holds from its object records (paginated tag list, one GET per record),
+   * in the background: pulls do not wait for it. Objects this process has met meanwhile keep what
+   * it knows of them. A failure is reported and the index is tried again a minute later (then
+   * backing off to an hour).
+   * Resolves when this attempt ends (never rejects).
+   */
+  index(): Promise<void> {
+    this.indexing ??= (async () => {
+      let objects = 0;
+      try {
+        for await (const rec of this.objectRecords()) {
+          if (this.closed) return;
+          objects++;
+          if (!this.quota.has(rec.digest) && !this.evicting.has(rec.digest)) this.quota.set(rec.digest, rec.size, rec.filledAt);
+        }
+        this.opts.onIndexed?.({ objects, bytes: this.quota.bytes });
+      } catch (err) {
+        this.opts.onIndexed?.(err as Error);
+        if (!this.closed) {
+          this.retry = setTimeout(() => {
+            this.indexing = undefined;
+            void this.index();
+          }, this.retryMs);
+          this.retryMs = Math.min(this.retryMs * 2, INDEX_RETRY_MAX_MS);
+          this.retry.unref();
+        }
+      }
+    })();
+    return this.indexing;
+  }
+
+  /** Every object record of the store (records that do not hold together are skipped); throws when the store cannot answer. */
+  async *objectRecords(): AsyncIterable<ObjectRecord & { manifest: string }> {
+    for await (const page of this.records.tags()) {
+      const digests = page.map(objectOfTag).filter((d): d is string => d !== undefined);
+      for (let i = 0; i < digests.length; i += RECORD_READS) {
+        const got = await Promise.all(digests.slice(i, i + RECORD_READS).map((d) => this.records.getObject(d)));
+        for (const rec of got) if (rec) yield rec;
+      }
+    }
+  }
+
+  /** Every link and tag record (key, value, and the manifest digest that removes it); manifests under such tags that are not ours are skipped. */
+  async *keyedRecords(): AsyncIterable<{ key: string[]; value: string; manifest: string }> {
+    for await (const page of this.records.tags()) {
+      const tags = page.filter(isKeyedTag);
+      for (let i = 0; i < tags.length; i += RECORD_READS) {
+        const got = await Promise.all(
+          tags.slice(i, i + RECORD_READS).map(async (tag) => {
+            const m = await this.records.read(tag);
+            const rec = m && parseKeyedRecord(m.body);
+            // A record under a tag its key does not hash to is someone else's.
+            return rec && m && RegistryRecords.tagOf(rec.key) === tag ? { ...rec, manifest: m.digest } : undefined;
+          }),
+        );
+        for (const rec of got) if (rec) yield rec;
+      }
+    }
+  }
+
+  /** Removes a link or tag record by its manifest digest (from `keyedRecords`). */
+  async removeRecord(manifest: string): Promise<void> {
+    await this.records.deleteManifest(manifest);
+  }
+
+  /** Downloads an object whole and hashes it; undefined when the store does not have it. */
+  async hash(digest: string): Promise<string | undefined> {
+    const r = await this.req('GET', this.blobPath(digest));
+    if (r.statusCode === 404) {
+      await r.body.dump();
+      return undefined;
+    }
+    if (r.statusCode !== 200) {
+      await r.body.dump();
+      throw new Error(`store registry answered ${r.statusCode} to a blob GET`);
+    }
+    const h = createHash('sha256');
+    for await (const c of r.body as AsyncIterable<Buffer>) {
+      h.update(c);
+      r.body.release(c);
+    }
+    return `sha256:${h.digest('hex')}`;
   }
 
   private blobPath(digest: string): string {
@@ -80,18 +199,43 @@ export class RegistryStore implements CacheStore {
 
   async open(digest: string): Promise<StoredObject | undefined> {
     const path = this.blobPath(digest);
-    const r = await this.req('HEAD', path);
-    await r.body.dump();
-    if (r.statusCode === 404) return undefined;
-    if (r.statusCode !== 200) throw new Error(`store registry answered ${r.statusCode} to a blob HEAD`);
-    const size = Number(r.headers['content-length']);
-    if (!Number.isSafeInteger(size) || size < 0) throw new Error('store registry sent no Content-Length for a blob');
-    const handle = new StoreReader(size, (range) => this.req('GET', path, { headers: { range } }));
-    return { size, stamp: `${digest}:${size}`, handle };
+    if (this.evicting.has(digest)) return undefined;
+    // Pinned from here until the handle is closed: an object being read is never evicted.
+    const unpin = this.quota.pin(digest);
+    try {
+      const r = await this.req('HEAD', path);
+      await r.body.dump();
+      if (r.statusCode === 404) {
+        this.quota.delete(digest); // removed elsewhere (another replica's eviction, a purge)
+        unpin();
+        return undefined;
+      }
+      if (r.statusCode !== 200) throw new Error(`store registry answered ${r.statusCode} to a blob HEAD`);
+      const size = Number(r.headers['content-length']);
+      if (!Number.isSafeInteger(size) || size < 0) throw new Error('store registry sent no Content-Length for a blob');
+      // Filled by another replica (or by an older build): counted from now on, and used now.
+      if (!this.quota.has(digest)) this.quota.set(digest, size);
+      const reader = new StoreReader(size, (range) => this.req('GET', path, { headers: { range } }));
+      const handle = {
+        read: (b: Buffer, p: number) => reader.read(b, p),
+        close: async () => {
+          unpin();
+          await reader.close();
+        },
+      };
+      return { size, stamp: `${digest}:${size}`, handle };
+    } catch (err) {
+      unpin();
+      throw err;
+    }
   }
 
-  async create(digest: string, _size: number | undefined): Promise<ObjectWriter> {
+  async create(digest: string, size: number | undefined): Promise<ObjectWriter> {
     this.blobPath(digest);
+    if (size !== undefined && size > this.quota.maxBytes) throw new ObjectTooLargeError(size, this.quota.maxBytes);
+    // Room is made while the fill downloads (commit waits for it).
+    const announced = size;
+    const room = size === undefined ? undefined : this.evict(size);
     await mkdir(this.opts.spoolDir, { recursive: true });
     const tmp = join(this.opts.spoolDir, `${digest.slice(7)}.${process.pid}.${randomBytes(6).toString('hex')}`);
     const fh = await open(tmp, 'wx');
@@ -115,7 +259,14 @@ export class RegistryStore implements CacheStore {
         await close();
         const size = (await stat(tmp)).size;
         try {
+          if (size > this.quota.maxBytes) throw new ObjectTooLargeError(size, this.quota.maxBytes);
+          // Room made for another size than came (or for none announced) is made again; a failed eviction is not retried within one fill.
+          await room;
+          if (room === undefined || size !== announced) await this.evict(size);
           await this.upload(digest, () => createReadStream(tmp), size);
+          // The record makes the object listable, countable after a restart, and kept by garbage collection.
+          await this.records.putObject({ digest, size, filledAt: Date.now() });
+          this.quota.set(digest, size);
         } catch (err) {
           // The clients of this fill have every byte (from the spool): a store that cannot take
           // the object costs the next request a miss, never this one its pull.
@@ -156,19 +307,55 @@ export class RegistryStore implements CacheStore {
     }
   }
 
-  async remove(digest: string): Promise<void> {
+  /**
+   * Evicts least recently used objects, not pinned, until `incoming` more bytes fit. A removal
+   * that fails is reported and the object counted again (it is still there); the fill goes on.
+   */
+  private async evict(incoming: number): Promise<void> {
+    await Promise.all(
+      this.quota.victims(incoming).map(async (digest) => {
+        // Taken out of the count at once (before any await): concurrent fills do not pick it again.
+        const size = this.quota.size(digest);
+        const lastUsed = this.quota.lastUsed(digest);
+        this.quota.delete(digest);
+        this.evicting.add(digest);
+        try {
+          await this.removeStored(digest);
+          this.opts.onEvict?.(digest, size);
+        } catch (err) {
+          if (!this.quota.has(digest)) this.quota.set(digest, size, lastUsed);
+          this.opts.onEvictFailed?.(digest, err as Error);
+        } finally {
+          this.evicting.delete(digest);
+        }
+      }),
+    );
+  }
+
+  /** The record first, then the blob: a blob left behind is unreferenced (garbage collection takes it), a record left behind would keep it. */
+  private async removeStored(digest: string): Promise<void> {
+    // The record under the object's tag now, by its digest: not one this process remembers, which
+    // another replica's fill may have replaced (and the old revision, untagged, would go instead).
+    const rec = await this.records.read(objectTag(digest));
+    if (rec) await this.records.deleteManifest(rec.digest);
     const r = await this.req('DELETE', this.blobPath(digest));
     await r.body.dump();
     // 405: deletion is disabled on the store registry; the object stays, and is hashed (and refused) again.
     if (r.statusCode !== 202 && r.statusCode !== 404) throw new Error(`store registry answered ${r.statusCode} to a blob DELETE`);
   }
 
-  touch(): void {
-    // No recency is kept: eviction is the store registry's (see the class comment).
+  async remove(digest: string): Promise<void> {
+    this.blobPath(digest);
+    this.quota.delete(digest);
+    await this.removeStored(digest);
   }
 
-  pin(): () => void {
-    return () => undefined;
+  touch(digest: string): void {
+    this.quota.touch(digest);
+  }
+
+  pin(digest: string): () => void {
+    return this.quota.pin(digest);
   }
 
   async link(upstream: string, repository: string, kind: LinkKind, digest: string): Promise<string | undefined> {
@@ -204,11 +391,14 @@ export class RegistryStore implements CacheStore {
     await this.records.put(['tag', upstream, repository, tag, variant], JSON.stringify(record));
   }
 
+  /** The objects that have records (objects stored by a build before records existed are not listed). */
   async *list(): AsyncIterable<ObjectInfo> {
-    // The distribution API has no listing of a repository's blobs.
+    for await (const rec of this.objectRecords()) yield { digest: rec.digest, size: rec.size, lastUsed: rec.filledAt };
   }
 
   async close(): Promise<void> {
-    // Nothing held open: each read is its own request.
+    // Nothing held open: each read is its own request. The index stops at its next record.
+    this.closed = true;
+    clearTimeout(this.retry);
   }
 }

@@ -5,7 +5,7 @@ import { LocalFillLock } from './fill-lock.js';
 import { FilesystemStore } from './filesystem-store.js';
 import type { CacheConfig } from './config.js';
 import { CacheCore, PullCache } from './pull-cache.js';
-import { RegistryStore } from './registry-store.js';
+import { RegistryStore, type RegistryStoreOptions } from './registry-store.js';
 import { SharedFillLock } from './shared-fill-lock.js';
 
 /**
@@ -34,9 +34,28 @@ export async function openCaches(
     let core = cores.get(where);
     if (!core && c.store.type === 'registry') {
       const holder: { core?: CacheCore } = {};
-      const store = registryStore(c.store, credentials(c.store.credentials, `upstreams.${i}.cache.store.credentials`), (digest, err) => {
-        holder.core?.metrics?.cacheErrors.inc({ upstream: u.name, reason: 'store' });
-        logger.warn({ err: { message: err.message }, digest, store: where }, 'cache store upload failed (cancelled); the object was served but not stored');
+      const store = registryStore(c.store, credentials(c.store.credentials, `upstreams.${i}.cache.store.credentials`), {
+        maxBytes: c.maxBytes,
+        onUploadFailed: (digest, err) => {
+          holder.core?.metrics?.cacheErrors.inc({ upstream: u.name, reason: 'store' });
+          logger.warn({ err: { message: err.message }, digest, store: where }, 'cache store upload failed (cancelled); the object was served but not stored');
+        },
+        onEvict: (digest, size) => {
+          holder.core?.metrics?.cacheEvictions.inc({ store: where });
+          logger.debug({ digest, size, store: where }, 'cache: evicted');
+        },
+        onEvictFailed: (digest, err) => {
+          holder.core?.metrics?.cacheErrors.inc({ upstream: u.name, reason: 'store' });
+          logger.warn({ err: { message: err.message }, digest, store: where }, 'cache store eviction failed; the object stays and the fill goes on');
+        },
+        onIndexed: (result) => {
+          if (result instanceof Error)
+            logger.warn({ err: { message: result.message }, store: where }, 'cache store index failed (tried again in a minute); the quota counts only the objects met meanwhile');
+          else {
+            holder.core?.metrics?.cacheStoreBytes.set({ store: store.description }, store.bytes);
+            logger.info({ store: where, ...result, maxBytes: c.maxBytes }, 'cache store indexed');
+          }
+        },
       });
       const lock = sharedState
         ? new SharedFillLock(sharedState, logger, { scope: store.description, onFallback: () => holder.core?.metrics?.cacheLockFallbacks.inc({ store: where }) })
@@ -44,7 +63,8 @@ export async function openCaches(
       core = new CacheCore(store, lock);
       holder.core = core;
       cores.set(where, core);
-      logger.info({ store: store.description }, 'cache store opened (an OCI registry; its size is managed there)');
+      logger.info({ store: store.description, maxBytes: c.maxBytes }, 'cache store opened (an OCI registry; indexing its objects in the background)');
+      void store.index();
     }
     if (!core && c.store.type === 'filesystem') {
       const path = c.store.path;
@@ -70,9 +90,10 @@ export async function openCaches(
   return out;
 }
 
-type RegistryStoreConfig = Extract<CacheConfig['store'], { type: 'registry' }>;
+export type RegistryStoreConfig = Extract<CacheConfig['store'], { type: 'registry' }>;
 
-function registryStore(c: RegistryStoreConfig, credentials: UpstreamCredentialProvider, onUploadFailed: (digest: string, err: Error) => void): RegistryStore {
+/** The RegistryStore a configuration names (the proxy's, and the `cache` CLI's). */
+export function registryStore(c: RegistryStoreConfig, credentials: UpstreamCredentialProvider, opts: Omit<RegistryStoreOptions, 'client' | 'repository' | 'spoolDir'>): RegistryStore {
   const client = new UpstreamClient({
     name: 'cache-store',
     url: c.url,
@@ -85,5 +106,5 @@ function registryStore(c: RegistryStoreConfig, credentials: UpstreamCredentialPr
     timeouts: { connectMs: 2000, headersMs: 10_000, bodyIdleMs: 30_000 },
     userAgent: 'registry-proxy/0.1 (cache store)',
   });
-  return new RegistryStore({ client, repository: c.repository, spoolDir: c.spoolDir, onUploadFailed });
+  return new RegistryStore({ ...opts, client, repository: c.repository, spoolDir: c.spoolDir });
 }

@@ -1,0 +1,325 @@
+/**
+ * The registry store's lifecycle against a real docker-registry: object records written with
+ * each object, indexed by a new instance (a restart, another replica) through the paginated tag
+ * list, the quota enforced by least recent use with pinned objects spared, an eviction the store
+ * refuses (delete disabled) reported and not fatal, and records that are not ours ignored.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { UpstreamClient, staticProvider } from '@registry-proxy/registry-core';
+import { requireCommands, run, startRegistry, type TestRegistry } from '@registry-proxy/testing';
+import { RegistryStore, type RegistryStoreOptions } from './registry-store.js';
+
+jest.setTimeout(60_000);
+const auth = { authorization: `Basic ${Buffer.from('store:store-pw').toString('base64')}` };
+const OCI = 'application/vnd.oci.image.manifest.v1+json';
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+let reg: TestRegistry;
+let spool: string;
+let n = 0;
+const clients: UpstreamClient[] = [];
+
+function store(repo: string, opts: Partial<RegistryStoreOptions> = {}, registry = reg): RegistryStore {
+  const client = new UpstreamClient({
+    name: 'cache-store',
+    url: registry.url,
+    credentials: staticProvider({ kind: 'basic', username: 'store', password: 'store-pw' }),
+    followRedirects: false,
+    retry: { attempts: 1, baseDelayMs: 10, maxDelayMs: 10 },
+  });
+  clients.push(client);
+  return new RegistryStore({ client, repository: repo, spoolDir: spool, onUploadFailed: (d, err) => failures.push(`${d}: ${err.message}`), ...opts });
+}
+const failures: string[] = [];
+
+/** Fills an object the way the cache does (create, write, commit). */
+async function put(s: RegistryStore, size: number): Promise<string> {
+  const data = randomBytes(size);
+  const d = sha(data);
+  const w = await s.create(d, size);
+  await w.write(data);
+  await w.commit();
+  return d;
+}
+async function status(registry: TestRegistry, repo: string, what: 'blobs' | 'manifests', ref: string): Promise<number> {
+  return (await fetch(`${registry.url}/v2/${repo}/${what}/${ref}`, { method: 'HEAD', headers: { ...auth, accept: OCI } })).status;
+}
+const inStore = (repo: string, d: string, registry = reg) => status(registry, repo, 'blobs', d);
+const recordOf = (repo: string, d: string, registry = reg) => status(registry, repo, 'manifests', `rp-o-${d.slice(7)}`);
+
+/**
+ * docker-registry 2.8 ignores `n` on the tag list (pagination came with distribution 3): this
+ * pass-through in front of it pages the registry's own answer the way distribution 3, Harbor or
+ * GHCR do (`n`, `last`, a Link header while more follow). Everything else goes through untouched.
+ */
+async function pagingRelay(target: string): Promise<{ url: string; pages: string[]; garbage: boolean; close(): Promise<void> }> {
+  const t = new URL(target);
+  const pages: string[] = [];
+  const state = { garbage: false };
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const up = request({ host: t.hostname, port: t.port, method: req.method, path: url.pathname.endsWith('/tags/list') ? url.pathname : req.url, headers: req.headers }, async (ur) => {
+      if (!url.pathname.endsWith('/tags/list') || ur.statusCode !== 200) {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      for await (const c of ur as AsyncIterable<Buffer>) chunks.push(c);
+      if (state.garbage) {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('<html>a login page</html>');
+        return;
+      }
+      const doc = JSON.parse(Buffer.concat(chunks).toString()) as { name: string; tags: string[] };
+      const n = Number(url.searchParams.get('n') ?? 100);
+      const last = url.searchParams.get('last');
+      const rest = doc.tags.sort().filter((x) => last === null || x > last);
+      const tags = rest.slice(0, n);
+      pages.push(url.search);
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (rest.length > n) headers['link'] = `<${url.pathname}?n=${n}&last=${tags[tags.length - 1]}>; rel="next"`;
+      res.writeHead(200, headers).end(JSON.stringify({ name: doc.name, tags }));
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    pages,
+    get garbage() {
+      return state.garbage;
+    },
+    set garbage(v: boolean) {
+      state.garbage = v;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+beforeAll(async () => {
+  await requireCommands('docker-registry', 'htpasswd');
+  reg = await startRegistry({ store: 'store-pw' });
+  spool = mkdtempSync(join(tmpdir(), 'rp-lifecycle-'));
+});
+beforeEach(() => {
+  failures.length = 0;
+  n++;
+});
+afterAll(async () => {
+  for (const c of clients) await c.close();
+  await reg?.stop();
+  rmSync(spool, { recursive: true, force: true });
+});
+
+it('each object gets a record; a new instance indexes them through the paginated tag list (sizes, fill times) and lists them', async () => {
+  const repo = `life/index${n}`;
+  const a = store(repo);
+  const before = Date.now();
+  const digests = [];
+  for (let i = 0; i < 5; i++) digests.push(await put(a, 1000 + i));
+  // Link and tag records live in the same repository and are not objects.
+  await a.addLink('hub', 'team/x', 'blob', digests[0] as string);
+  expect(a.bytes).toBe(5010);
+  for (const d of digests) expect(await recordOf(repo, d)).toBe(200);
+  // Straight from docker-registry 2.8: one page with every tag.
+  const c = store(repo);
+  await c.index();
+  expect(c.bytes).toBe(5010);
+  // Paged, 2 tags at a time (6 tags: 5 object records, 1 link record): the index follows the Link headers.
+  const relay = await pagingRelay(reg.url);
+  try {
+    const b = store(repo, { tagPage: 2 }, { url: relay.url } as TestRegistry);
+    expect(b.bytes).toBe(0);
+    const indexed: unknown[] = [];
+    await store(repo, { tagPage: 2, onIndexed: (r) => indexed.push(r) }, { url: relay.url } as TestRegistry).index();
+    expect(indexed).toEqual([{ objects: 5, bytes: 5010 }]);
+    expect(relay.pages.length).toBe(3);
+    expect(relay.pages[1]).toMatch(/^\?n=2&last=rp-/);
+    await b.index();
+    expect(b.bytes).toBe(5010);
+  } finally {
+    await relay.close();
+  }
+  const listed = [];
+  for await (const o of c.list()) listed.push(o);
+  expect(listed.map((o) => o.digest).sort()).toEqual([...digests].sort());
+  expect(listed.map((o) => o.size).sort()).toEqual([1000, 1001, 1002, 1003, 1004]);
+  for (const o of listed) expect(o.lastUsed).toBeGreaterThanOrEqual(before - 1);
+  expect(failures).toEqual([]);
+});
+
+it('quota: the least recently used object is evicted (record, then blob) before an upload; a pinned or open one never is', async () => {
+  const repo = `life/quota${n}`;
+  const evicted: string[] = [];
+  const s = store(repo, { maxBytes: 2500, onEvict: (d) => evicted.push(d) });
+  const a = await put(s, 1000);
+  const b = await put(s, 1000);
+  s.touch(a); // b is now the least recently used
+  const c = await put(s, 1000);
+  expect(evicted).toEqual([b]);
+  expect([await inStore(repo, a), await inStore(repo, b), await inStore(repo, c)]).toEqual([200, 404, 200]);
+  expect(await recordOf(repo, b)).toBe(404);
+  expect(s.bytes).toBe(2000);
+
+  // a is now the least recently used, but being read (open until its handle closes): c goes.
+  const open = await s.open(a);
+  expect(open?.size).toBe(1000);
+  const d = await put(s, 1000);
+  expect(evicted).toEqual([b, c]);
+  expect([await inStore(repo, a), await inStore(repo, c), await inStore(repo, d)]).toEqual([200, 404, 200]);
+  await open?.handle.close();
+  // Closed: a is the oldest again and goes next. A pin (a fill being served) spares d.
+  const unpin = s.pin(d);
+  const e = await put(s, 1000);
+  unpin();
+  expect(evicted).toEqual([b, c, a]);
+  expect([await inStore(repo, a), await inStore(repo, d), await inStore(repo, e)]).toEqual([404, 200, 200]);
+  // An object larger than the whole quota is refused before anything is written.
+  await expect(s.create(sha(Buffer.alloc(3000)), 3000)).rejects.toThrow(/does not fit a cache of 2500 bytes/);
+  expect(failures).toEqual([]);
+});
+
+it('a restarted instance evicts by the fill times its index found (oldest first) and counts objects it meets by reading them', async () => {
+  const repo = `life/restart${n}`;
+  const first = store(repo);
+  const old = await put(first, 1000);
+  await new Promise((r) => setTimeout(r, 20));
+  const newer = await put(first, 1000);
+  const evicted: string[] = [];
+  const s = store(repo, { maxBytes: 2500, onEvict: (d) => evicted.push(d) });
+  await s.index();
+  await put(s, 1000);
+  expect(evicted).toEqual([old]);
+  expect([await inStore(repo, old), await inStore(repo, newer)]).toEqual([404, 200]);
+  // Filled by another instance after this one's index: counted once read, and evictable.
+  const other = await put(first, 400);
+  expect(s.bytes).toBe(2000);
+  await (await s.open(other))?.handle.close();
+  expect(s.bytes).toBe(2400);
+});
+
+it('eviction removes the record under the object tag even when this process did not write it, or it was written again since', async () => {
+  const repo = `life/records${n}`;
+  const other = store(repo);
+  const evicted: string[] = [];
+  const s = store(repo, { maxBytes: 1500, onEvict: (d) => evicted.push(d) });
+  // Filled by another instance; this one only reads it (knows its size, not its record).
+  const x = await put(other, 1000);
+  await (await s.open(x))?.handle.close();
+  // Filled here, then its record replaced (another replica filled it again: a new fill time).
+  await new Promise((r) => setTimeout(r, 5));
+  const y = await put(s, 400);
+  const rec = await (await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${y.slice(7)}`, { headers: { ...auth, accept: OCI } })).text();
+  const again = rec.replace(/"io.github.registry-proxy.filled-at":"\d+"/, `"io.github.registry-proxy.filled-at":"${Date.now() + 1}"`);
+  expect(again).not.toBe(rec);
+  expect((await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${y.slice(7)}`, { method: 'PUT', headers: { ...auth, 'content-type': OCI }, body: again })).status).toBe(201);
+  await put(s, 1400); // needs both gone: x (older use), then y
+  expect(evicted.sort()).toEqual([x, y].sort()); // removed in parallel
+  expect([await inStore(repo, x), await recordOf(repo, x), await inStore(repo, y), await recordOf(repo, y)]).toEqual([404, 404, 404, 404]);
+});
+
+it('an index that fails (a tag list that is garbage, a store that is down) is reported, not thrown; the store keeps working', async () => {
+  const repo = `life/badindex${n}`;
+  await put(store(repo), 100);
+  const relay = await pagingRelay(reg.url);
+  try {
+    relay.garbage = true;
+    const results: unknown[] = [];
+    const s = store(repo, { onIndexed: (r) => results.push(r instanceof Error ? r.message : r) }, { url: relay.url } as TestRegistry);
+    await s.index();
+    expect(results).toEqual(['store registry sent a tag list that is not a JSON object']);
+    expect(s.bytes).toBe(0);
+    // Fills and reads go on without the index.
+    const d = await put(s, 200);
+    expect((await s.open(d))?.size).toBe(200);
+    await s.close();
+  } finally {
+    await relay.close();
+  }
+  const downResults: unknown[] = [];
+  const down = store(repo, { onIndexed: (r) => downResults.push(r instanceof Error ? r.message : r) }, { url: 'http://127.0.0.1:1' } as TestRegistry);
+  await down.index();
+  expect(downResults).toEqual([expect.stringContaining('ECONNREFUSED')]);
+  await down.close();
+});
+
+it('an eviction the store refuses (delete disabled) is reported; the fill is stored all the same', async () => {
+  const noDelete = await startRegistry({ store: 'store-pw' }, { deleteEnabled: false });
+  try {
+    const repo = 'life/nodelete';
+    const failed: string[] = [];
+    const s = store(repo, { maxBytes: 1500, onEvictFailed: (d, err) => failed.push(`${d} ${err.message}`) }, noDelete);
+    const a = await put(s, 1000);
+    const b = await put(s, 1000);
+    expect(failed).toEqual([`${a} store registry answered 405 to a record DELETE`]);
+    expect([await inStore(repo, a, noDelete), await inStore(repo, b, noDelete)]).toEqual([200, 200]);
+    // Still counted (it is still there): tried again before the next fill.
+    expect(s.bytes).toBe(2000);
+    expect(failures).toEqual([]);
+  } finally {
+    await noDelete.stop();
+  }
+});
+
+it('manifests under object-record tags that are not ours (wrong digest, a fill time that is not a number) are skipped by the index and the listing', async () => {
+  const repo = `life/hostile${n}`;
+  const s = store(repo);
+  const good = await put(s, 100);
+  const other = await put(s, 200);
+  const rec = await (await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${good.slice(7)}`, { headers: { ...auth, accept: OCI } })).text();
+  const forge = async (tag: string, body: string) => (await fetch(`${reg.url}/v2/${repo}/manifests/${tag}`, { method: 'PUT', headers: { ...auth, 'content-type': OCI }, body })).status;
+  // The good record copied under another object's tag: names another digest than its layer.
+  expect(await forge(`rp-o-${other.slice(7)}`, rec)).toBe(201);
+  // A record of the right object whose fill time is not a number.
+  const third = await put(s, 300);
+  expect(await forge(`rp-o-${third.slice(7)}`, rec.replace(good, third).replace(/"io.github.registry-proxy.filled-at":"\d+"/, '"io.github.registry-proxy.filled-at":"soon"'))).toBe(201);
+  const listed = [];
+  for await (const o of store(repo).list()) listed.push(o.digest);
+  expect(listed).toEqual([good]);
+  const fresh = store(repo);
+  await fresh.index();
+  expect(fresh.bytes).toBe(100);
+});
+
+it("distribution's garbage collection (--delete-untagged) keeps the objects that have records and reclaims evicted ones and blobs without a record", async () => {
+  const gcReg = await startRegistry({ store: 'store-pw' });
+  try {
+    const repo = 'life/gc';
+    const s = store(repo, { maxBytes: 2500 }, gcReg);
+    const evicted = await put(s, 1000);
+    const kept = await put(s, 1000);
+    const refilled = await put(s, 400);
+    await put(s, 1000); // evicts `evicted`
+    expect(await inStore(repo, evicted, gcReg)).toBe(404);
+    // An object whose record was replaced (filled again elsewhere): the old revision is untagged.
+    const rec = await (await fetch(`${gcReg.url}/v2/${repo}/manifests/rp-o-${refilled.slice(7)}`, { headers: { ...auth, accept: OCI } })).text();
+    const again = rec.replace(/"io.github.registry-proxy.filled-at":"\d+"/, '"io.github.registry-proxy.filled-at":"1"');
+    expect((await fetch(`${gcReg.url}/v2/${repo}/manifests/rp-o-${refilled.slice(7)}`, { method: 'PUT', headers: { ...auth, 'content-type': OCI }, body: again })).status).toBe(201);
+    // A blob uploaded without a record (as a build before records did).
+    const bare = randomBytes(500);
+    const loc = (await fetch(`${gcReg.url}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: auth })).headers.get('location') as string;
+    const u = new URL(loc, gcReg.url);
+    u.searchParams.set('digest', sha(bare));
+    expect((await fetch(u, { method: 'PUT', headers: auth, body: bare })).status).toBe(201);
+    await gcReg.stop();
+    const gc = await run('docker-registry', ['garbage-collect', '--delete-untagged', join(gcReg.dir, 'config.yml')]);
+    expect(gc.code).toBe(0);
+    const data = (d: string) => existsSync(join(gcReg.dir, 'data/docker/registry/v2/blobs/sha256', d.slice(7, 9), d.slice(7), 'data'));
+    expect([data(evicted), data(sha(bare)), data(kept), data(refilled)]).toEqual([false, false, true, true]);
+    await gcReg.start?.();
+    const fresh = store(repo, {}, gcReg);
+    await fresh.index();
+    expect(fresh.bytes).toBe(2400); // kept, refilled and the last fill: their records survived
+  } finally {
+    await gcReg.stop();
+  }
+});
