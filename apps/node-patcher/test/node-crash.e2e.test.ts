@@ -40,29 +40,31 @@ if (NODE_E2E) {
 
 type Kill = { rename: number } | { line: string };
 
+/** The built CLI's `patch` on the test node, as the DaemonSet runs it (with a health timeout in seconds when given). */
+const patchArgs = (healthTimeout?: string): string[] => [
+  CLI,
+  'patch',
+  '--root',
+  t.root,
+  '--dbus',
+  t.node.bus,
+  '--healthz',
+  t.healthz,
+  ...(healthTimeout === undefined ? [] : ['--health-timeout', healthTimeout]),
+  '--mode',
+  'image-service',
+  '--kubelet-version',
+  'v1.31.0',
+  '--socket-seen-at',
+  join(t.socketDir, 'image-service.sock'),
+];
+
 /**
  * Runs `node-patcher patch` and kills it with SIGKILL at `at`. Resolves with what it logged, once
  * it is dead; fails when it finished before the kill point (the step was never reached).
  */
 async function patchKilledAt(at: Kill): Promise<string> {
-  const cli = [
-    CLI,
-    'patch',
-    '--root',
-    t.root,
-    '--dbus',
-    t.node.bus,
-    '--healthz',
-    t.healthz,
-    '--health-timeout',
-    '60',
-    '--mode',
-    'image-service',
-    '--kubelet-version',
-    'v1.31.0',
-    '--socket-seen-at',
-    join(t.socketDir, 'image-service.sock'),
-  ];
+  const cli = patchArgs('60');
   const cmd = 'rename' in at ? 'strace' : process.execPath;
   const args =
     'rename' in at ? ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=rename,renameat,renameat2', '-e', `inject=rename,renameat,renameat2:signal=KILL:when=${at.rename}`, process.execPath, ...cli] : cli;
@@ -132,33 +134,7 @@ maybe('a real node: kill -9 of the patcher at each step', () => {
   it('the kill points are all reached: an unkilled run does exactly six renames', async () => {
     await t.startService();
     // strace counts the renames of a whole run; a seventh would be a write the steps above miss.
-    const r = await runCmd(
-      'strace',
-      [
-        '-f',
-        '-qq',
-        '-c',
-        '-e',
-        'trace=rename,renameat,renameat2',
-        process.execPath,
-        CLI,
-        'patch',
-        '--root',
-        t.root,
-        '--dbus',
-        t.node.bus,
-        '--healthz',
-        t.healthz,
-        '--mode',
-        'image-service',
-        '--kubelet-version',
-        'v1.31.0',
-        '--socket-seen-at',
-        join(t.socketDir, 'image-service.sock'),
-      ],
-      STEP_MS,
-      'an unkilled patcher run under strace',
-    );
+    const r = await runCmd('strace', ['-f', '-qq', '-c', '-e', 'trace=rename,renameat,renameat2', process.execPath, ...patchArgs()], STEP_MS, 'an unkilled patcher run under strace');
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/\s6\s+(\d+\s+)?rename/);
     expect(await runRevert(t.run())).toBe('reverted');
