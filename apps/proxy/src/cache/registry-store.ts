@@ -3,7 +3,7 @@ import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { UpstreamClient, UpstreamResponse } from '@registry-proxy/registry-core';
+import { disposableChunks, type UpstreamClient, type UpstreamResponse } from '@registry-proxy/registry-core';
 import { ObjectTooLargeError } from './filesystem-store.js';
 import { Quota } from './lru.js';
 import { StoreReader } from './registry-reader.js';
@@ -263,7 +263,7 @@ export class RegistryStore implements CacheStore {
           // Room made for another size than came (or for none announced) is made again; a failed eviction is not retried within one fill.
           await room;
           if (room === undefined || size !== announced) await this.evict(size);
-          await this.upload(digest, () => createReadStream(tmp), size);
+          await this.upload(digest, () => disposableChunks(createReadStream(tmp)), size); // fs.ReadStream makes each chunk a buffer of its own
           // The record makes the object listable, countable after a restart, and kept by garbage collection.
           await this.records.putObject({ digest, size, filledAt: Date.now() });
           this.quota.set(digest, size);
