@@ -13,6 +13,7 @@ import { tokenHandler } from './routes/token.js';
 import { loginRouter } from './login/routes.js';
 import { externalBase } from './external-base.js';
 import type { Runtime } from './runtime.js';
+import { PlainLines } from './logging.js';
 
 /** The proxy's HTTP application: the request listener for its node:http(s) server. */
 export interface App extends RequestListener {
@@ -57,12 +58,14 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): A
   app.set('query parser', 'simple');
   // X-Forwarded-Proto/-Host count only from the configured reverse proxies (Express's proxy-addr).
   app.set('trust proxy', runtime.config.trustedProxies.length > 0 ? [...runtime.config.trustedProxies] : false);
+  // The request line has a fixed, flat shape: written without the redaction pass (./logging.ts).
+  const lines = new PlainLines(logger);
 
   // One log line and count per request (./request-log.ts); the routes note what they learn in res.locals.
   app.use((req: Request, res: Response, next: NextFunction) => {
     const id = requestId(req);
     res.locals['req_id'] = id;
-    observeRequest(req, res, res.locals as RequestNotes, id, metrics, logger);
+    observeRequest(req, res, res.locals as RequestNotes, id, metrics, lines);
     next();
   });
 
@@ -138,7 +141,7 @@ export function createApp(runtime: Runtime, metrics: Metrics, logger: Logger): A
     }
     const call = new Call(req, res, target.path, target.search, trust);
     const id = requestId(req);
-    observeRequest(req, res, call.notes, id, metrics, logger);
+    observeRequest(req, res, call.notes, id, metrics, lines);
     if (!hasOneHost(req, call.host)) {
       sendError(req, res, new RegistryError('REQUEST_INVALID', { message: HOST_REQUIRED }), req.method === 'HEAD');
       return;

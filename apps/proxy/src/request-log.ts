@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Logger } from 'pino';
+import type { PlainLines } from './logging.js';
 import type { Metrics } from './metrics.js';
 import type { RequestNotes } from './call.js';
 
@@ -15,16 +15,16 @@ export function requestId(req: IncomingMessage): string {
  * status, duration, identity and repository, never headers or secrets. Shared by the /v2
  * dispatcher and the Express routes (./app.ts); `notes` is filled in by the handler as it goes.
  */
-export function observeRequest(req: IncomingMessage, res: ServerResponse, notes: RequestNotes, id: string, metrics: Metrics, logger: Logger): void {
+export function observeRequest(req: IncomingMessage, res: ServerResponse, notes: RequestNotes, id: string, metrics: Metrics, lines: PlainLines): void {
   const started = process.hrtime.bigint();
   res.once('close', () => {
     const route = notes.route ?? 'other';
     metrics.countRequest(route, req.method ?? '', res.statusCode);
     // The line is built only when it will be written (this runs for every request).
-    if (!logger.isLevelEnabled('info')) return;
+    if (!lines.enabled('info')) return;
     const url = logPath(req.url ?? '');
     const q = url.indexOf('?');
-    logger.info(
+    lines.info(
       {
         req_id: id,
         method: req.method,

@@ -112,11 +112,15 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex & {
   socket.destroySoon?.();
 }
 
-/** A JSON answer (the text already serialized), framed by Content-Length, as Express's `res.json` wrote it. */
+/**
+ * A JSON answer (the text already serialized), framed by Content-Length, as Express's `res.json`
+ * wrote it. The head goes in one writeHead with a flat header list, which Node writes without
+ * building its header map (headers set before on `res` are kept, and these replace theirs).
+ */
 export function sendJson(res: ServerResponse, status: number, json: string, headers?: Readonly<Record<string, string>>): void {
-  res.statusCode = status;
-  if (headers) for (const k in headers) res.setHeader(k, headers[k] as string);
-  res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.setHeader('Content-Length', Buffer.byteLength(json));
+  const head: string[] = [];
+  if (headers) for (const k in headers) head.push(k, headers[k] as string);
+  head.push('Content-Type', 'application/json; charset=utf-8', 'Content-Length', String(Buffer.byteLength(json)));
+  res.writeHead(status, head);
   res.end(json);
 }

@@ -29,6 +29,9 @@ export const ANONYMOUS: Identity = Object.freeze({ subject: 'anonymous', method:
 
 const globCache = new Map<string, RegExp>();
 
+/** Remembered answers per identity (see AccessRules.decided): a client asks for a few repositories. */
+const DECIDED_PER_IDENTITY = 32;
+
 /** Compiles a glob: `**` any characters, `*` any except '/', `?` one character except '/', `\\x` a literal x. */
 export function globToRegExp(glob: string): RegExp {
   let re = globCache.get(glob);
@@ -89,10 +92,33 @@ export class AccessRules {
   }
 
   /**
+   * Answers already worked out, per identity object and (repository, host, upstream): every
+   * token request and every catalog page asks again for the identity a cache handed back (the
+   * password and refresh-token caches return the same object each time), and a rules walk costs
+   * a glob escape and a regex test per rule. Identities are not changed once made, and a new
+   * rule set is a new AccessRules, so an answer stays right for as long as its identity lives
+   * (a WeakMap: it goes with it). At most {@link DECIDED_PER_IDENTITY} answers per identity.
+   */
+  private readonly decided = new WeakMap<Identity, Map<string, readonly string[]>>();
+
+  /**
    * The actions `identity` may perform on `repository` (on virtual host `host`, when given,
    * resolved to upstream `upstream`, when given: rules naming hosts or upstreams need them).
    */
   allowedActions(identity: Identity, repository: string, host?: string, upstream?: string): readonly string[] {
+    // Length-prefixed, so no two argument lists share a key whatever characters they hold.
+    const key = `${repository.length}:${repository}${host === undefined ? '-' : `${host.length}:${host}`}${upstream === undefined ? '-' : `${upstream.length}:${upstream}`}`;
+    let answers = this.decided.get(identity);
+    const hit = answers?.get(key);
+    if (hit !== undefined) return hit;
+    const actions = this.evaluate(identity, repository, host, upstream);
+    if (answers === undefined) this.decided.set(identity, (answers = new Map()));
+    else if (answers.size >= DECIDED_PER_IDENTITY) answers.clear();
+    answers.set(key, actions);
+    return actions;
+  }
+
+  private evaluate(identity: Identity, repository: string, host: string | undefined, upstream: string | undefined): readonly string[] {
     const account = escapeGlob(identity.subject);
     const h = host?.toLowerCase().replace(/:\d+$/, '');
     for (const rule of this.rules) {

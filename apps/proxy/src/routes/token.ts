@@ -2,6 +2,7 @@ import { RegistryError, formatScope, parseTokenRequest, type Access, type TokenR
 import type { Logger } from 'pino';
 import type { Call } from '../call.js';
 import { sendContinue } from '../expect.js';
+import { PlainLines } from '../logging.js';
 import { clientKey, createTokenLimiters, FailureGate, take, type TokenLimiters } from '../limits.js';
 import type { Metrics } from '../metrics.js';
 import { clientGone, sendError, sendJson } from '../respond.js';
@@ -18,9 +19,11 @@ const scopes = (list: readonly Access[]) => list.map(formatScope);
  */
 export function tokenHandler(runtime: Runtime, metrics: Metrics, logger: Logger, limits: TokenLimiters = createTokenLimiters(runtime.config.rateLimits, runtime.state.limiters)) {
   const gate = new FailureGate(limits.failures);
-  const limited = (call: Call, retryAfter: number, what: string, who: Record<string, unknown>) => {
+  // The audit lines are flat strings and lists of strings: written without the redaction pass (../logging.ts).
+  const lines = new PlainLines(logger);
+  const limited = (call: Call, retryAfter: number, what: string, who: { client: string; subject?: string }) => {
     metrics.tokens.inc({ outcome: 'limited' });
-    logger.warn({ audit: 'token', outcome: 'limited', limit: what, ...who }, 'token request rate-limited');
+    lines.warn({ audit: 'token', outcome: 'limited', limit: what, ...who }, 'token request rate-limited');
     const err = new RegistryError('TOOMANYREQUESTS', { message: `too many token requests from this ${what}`, headers: { 'Retry-After': String(retryAfter) } });
     sendError(call.req, call.res, err, call.method === 'HEAD');
   };
@@ -64,7 +67,7 @@ export function tokenHandler(runtime: Runtime, metrics: Metrics, logger: Logger,
     }
     metrics.tokens.inc({ outcome: decision.outcome });
     // The audit line: who, how, what was asked and granted, the result. Never the secret.
-    logger.info(
+    lines.info(
       {
         audit: 'token',
         grant: parsed.grant,

@@ -79,6 +79,33 @@ describe('TokenEndpoint', () => {
     expect(body).not.toHaveProperty('refresh_token');
     expect((await tokens.verifyAccessToken(body.token)).access).toEqual([{ type: 'repository', name: 'team/app', actions: ['pull'] }]);
   });
+  // The answer is written out, not serialized from an object: it must stay exactly what
+  // JSON.stringify gave, also for a scope naming characters JSON escapes.
+  it('writes the answer byte for byte as JSON.stringify of its fields', async () => {
+    const { ep } = await setup();
+    const odd = 'team/q"u\\o\u2028\u00e9\u0001';
+    const form = new URLSearchParams({ grant_type: 'password', username: 'alice', password: 'pw', access_type: 'offline', scope: `repository:${odd}:pull repository:team/b:pull,push` });
+    const d = await ep.handle(parseTokenRequest({ method: 'POST', query: new URLSearchParams(), form }));
+    const p = JSON.parse(d.body) as Record<string, string>;
+    const iat = (JSON.parse(Buffer.from((p['token'] as string).split('.')[1] as string, 'base64url').toString()) as { iat: number }).iat;
+    expect(p['refresh_token']).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    expect(d.body).toBe(
+      JSON.stringify({
+        token: p['token'],
+        access_token: p['token'],
+        expires_in: 60,
+        issued_at: new Date(iat * 1000).toISOString(),
+        refresh_token: p['refresh_token'],
+        scope: `repository:${odd}:pull repository:team/b:pull`,
+      }),
+    );
+    const g = await ep.handle(get('service=svc&scope=repository:team/a:pull', basic('alice', 'pw')));
+    const q = JSON.parse(g.body) as Record<string, unknown>;
+    expect(g.body).toBe(JSON.stringify({ token: q['token'], access_token: q['token'], expires_in: 60, issued_at: q['issued_at'] }));
+    // issued_at is formatted once per second, and always for the second asked.
+    const iso = (ms: number) => (ep as unknown as { isoSecond(d: Date): string }).isoSecond(new Date(ms));
+    expect([iso(1_000), iso(1_000), iso(2_000), iso(1_000)]).toEqual(['1970-01-01T00:00:01.000Z', '1970-01-01T00:00:01.000Z', '1970-01-01T00:00:02.000Z', '1970-01-01T00:00:01.000Z']);
+  });
   it('issues refresh tokens on offline requests, and they work as a grant', async () => {
     const { ep } = await setup();
     const d = await ep.handle(post('grant_type=password&username=alice&password=pw&access_type=offline&scope=repository:team/a:pull'));

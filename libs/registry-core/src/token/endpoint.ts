@@ -41,6 +41,14 @@ export class TokenEndpoint {
     },
   ) {}
 
+  /** `issued_at` of the tokens of one whole second: toISOString once per second, not per token. */
+  private iso = { ms: Number.NaN, text: '' };
+  private isoSecond(at: Date): string {
+    const ms = at.getTime();
+    if (ms !== this.iso.ms) this.iso = { ms, text: at.toISOString() };
+    return this.iso.text;
+  }
+
   private error(outcome: TokenDecision['outcome'], err: RegistryError, req: TokenRequest, reason: string): TokenDecision {
     return { status: err.status, headers: err.headers, body: registryErrorBody(err), error: err, outcome, requested: req.scopes, granted: [], reason };
   }
@@ -125,21 +133,22 @@ export class TokenEndpoint {
     const catalog = granted.some((a) => a.type === 'registry');
     const boundHost = this.opts.rules.hostAware && host !== undefined ? host.toLowerCase().replace(/:\d+$/, '') : undefined;
     const issued = await tokens.issueAccessToken(identity.subject, granted, new Date(), catalog ? identity : undefined, boundHost);
-    const body: Record<string, unknown> = {
-      token: issued.token,
-      access_token: issued.token,
-      expires_in: issued.expiresIn,
-      issued_at: issued.issuedAt.toISOString(),
-    };
+    // The answer is written out, not built as an object for JSON.stringify (that and toISOString
+    // were about 2% of a token's CPU in a profile): a token is compact JWS (base64url and dots),
+    // issued_at an ISO date, expires_in an integer, and the scope, made of the client's names,
+    // is escaped by JSON.stringify. Byte for byte what JSON.stringify of these fields in this
+    // order gives (endpoint.test.ts checks).
+    let body = `{"token":"${issued.token}","access_token":"${issued.token}","expires_in":${issued.expiresIn},"issued_at":"${this.isoSecond(issued.issuedAt)}"`;
     if (req.offline && req.grant === 'password') {
       const refresh = await tokens.issueRefreshToken(identity);
-      if (refresh) body['refresh_token'] = refresh;
+      if (refresh) body += `,"refresh_token":"${refresh}"`;
     }
-    if (req.form) body['scope'] = granted.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`).join(' ');
+    if (req.form) body += `,"scope":${JSON.stringify(granted.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`).join(' '))}`;
+    body += '}';
     return {
       status: 200,
       headers: { 'Cache-Control': 'no-store' },
-      body: JSON.stringify(body),
+      body,
       outcome: 'issued',
       identity,
       requested: req.scopes,

@@ -189,6 +189,29 @@ describe('TokenService', () => {
     }
   });
 
+  // The encoded header is made once per signing key, and the registered claims are added to the
+  // caller's fresh claims object: a new signer gets its own header, and no token's claims reach another.
+  it('names the current signing key in every header, and gives each token its own claims', async () => {
+    const first = await KeySet.ephemeral();
+    const second = await KeySet.ephemeral('RS256');
+    const s = await service({}, first);
+    const id = { subject: 'dave', method: 'htpasswd', groups: [], labels: {} };
+    const refresh = (await s.issueRefreshToken(id)) as string;
+    const a = (await s.issueAccessToken('dave', access)).token;
+    const b = (await s.issueAccessToken('dave', access)).token;
+    expect(decodeProtectedHeader(a)).toEqual({ alg: 'ES256', typ: 'JWT', kid: first.signer.kid });
+    const pa = (await jwtVerify(a, createLocalJWKSet(first.jwks()), { issuer: 'iss', audience: 'svc' })).payload;
+    const pb = (await jwtVerify(b, createLocalJWKSet(first.jwks()), { issuer: 'iss', audience: 'svc' })).payload;
+    expect(pa).not.toHaveProperty('token_use');
+    expect(pa).not.toHaveProperty('method');
+    expect(pa.jti).not.toBe(pb.jti);
+    expect((await jwtVerify(refresh, createLocalJWKSet(first.jwks()))).payload).toMatchObject({ token_use: 'refresh', sub: 'dave' });
+    (s as unknown as { opts: TokenServiceOptions }).opts = { ...s['opts'], keys: second };
+    const c = (await s.issueAccessToken('dave', access)).token;
+    expect(decodeProtectedHeader(c)).toEqual({ alg: 'RS256', typ: 'JWT', kid: second.signer.kid });
+    await expect(jwtVerify(c, createLocalJWKSet(second.jwks()), { issuer: 'iss', audience: 'svc' })).resolves.toBeDefined();
+  });
+
   it('refuses a ttl under the spec minimum of 60 s', async () => {
     await expect(service({ accessTokenTtl: 30 })).rejects.toThrow(RangeError);
   });

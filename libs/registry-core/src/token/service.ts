@@ -1,8 +1,8 @@
-import { createHash, randomUUID, sign as cryptoSign } from 'node:crypto';
+import { createHash, randomUUID, sign as cryptoSign, type KeyObject, type SignKeyObjectInput } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, type JWTHeaderParameters, type JWTPayload } from 'jose';
 import type { Identity } from '../identity.js';
 import type { Access } from '../scope.js';
-import type { KeySet, TokenAlgorithm } from './keys.js';
+import type { KeySet, SigningKey, TokenAlgorithm } from './keys.js';
 import { VerifiedCache } from './verified-cache.js';
 
 /** Options of the token service; validated by whoever builds them (the proxy's config schema). */
@@ -69,21 +69,35 @@ export class TokenService {
     return this.opts.service;
   }
 
+  /** The signer's encoded JWS header and its key argument for sign(), made once per signing key. */
+  private signing: { readonly signer: SigningKey; readonly header: string; readonly key: SignKeyObjectInput | KeyObject } | undefined;
+
   /**
    * A compact JWS, signed with node:crypto's one-shot sign() rather than jose's SignJWT: jose
    * signs through WebCrypto (a promise and a thread-pool job per token), which cost about twice
    * the CPU of the signature itself, on every token the endpoint issues. ES256 signatures are
    * the raw r||s form JWS requires (RFC 7518 §3.4: `ieee-p1363`), not DER. Verification stays
-   * with jose.
+   * with jose. The header is the same for every token of a key, so it is encoded once; `claims`
+   * is the caller's fresh object and gets the registered claims added in place.
    */
-  private sign(claims: JWTPayload, subject: string, ttl: number, now: Date): string {
+  private sign(claims: Record<string, unknown>, subject: string, ttl: number, now: Date): string {
     const { signer } = this.opts.keys;
+    let s = this.signing;
+    if (s?.signer !== signer) {
+      const key = signer.alg === 'ES256' ? { key: signer.privateKey, dsaEncoding: 'ieee-p1363' as const } : signer.privateKey;
+      s = this.signing = { signer, header: base64url(JSON.stringify({ alg: signer.alg, typ: 'JWT', kid: signer.kid })), key };
+    }
     const iat = Math.floor(now.getTime() / 1000);
-    const header = { alg: signer.alg, typ: 'JWT', kid: signer.kid };
-    const payload = { ...claims, iss: this.opts.issuer, sub: subject, aud: this.opts.service, iat, nbf: iat, exp: iat + ttl, jti: randomUUID() };
-    const input = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(payload))}`;
-    const key = signer.alg === 'ES256' ? { key: signer.privateKey, dsaEncoding: 'ieee-p1363' as const } : signer.privateKey;
-    return `${input}.${cryptoSign('sha256', Buffer.from(input), key).toString('base64url')}`;
+    claims['iss'] = this.opts.issuer;
+    claims['sub'] = subject;
+    claims['aud'] = this.opts.service;
+    claims['iat'] = iat;
+    claims['nbf'] = iat;
+    claims['exp'] = iat + ttl;
+    claims['jti'] = randomUUID();
+    // Every character of the input is base64url or '.': latin1 is its exact (and quickest) encoding.
+    const input = `${s.header}.${base64url(JSON.stringify(claims))}`;
+    return `${input}.${cryptoSign('sha256', Buffer.from(input, 'latin1'), s.key).toString('base64url')}`;
   }
 
   /**
@@ -92,7 +106,7 @@ export class TokenService {
    * catalog lists only the repositories the caller may pull).
    */
   async issueAccessToken(subject: string, access: readonly Access[], now = new Date(), identity?: Identity, host?: string): Promise<IssuedToken> {
-    const claims: JWTPayload = { access: access.map((a) => ({ type: a.type, name: a.name, actions: [...a.actions], ...(a.upstream !== undefined ? { upstream: a.upstream } : {}) })) };
+    const claims: Record<string, unknown> = { access: access.map((a) => ({ type: a.type, name: a.name, actions: [...a.actions], ...(a.upstream !== undefined ? { upstream: a.upstream } : {}) })) };
     if (identity) claims['identity'] = identityClaims(identity);
     // A token granted by host-aware rules is good only on the host it was issued for.
     if (host !== undefined) claims['host'] = host;
