@@ -46,3 +46,18 @@ describe('LRU ties', () => {
     expect(q.victims(1000)).toEqual(['b']);
   });
 });
+
+describe('reservations', () => {
+  it('room held by a fill under way counts against the quota until it is released', () => {
+    const q = new Quota(300);
+    q.set('a', 100, 1);
+    q.set('b', 100, 2);
+    expect(q.victims(100)).toEqual([]);
+    const release = q.reserve(100);
+    expect(q.victims(100)).toEqual(['a']);
+    expect(q.bytes).toBe(200); // held room is not stored bytes
+    release();
+    release(); // once only
+    expect(q.victims(100)).toEqual([]);
+  });
+});

@@ -6,6 +6,8 @@ export class Quota {
   private readonly entries = new Map<string, { size: number; lastUsed: number }>();
   private readonly pins = new Map<string, number>();
   private total = 0;
+  /** Bytes of fills under way that have made room for themselves and are not counted yet. */
+  private reserved = 0;
 
   constructor(readonly maxBytes: number) {}
 
@@ -65,13 +67,27 @@ export class Quota {
     };
   }
 
+  /**
+   * Holds room for an object being filled until it is counted (or given up): fills that make
+   * room meanwhile make it for themselves too, rather than count the same free bytes again.
+   */
+  reserve(bytes: number): () => void {
+    this.reserved += bytes;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.reserved -= bytes;
+    };
+  }
+
   pinned(digest: string): boolean {
     return this.pins.has(digest);
   }
 
   /** The objects to remove, oldest use first, so that `incoming` more bytes fit; pinned ones are skipped. */
   victims(incoming: number): string[] {
-    let excess = this.total + incoming - this.maxBytes;
+    let excess = this.total + this.reserved + incoming - this.maxBytes;
     if (excess <= 0) return [];
     const out: string[] = [];
     const byAge = [...this.entries].sort((a, b) => a[1].lastUsed - b[1].lastUsed);

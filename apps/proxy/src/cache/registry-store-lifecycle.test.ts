@@ -323,3 +323,24 @@ it("distribution's garbage collection (--delete-untagged) keeps the objects that
     await gcReg.stop();
   }
 });
+
+it('regression: fills that run at the same time each make room for themselves, so together they do not leave the store above its quota', async () => {
+  const repo = `life/together${n}`;
+  const s = store(repo, { maxBytes: 3000 });
+  const old = await put(s, 1500);
+  // Sizes announced: both fills start (and look for room) before either is stored.
+  const [a, b] = [randomBytes(1000), randomBytes(1000)];
+  const [wa, wb] = [await s.create(sha(a), 1000), await s.create(sha(b), 1000)];
+  await Promise.all([wa.write(a), wb.write(b)]);
+  await Promise.all([wa.commit(), wb.commit()]);
+  expect(s.bytes).toBeLessThanOrEqual(3000);
+  expect([await inStore(repo, old), await inStore(repo, sha(a)), await inStore(repo, sha(b))]).toEqual([404, 200, 200]);
+  // Sizes not announced: room is made as each completes, while the other's upload is under way.
+  const [c, d] = [randomBytes(1000), randomBytes(1000)];
+  const [wc, wd] = [await s.create(sha(c), undefined), await s.create(sha(d), undefined)];
+  await Promise.all([wc.write(c), wd.write(d)]);
+  await Promise.all([wc.commit(), wd.commit()]);
+  expect(s.bytes).toBeLessThanOrEqual(3000);
+  expect([await inStore(repo, sha(c)), await inStore(repo, sha(d))]).toEqual([200, 200]);
+  expect(failures).toEqual([]);
+});

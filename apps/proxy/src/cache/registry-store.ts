@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -233,12 +233,18 @@ export class RegistryStore implements CacheStore {
   async create(digest: string, size: number | undefined): Promise<ObjectWriter> {
     this.blobPath(digest);
     if (size !== undefined && size > this.quota.maxBytes) throw new ObjectTooLargeError(size, this.quota.maxBytes);
-    // Room is made while the fill downloads (commit waits for it).
+    // Room is made while the fill downloads (commit waits for it), and held until the object is counted.
     const announced = size;
-    const room = size === undefined ? undefined : this.evict(size);
-    await mkdir(this.opts.spoolDir, { recursive: true });
+    let room = size === undefined ? undefined : this.makeRoom(size);
     const tmp = join(this.opts.spoolDir, `${digest.slice(7)}.${process.pid}.${randomBytes(6).toString('hex')}`);
-    const fh = await open(tmp, 'wx');
+    let fh: FileHandle;
+    try {
+      await mkdir(this.opts.spoolDir, { recursive: true });
+      fh = await open(tmp, 'wx');
+    } catch (err) {
+      room?.release();
+      throw err;
+    }
     let closed = false;
     const close = async () => {
       if (!closed) {
@@ -261,8 +267,12 @@ export class RegistryStore implements CacheStore {
         try {
           if (size > this.quota.maxBytes) throw new ObjectTooLargeError(size, this.quota.maxBytes);
           // Room made for another size than came (or for none announced) is made again; a failed eviction is not retried within one fill.
-          await room;
-          if (room === undefined || size !== announced) await this.evict(size);
+          await room?.done;
+          if (room === undefined || size !== announced) {
+            room?.release();
+            room = this.makeRoom(size);
+            await room.done;
+          }
           await this.upload(digest, () => createReadStream(tmp), size);
           // The record makes the object listable, countable after a restart, and kept by garbage collection.
           await this.records.putObject({ digest, size, filledAt: Date.now() });
@@ -272,12 +282,14 @@ export class RegistryStore implements CacheStore {
           // the object costs the next request a miss, never this one its pull.
           this.opts.onUploadFailed(digest, err as Error);
         } finally {
+          room?.release();
           // Readers that have the spool file open keep reading it.
           await rm(tmp, { force: true });
         }
         return `${digest}:${size}`;
       },
       abort: async () => {
+        room?.release();
         await close().catch(() => undefined);
         await rm(tmp, { force: true });
       },
@@ -305,6 +317,12 @@ export class RegistryStore implements CacheStore {
         .catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Evicts until `bytes` more fit (the victims are chosen now), and reserves them, so that fills starting meanwhile make room for themselves too. */
+  private makeRoom(bytes: number): { done: Promise<void>; release: () => void } {
+    const done = this.evict(bytes);
+    return { done, release: this.quota.reserve(bytes) };
   }
 
   /**
