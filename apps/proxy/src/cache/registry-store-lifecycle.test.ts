@@ -344,3 +344,38 @@ it('regression: fills that run at the same time each make room for themselves, s
   expect([await inStore(repo, sha(c)), await inStore(repo, sha(d))]).toEqual([200, 200]);
   expect(failures).toEqual([]);
 });
+
+it('regression: a fill time in the future (a replica whose clock runs ahead) does not keep an object at the recent end after an index', async () => {
+  const repo = `life/skew${n}`;
+  const first = store(repo);
+  const ahead = await put(first, 1000);
+  const used = await put(first, 1000);
+  // The record of `ahead` as a replica a day ahead of this clock wrote it.
+  const rec = await (await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${ahead.slice(7)}`, { headers: { ...auth, accept: OCI } })).text();
+  const skewed = rec.replace(/"io.github.registry-proxy.filled-at":"\d+"/, `"io.github.registry-proxy.filled-at":"${Date.now() + 86_400_000}"`);
+  expect((await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${ahead.slice(7)}`, { method: 'PUT', headers: { ...auth, 'content-type': OCI }, body: skewed })).status).toBe(201);
+  const evicted: string[] = [];
+  const s = store(repo, { maxBytes: 2500, onEvict: (x) => evicted.push(x) });
+  await s.index();
+  await new Promise((r) => setTimeout(r, 5));
+  // `used` is read after the index; `ahead` is not: `ahead` is the least recently used.
+  await (await s.open(used))?.handle.close();
+  s.touch(used);
+  await put(s, 1000);
+  expect(evicted).toEqual([ahead]);
+});
+
+it('regression: a record whose size is not the object size is corrected when the object is read', async () => {
+  const repo = `life/liar${n}`;
+  const first = store(repo);
+  const x = await put(first, 1000);
+  const rec = await (await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${x.slice(7)}`, { headers: { ...auth, accept: OCI } })).text();
+  const lie = rec.replace('"size":1000', '"size":1');
+  expect(lie).not.toBe(rec);
+  expect((await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${x.slice(7)}`, { method: 'PUT', headers: { ...auth, 'content-type': OCI }, body: lie })).status).toBe(201);
+  const s = store(repo, { maxBytes: 2500 });
+  await s.index();
+  expect(s.bytes).toBe(1);
+  await (await s.open(x))?.handle.close();
+  expect(s.bytes).toBe(1000);
+});

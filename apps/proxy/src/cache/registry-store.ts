@@ -110,7 +110,8 @@ export class RegistryStore implements CacheStore {
         for await (const rec of this.objectRecords()) {
           if (this.closed) return;
           objects++;
-          if (!this.quota.has(rec.digest) && !this.evicting.has(rec.digest)) this.quota.set(rec.digest, rec.size, rec.filledAt);
+          // A fill time ahead of this clock (a replica whose clock runs ahead) would keep the object at the recent end until the clock caught up.
+          if (!this.quota.has(rec.digest) && !this.evicting.has(rec.digest)) this.quota.set(rec.digest, rec.size, Math.min(rec.filledAt, Date.now()));
         }
         this.opts.onIndexed?.({ objects, bytes: this.quota.bytes });
       } catch (err) {
@@ -213,8 +214,10 @@ export class RegistryStore implements CacheStore {
       if (r.statusCode !== 200) throw new Error(`store registry answered ${r.statusCode} to a blob HEAD`);
       const size = Number(r.headers['content-length']);
       if (!Number.isSafeInteger(size) || size < 0) throw new Error('store registry sent no Content-Length for a blob');
-      // Filled by another replica (or by an older build): counted from now on, and used now.
+      // Filled by another replica (or by an older build): counted from now on, and used now. A
+      // record whose size was not the object's is counted by the object's from now on.
       if (!this.quota.has(digest)) this.quota.set(digest, size);
+      else if (this.quota.size(digest) !== size) this.quota.set(digest, size, this.quota.lastUsed(digest));
       const reader = new StoreReader(size, (range) => this.req('GET', path, { headers: { range } }));
       const handle = {
         read: (b: Buffer, p: number) => reader.read(b, p),
