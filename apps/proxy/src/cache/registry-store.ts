@@ -158,6 +158,11 @@ export class RegistryStore implements CacheStore {
     }
   }
 
+  /** The object record of `digest` (undefined: none, or not one of ours); throws when the store cannot answer. */
+  objectRecord(digest: string): Promise<(ObjectRecord & { manifest: string }) | undefined> {
+    return this.records.getObject(digest);
+  }
+
   /** Removes a link or tag record by its manifest digest (from `keyedRecords`). */
   async removeRecord(manifest: string): Promise<void> {
     await this.records.deleteManifest(manifest);
