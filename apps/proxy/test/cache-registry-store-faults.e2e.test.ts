@@ -242,6 +242,22 @@ describe('registry store faults (real docker-registry as the store, killed and l
     expect(proxy.logs.join('')).toContain('cache store failed (read); relaying without caching');
   });
 
+  it('regression: a stored object this process has checked, whose GET then fails before any byte went out (503, or 404: removed in between): the pull is relayed, not cut off', async () => {
+    const blob = await blobIn('team/app', 1 << 20);
+    await new Pusher(store.url, 'store', 'store-pw').blob(STORE_REPO, blob);
+    expect(await pull(blob.digest)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length }); // checked now
+    for (const status of [503, 404]) {
+      const before = await metric('registry_proxy_cache_errors_total', { reason: 'store' });
+      fault.blobGet = status;
+      try {
+        expect(await pull(blob.digest)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length });
+      } finally {
+        fault.blobGet = undefined;
+      }
+      expect(await metric('registry_proxy_cache_errors_total', { reason: 'store' })).toBe(before + 1);
+    }
+  });
+
   it('20 requests at once for a stored object this process has not checked yet: it is read from the store to be hashed once, not 20 times', async () => {
     const blob = await blobIn('team/app', 2 << 20);
     await new Pusher(store.url, 'store', 'store-pw').blob(STORE_REPO, blob);

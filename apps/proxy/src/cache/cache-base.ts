@@ -145,6 +145,12 @@ export abstract class CacheBase {
       try {
         ok = await sendBytes(r.res, { handle: obj.handle, available: () => obj.size, growing: () => false, wait: async () => undefined }, start, end);
       } catch (err) {
+        if (!r.res.headersSent) {
+          // Failed before any byte went out (the store's GET after its HEAD): relayed, like any store fault.
+          clearHeaders(r.res);
+          this.storeFailed(r, err, 'read');
+          return PASS;
+        }
         r.logger.warn({ err: { message: (err as Error).message }, digest }, 'reading a cached object failed; connection cut');
         r.res.destroy();
         return SERVED;
