@@ -379,3 +379,56 @@ it('regression: a record whose size is not the object size is corrected when the
   await (await s.open(x))?.handle.close();
   expect(s.bytes).toBe(1000);
 });
+
+it('regression: an object filled again while its eviction is still under way is stored after that eviction, never deleted under its new record', async () => {
+  const repo = `life/refill${n}`;
+  // In front of the store: the blob DELETE of one object waits until the test lets it go.
+  let held: string | undefined;
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  const t = new URL(reg.url);
+  const relay = createServer((req, res) => {
+    const go = async () => {
+      if (req.method === 'DELETE' && held !== undefined && (req.url ?? '').endsWith(`/blobs/${held}`)) await gate;
+      const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    };
+    void go();
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  try {
+    const s = store(repo, { maxBytes: 1500 }, { url: `http://127.0.0.1:${(relay.address() as AddressInfo).port}` } as TestRegistry);
+    const xData = randomBytes(1000);
+    const x = sha(xData);
+    const wx = await s.create(x, 1000);
+    await wx.write(xData);
+    await wx.commit();
+    held = x;
+    // A fill that needs room evicts x; x's blob DELETE is held.
+    const other = put(s, 1000);
+    await waitUntil(async () => (await recordOf(repo, x)) === 404);
+    // x is asked for meanwhile: it is not offered (being evicted), so it is filled again.
+    expect(await s.open(x)).toBeUndefined();
+    const again = await s.create(x, 1000);
+    await again.write(xData);
+    const refilled = again.commit();
+    await Promise.race([refilled, new Promise((r) => setTimeout(r, 500))]);
+    release();
+    await Promise.all([refilled, other]);
+    // The refill's blob and record are both there (the eviction finished before its upload).
+    expect([await inStore(repo, x), await recordOf(repo, x)]).toEqual([200, 200]);
+    expect(failures).toEqual([]);
+  } finally {
+    release();
+    relay.closeAllConnections();
+    await new Promise((resolve) => relay.close(resolve));
+  }
+});
+
+async function waitUntil(cond: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 10));
+}

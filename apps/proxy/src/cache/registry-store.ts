@@ -78,8 +78,8 @@ export class RegistryStore implements CacheStore {
   private readonly links = new Map<string, string>();
   private readonly records: RegistryRecords;
   private readonly quota: Quota;
-  /** Objects whose eviction is under way: not offered to readers meanwhile. */
-  private readonly evicting = new Set<string>();
+  /** Objects whose eviction is under way (settles when it has ended, either way): not offered to readers meanwhile, and not uploaded again before it ends. */
+  private readonly evicting = new Map<string, Promise<unknown>>();
   private indexing: Promise<void> | undefined;
   private retry: NodeJS.Timeout | undefined;
   private retryMs = INDEX_RETRY_MS;
@@ -281,6 +281,8 @@ export class RegistryStore implements CacheStore {
             room = this.makeRoom(size);
             await room.done;
           }
+          // Filled again while its eviction runs: uploaded after it, or its blob DELETE would remove this upload.
+          await this.evicting.get(digest);
           await this.upload(digest, () => createReadStream(tmp), size);
           // The record makes the object listable, countable after a restart, and kept by garbage collection.
           await this.records.putObject({ digest, size, filledAt: Date.now() });
@@ -344,15 +346,17 @@ export class RegistryStore implements CacheStore {
         const size = this.quota.size(digest);
         const lastUsed = this.quota.lastUsed(digest);
         this.quota.delete(digest);
-        this.evicting.add(digest);
+        const removal = this.removeStored(digest);
+        const ended = removal.catch(() => undefined);
+        this.evicting.set(digest, ended);
         try {
-          await this.removeStored(digest);
+          await removal;
           this.opts.onEvict?.(digest, size);
         } catch (err) {
           if (!this.quota.has(digest)) this.quota.set(digest, size, lastUsed);
           this.opts.onEvictFailed?.(digest, err as Error);
         } finally {
-          this.evicting.delete(digest);
+          if (this.evicting.get(digest) === ended) this.evicting.delete(digest);
         }
       }),
     );
