@@ -432,3 +432,50 @@ it('regression: an object filled again while its eviction is still under way is 
 async function waitUntil(cond: () => Promise<boolean>): Promise<void> {
   for (let i = 0; i < 200 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 10));
 }
+
+it('regression: an object evicted while the index runs is not counted again by the index (whose record GET was answered before the eviction)', async () => {
+  const repo = `life/indexrace${n}`;
+  const x = await put(store(repo), 1000); // filled by another instance: this one learns of it by its index or by reading it
+  // In front of the store: the answer to the first GET of x's record (the index's) is held back.
+  let heldOnce = false;
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  let seen: () => void = () => undefined;
+  const asked = new Promise<void>((r) => (seen = r));
+  const t = new URL(reg.url);
+  const relay = createServer((req, res) => {
+    const hold = req.method === 'GET' && (req.url ?? '').endsWith(`/manifests/rp-o-${x.slice(7)}`) && !heldOnce;
+    if (hold) heldOnce = true;
+    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+      void (async () => {
+        const chunks: Buffer[] = [];
+        for await (const c of ur as AsyncIterable<Buffer>) chunks.push(c);
+        if (hold) {
+          seen();
+          await gate;
+        }
+        res.writeHead(ur.statusCode ?? 502, ur.headers).end(Buffer.concat(chunks));
+      })();
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  try {
+    const evicted: string[] = [];
+    const s = store(repo, { maxBytes: 1500, onEvict: (d) => evicted.push(d) }, { url: `http://127.0.0.1:${(relay.address() as AddressInfo).port}` } as TestRegistry);
+    const indexed = s.index();
+    await asked; // the index has x's record in hand
+    await (await s.open(x))?.handle.close(); // counted by reading it
+    const y = await put(s, 1000); // evicts x (record, then blob)
+    expect(evicted).toEqual([x]);
+    release();
+    await indexed;
+    expect([await inStore(repo, x), await inStore(repo, y)]).toEqual([404, 200]);
+    expect(s.bytes).toBe(1000);
+  } finally {
+    release();
+    relay.closeAllConnections();
+    await new Promise((resolve) => relay.close(resolve));
+  }
+});

@@ -81,6 +81,9 @@ export class RegistryStore implements CacheStore {
   /** Objects whose eviction is under way (settles when it has ended, either way): not offered to readers meanwhile, and not uploaded again before it ends. */
   private readonly evicting = new Map<string, Promise<unknown>>();
   private indexing: Promise<void> | undefined;
+  /** Objects removed (evicted, found gone, removed as corrupt) while an index runs: a record it read before is stale. */
+  private readonly goneWhileIndexing = new Set<string>();
+  private indexRunning = false;
   private retry: NodeJS.Timeout | undefined;
   private retryMs = INDEX_RETRY_MS;
   private closed = false;
@@ -89,6 +92,12 @@ export class RegistryStore implements CacheStore {
     this.description = `registry:${opts.client.origin}/${opts.repository}`;
     this.records = new RegistryRecords({ request: (m, p, e) => this.req(m, p, e), upload: (d, body) => this.upload(d, () => body, body.length) }, opts.repository, opts.tagPage);
     this.quota = new Quota(opts.maxBytes ?? Number.MAX_SAFE_INTEGER);
+  }
+
+  /** Takes an object out of the count: it is no longer in the store (or is about to leave it). */
+  private forget(digest: string): void {
+    this.quota.delete(digest);
+    if (this.indexRunning) this.goneWhileIndexing.add(digest);
   }
 
   /** Bytes of the objects this process knows the store holds (indexed, filled or read). */
@@ -106,12 +115,14 @@ export class RegistryStore implements CacheStore {
   index(): Promise<void> {
     this.indexing ??= (async () => {
       let objects = 0;
+      this.indexRunning = true;
       try {
         for await (const rec of this.objectRecords()) {
           if (this.closed) return;
           objects++;
+          if (this.quota.has(rec.digest) || this.evicting.has(rec.digest) || this.goneWhileIndexing.has(rec.digest)) continue;
           // A fill time ahead of this clock (a replica whose clock runs ahead) would keep the object at the recent end until the clock caught up.
-          if (!this.quota.has(rec.digest) && !this.evicting.has(rec.digest)) this.quota.set(rec.digest, rec.size, Math.min(rec.filledAt, Date.now()));
+          this.quota.set(rec.digest, rec.size, Math.min(rec.filledAt, Date.now()));
         }
         this.opts.onIndexed?.({ objects, bytes: this.quota.bytes });
       } catch (err) {
@@ -124,6 +135,9 @@ export class RegistryStore implements CacheStore {
           this.retryMs = Math.min(this.retryMs * 2, INDEX_RETRY_MAX_MS);
           this.retry.unref();
         }
+      } finally {
+        this.indexRunning = false;
+        this.goneWhileIndexing.clear();
       }
     })();
     return this.indexing;
@@ -212,7 +226,7 @@ export class RegistryStore implements CacheStore {
       const r = await this.req('HEAD', path);
       await r.body.dump();
       if (r.statusCode === 404) {
-        this.quota.delete(digest); // removed elsewhere (another replica's eviction, a purge)
+        this.forget(digest); // removed elsewhere (another replica's eviction, a purge)
         unpin();
         return undefined;
       }
@@ -345,7 +359,7 @@ export class RegistryStore implements CacheStore {
         // Taken out of the count at once (before any await): concurrent fills do not pick it again.
         const size = this.quota.size(digest);
         const lastUsed = this.quota.lastUsed(digest);
-        this.quota.delete(digest);
+        this.forget(digest);
         const removal = this.removeStored(digest);
         const ended = removal.catch(() => undefined);
         this.evicting.set(digest, ended);
@@ -376,7 +390,7 @@ export class RegistryStore implements CacheStore {
 
   async remove(digest: string): Promise<void> {
     this.blobPath(digest);
-    this.quota.delete(digest);
+    this.forget(digest);
     await this.removeStored(digest);
   }
 
