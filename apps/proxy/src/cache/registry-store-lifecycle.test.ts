@@ -479,3 +479,36 @@ it('regression: an object evicted while the index runs is not counted again by t
     await new Promise((resolve) => relay.close(resolve));
   }
 });
+
+it('regression: a large fill that needs many small objects evicted removes them a few at a time, not all at once', async () => {
+  const repo = `life/many${n}`;
+  const t = new URL(reg.url);
+  const flight = { now: 0, max: 0 };
+  const relay = createServer((req, res) => {
+    flight.now++;
+    flight.max = Math.max(flight.max, flight.now);
+    res.on('close', () => flight.now--);
+    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  try {
+    const evicted: string[] = [];
+    const s = store(repo, { maxBytes: 40_000, onEvict: (d) => evicted.push(d) }, { url: `http://127.0.0.1:${(relay.address() as AddressInfo).port}` } as TestRegistry);
+    const small: string[] = [];
+    for (let i = 0; i < 80; i++) small.push(await put(s, 500));
+    flight.max = 0;
+    const big = await put(s, 39_000);
+    expect(evicted.length).toBe(78);
+    expect(flight.max).toBeLessThanOrEqual(16);
+    expect(s.bytes).toBe(40_000);
+    expect([await inStore(repo, small[0] as string), await inStore(repo, small[79] as string), await inStore(repo, big)]).toEqual([404, 200, 200]);
+  } finally {
+    relay.closeAllConnections();
+    await new Promise((resolve) => relay.close(resolve));
+  }
+});

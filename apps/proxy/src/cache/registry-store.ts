@@ -17,6 +17,8 @@ const MEDIA_TYPE = /^[\w.+-]+\/[\w.+-]+(?:\s*;[^\x00-\x1f\x7f]*)?$/;
 const MAX_KNOWN_LINKS = 100_000;
 /** Record GETs in flight at once while indexing or listing. */
 const RECORD_READS = 4;
+/** Evictions in flight at once (each a record GET and DELETE, then a blob DELETE). */
+const EVICTIONS = 4;
 /** A failed start-up index is tried again after a minute, then twice as long after each failure, at most an hour. */
 const INDEX_RETRY_MS = 60_000;
 const INDEX_RETRY_MAX_MS = 3_600_000;
@@ -79,7 +81,7 @@ export class RegistryStore implements CacheStore {
   private readonly records: RegistryRecords;
   private readonly quota: Quota;
   /** Objects whose eviction is under way (settles when it has ended, either way): not offered to readers meanwhile, and not uploaded again before it ends. */
-  private readonly evicting = new Map<string, Promise<unknown>>();
+  private readonly evicting = new Map<string, Promise<void>>();
   private indexing: Promise<void> | undefined;
   /** Objects removed (evicted, found gone, removed as corrupt) while an index runs: a record it read before is stale. */
   private readonly goneWhileIndexing = new Set<string>();
@@ -354,23 +356,32 @@ export class RegistryStore implements CacheStore {
    * that fails is reported and the object counted again (it is still there); the fill goes on.
    */
   private async evict(incoming: number): Promise<void> {
+    // Taken out of the count at once (before any await): concurrent fills do not pick them again.
+    const jobs = this.quota.victims(incoming).map((digest) => {
+      const size = this.quota.size(digest);
+      const lastUsed = this.quota.lastUsed(digest);
+      let settle: () => void = () => undefined;
+      const ended = new Promise<void>((r) => (settle = r));
+      this.forget(digest);
+      this.evicting.set(digest, ended);
+      return { digest, size, lastUsed, ended, settle };
+    });
+    // Removed a few at a time: a large fill may need many small objects gone (each three store requests).
+    let next = 0;
     await Promise.all(
-      this.quota.victims(incoming).map(async (digest) => {
-        // Taken out of the count at once (before any await): concurrent fills do not pick it again.
-        const size = this.quota.size(digest);
-        const lastUsed = this.quota.lastUsed(digest);
-        this.forget(digest);
-        const removal = this.removeStored(digest);
-        const ended = removal.catch(() => undefined);
-        this.evicting.set(digest, ended);
-        try {
-          await removal;
-          this.opts.onEvict?.(digest, size);
-        } catch (err) {
-          if (!this.quota.has(digest)) this.quota.set(digest, size, lastUsed);
-          this.opts.onEvictFailed?.(digest, err as Error);
-        } finally {
-          if (this.evicting.get(digest) === ended) this.evicting.delete(digest);
+      Array.from({ length: Math.min(EVICTIONS, jobs.length) }, async () => {
+        while (next < jobs.length) {
+          const { digest, size, lastUsed, ended, settle } = jobs[next++] as (typeof jobs)[number];
+          try {
+            await this.removeStored(digest);
+            this.opts.onEvict?.(digest, size);
+          } catch (err) {
+            if (!this.quota.has(digest)) this.quota.set(digest, size, lastUsed);
+            this.opts.onEvictFailed?.(digest, err as Error);
+          } finally {
+            if (this.evicting.get(digest) === ended) this.evicting.delete(digest);
+            settle();
+          }
         }
       }),
     );
