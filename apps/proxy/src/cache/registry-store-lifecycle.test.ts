@@ -5,7 +5,7 @@
  * refuses (delete disabled) reported and not fatal, and records that are not ours ignored.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -510,5 +510,24 @@ it('regression: a large fill that needs many small objects evicted removes them 
   } finally {
     relay.closeAllConnections();
     await new Promise((resolve) => relay.close(resolve));
+  }
+});
+
+it('regression: spool files a crashed process left behind (older than an hour) are removed at start; younger ones and files not named as fills stay', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rp-spool-stale-'));
+  try {
+    const hex = 'a'.repeat(64);
+    const stale = join(dir, `${hex}.4242.0123456789ab`);
+    const young = join(dir, `${'b'.repeat(64)}.4242.0123456789ab`);
+    const other = join(dir, 'notes.txt');
+    for (const f of [stale, young, other]) writeFileSync(f, 'x'.repeat(1000));
+    const twoHoursAgo = (Date.now() - 2 * 3_600_000) / 1000;
+    utimesSync(stale, twoHoursAgo, twoHoursAgo);
+    utimesSync(other, twoHoursAgo, twoHoursAgo);
+    const s = store(`life/spool${n}`, { spoolDir: dir });
+    await s.index();
+    expect([existsSync(stale), existsSync(young), existsSync(other)]).toEqual([false, true, true]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

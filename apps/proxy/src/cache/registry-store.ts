@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -22,6 +22,9 @@ const EVICTIONS = 4;
 /** A failed start-up index is tried again after a minute, then twice as long after each failure, at most an hour. */
 const INDEX_RETRY_MS = 60_000;
 const INDEX_RETRY_MAX_MS = 3_600_000;
+/** A spool file this old is an abandoned fill (a crashed process: a live fill writes it as it goes, then removes it); only files named as fills are touched. */
+const ABANDONED_MS = 3_600_000;
+const SPOOL_FILE = /^[a-f0-9]{64}\.\d+\.[a-f0-9]{12}$/;
 
 export interface RegistryStoreOptions {
   /** A client for the store registry, with the store's credentials (the upstream credential providers). */
@@ -118,6 +121,7 @@ export class RegistryStore implements CacheStore {
     this.indexing ??= (async () => {
       let objects = 0;
       this.indexRunning = true;
+      await this.sweepSpool();
       try {
         for await (const rec of this.objectRecords()) {
           if (this.closed) return;
@@ -143,6 +147,16 @@ export class RegistryStore implements CacheStore {
       }
     })();
     return this.indexing;
+  }
+
+  /** Removes the spool files of fills a crashed process left behind (never fails). */
+  private async sweepSpool(): Promise<void> {
+    const now = Date.now();
+    for (const f of await readdir(this.opts.spoolDir).catch(() => [] as string[])) {
+      if (!SPOOL_FILE.test(f)) continue;
+      const st = await stat(join(this.opts.spoolDir, f)).catch(() => undefined);
+      if (st && now - st.mtimeMs > ABANDONED_MS) await rm(join(this.opts.spoolDir, f), { force: true }).catch(() => undefined);
+    }
   }
 
   /** Every object record of the store (records that do not hold together are skipped); throws when the store cannot answer. */
