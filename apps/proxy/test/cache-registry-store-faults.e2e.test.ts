@@ -33,7 +33,7 @@ const rejections: unknown[] = [];
 const onRejection = (err: unknown) => rejections.push(err);
 
 /** What the fault injector does to the next requests. */
-const fault: { mode: 'pass' | '503' | 'garbage'; killAfterPutBytes?: { digest: string; bytes: number } | undefined; killed: boolean } = { mode: 'pass', killed: false };
+const fault: { mode: 'pass' | '503' | 'garbage'; blobGet?: number | undefined; killAfterPutBytes?: { digest: string; bytes: number } | undefined; killed: boolean } = { mode: 'pass', killed: false };
 /** Bytes of object GETs the store answered, and how many GETs, by digest. */
 const readBytes = new Map<string, number>();
 const readGets = new Map<string, number>();
@@ -47,6 +47,13 @@ function startFront(target: string): Promise<string> {
     if (fault.mode === '503') {
       const body = JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'the fault injector says 503' }] });
       res.writeHead(503, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+      req.resume();
+      return;
+    }
+    if (fault.blobGet !== undefined && req.method === 'GET' && /\/blobs\/sha256:[a-f0-9]{64}$/.test(req.url ?? '')) {
+      // The blob HEAD passes; its GET fails (a storage backend failing behind a cached HEAD, or the blob deleted in between).
+      const body = JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: `the fault injector says ${fault.blobGet}` }] });
+      res.writeHead(fault.blobGet, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
       req.resume();
       return;
     }
@@ -216,6 +223,39 @@ describe('registry store faults (real docker-registry as the store, killed and l
     expect(await metric('registry_proxy_cache_errors_total', { reason: 'store' })).toBeGreaterThan(before);
     expect(proxy.logs.join('')).toMatch(/cache store failed \([a-z ]+\); relaying without caching/);
     expect(await inStore(blob.digest)).toEqual({ status: 404 });
+  });
+
+  it('regression: a stored object whose HEAD answers but whose GET fails (503, or 404: removed in between) while this process checks it: the pull is relayed, not failed', async () => {
+    for (const status of [503, 404]) {
+      // Stored by someone else: this process hashes it before sending any of it.
+      const blob = await blobIn('team/app', 1 << 20);
+      await new Pusher(store.url, 'store', 'store-pw').blob(STORE_REPO, blob);
+      const before = await metric('registry_proxy_cache_errors_total', { reason: 'store' });
+      fault.blobGet = status;
+      try {
+        expect(await pull(blob.digest)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length });
+      } finally {
+        fault.blobGet = undefined;
+      }
+      expect(await metric('registry_proxy_cache_errors_total', { reason: 'store' })).toBe(before + 1);
+    }
+    expect(proxy.logs.join('')).toContain('cache store failed (read); relaying without caching');
+  });
+
+  it('regression: a stored object this process has checked, whose GET then fails before any byte went out (503, or 404: removed in between): the pull is relayed, not cut off', async () => {
+    const blob = await blobIn('team/app', 1 << 20);
+    await new Pusher(store.url, 'store', 'store-pw').blob(STORE_REPO, blob);
+    expect(await pull(blob.digest)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length }); // checked now
+    for (const status of [503, 404]) {
+      const before = await metric('registry_proxy_cache_errors_total', { reason: 'store' });
+      fault.blobGet = status;
+      try {
+        expect(await pull(blob.digest)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length });
+      } finally {
+        fault.blobGet = undefined;
+      }
+      expect(await metric('registry_proxy_cache_errors_total', { reason: 'store' })).toBe(before + 1);
+    }
   });
 
   it('20 requests at once for a stored object this process has not checked yet: it is read from the store to be hashed once, not 20 times', async () => {

@@ -126,9 +126,11 @@ export abstract class CacheBase {
       // A file this process has not checked (filled by a replica, or changed since: its ctime
       // moved) is hashed whole before any of it is sent: a bad object is never served, not even
       // in part, and the request goes on as a miss.
-      if (this.core.verified.get(digest) !== obj.stamp && !(await this.verifyWhole(r, obj, digest))) {
-        return this.refetching.has(r) ? PASS : (this.refetching.add(r), this.refill(r));
-      }
+      // A store that fails while it is read for that (its GET after its HEAD) is a store fault:
+      // nothing has been sent, so the request is relayed.
+      const checked = this.core.verified.get(digest) === obj.stamp || (await this.verifyWhole(r, obj, digest).catch((err: unknown) => (this.storeFailed(r, err, 'read'), undefined)));
+      if (checked === undefined) return PASS;
+      if (!checked) return this.refetching.has(r) ? PASS : (this.refetching.add(r), this.refill(r));
       const range = r.method === 'GET' && r.kind === 'blob' ? parseRange(r.headers['range'], obj.size) : undefined;
       this.count(r, result);
       if (r.kind === 'blob') this.blobHead(r, obj.size, range);
@@ -143,6 +145,12 @@ export abstract class CacheBase {
       try {
         ok = await sendBytes(r.res, { handle: obj.handle, available: () => obj.size, growing: () => false, wait: async () => undefined }, start, end);
       } catch (err) {
+        if (!r.res.headersSent) {
+          // Failed before any byte went out (the store's GET after its HEAD): relayed, like any store fault.
+          clearHeaders(r.res);
+          this.storeFailed(r, err, 'read');
+          return PASS;
+        }
         r.logger.warn({ err: { message: (err as Error).message }, digest }, 'reading a cached object failed; connection cut');
         r.res.destroy();
         return SERVED;

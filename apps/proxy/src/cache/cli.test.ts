@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { UpstreamClient, staticProvider } from '@registry-proxy/registry-core';
 import { requireCommands, startRegistry, type TestRegistry } from '@registry-proxy/testing';
@@ -61,6 +63,26 @@ describe('registry-proxy cache', () => {
     expect(r.lines).toContain(`# ${join(dir, 'store')}: 1 good, 1 corrupt`);
     expect([existsSync(file(good)), existsSync(file(bad))]).toEqual([true, false]);
     expect((await cli('verify')).code).toBe(0);
+  });
+
+  it('regression: verify while a proxy evicts: a file removed after the listing is not called corrupt (exit code 0)', async () => {
+    const a = await put(randomBytes(10), ['team/a']);
+    const b = await put(randomBytes(10), ['team/a']);
+    // The listing as verify takes it, then b is evicted (its file removed) before it is hashed.
+    const list = FilesystemStore.prototype.list;
+    const spy = jest.spyOn(FilesystemStore.prototype, 'list').mockImplementation(async function* (this: FilesystemStore) {
+      const all = [];
+      for await (const o of list.call(this)) all.push(o);
+      rmSync(file(b));
+      yield* all;
+    });
+    try {
+      const r = await cli('verify');
+      expect([r.code, r.lines]).toEqual([0, [`gone\t${b}\t(removed meanwhile)`, `# ${join(dir, 'store')}: 1 good, 0 corrupt, 1 removed meanwhile`]]);
+      expect(existsSync(file(a))).toBe(true);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('purge --repository removes the repository and what only it linked; shared objects stay', async () => {
@@ -220,6 +242,55 @@ describe('registry-proxy cache, registry store', () => {
       [404, 404],
       [200, 200],
     ]);
+  });
+
+  it('regression: verify while a proxy evicts: an object whose record and blob went meanwhile is not called corrupt (exit code 0)', async () => {
+    const a = await fill(randomBytes(1000), ['team/a']);
+    const b = await fill(randomBytes(1000), ['team/a']);
+    // In front of the store: as verify asks for its first object, the other one is evicted
+    // the way the proxy does it (record, then blob), after verify listed it.
+    let evicted: string | undefined;
+    const target = new URL(reg.url);
+    const relay = createServer((req, res) => {
+      const go = async () => {
+        const m = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(req.url ?? '');
+        if (req.method === 'GET' && m && evicted === undefined) {
+          evicted = m[1] === a ? b : a;
+          const rec = await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${evicted.slice(7)}`, { method: 'HEAD', headers: { ...auth, accept: OCI } });
+          await fetch(`${reg.url}/v2/${repo}/manifests/${rec.headers.get('docker-content-digest') as string}`, { method: 'DELETE', headers: auth });
+          await fetch(`${reg.url}/v2/${repo}/blobs/${evicted}`, { method: 'DELETE', headers: auth });
+        }
+        const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+          res.writeHead(ur.statusCode ?? 502, ur.headers);
+          ur.pipe(res);
+        });
+        up.on('error', () => res.destroy());
+        req.pipe(up);
+      };
+      go().catch(() => res.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(relay.address() as AddressInfo).port}`;
+      writeFileSync(
+        regConfig,
+        `upstreams:\n  - name: hub\n    url: http://127.0.0.1:5000\n    cache:\n      store: {type: registry, url: "${url}", repository: ${repo}, credentials: {type: static, username: store, password: store-pw}}\n      maxBytes: 1GiB\n`,
+      );
+      const r = await regCli('verify');
+      expect(evicted).toBeDefined();
+      expect([r.code, r.lines]).toEqual([0, [`gone\t${evicted as string}\t(removed meanwhile)`, `# ${url}/${repo}: 1 good, 0 corrupt, 1 removed meanwhile`]]);
+    } finally {
+      relay.closeAllConnections();
+      await new Promise((resolve) => relay.close(resolve));
+    }
+  });
+
+  it('verify: an object whose record is there but whose blob is not is corrupt (its record is removed, exit code 1)', async () => {
+    const a = await fill(randomBytes(1000), ['team/a']);
+    expect((await fetch(`${reg.url}/v2/${repo}/blobs/${a}`, { method: 'DELETE', headers: auth })).status).toBe(202);
+    const r = await regCli('verify');
+    expect([r.code, r.lines]).toEqual([1, [`corrupt\t${a}\t(has no bytes): removed`, `# ${reg.url}/${repo}: 0 good, 1 corrupt`]]);
+    expect(await stored(a)).toEqual([404, 404]);
   });
 
   it('a store registry that is down: a clear error and exit code 2, no password in it', async () => {

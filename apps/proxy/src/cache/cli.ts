@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { createCredentialProvider } from '@registry-proxy/registry-core';
@@ -62,6 +62,8 @@ interface CliStore {
   links(): Promise<Map<string, Set<string>>>;
   /** The digest of the stored bytes (undefined: gone meanwhile). */
   hash(digest: string): Promise<string | undefined>;
+  /** Whether the store still lists the object (its file, its record): an object removed since it was listed (the proxy evicted it) is not corrupt. */
+  listed(digest: string): Promise<boolean>;
   remove(digest: string): Promise<void>;
   /** Removes a repository's links and tag records, for these upstreams. */
   dropRepository(upstreams: readonly string[], repository: string): Promise<void>;
@@ -80,6 +82,11 @@ function filesystemCli(path: string, maxBytes: number, upstreams: string[]): Cli
     },
     links: () => linksByDigest(path),
     hash: async (d) => sha256File((await store()).objectPath(d)).catch(() => undefined),
+    listed: async (d) =>
+      stat((await store()).objectPath(d)).then(
+        () => true,
+        () => false,
+      ),
     remove: async (d) => (await store()).remove(d),
     dropRepository: async (ups, repository) => {
       for (const u of ups) await rm(join(path, 'repositories', u, repository), { recursive: true, force: true });
@@ -109,6 +116,7 @@ function registryCli(c: RegistryStoreConfig, key: string, upstreams: string[]): 
     list: () => store.list(),
     links,
     hash: (d) => store.hash(d),
+    listed: async (d) => (await store.objectRecord(d)) !== undefined,
     remove: (d) => store.remove(d),
     dropRepository: async (ups, repository) => {
       const doomed: string[] = [];
@@ -199,16 +207,21 @@ export async function runCacheCli(argv: readonly string[], out: (line: string) =
       const links = o.repository === undefined ? undefined : await s.links();
       let ok = 0;
       let bad = 0;
+      let gone = 0;
       for (const obj of await selected(s, o, links)) {
         const got = await s.hash(obj.digest);
         if (got === obj.digest) ok++;
-        else {
+        else if (got === undefined && !(await s.listed(obj.digest))) {
+          // Removed since the listing (the proxy evicted it, another purge): nothing is wrong with it.
+          gone++;
+          out(`gone\t${obj.digest}\t(removed meanwhile)`);
+        } else {
           bad++;
           await s.remove(obj.digest);
           out(`corrupt\t${obj.digest}\t(has ${got ?? 'no bytes'}): removed`);
         }
       }
-      out(`# ${s.name}: ${ok} good, ${bad} corrupt`);
+      out(`# ${s.name}: ${ok} good, ${bad} corrupt${gone > 0 ? `, ${gone} removed meanwhile` : ''}`);
       if (bad > 0) code = 1;
     });
   });

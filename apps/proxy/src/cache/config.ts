@@ -44,7 +44,11 @@ export const cacheConfig = z.strictObject({
     /** Another OCI registry (e.g. distribution on S3/GCS/Azure): objects are blobs of `repository` there (./registry-store.ts). */
     z.strictObject({
       type: z.literal('registry'),
-      url: z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, '')),
+      url: z
+        .url({ protocol: /^https?$/ })
+        // The URL names the store in logs, metrics and CLI output: a password in it would be shown there.
+        .refine((u) => !/^[a-z]+:\/\/[^/]*@/i.test(u), 'must not carry credentials (user:password@): put them in credentials')
+        .transform((u) => u.replace(/\/+$/, '')),
       repository: z
         .string()
         .regex(/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/, 'a repository name such as registry-proxy/cache')

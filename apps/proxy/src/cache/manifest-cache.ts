@@ -20,6 +20,9 @@ export function acceptVariant(accept: string | undefined): string {
   return createHash('sha256').update(types.join(',')).digest('hex').slice(0, 16);
 }
 
+/** Link writes in flight at once while a manifest's references are recorded. */
+const LINK_WRITES = 8;
+
 /** Manifests in the pull-through cache: by digest, and tags with freshness, revalidation and stale-if-error. */
 export class ManifestCache extends CacheBase {
   async serve(r: CacheRequest): Promise<CacheOutcome> {
@@ -75,10 +78,17 @@ export class ManifestCache extends CacheBase {
       }
       const up = this.client.name;
       const links = linksOf(m.body);
-      await Promise.all([
-        ...links.blobs.map((d) => this.store.addLink(up, r.repository, 'blob', d)),
-        ...links.manifests.map((x) => this.store.addLink(up, r.repository, 'manifest', x.digest, x.mediaType)),
-      ]);
+      const writes = [
+        ...links.blobs.map((d) => () => this.store.addLink(up, r.repository, 'blob', d)),
+        ...links.manifests.map((x) => () => this.store.addLink(up, r.repository, 'manifest', x.digest, x.mediaType)),
+      ];
+      // A few at a time: a manifest may list thousands (each a store request, for a registry store a fresh connection).
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(LINK_WRITES, writes.length) }, async () => {
+          while (next < writes.length) await (writes[next++] as () => Promise<void>)();
+        }),
+      );
       await this.store.addLink(up, r.repository, 'manifest', m.digest, m.mediaType);
     });
   }

@@ -5,7 +5,7 @@
  * refuses (delete disabled) reported and not fatal, and records that are not ours ignored.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -321,5 +321,213 @@ it("distribution's garbage collection (--delete-untagged) keeps the objects that
     expect(fresh.bytes).toBe(2400); // kept, refilled and the last fill: their records survived
   } finally {
     await gcReg.stop();
+  }
+});
+
+it('regression: fills that run at the same time each make room for themselves, so together they do not leave the store above its quota', async () => {
+  const repo = `life/together${n}`;
+  const s = store(repo, { maxBytes: 3000 });
+  const old = await put(s, 1500);
+  // Sizes announced: both fills start (and look for room) before either is stored.
+  const [a, b] = [randomBytes(1000), randomBytes(1000)];
+  const [wa, wb] = [await s.create(sha(a), 1000), await s.create(sha(b), 1000)];
+  await Promise.all([wa.write(a), wb.write(b)]);
+  await Promise.all([wa.commit(), wb.commit()]);
+  expect(s.bytes).toBeLessThanOrEqual(3000);
+  expect([await inStore(repo, old), await inStore(repo, sha(a)), await inStore(repo, sha(b))]).toEqual([404, 200, 200]);
+  // Sizes not announced: room is made as each completes, while the other's upload is under way.
+  const [c, d] = [randomBytes(1000), randomBytes(1000)];
+  const [wc, wd] = [await s.create(sha(c), undefined), await s.create(sha(d), undefined)];
+  await Promise.all([wc.write(c), wd.write(d)]);
+  await Promise.all([wc.commit(), wd.commit()]);
+  expect(s.bytes).toBeLessThanOrEqual(3000);
+  expect([await inStore(repo, sha(c)), await inStore(repo, sha(d))]).toEqual([200, 200]);
+  expect(failures).toEqual([]);
+});
+
+it('regression: a fill time in the future (a replica whose clock runs ahead) does not keep an object at the recent end after an index', async () => {
+  const repo = `life/skew${n}`;
+  const first = store(repo);
+  const ahead = await put(first, 1000);
+  const used = await put(first, 1000);
+  // The record of `ahead` as a replica a day ahead of this clock wrote it.
+  const rec = await (await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${ahead.slice(7)}`, { headers: { ...auth, accept: OCI } })).text();
+  const skewed = rec.replace(/"io.github.registry-proxy.filled-at":"\d+"/, `"io.github.registry-proxy.filled-at":"${Date.now() + 86_400_000}"`);
+  expect((await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${ahead.slice(7)}`, { method: 'PUT', headers: { ...auth, 'content-type': OCI }, body: skewed })).status).toBe(201);
+  const evicted: string[] = [];
+  const s = store(repo, { maxBytes: 2500, onEvict: (x) => evicted.push(x) });
+  await s.index();
+  await new Promise((r) => setTimeout(r, 5));
+  // `used` is read after the index; `ahead` is not: `ahead` is the least recently used.
+  await (await s.open(used))?.handle.close();
+  s.touch(used);
+  await put(s, 1000);
+  expect(evicted).toEqual([ahead]);
+});
+
+it('regression: a record whose size is not the object size is corrected when the object is read', async () => {
+  const repo = `life/liar${n}`;
+  const first = store(repo);
+  const x = await put(first, 1000);
+  const rec = await (await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${x.slice(7)}`, { headers: { ...auth, accept: OCI } })).text();
+  const lie = rec.replace('"size":1000', '"size":1');
+  expect(lie).not.toBe(rec);
+  expect((await fetch(`${reg.url}/v2/${repo}/manifests/rp-o-${x.slice(7)}`, { method: 'PUT', headers: { ...auth, 'content-type': OCI }, body: lie })).status).toBe(201);
+  const s = store(repo, { maxBytes: 2500 });
+  await s.index();
+  expect(s.bytes).toBe(1);
+  await (await s.open(x))?.handle.close();
+  expect(s.bytes).toBe(1000);
+});
+
+it('regression: an object filled again while its eviction is still under way is stored after that eviction, never deleted under its new record', async () => {
+  const repo = `life/refill${n}`;
+  // In front of the store: the blob DELETE of one object waits until the test lets it go.
+  let held: string | undefined;
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  const t = new URL(reg.url);
+  const relay = createServer((req, res) => {
+    const go = async () => {
+      if (req.method === 'DELETE' && held !== undefined && (req.url ?? '').endsWith(`/blobs/${held}`)) await gate;
+      const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    };
+    void go();
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  try {
+    const s = store(repo, { maxBytes: 1500 }, { url: `http://127.0.0.1:${(relay.address() as AddressInfo).port}` } as TestRegistry);
+    const xData = randomBytes(1000);
+    const x = sha(xData);
+    const wx = await s.create(x, 1000);
+    await wx.write(xData);
+    await wx.commit();
+    held = x;
+    // A fill that needs room evicts x; x's blob DELETE is held.
+    const other = put(s, 1000);
+    await waitUntil(async () => (await recordOf(repo, x)) === 404);
+    // x is asked for meanwhile: it is not offered (being evicted), so it is filled again.
+    expect(await s.open(x)).toBeUndefined();
+    const again = await s.create(x, 1000);
+    await again.write(xData);
+    const refilled = again.commit();
+    await Promise.race([refilled, new Promise((r) => setTimeout(r, 500))]);
+    release();
+    await Promise.all([refilled, other]);
+    // The refill's blob and record are both there (the eviction finished before its upload).
+    expect([await inStore(repo, x), await recordOf(repo, x)]).toEqual([200, 200]);
+    expect(failures).toEqual([]);
+  } finally {
+    release();
+    relay.closeAllConnections();
+    await new Promise((resolve) => relay.close(resolve));
+  }
+});
+
+async function waitUntil(cond: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 10));
+}
+
+it('regression: an object evicted while the index runs is not counted again by the index (whose record GET was answered before the eviction)', async () => {
+  const repo = `life/indexrace${n}`;
+  const x = await put(store(repo), 1000); // filled by another instance: this one learns of it by its index or by reading it
+  // In front of the store: the answer to the first GET of x's record (the index's) is held back.
+  let heldOnce = false;
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  let seen: () => void = () => undefined;
+  const asked = new Promise<void>((r) => (seen = r));
+  const t = new URL(reg.url);
+  const relay = createServer((req, res) => {
+    const hold = req.method === 'GET' && (req.url ?? '').endsWith(`/manifests/rp-o-${x.slice(7)}`) && !heldOnce;
+    if (hold) heldOnce = true;
+    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+      void (async () => {
+        const chunks: Buffer[] = [];
+        for await (const c of ur as AsyncIterable<Buffer>) chunks.push(c);
+        if (hold) {
+          seen();
+          await gate;
+        }
+        res.writeHead(ur.statusCode ?? 502, ur.headers).end(Buffer.concat(chunks));
+      })();
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  try {
+    const evicted: string[] = [];
+    const s = store(repo, { maxBytes: 1500, onEvict: (d) => evicted.push(d) }, { url: `http://127.0.0.1:${(relay.address() as AddressInfo).port}` } as TestRegistry);
+    const indexed = s.index();
+    await asked; // the index has x's record in hand
+    await (await s.open(x))?.handle.close(); // counted by reading it
+    const y = await put(s, 1000); // evicts x (record, then blob)
+    expect(evicted).toEqual([x]);
+    release();
+    await indexed;
+    expect([await inStore(repo, x), await inStore(repo, y)]).toEqual([404, 200]);
+    expect(s.bytes).toBe(1000);
+  } finally {
+    release();
+    relay.closeAllConnections();
+    await new Promise((resolve) => relay.close(resolve));
+  }
+});
+
+it('regression: a large fill that needs many small objects evicted removes them a few at a time, not all at once', async () => {
+  const repo = `life/many${n}`;
+  const t = new URL(reg.url);
+  const flight = { now: 0, max: 0 };
+  const relay = createServer((req, res) => {
+    flight.now++;
+    flight.max = Math.max(flight.max, flight.now);
+    res.on('close', () => flight.now--);
+    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  try {
+    const evicted: string[] = [];
+    const s = store(repo, { maxBytes: 40_000, onEvict: (d) => evicted.push(d) }, { url: `http://127.0.0.1:${(relay.address() as AddressInfo).port}` } as TestRegistry);
+    const small: string[] = [];
+    for (let i = 0; i < 80; i++) small.push(await put(s, 500));
+    flight.max = 0;
+    const big = await put(s, 39_000);
+    expect(evicted.length).toBe(78);
+    expect(flight.max).toBeLessThanOrEqual(16);
+    expect(s.bytes).toBe(40_000);
+    expect([await inStore(repo, small[0] as string), await inStore(repo, small[79] as string), await inStore(repo, big)]).toEqual([404, 200, 200]);
+  } finally {
+    relay.closeAllConnections();
+    await new Promise((resolve) => relay.close(resolve));
+  }
+});
+
+it('regression: spool files a crashed process left behind (older than an hour) are removed at start; younger ones and files not named as fills stay', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rp-spool-stale-'));
+  try {
+    const hex = 'a'.repeat(64);
+    const stale = join(dir, `${hex}.4242.0123456789ab`);
+    const young = join(dir, `${'b'.repeat(64)}.4242.0123456789ab`);
+    const other = join(dir, 'notes.txt');
+    for (const f of [stale, young, other]) writeFileSync(f, 'x'.repeat(1000));
+    const twoHoursAgo = (Date.now() - 2 * 3_600_000) / 1000;
+    utimesSync(stale, twoHoursAgo, twoHoursAgo);
+    utimesSync(other, twoHoursAgo, twoHoursAgo);
+    const s = store(`life/spool${n}`, { spoolDir: dir });
+    await s.index();
+    expect([existsSync(stale), existsSync(young), existsSync(other)]).toEqual([false, true, true]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

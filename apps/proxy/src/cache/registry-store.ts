@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -17,9 +17,14 @@ const MEDIA_TYPE = /^[\w.+-]+\/[\w.+-]+(?:\s*;[^\x00-\x1f\x7f]*)?$/;
 const MAX_KNOWN_LINKS = 100_000;
 /** Record GETs in flight at once while indexing or listing. */
 const RECORD_READS = 4;
+/** Evictions in flight at once (each a record GET and DELETE, then a blob DELETE). */
+const EVICTIONS = 4;
 /** A failed start-up index is tried again after a minute, then twice as long after each failure, at most an hour. */
 const INDEX_RETRY_MS = 60_000;
 const INDEX_RETRY_MAX_MS = 3_600_000;
+/** A spool file this old is an abandoned fill (a crashed process: a live fill writes it as it goes, then removes it); only files named as fills are touched. */
+const ABANDONED_MS = 3_600_000;
+const SPOOL_FILE = /^[a-f0-9]{64}\.\d+\.[a-f0-9]{12}$/;
 
 export interface RegistryStoreOptions {
   /** A client for the store registry, with the store's credentials (the upstream credential providers). */
@@ -78,9 +83,12 @@ export class RegistryStore implements CacheStore {
   private readonly links = new Map<string, string>();
   private readonly records: RegistryRecords;
   private readonly quota: Quota;
-  /** Objects whose eviction is under way: not offered to readers meanwhile. */
-  private readonly evicting = new Set<string>();
+  /** Objects whose eviction is under way (settles when it has ended, either way): not offered to readers meanwhile, and not uploaded again before it ends. */
+  private readonly evicting = new Map<string, Promise<void>>();
   private indexing: Promise<void> | undefined;
+  /** Objects removed (evicted, found gone, removed as corrupt) while an index runs: a record it read before is stale. */
+  private readonly goneWhileIndexing = new Set<string>();
+  private indexRunning = false;
   private retry: NodeJS.Timeout | undefined;
   private retryMs = INDEX_RETRY_MS;
   private closed = false;
@@ -89,6 +97,12 @@ export class RegistryStore implements CacheStore {
     this.description = `registry:${opts.client.origin}/${opts.repository}`;
     this.records = new RegistryRecords({ request: (m, p, e) => this.req(m, p, e), upload: (d, body) => this.upload(d, () => body, body.length) }, opts.repository, opts.tagPage);
     this.quota = new Quota(opts.maxBytes ?? Number.MAX_SAFE_INTEGER);
+  }
+
+  /** Takes an object out of the count: it is no longer in the store (or is about to leave it). */
+  private forget(digest: string): void {
+    this.quota.delete(digest);
+    if (this.indexRunning) this.goneWhileIndexing.add(digest);
   }
 
   /** Bytes of the objects this process knows the store holds (indexed, filled or read). */
@@ -106,11 +120,15 @@ export class RegistryStore implements CacheStore {
   index(): Promise<void> {
     this.indexing ??= (async () => {
       let objects = 0;
+      this.indexRunning = true;
+      await this.sweepSpool();
       try {
         for await (const rec of this.objectRecords()) {
           if (this.closed) return;
           objects++;
-          if (!this.quota.has(rec.digest) && !this.evicting.has(rec.digest)) this.quota.set(rec.digest, rec.size, rec.filledAt);
+          if (this.quota.has(rec.digest) || this.evicting.has(rec.digest) || this.goneWhileIndexing.has(rec.digest)) continue;
+          // A fill time ahead of this clock (a replica whose clock runs ahead) would keep the object at the recent end until the clock caught up.
+          this.quota.set(rec.digest, rec.size, Math.min(rec.filledAt, Date.now()));
         }
         this.opts.onIndexed?.({ objects, bytes: this.quota.bytes });
       } catch (err) {
@@ -123,9 +141,22 @@ export class RegistryStore implements CacheStore {
           this.retryMs = Math.min(this.retryMs * 2, INDEX_RETRY_MAX_MS);
           this.retry.unref();
         }
+      } finally {
+        this.indexRunning = false;
+        this.goneWhileIndexing.clear();
       }
     })();
     return this.indexing;
+  }
+
+  /** Removes the spool files of fills a crashed process left behind (never fails). */
+  private async sweepSpool(): Promise<void> {
+    const now = Date.now();
+    for (const f of await readdir(this.opts.spoolDir).catch(() => [] as string[])) {
+      if (!SPOOL_FILE.test(f)) continue;
+      const st = await stat(join(this.opts.spoolDir, f)).catch(() => undefined);
+      if (st && now - st.mtimeMs > ABANDONED_MS) await rm(join(this.opts.spoolDir, f), { force: true }).catch(() => undefined);
+    }
   }
 
   /** Every object record of the store (records that do not hold together are skipped); throws when the store cannot answer. */
@@ -155,6 +186,11 @@ export class RegistryStore implements CacheStore {
         for (const rec of got) if (rec) yield rec;
       }
     }
+  }
+
+  /** The object record of `digest` (undefined: none, or not one of ours); throws when the store cannot answer. */
+  objectRecord(digest: string): Promise<(ObjectRecord & { manifest: string }) | undefined> {
+    return this.records.getObject(digest);
   }
 
   /** Removes a link or tag record by its manifest digest (from `keyedRecords`). */
@@ -206,15 +242,17 @@ export class RegistryStore implements CacheStore {
       const r = await this.req('HEAD', path);
       await r.body.dump();
       if (r.statusCode === 404) {
-        this.quota.delete(digest); // removed elsewhere (another replica's eviction, a purge)
+        this.forget(digest); // removed elsewhere (another replica's eviction, a purge)
         unpin();
         return undefined;
       }
       if (r.statusCode !== 200) throw new Error(`store registry answered ${r.statusCode} to a blob HEAD`);
       const size = Number(r.headers['content-length']);
       if (!Number.isSafeInteger(size) || size < 0) throw new Error('store registry sent no Content-Length for a blob');
-      // Filled by another replica (or by an older build): counted from now on, and used now.
+      // Filled by another replica (or by an older build): counted from now on, and used now. A
+      // record whose size was not the object's is counted by the object's from now on.
       if (!this.quota.has(digest)) this.quota.set(digest, size);
+      else if (this.quota.size(digest) !== size) this.quota.set(digest, size, this.quota.lastUsed(digest));
       const reader = new StoreReader(size, (range) => this.req('GET', path, { headers: { range } }));
       const handle = {
         read: (b: Buffer, p: number) => reader.read(b, p),
@@ -233,12 +271,18 @@ export class RegistryStore implements CacheStore {
   async create(digest: string, size: number | undefined): Promise<ObjectWriter> {
     this.blobPath(digest);
     if (size !== undefined && size > this.quota.maxBytes) throw new ObjectTooLargeError(size, this.quota.maxBytes);
-    // Room is made while the fill downloads (commit waits for it).
+    // Room is made while the fill downloads (commit waits for it), and held until the object is counted.
     const announced = size;
-    const room = size === undefined ? undefined : this.evict(size);
-    await mkdir(this.opts.spoolDir, { recursive: true });
+    let room = size === undefined ? undefined : this.makeRoom(size);
     const tmp = join(this.opts.spoolDir, `${digest.slice(7)}.${process.pid}.${randomBytes(6).toString('hex')}`);
-    const fh = await open(tmp, 'wx');
+    let fh: FileHandle;
+    try {
+      await mkdir(this.opts.spoolDir, { recursive: true });
+      fh = await open(tmp, 'wx');
+    } catch (err) {
+      room?.release();
+      throw err;
+    }
     let closed = false;
     const close = async () => {
       if (!closed) {
@@ -261,8 +305,14 @@ export class RegistryStore implements CacheStore {
         try {
           if (size > this.quota.maxBytes) throw new ObjectTooLargeError(size, this.quota.maxBytes);
           // Room made for another size than came (or for none announced) is made again; a failed eviction is not retried within one fill.
-          await room;
-          if (room === undefined || size !== announced) await this.evict(size);
+          await room?.done;
+          if (room === undefined || size !== announced) {
+            room?.release();
+            room = this.makeRoom(size);
+            await room.done;
+          }
+          // Filled again while its eviction runs: uploaded after it, or its blob DELETE would remove this upload.
+          await this.evicting.get(digest);
           await this.upload(digest, () => disposableChunks(createReadStream(tmp)), size); // fs.ReadStream makes each chunk a buffer of its own
           // The record makes the object listable, countable after a restart, and kept by garbage collection.
           await this.records.putObject({ digest, size, filledAt: Date.now() });
@@ -272,12 +322,14 @@ export class RegistryStore implements CacheStore {
           // the object costs the next request a miss, never this one its pull.
           this.opts.onUploadFailed(digest, err as Error);
         } finally {
+          room?.release();
           // Readers that have the spool file open keep reading it.
           await rm(tmp, { force: true });
         }
         return `${digest}:${size}`;
       },
       abort: async () => {
+        room?.release();
         await close().catch(() => undefined);
         await rm(tmp, { force: true });
       },
@@ -307,26 +359,43 @@ export class RegistryStore implements CacheStore {
     }
   }
 
+  /** Evicts until `bytes` more fit (the victims are chosen now), and reserves them, so that fills starting meanwhile make room for themselves too. */
+  private makeRoom(bytes: number): { done: Promise<void>; release: () => void } {
+    const done = this.evict(bytes);
+    return { done, release: this.quota.reserve(bytes) };
+  }
+
   /**
    * Evicts least recently used objects, not pinned, until `incoming` more bytes fit. A removal
    * that fails is reported and the object counted again (it is still there); the fill goes on.
    */
   private async evict(incoming: number): Promise<void> {
+    // Taken out of the count at once (before any await): concurrent fills do not pick them again.
+    const jobs = this.quota.victims(incoming).map((digest) => {
+      const size = this.quota.size(digest);
+      const lastUsed = this.quota.lastUsed(digest);
+      let settle: () => void = () => undefined;
+      const ended = new Promise<void>((r) => (settle = r));
+      this.forget(digest);
+      this.evicting.set(digest, ended);
+      return { digest, size, lastUsed, ended, settle };
+    });
+    // Removed a few at a time: a large fill may need many small objects gone (each three store requests).
+    let next = 0;
     await Promise.all(
-      this.quota.victims(incoming).map(async (digest) => {
-        // Taken out of the count at once (before any await): concurrent fills do not pick it again.
-        const size = this.quota.size(digest);
-        const lastUsed = this.quota.lastUsed(digest);
-        this.quota.delete(digest);
-        this.evicting.add(digest);
-        try {
-          await this.removeStored(digest);
-          this.opts.onEvict?.(digest, size);
-        } catch (err) {
-          if (!this.quota.has(digest)) this.quota.set(digest, size, lastUsed);
-          this.opts.onEvictFailed?.(digest, err as Error);
-        } finally {
-          this.evicting.delete(digest);
+      Array.from({ length: Math.min(EVICTIONS, jobs.length) }, async () => {
+        while (next < jobs.length) {
+          const { digest, size, lastUsed, ended, settle } = jobs[next++] as (typeof jobs)[number];
+          try {
+            await this.removeStored(digest);
+            this.opts.onEvict?.(digest, size);
+          } catch (err) {
+            if (!this.quota.has(digest)) this.quota.set(digest, size, lastUsed);
+            this.opts.onEvictFailed?.(digest, err as Error);
+          } finally {
+            if (this.evicting.get(digest) === ended) this.evicting.delete(digest);
+            settle();
+          }
         }
       }),
     );
@@ -346,7 +415,7 @@ export class RegistryStore implements CacheStore {
 
   async remove(digest: string): Promise<void> {
     this.blobPath(digest);
-    this.quota.delete(digest);
+    this.forget(digest);
     await this.removeStored(digest);
   }
 

@@ -164,6 +164,25 @@ describe('configuration', () => {
 `;
       expect(messageOf(() => parseConfig(two, 't'))).toMatch(/upstreams\.1\.cache\.maxBytes.*upstreams\.0/);
     });
+
+    it("regression: upstreams sharing a registry store (url and repository) must agree on its size and settings (only the first one's were used)", () => {
+      const store = (extra: string) => `{type: registry, url: "http://127.0.0.1:6000", repository: cache/x${extra}}`;
+      const two = (a: string, b: string) => `upstreams:
+  - {name: a, prefix: a, url: http://127.0.0.1:5000, cache: {store: ${a}}}
+  - {name: b, prefix: b, url: http://127.0.0.1:5001, cache: {store: ${b}}}
+`;
+      expect(messageOf(() => parseConfig(two(`${store('')}, maxBytes: 1GiB`, `${store('')}, maxBytes: 2GiB`), 't'))).toMatch(/upstreams\.1\.cache\.maxBytes.*upstreams\.0/);
+      expect(messageOf(() => parseConfig(two(`${store('')}, maxBytes: 1GiB`, `${store(', spoolDir: /elsewhere')}, maxBytes: 1GiB`), 't'))).toMatch(/upstreams\.1\.cache\.store.*upstreams\.0/);
+      expect(parseConfig(two(`${store('')}, maxBytes: 1GiB`, `${store('')}, maxBytes: 1GiB`), 't').upstreams[1]?.cache?.maxBytes).toBe(2 ** 30);
+      // Another repository of the same registry is another store.
+      expect(parseConfig(two(`${store('')}, maxBytes: 1GiB`, `${store('y')}, maxBytes: 2GiB`), 't').upstreams[1]?.cache?.maxBytes).toBe(2 * 2 ** 30);
+    });
+
+    it('regression: refuses a registry store URL with credentials in it (they would be logged with the store name); credentials go in credentials', () => {
+      const msg = messageOf(() => parseConfig(withCache('{store: {type: registry, url: "https://writer:s3cret@cache.internal:5000"}, maxBytes: 1GiB}'), 't'));
+      expect(msg).toMatch(/upstreams\.0\.cache\.store\.url.*credentials/);
+      expect(msg).not.toContain('s3cret');
+    });
   });
 });
 

@@ -370,14 +370,19 @@ export const ConfigSchema = z
       for (const h of u.hosts.length > 0 ? u.hosts : [''])
         claim(`route\u0000${h}\u0000${u.prefix}`, i, ['prefix'], h ? `host ${h} with prefix ${JSON.stringify(u.prefix)}` : `prefix ${JSON.stringify(u.prefix)}`);
     });
-    // Upstreams may share one cache directory (one quota, one LRU): they must agree on its size.
-    const quotas = new Map<string, { bytes: number; i: number }>();
+    // Upstreams may share one cache directory or store repository (one quota, one LRU, one client:
+    // the first upstream's settings are the ones used): they must agree on its size and settings.
+    const quotas = new Map<string, { bytes: number; store: string; i: number }>();
     c.upstreams.forEach((u, i) => {
-      if (u.cache?.store.type !== 'filesystem') return;
-      const prev = quotas.get(u.cache.store.path);
-      if (prev === undefined) quotas.set(u.cache.store.path, { bytes: u.cache.maxBytes, i });
+      if (!u.cache) return;
+      const st = u.cache.store;
+      const where = st.type === 'filesystem' ? st.path : `${st.url}/${st.repository}`;
+      const prev = quotas.get(where);
+      if (prev === undefined) quotas.set(where, { bytes: u.cache.maxBytes, store: JSON.stringify(st), i });
       else if (prev.bytes !== u.cache.maxBytes)
-        ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'cache', 'maxBytes'], message: `differs from upstreams.${prev.i}.cache.maxBytes, which shares this store path` });
+        ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'cache', 'maxBytes'], message: `differs from upstreams.${prev.i}.cache.maxBytes, which shares this store` });
+      else if (prev.store !== JSON.stringify(st))
+        ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'cache', 'store'], message: `differs from upstreams.${prev.i}.cache.store, which names the same store registry repository` });
     });
     // A rule naming an upstream that does not exist never applies: for a deny rule that would
     // fail open, so a typo is refused here.

@@ -1,0 +1,104 @@
+/**
+ * A manifest that lists many blobs (a hostile upstream's, or a large index) through a proxy whose
+ * cache is a `registry` store: every blob it lists gets a link record in the store, and those
+ * record PUTs go a few at a time, not all at once (each PUT is a fresh store connection). The
+ * upstream is the blob stand-in (it serves any manifest it is given); the store is a real
+ * docker-registry behind a pass-through that counts the requests in flight.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import bcrypt from 'bcryptjs';
+import { getGlobalDispatcher } from 'undici';
+import { requireCommands, startRegistry, type TestRegistry } from '@registry-proxy/testing';
+import { startBlobUpstream, type BlobUpstream } from './support/blob-upstream.js';
+import { startTestProxy, type TestProxy } from './support/proxy.js';
+
+jest.setTimeout(120_000);
+const PW = 'alice-pw-links';
+const OCI = 'application/vnd.oci.image.manifest.v1+json';
+let upstream: BlobUpstream;
+let store: TestRegistry;
+let front: Server;
+let proxy: TestProxy;
+let spool: string;
+const flight = { now: 0, max: 0, puts: 0 };
+
+beforeAll(async () => {
+  await requireCommands('docker-registry', 'htpasswd');
+  upstream = await startBlobUpstream();
+  store = await startRegistry({ store: 'store-pw' });
+  const t = new URL(store.url);
+  front = createServer((req, res) => {
+    flight.now++;
+    flight.max = Math.max(flight.max, flight.now);
+    if (req.method === 'PUT') flight.puts++;
+    res.on('close', () => flight.now--);
+    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+  spool = mkdtempSync(join(tmpdir(), 'rp-spool-links-'));
+  proxy = await startTestProxy({
+    auth: [{ type: 'static', users: [{ username: 'alice', passwordHash: bcrypt.hashSync(PW, 4) }] }],
+    rules: [{ account: 'alice', repository: ['team/**'], actions: ['pull'] }],
+    upstreams: [
+      {
+        name: 'standin',
+        url: upstream.url,
+        attempts: 1,
+        cache: {
+          store: {
+            type: 'registry',
+            url: `http://127.0.0.1:${(front.address() as AddressInfo).port}`,
+            repository: 'cache/objects',
+            credentials: { type: 'static', username: 'store', password: 'store-pw' },
+            spoolDir: spool,
+          },
+          maxBytes: '1GiB',
+        },
+      },
+    ],
+  });
+});
+afterAll(async () => {
+  await proxy?.close();
+  front?.closeAllConnections();
+  await new Promise((r) => front?.close(r));
+  await upstream?.stop();
+  await store?.stop();
+  if (spool) rmSync(spool, { recursive: true, force: true });
+  await getGlobalDispatcher().close();
+});
+
+it('regression: a manifest listing 500 blobs writes their link records a few at a time (it was 500 store connections at once); the pull succeeds', async () => {
+  const layers = Array.from({ length: 500 }, () => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${randomBytes(32).toString('hex')}`, size: 1 }));
+  const config = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${randomBytes(32).toString('hex')}`, size: 1 };
+  const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI, config, layers }));
+  upstream.manifests.set('team/big:v1', { body, mediaType: OCI });
+  const tok = (
+    (await (
+      await fetch(`${proxy.url}/token?service=registry-proxy&scope=repository:team/big:pull`, { headers: { authorization: `Basic ${Buffer.from(`alice:${PW}`).toString('base64')}` } })
+    ).json()) as { token: string }
+  ).token;
+  flight.max = 0;
+  flight.puts = 0;
+  const r = await fetch(`${proxy.url}/v2/team/big/manifests/v1`, { headers: { authorization: `Bearer ${tok}`, accept: OCI } });
+  expect(r.status).toBe(200);
+  expect(
+    createHash('sha256')
+      .update(Buffer.from(await r.arrayBuffer()))
+      .digest('hex'),
+  ).toBe(createHash('sha256').update(body).digest('hex'));
+  const seen = { puts: flight.puts, max: flight.max };
+  expect(seen.puts).toBeGreaterThan(500); // every link written (and the manifest, its record, the tag)
+  expect(seen.max).toBeLessThanOrEqual(16);
+  expect(proxy.logs.join('')).not.toContain('cache store failed');
+});
