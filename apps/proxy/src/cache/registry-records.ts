@@ -160,23 +160,10 @@ export class RegistryRecords {
 
   /** The value recorded under `key`, or undefined; throws when the store cannot answer. */
   async get(key: readonly string[]): Promise<string | undefined> {
-    const r = await this.store.request('GET', `/v2/${this.repository}/manifests/${RegistryRecords.tagOf(key)}`, { headers: { accept: OCI_MANIFEST } });
-    if (r.statusCode === 404) {
-      await r.body.dump();
-      return undefined;
-    }
-    if (r.statusCode !== 200) {
-      await r.body.dump();
-      throw new Error(`store registry answered ${r.statusCode} to a record GET`);
-    }
-    let body: Buffer;
-    try {
-      body = await r.body.bytes(MAX_RECORD_BYTES);
-    } catch (err) {
-      throw new Error(`store registry sent an unreadable record: ${(err as Error).message}`);
-    }
-    if (parseJson(body) === undefined) throw new Error('store registry sent an unreadable record: not JSON');
-    const rec = parseKeyedRecord(body);
+    const m = await this.read(RegistryRecords.tagOf(key));
+    if (m === undefined) return undefined;
+    if (parseJson(m.body) === undefined) throw new Error('store registry sent an unreadable record: not JSON');
+    const rec = parseKeyedRecord(m.body);
     return rec && JSON.stringify(rec.key) === JSON.stringify(key) ? rec.value : undefined;
   }
 
