@@ -225,19 +225,24 @@ describe('registry store faults (real docker-registry as the store, killed and l
     expect(await inStore(blob.digest)).toEqual({ status: 404 });
   });
 
+  /** Pulls `blob` while the store answers `status` to blob GETs: the pull is relayed whole, and counted as one store error. */
+  const relayedWhenStoreGetFails = async (blob: { digest: string; data: Buffer }, status: number): Promise<void> => {
+    const before = await metric('registry_proxy_cache_errors_total', { reason: 'store' });
+    fault.blobGet = status;
+    try {
+      expect(await pull(blob.digest)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length });
+    } finally {
+      fault.blobGet = undefined;
+    }
+    expect(await metric('registry_proxy_cache_errors_total', { reason: 'store' })).toBe(before + 1);
+  };
+
   it('regression: a stored object whose HEAD answers but whose GET fails (503, or 404: removed in between) while this process checks it: the pull is relayed, not failed', async () => {
     for (const status of [503, 404]) {
       // Stored by someone else: this process hashes it before sending any of it.
       const blob = await blobIn('team/app', 1 << 20);
       await new Pusher(store.url, 'store', 'store-pw').blob(STORE_REPO, blob);
-      const before = await metric('registry_proxy_cache_errors_total', { reason: 'store' });
-      fault.blobGet = status;
-      try {
-        expect(await pull(blob.digest)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length });
-      } finally {
-        fault.blobGet = undefined;
-      }
-      expect(await metric('registry_proxy_cache_errors_total', { reason: 'store' })).toBe(before + 1);
+      await relayedWhenStoreGetFails(blob, status);
     }
     expect(proxy.logs.join('')).toContain('cache store failed (read); relaying without caching');
   });
@@ -247,14 +252,7 @@ describe('registry store faults (real docker-registry as the store, killed and l
     await new Pusher(store.url, 'store', 'store-pw').blob(STORE_REPO, blob);
     expect(await pull(blob.digest)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length }); // checked now
     for (const status of [503, 404]) {
-      const before = await metric('registry_proxy_cache_errors_total', { reason: 'store' });
-      fault.blobGet = status;
-      try {
-        expect(await pull(blob.digest)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length });
-      } finally {
-        fault.blobGet = undefined;
-      }
-      expect(await metric('registry_proxy_cache_errors_total', { reason: 'store' })).toBe(before + 1);
+      await relayedWhenStoreGetFails(blob, status);
     }
   });
 
