@@ -15,13 +15,12 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
-import bcrypt from 'bcryptjs';
 import { getGlobalDispatcher } from 'undici';
 import { MT, Pusher, requireCommands, sampleImage, startRegistry, waitFor, type TestRegistry } from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { ALICE_PW as PW, registryStoreProxyConfig } from './support/registry-store-proxy.js';
 
 jest.setTimeout(120_000);
-const PW = 'alice-pw-faults';
 const STORE_REPO = 'cache/objects';
 let upstream: TestRegistry;
 let store: TestRegistry;
@@ -138,22 +137,7 @@ beforeAll(async () => {
   store = await startRegistry({ store: 'store-pw' });
   const storeUrl = await startFront(store.url);
   spool = mkdtempSync(join(tmpdir(), 'rp-spool-faults-'));
-  proxy = await startTestProxy({
-    auth: [{ type: 'static', users: [{ username: 'alice', passwordHash: bcrypt.hashSync(PW, 4) }] }],
-    rules: [{ account: 'alice', repository: ['team/**'], actions: ['pull'] }],
-    upstreams: [
-      {
-        name: 'local',
-        url: upstream.url,
-        attempts: 1,
-        credentials: { type: 'static', username: 'up', password: 'up-pw' },
-        cache: {
-          store: { type: 'registry', url: storeUrl, repository: STORE_REPO, credentials: { type: 'static', username: 'store', password: 'store-pw' }, spoolDir: spool },
-          maxBytes: '1GiB',
-        },
-      },
-    ],
-  });
+  proxy = await startTestProxy(registryStoreProxyConfig({ upstream: upstream.url, store: storeUrl, repository: STORE_REPO, spoolDir: spool }));
   const t = await fetch(`${proxy.url}/token?service=registry-proxy&scope=repository:team/app:pull`, { headers: { authorization: `Basic ${Buffer.from(`alice:${PW}`).toString('base64')}` } });
   bearer = ((await t.json()) as { token: string }).token;
 });

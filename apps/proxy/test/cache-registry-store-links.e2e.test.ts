@@ -11,14 +11,13 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import bcrypt from 'bcryptjs';
 import { getGlobalDispatcher } from 'undici';
 import { requireCommands, startRegistry, type TestRegistry } from '@registry-proxy/testing';
 import { startBlobUpstream, type BlobUpstream } from './support/blob-upstream.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { ALICE_PW as PW, registryStoreProxyConfig } from './support/registry-store-proxy.js';
 
 jest.setTimeout(120_000);
-const PW = 'alice-pw-links';
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
 let upstream: BlobUpstream;
 let store: TestRegistry;
@@ -46,27 +45,16 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
   spool = mkdtempSync(join(tmpdir(), 'rp-spool-links-'));
-  proxy = await startTestProxy({
-    auth: [{ type: 'static', users: [{ username: 'alice', passwordHash: bcrypt.hashSync(PW, 4) }] }],
-    rules: [{ account: 'alice', repository: ['team/**'], actions: ['pull'] }],
-    upstreams: [
-      {
-        name: 'standin',
-        url: upstream.url,
-        attempts: 1,
-        cache: {
-          store: {
-            type: 'registry',
-            url: `http://127.0.0.1:${(front.address() as AddressInfo).port}`,
-            repository: 'cache/objects',
-            credentials: { type: 'static', username: 'store', password: 'store-pw' },
-            spoolDir: spool,
-          },
-          maxBytes: '1GiB',
-        },
-      },
-    ],
-  });
+  proxy = await startTestProxy(
+    registryStoreProxyConfig({
+      upstream: upstream.url,
+      store: `http://127.0.0.1:${(front.address() as AddressInfo).port}`,
+      repository: 'cache/objects',
+      spoolDir: spool,
+      name: 'standin',
+      upstreamCredentials: false,
+    }),
+  );
 });
 afterAll(async () => {
   await proxy?.close();

@@ -10,13 +10,12 @@ import { request } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import bcrypt from 'bcryptjs';
 import { getGlobalDispatcher } from 'undici';
 import { Pusher, requireCommands, startRegistry, waitFor, type TestRegistry } from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { ALICE_PW as PW, registryStoreProxyConfig } from './support/registry-store-proxy.js';
 
 jest.setTimeout(120_000);
-const PW = 'alice-pw-quota';
 const REPO = 'cache/objects';
 let upstream: TestRegistry;
 let store: TestRegistry;
@@ -36,19 +35,7 @@ async function blobIn(repo: string, size: number): Promise<string> {
 async function startProxy(maxBytes: number, storeUrl = store.url): Promise<TestProxy> {
   const spool = mkdtempSync(join(tmpdir(), 'rp-quota-spool-'));
   spools.push(spool);
-  const p = await startTestProxy({
-    auth: [{ type: 'static', users: [{ username: 'alice', passwordHash: bcrypt.hashSync(PW, 4) }] }],
-    rules: [{ account: 'alice', repository: ['team/**'], actions: ['pull'] }],
-    upstreams: [
-      {
-        name: 'local',
-        url: upstream.url,
-        attempts: 1,
-        credentials: { type: 'static', username: 'up', password: 'up-pw' },
-        cache: { store: { type: 'registry', url: storeUrl, repository: REPO, credentials: { type: 'static', username: 'store', password: 'store-pw' }, spoolDir: spool }, maxBytes },
-      },
-    ],
-  });
+  const p = await startTestProxy(registryStoreProxyConfig({ upstream: upstream.url, store: storeUrl, repository: REPO, spoolDir: spool, maxBytes }));
   proxies.push(p);
   return p;
 }

@@ -9,13 +9,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import bcrypt from 'bcryptjs';
 import { getGlobalDispatcher } from 'undici';
 import { Pusher, requireCommands, startRegistry, waitFor, type TestRegistry } from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { ALICE_PW as PW, registryStoreProxyConfig } from './support/registry-store-proxy.js';
 
 jest.setTimeout(120_000);
-const PW = 'alice-pw-store';
 let upstream: TestRegistry;
 let store: TestRegistry;
 let proxy: TestProxy;
@@ -60,22 +59,7 @@ beforeAll(async () => {
   upstream = await startRegistry({ up: 'up-pw' });
   store = await startRegistry({ store: 'store-pw' });
   spool = mkdtempSync(join(tmpdir(), 'rp-spool-'));
-  proxy = await startTestProxy({
-    auth: [{ type: 'static', users: [{ username: 'alice', passwordHash: bcrypt.hashSync(PW, 4) }] }],
-    rules: [{ account: 'alice', repository: ['team/**'], actions: ['pull'] }],
-    upstreams: [
-      {
-        name: 'local',
-        url: upstream.url,
-        attempts: 1,
-        credentials: { type: 'static', username: 'up', password: 'up-pw' },
-        cache: {
-          store: { type: 'registry', url: store.url, repository: 'cache/objects', credentials: { type: 'static', username: 'store', password: 'store-pw' }, spoolDir: spool },
-          maxBytes: '1GiB',
-        },
-      },
-    ],
-  });
+  proxy = await startTestProxy(registryStoreProxyConfig({ upstream: upstream.url, store: store.url, repository: 'cache/objects', spoolDir: spool }));
 });
 afterAll(async () => {
   await proxy?.close();
