@@ -105,6 +105,19 @@ describe('registry-proxy cache', () => {
     expect([existsSync(file(old)), existsSync(file(fresh))]).toEqual([false, true]);
   });
 
+  it('purge --repository --older-than removes the old objects that repository links, shared ones too, and keeps its links', async () => {
+    const eightDays = Date.now() / 1000 - 8 * 86_400;
+    const oldOnly = await put(randomBytes(10), ['team/a']);
+    const oldShared = await put(randomBytes(11), ['team/a', 'team/b']);
+    const oldElsewhere = await put(randomBytes(12), ['team/b']);
+    const fresh = await put(randomBytes(13), ['team/a']);
+    for (const d of [oldOnly, oldShared, oldElsewhere]) utimesSync(file(d), eightDays, eightDays);
+    const r = await cli('purge', '--repository', 'team/a', '--older-than', '7d');
+    expect(r.lines).toContain(`# ${join(dir, 'store')}: removed 2 objects, 21 bytes`);
+    expect([oldOnly, oldShared, oldElsewhere, fresh].map((d) => existsSync(file(d)))).toEqual([false, false, true, true]);
+    expect(await store.link('hub', 'team/a', 'blob', fresh)).toBe('');
+  });
+
   it('refuses a purge without a filter, and a bad age, with exit code 2', async () => {
     expect((await cli('purge')).code).toBe(2);
     expect((await cli('purge', '--older-than', 'soon')).code).toBe(2);
