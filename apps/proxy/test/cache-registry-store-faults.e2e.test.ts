@@ -209,9 +209,10 @@ describe('registry store faults (real docker-registry as the store, killed and l
     expect(await inStore(blob.digest)).toEqual({ status: 404 });
   });
 
-  /** Pulls `blob` while the store answers `status` to blob GETs: the pull is relayed whole, and counted as one store error. */
+  /** Pulls `blob` while the store answers `status` to blob GETs: the pull is relayed whole, and counted as one store error, not as a hit. */
   const relayedWhenStoreGetFails = async (blob: { digest: string; data: Buffer }, status: number): Promise<void> => {
     const before = await metric('registry_proxy_cache_errors_total', { reason: 'store' });
+    const hits = await metric('registry_proxy_cache_requests_total', { result: 'hit' });
     fault.blobGet = status;
     try {
       expect(await pull(blob.digest)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length });
@@ -219,6 +220,7 @@ describe('registry store faults (real docker-registry as the store, killed and l
       fault.blobGet = undefined;
     }
     expect(await metric('registry_proxy_cache_errors_total', { reason: 'store' })).toBe(before + 1);
+    expect(await metric('registry_proxy_cache_requests_total', { result: 'hit' })).toBe(hits);
   };
 
   it('regression: a stored object whose HEAD answers but whose GET fails (503, or 404: removed in between) while this process checks it: the pull is relayed, not failed', async () => {

@@ -132,10 +132,13 @@ export abstract class CacheBase {
       if (checked === undefined) return PASS;
       if (!checked) return this.refetching.has(r) ? PASS : (this.refetching.add(r), this.refill(r));
       const range = r.method === 'GET' && r.kind === 'blob' ? parseRange(r.headers['range'], obj.size) : undefined;
-      this.count(r, result);
       if (r.kind === 'blob') this.blobHead(r, obj.size, range);
       else this.head(r, 200, { 'Content-Type': contentType, 'Docker-Content-Digest': digest, ETag: `"${digest}"`, 'Content-Length': obj.size });
+      // Counted once the answer really comes from the cache: a store read that fails before the
+      // first byte goes out is relayed below, and counted as that.
+      const counted = () => this.count(r, result);
       if (r.method === 'HEAD') {
+        counted();
         r.res.end();
         return SERVED;
       }
@@ -143,7 +146,7 @@ export abstract class CacheBase {
       const end = range?.end ?? obj.size - 1;
       let ok: boolean;
       try {
-        ok = await sendBytes(r.res, { handle: obj.handle, available: () => obj.size, growing: () => false, wait: async () => undefined }, start, end);
+        ok = await sendBytes(r.res, { handle: obj.handle, available: () => obj.size, growing: () => false, wait: async () => undefined }, start, end, counted);
       } catch (err) {
         if (!r.res.headersSent) {
           // Failed before any byte went out (the store's GET after its HEAD): relayed, like any store fault.

@@ -71,9 +71,20 @@ export function drained(res: ServerResponse): Promise<boolean> {
   });
 }
 
-/** Writes bytes `[start, end]` of a source to the response, reading as they become available. Resolves to false when the client left. */
-export async function sendBytes(res: ServerResponse, src: Source, start: number, end: number): Promise<boolean> {
+/**
+ * Writes bytes `[start, end]` of a source to the response, reading as they become available.
+ * Resolves to false when the client left. `starting` runs once, just before the first write
+ * (or the end of an empty body): until then nothing has gone out, and a failed read leaves the
+ * caller free to answer otherwise.
+ */
+export async function sendBytes(res: ServerResponse, src: Source, start: number, end: number, starting?: () => void): Promise<boolean> {
   let pos = start;
+  let started = false;
+  const begin = () => {
+    if (started) return;
+    started = true;
+    starting?.();
+  };
   while (pos <= end) {
     if (res.destroyed) return false;
     const avail = src.available();
@@ -96,11 +107,13 @@ export async function sendBytes(res: ServerResponse, src: Source, start: number,
       throw new Error('cached object shorter than its size');
     }
     pos += got;
+    begin();
     // The buffer goes back to the pool once the socket has taken its bytes.
     if (!res.write(buf.subarray(0, got), (err) => err || giveBuffer(buf)) && !(await drained(res))) return false;
   }
   return new Promise<boolean>((resolve) => {
     if (res.destroyed) return resolve(false);
+    begin();
     res.end(() => resolve(true));
     res.once('close', () => resolve(res.writableFinished));
   });
