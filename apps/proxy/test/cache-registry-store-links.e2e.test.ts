@@ -7,13 +7,12 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getGlobalDispatcher } from 'undici';
 import { requireCommands, startRegistry, type TestRegistry } from '@registry-proxy/testing';
 import { startBlobUpstream, type BlobUpstream } from './support/blob-upstream.js';
+import { startFlightRelay, type FlightRelay } from './support/counting-relay.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 import { ALICE_PW as PW, registryStoreProxyConfig } from './support/registry-store-proxy.js';
 
@@ -21,34 +20,20 @@ jest.setTimeout(120_000);
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
 let upstream: BlobUpstream;
 let store: TestRegistry;
-let front: Server;
+let front: FlightRelay;
 let proxy: TestProxy;
 let spool: string;
-const flight = { now: 0, max: 0, puts: 0 };
 
 beforeAll(async () => {
   await requireCommands('docker-registry', 'htpasswd');
   upstream = await startBlobUpstream();
   store = await startRegistry({ store: 'store-pw' });
-  const t = new URL(store.url);
-  front = createServer((req, res) => {
-    flight.now++;
-    flight.max = Math.max(flight.max, flight.now);
-    if (req.method === 'PUT') flight.puts++;
-    res.on('close', () => flight.now--);
-    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      ur.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+  front = await startFlightRelay(store.url);
   spool = mkdtempSync(join(tmpdir(), 'rp-spool-links-'));
   proxy = await startTestProxy(
     registryStoreProxyConfig({
       upstream: upstream.url,
-      store: `http://127.0.0.1:${(front.address() as AddressInfo).port}`,
+      store: front.url,
       repository: 'cache/objects',
       spoolDir: spool,
       name: 'standin',
@@ -58,8 +43,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await proxy?.close();
-  front?.closeAllConnections();
-  await new Promise((r) => front?.close(r));
+  await front?.close();
   await upstream?.stop();
   await store?.stop();
   if (spool) rmSync(spool, { recursive: true, force: true });
@@ -76,8 +60,8 @@ it('regression: a manifest listing 500 blobs writes their link records a few at 
       await fetch(`${proxy.url}/token?service=registry-proxy&scope=repository:team/big:pull`, { headers: { authorization: `Basic ${Buffer.from(`alice:${PW}`).toString('base64')}` } })
     ).json()) as { token: string }
   ).token;
-  flight.max = 0;
-  flight.puts = 0;
+  front.flight.max = 0;
+  front.flight.puts = 0;
   const r = await fetch(`${proxy.url}/v2/team/big/manifests/v1`, { headers: { authorization: `Bearer ${tok}`, accept: OCI } });
   expect(r.status).toBe(200);
   expect(
@@ -85,7 +69,7 @@ it('regression: a manifest listing 500 blobs writes their link records a few at 
       .update(Buffer.from(await r.arrayBuffer()))
       .digest('hex'),
   ).toBe(createHash('sha256').update(body).digest('hex'));
-  const seen = { puts: flight.puts, max: flight.max };
+  const seen = { puts: front.flight.puts, max: front.flight.max };
   expect(seen.puts).toBeGreaterThan(500); // every link written (and the manifest, its record, the tag)
   expect(seen.max).toBeLessThanOrEqual(16);
   expect(proxy.logs.join('')).not.toContain('cache store failed');

@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { UpstreamClient, staticProvider } from '@registry-proxy/registry-core';
 import { requireCommands, run, startRegistry, type TestRegistry } from '@registry-proxy/testing';
+import { startFlightRelay } from '../../test/support/counting-relay.js';
 import { RegistryStore, type RegistryStoreOptions } from './registry-store.js';
 
 jest.setTimeout(60_000);
@@ -482,23 +483,11 @@ it('regression: an object evicted while the index runs is not counted again by t
 
 it('regression: a large fill that needs many small objects evicted removes them a few at a time, not all at once', async () => {
   const repo = `life/many${n}`;
-  const t = new URL(reg.url);
-  const flight = { now: 0, max: 0 };
-  const relay = createServer((req, res) => {
-    flight.now++;
-    flight.max = Math.max(flight.max, flight.now);
-    res.on('close', () => flight.now--);
-    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      ur.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  const relay = await startFlightRelay(reg.url);
+  const flight = relay.flight;
   try {
     const evicted: string[] = [];
-    const s = store(repo, { maxBytes: 40_000, onEvict: (d) => evicted.push(d) }, { url: `http://127.0.0.1:${(relay.address() as AddressInfo).port}` } as TestRegistry);
+    const s = store(repo, { maxBytes: 40_000, onEvict: (d) => evicted.push(d) }, { url: relay.url } as TestRegistry);
     const small: string[] = [];
     for (let i = 0; i < 80; i++) small.push(await put(s, 500));
     flight.max = 0;
@@ -508,8 +497,7 @@ it('regression: a large fill that needs many small objects evicted removes them 
     expect(s.bytes).toBe(40_000);
     expect([await inStore(repo, small[0] as string), await inStore(repo, small[79] as string), await inStore(repo, big)]).toEqual([404, 200, 200]);
   } finally {
-    relay.closeAllConnections();
-    await new Promise((resolve) => relay.close(resolve));
+    await relay.close();
   }
 });
 

@@ -58,3 +58,41 @@ export async function startCountingRelay(target: string, counted: (status: numbe
       }),
   };
 }
+
+/**
+ * A plain pass-through in front of a real docker-registry that counts the requests in flight
+ * (`now`, the highest `max` since it was last reset) and the PUTs: for the tests that check the
+ * proxy goes to a store a few requests at a time, not all at once.
+ */
+export interface FlightRelay {
+  readonly url: string;
+  readonly flight: { now: number; max: number; puts: number };
+  close(): Promise<void>;
+}
+
+export async function startFlightRelay(target: string): Promise<FlightRelay> {
+  const t = new URL(target);
+  const flight = { now: 0, max: 0, puts: 0 };
+  const server = createServer((req, res) => {
+    flight.now++;
+    flight.max = Math.max(flight.max, flight.now);
+    if (req.method === 'PUT') flight.puts++;
+    res.on('close', () => flight.now--);
+    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    flight,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
