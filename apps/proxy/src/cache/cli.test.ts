@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { UpstreamClient, staticProvider } from '@registry-proxy/registry-core';
+import type { UpstreamClient } from '@registry-proxy/registry-core';
 import { requireCommands, startRegistry, type TestRegistry } from '@registry-proxy/testing';
 import { runCacheCli } from './cli.js';
 import { FilesystemStore } from './filesystem-store.js';
 import { objectRecordManifest } from './registry-records.js';
 import { RegistryStore } from './registry-store.js';
+import { storeClient } from '../../test/support/registry-store-proxy.js';
 
 const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 let dir: string;
@@ -138,13 +139,7 @@ describe('registry-proxy cache, registry store', () => {
   let repo: string;
 
   const newStore = () => {
-    const client = new UpstreamClient({
-      name: 'cache-store',
-      url: reg.url,
-      credentials: staticProvider({ kind: 'basic', username: 'store', password: 'store-pw' }),
-      followRedirects: false,
-      retry: { attempts: 1, baseDelayMs: 10, maxDelayMs: 10 },
-    });
+    const client = storeClient(reg.url);
     clients.push(client);
     return new RegistryStore({ client, repository: repo, spoolDir: regDir, onUploadFailed: () => undefined });
   };

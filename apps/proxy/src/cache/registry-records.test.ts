@@ -8,9 +8,10 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UpstreamClient, staticProvider } from '@registry-proxy/registry-core';
+import type { UpstreamClient } from '@registry-proxy/registry-core';
 import { requireCommands, startRegistry, type TestRegistry } from '@registry-proxy/testing';
 import { RegistryStore } from './registry-store.js';
+import { storeClient } from '../../test/support/registry-store-proxy.js';
 
 jest.setTimeout(60_000);
 const REPO = 'cache/objects';
@@ -21,13 +22,7 @@ const clients: UpstreamClient[] = [];
 const auth = { authorization: `Basic ${Buffer.from('store:store-pw').toString('base64')}` };
 
 function store(): RegistryStore {
-  const client = new UpstreamClient({
-    name: 'cache-store',
-    url: reg.url,
-    credentials: staticProvider({ kind: 'basic', username: 'store', password: 'store-pw' }),
-    followRedirects: false,
-    retry: { attempts: 1, baseDelayMs: 10, maxDelayMs: 10 },
-  });
+  const client = storeClient(reg.url);
   clients.push(client);
   return new RegistryStore({ client, repository: REPO, spoolDir: spool, onUploadFailed: () => undefined });
 }

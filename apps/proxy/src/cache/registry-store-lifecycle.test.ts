@@ -10,10 +10,11 @@ import { tmpdir } from 'node:os';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { UpstreamClient, staticProvider } from '@registry-proxy/registry-core';
+import type { UpstreamClient } from '@registry-proxy/registry-core';
 import { requireCommands, run, startRegistry, type TestRegistry } from '@registry-proxy/testing';
 import { startFlightRelay } from '../../test/support/counting-relay.js';
 import { RegistryStore, type RegistryStoreOptions } from './registry-store.js';
+import { storeClient } from '../../test/support/registry-store-proxy.js';
 
 jest.setTimeout(60_000);
 const auth = { authorization: `Basic ${Buffer.from('store:store-pw').toString('base64')}` };
@@ -25,13 +26,7 @@ let n = 0;
 const clients: UpstreamClient[] = [];
 
 function store(repo: string, opts: Partial<RegistryStoreOptions> = {}, registry = reg): RegistryStore {
-  const client = new UpstreamClient({
-    name: 'cache-store',
-    url: registry.url,
-    credentials: staticProvider({ kind: 'basic', username: 'store', password: 'store-pw' }),
-    followRedirects: false,
-    retry: { attempts: 1, baseDelayMs: 10, maxDelayMs: 10 },
-  });
+  const client = storeClient(registry.url);
   clients.push(client);
   return new RegistryStore({ client, repository: repo, spoolDir: spool, onUploadFailed: (d, err) => failures.push(`${d}: ${err.message}`), ...opts });
 }

@@ -1,3 +1,4 @@
+import { staticProvider, UpstreamClient } from '@registry-proxy/registry-core';
 import bcrypt from 'bcryptjs';
 
 /** The password of `alice`, the one user of {@link registryStoreProxyConfig}. */
@@ -35,4 +36,15 @@ export function registryStoreProxyConfig(o: {
       },
     ],
   };
+}
+
+/** A client of the store registry as the proxy builds one (user `store`, one attempt, no redirects), for tests that drive a RegistryStore directly. */
+export function storeClient(url: string): UpstreamClient {
+  return new UpstreamClient({
+    name: 'cache-store',
+    url,
+    credentials: staticProvider({ kind: 'basic', username: 'store', password: 'store-pw' }),
+    followRedirects: false,
+    retry: { attempts: 1, baseDelayMs: 10, maxDelayMs: 10 },
+  });
 }
