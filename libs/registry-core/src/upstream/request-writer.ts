@@ -64,6 +64,7 @@ export function transferFunction(native: unknown = (ArrayBuffer.prototype as { t
   return typeof borrowed === 'function' ? (borrowed as Transfer) : null;
 }
 
+/** Looked up once, on the first disposable body (undefined until then). */
 let transfer: Transfer | null | undefined;
 
 /**
@@ -74,8 +75,10 @@ let transfer: Transfer | null | undefined;
  */
 export function pumpBody(socket: Socket, body: Readable, chunked: boolean, onSent: () => void): () => boolean {
   let done = false;
-  if (transfer === undefined && DISPOSABLE.has(body)) transfer = transferFunction();
-  const free = DISPOSABLE.has(body) ? (transfer ?? null) : null;
+  const disposable = DISPOSABLE.has(body);
+  // Not `??=`: a null answer (no transfer on this runtime) must not be looked up again per body.
+  if (disposable && transfer === undefined) transfer = transferFunction();
+  const free = disposable ? (transfer ?? null) : null;
   const cleanup = () => {
     done = true;
     body.off('data', onData);
