@@ -101,7 +101,7 @@ function registryCli(c: RegistryStoreConfig, key: string, upstreams: string[]): 
   });
   const links = async () => {
     const out = new Map<string, Set<string>>();
-    for await (const r of store.keyedRecords()) {
+    for await (const r of store.records.keyedRecords()) {
       const l = linkOfKey(r.key);
       if (!l) continue;
       if (!out.has(l.digest)) out.set(l.digest, new Set());
@@ -116,15 +116,15 @@ function registryCli(c: RegistryStoreConfig, key: string, upstreams: string[]): 
     list: () => store.list(),
     links,
     hash: (d) => store.hash(d),
-    listed: async (d) => (await store.objectRecord(d)) !== undefined,
+    listed: async (d) => (await store.records.getObject(d)) !== undefined,
     remove: (d) => store.remove(d),
     dropRepository: async (ups, repository) => {
       const doomed: string[] = [];
-      for await (const r of store.keyedRecords()) {
+      for await (const r of store.records.keyedRecords()) {
         const [what, upstream, repo] = r.key;
         if ((what === 'link' || what === 'tag') && upstream !== undefined && ups.includes(upstream) && repo === repository) doomed.push(r.manifest);
       }
-      for (const m of doomed) await store.removeRecord(m);
+      for (const m of doomed) await store.records.deleteManifest(m);
     },
     close: () => store.close(),
   };

@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { sweepAbandoned } from './abandoned.js';
 import { Quota } from './lru.js';
 import type { CacheStore, LinkKind, ObjectHandle, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
 
 const DIGEST = /^sha256:([a-f0-9]{64})$/;
-/** A file left in tmp/ this long is an abandoned fill (a crashed process); younger ones may be another replica's. */
-const ABANDONED_MS = 3_600_000;
 
 export class ObjectTooLargeError extends Error {
   constructor(size: number, max: number) {
@@ -67,11 +66,7 @@ export class FilesystemStore implements CacheStore {
       s.openError = err as Error;
     }
     for await (const o of s.scan()) s.quota.set(o.digest, o.size, o.lastUsed);
-    const now = Date.now();
-    for (const f of await readdir(join(root, 'tmp')).catch(() => [] as string[])) {
-      const st = await stat(join(root, 'tmp', f)).catch(() => undefined);
-      if (st && now - st.mtimeMs > ABANDONED_MS) await rm(join(root, 'tmp', f), { force: true }).catch(() => undefined);
-    }
+    await sweepAbandoned(join(root, 'tmp'));
     return s;
   }
 

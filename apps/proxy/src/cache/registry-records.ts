@@ -28,6 +28,8 @@ export const TAG_PAGE = 1000;
 const MAX_TAG_PAGE_BYTES = 64 << 20;
 /** At most this many pages are followed (a registry whose `last` does not move on is not followed forever). */
 const MAX_TAG_PAGES = 100_000;
+/** Record GETs in flight at once while indexing or listing. */
+const RECORD_READS = 4;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 
 /** One object as its record tells it. */
@@ -259,6 +261,35 @@ export class RegistryRecords {
       const next = tags[tags.length - 1];
       if (r.headers['link'] === undefined || next === undefined || (last !== undefined && next <= last)) return;
       last = next;
+    }
+  }
+
+  /** Every object record of the store (records that do not hold together are skipped); throws when the store cannot answer. */
+  async *objects(): AsyncIterable<ObjectRecord & { manifest: string }> {
+    for await (const page of this.tags()) {
+      const digests = page.map(objectOfTag).filter((d): d is string => d !== undefined);
+      for (let i = 0; i < digests.length; i += RECORD_READS) {
+        const got = await Promise.all(digests.slice(i, i + RECORD_READS).map((d) => this.getObject(d)));
+        for (const rec of got) if (rec) yield rec;
+      }
+    }
+  }
+
+  /** Every link and tag record (key, value, and the manifest digest that removes it); manifests under such tags that are not ours are skipped. */
+  async *keyedRecords(): AsyncIterable<{ key: string[]; value: string; manifest: string }> {
+    for await (const page of this.tags()) {
+      const tags = page.filter(isKeyedTag);
+      for (let i = 0; i < tags.length; i += RECORD_READS) {
+        const got = await Promise.all(
+          tags.slice(i, i + RECORD_READS).map(async (tag) => {
+            const m = await this.read(tag);
+            const rec = m && parseKeyedRecord(m.body);
+            // A record under a tag its key does not hash to is someone else's.
+            return rec && m && RegistryRecords.tagOf(rec.key) === tag ? { ...rec, manifest: m.digest } : undefined;
+          }),
+        );
+        for (const rec of got) if (rec) yield rec;
+      }
     }
   }
 

@@ -1,13 +1,14 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { disposableChunks, type UpstreamClient, type UpstreamResponse } from '@registry-proxy/registry-core';
 import { ObjectTooLargeError } from './filesystem-store.js';
+import { sweepAbandoned } from './abandoned.js';
 import { Quota } from './lru.js';
 import { StoreReader } from './registry-reader.js';
-import { RegistryRecords, isKeyedTag, objectOfTag, objectTag, parseKeyedRecord, type ObjectRecord } from './registry-records.js';
+import { RegistryRecords, objectTag } from './registry-records.js';
 import type { CacheStore, LinkKind, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
@@ -15,15 +16,12 @@ const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const MEDIA_TYPE = /^[\w.+-]+\/[\w.+-]+(?:\s*;[^\x00-\x1f\x7f]*)?$/;
 /** Links this process has read or written, kept so that each is asked of the store once; beyond this many the oldest are forgotten (and read again). */
 const MAX_KNOWN_LINKS = 100_000;
-/** Record GETs in flight at once while indexing or listing. */
-const RECORD_READS = 4;
 /** Evictions in flight at once (each a record GET and DELETE, then a blob DELETE). */
 const EVICTIONS = 4;
 /** A failed start-up index is tried again after a minute, then twice as long after each failure, at most an hour. */
 const INDEX_RETRY_MS = 60_000;
 const INDEX_RETRY_MAX_MS = 3_600_000;
-/** A spool file this old is an abandoned fill (a crashed process: a live fill writes it as it goes, then removes it); only files named as fills are touched. */
-const ABANDONED_MS = 3_600_000;
+/** A spool file of a fill (only those are swept: a live fill writes it as it goes, then removes it). */
 const SPOOL_FILE = /^[a-f0-9]{64}\.\d+\.[a-f0-9]{12}$/;
 
 export interface RegistryStoreOptions {
@@ -81,7 +79,8 @@ function remember<V>(m: Map<string, V>, k: string, v: V): void {
 export class RegistryStore implements CacheStore {
   readonly description: string;
   private readonly links = new Map<string, string>();
-  private readonly records: RegistryRecords;
+  /** The store's records (objects, links, tags): what the cache CLI lists and removes. */
+  readonly records: RegistryRecords;
   private readonly quota: Quota;
   /** Objects whose eviction is under way (settles when it has ended, either way): not offered to readers meanwhile, and not uploaded again before it ends. */
   private readonly evicting = new Map<string, Promise<void>>();
@@ -121,9 +120,9 @@ export class RegistryStore implements CacheStore {
     this.indexing ??= (async () => {
       let objects = 0;
       this.indexRunning = true;
-      await this.sweepSpool();
+      await sweepAbandoned(this.opts.spoolDir, (f) => SPOOL_FILE.test(f));
       try {
-        for await (const rec of this.objectRecords()) {
+        for await (const rec of this.records.objects()) {
           if (this.closed) return;
           objects++;
           if (this.quota.has(rec.digest) || this.evicting.has(rec.digest) || this.goneWhileIndexing.has(rec.digest)) continue;
@@ -147,55 +146,6 @@ export class RegistryStore implements CacheStore {
       }
     })();
     return this.indexing;
-  }
-
-  /** Removes the spool files of fills a crashed process left behind (never fails). */
-  private async sweepSpool(): Promise<void> {
-    const now = Date.now();
-    for (const f of await readdir(this.opts.spoolDir).catch(() => [] as string[])) {
-      if (!SPOOL_FILE.test(f)) continue;
-      const st = await stat(join(this.opts.spoolDir, f)).catch(() => undefined);
-      if (st && now - st.mtimeMs > ABANDONED_MS) await rm(join(this.opts.spoolDir, f), { force: true }).catch(() => undefined);
-    }
-  }
-
-  /** Every object record of the store (records that do not hold together are skipped); throws when the store cannot answer. */
-  async *objectRecords(): AsyncIterable<ObjectRecord & { manifest: string }> {
-    for await (const page of this.records.tags()) {
-      const digests = page.map(objectOfTag).filter((d): d is string => d !== undefined);
-      for (let i = 0; i < digests.length; i += RECORD_READS) {
-        const got = await Promise.all(digests.slice(i, i + RECORD_READS).map((d) => this.records.getObject(d)));
-        for (const rec of got) if (rec) yield rec;
-      }
-    }
-  }
-
-  /** Every link and tag record (key, value, and the manifest digest that removes it); manifests under such tags that are not ours are skipped. */
-  async *keyedRecords(): AsyncIterable<{ key: string[]; value: string; manifest: string }> {
-    for await (const page of this.records.tags()) {
-      const tags = page.filter(isKeyedTag);
-      for (let i = 0; i < tags.length; i += RECORD_READS) {
-        const got = await Promise.all(
-          tags.slice(i, i + RECORD_READS).map(async (tag) => {
-            const m = await this.records.read(tag);
-            const rec = m && parseKeyedRecord(m.body);
-            // A record under a tag its key does not hash to is someone else's.
-            return rec && m && RegistryRecords.tagOf(rec.key) === tag ? { ...rec, manifest: m.digest } : undefined;
-          }),
-        );
-        for (const rec of got) if (rec) yield rec;
-      }
-    }
-  }
-
-  /** The object record of `digest` (undefined: none, or not one of ours); throws when the store cannot answer. */
-  objectRecord(digest: string): Promise<(ObjectRecord & { manifest: string }) | undefined> {
-    return this.records.getObject(digest);
-  }
-
-  /** Removes a link or tag record by its manifest digest (from `keyedRecords`). */
-  async removeRecord(manifest: string): Promise<void> {
-    await this.records.deleteManifest(manifest);
   }
 
   /** Downloads an object whole and hashes it; undefined when the store does not have it. */
@@ -462,7 +412,7 @@ export class RegistryStore implements CacheStore {
 
   /** The objects that have records (objects stored by a build before records existed are not listed). */
   async *list(): AsyncIterable<ObjectInfo> {
-    for await (const rec of this.objectRecords()) yield { digest: rec.digest, size: rec.size, lastUsed: rec.filledAt };
+    for await (const rec of this.records.objects()) yield { digest: rec.digest, size: rec.size, lastUsed: rec.filledAt };
   }
 
   async close(): Promise<void> {
