@@ -3,7 +3,8 @@ import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink, write
 import { dirname, join } from 'node:path';
 import { sweepAbandoned } from './abandoned.js';
 import { Quota } from './lru.js';
-import type { CacheStore, LinkKind, ObjectHandle, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
+import { fileHandle, SpoolFile } from './spool-file.js';
+import type { CacheStore, LinkKind, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
 
 const DIGEST = /^sha256:([a-f0-9]{64})$/;
 
@@ -18,13 +19,6 @@ function hexOf(digest: string): string {
   const m = DIGEST.exec(digest);
   if (!m) throw new Error(`not a sha256 digest: ${digest}`);
   return m[1] as string;
-}
-
-function fileHandle(fh: FileHandle): ObjectHandle {
-  return {
-    read: async (buffer, position) => (await fh.read(buffer, 0, buffer.length, position)).bytesRead,
-    close: () => fh.close(),
-  };
 }
 
 const stampOf = (s: { ino: number; size: number; ctimeMs: number }) => `${s.ino}:${s.size}:${s.ctimeMs}`;
@@ -135,46 +129,21 @@ export class FilesystemStore implements CacheStore {
       const fs = await statfs(this.root);
       if (fs.bavail * fs.bsize < size + (1 << 20)) throw Object.assign(new Error(`no space for ${size} bytes in ${this.root}`), { code: 'ENOSPC' });
     }
-    const tmp = this.tmpPath(hex);
-    const fh = await open(tmp, 'wx');
-    let written = 0;
-    let closed = false;
-    const close = async () => {
-      if (!closed) {
-        closed = true;
-        await fh.close();
-      }
-    };
+    const spool = await SpoolFile.create(this.tmpPath(hex));
     return {
-      write: async (chunk) => {
-        let off = 0;
-        while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
-        written += chunk.length;
-      },
-      writev: async (chunks) => {
-        const rest = chunks.slice();
-        while (rest.length > 0) {
-          let n = (await fh.writev(rest)).bytesWritten;
-          written += n;
-          // A short writev (a signal, a full pipe of the kernel's): go on from where it stopped.
-          while (rest.length > 0 && n >= (rest[0] as Buffer).length) n -= (rest.shift() as Buffer).length;
-          if (n > 0) rest[0] = (rest[0] as Buffer).subarray(n);
-        }
-      },
-      openReader: async () => fileHandle(await open(tmp, 'r')),
+      write: (chunk) => spool.write(chunk),
+      writev: (chunks) => spool.writev(chunks),
+      openReader: () => spool.openReader(),
       commit: async () => {
-        await close();
+        await spool.close();
         const path = this.objectPath(digest);
         await mkdir(dirname(path), { recursive: true });
-        await rename(tmp, path);
-        this.quota.set(digest, written);
+        await rename(spool.path, path);
+        this.quota.set(digest, spool.written);
         await this.evict(0);
         return stampOf(await stat(path));
       },
-      abort: async () => {
-        await close().catch(() => undefined);
-        await rm(tmp, { force: true });
-      },
+      abort: () => spool.discard(),
     };
   }
 

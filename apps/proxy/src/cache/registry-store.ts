@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -7,6 +7,7 @@ import { disposableChunks, type UpstreamClient, type UpstreamResponse } from '@r
 import { ObjectTooLargeError } from './filesystem-store.js';
 import { sweepAbandoned } from './abandoned.js';
 import { Quota } from './lru.js';
+import { SpoolFile } from './spool-file.js';
 import { StoreReader } from './registry-reader.js';
 import { RegistryRecords, objectTag } from './registry-records.js';
 import type { CacheStore, LinkKind, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
@@ -225,32 +226,20 @@ export class RegistryStore implements CacheStore {
     const announced = size;
     let room = size === undefined ? undefined : this.makeRoom(size);
     const tmp = join(this.opts.spoolDir, `${digest.slice(7)}.${process.pid}.${randomBytes(6).toString('hex')}`);
-    let fh: FileHandle;
+    let spool: SpoolFile;
     try {
       await mkdir(this.opts.spoolDir, { recursive: true });
-      fh = await open(tmp, 'wx');
+      spool = await SpoolFile.create(tmp);
     } catch (err) {
       room?.release();
       throw err;
     }
-    let closed = false;
-    const close = async () => {
-      if (!closed) {
-        closed = true;
-        await fh.close();
-      }
-    };
     return {
-      write: async (chunk) => {
-        let off = 0;
-        while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
-      },
-      openReader: async () => {
-        const r = await open(tmp, 'r');
-        return { read: async (b, p) => (await r.read(b, 0, b.length, p)).bytesRead, close: () => r.close() };
-      },
+      write: (chunk) => spool.write(chunk),
+      writev: (chunks) => spool.writev(chunks),
+      openReader: () => spool.openReader(),
       commit: async () => {
-        await close();
+        await spool.close();
         const size = (await stat(tmp)).size;
         try {
           if (size > this.quota.maxBytes) throw new ObjectTooLargeError(size, this.quota.maxBytes);
@@ -280,8 +269,7 @@ export class RegistryStore implements CacheStore {
       },
       abort: async () => {
         room?.release();
-        await close().catch(() => undefined);
-        await rm(tmp, { force: true });
+        await spool.discard();
       },
     };
   }
