@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { sweepAbandoned } from './abandoned.js';
 import { Quota } from './lru.js';
 import { fileHandle, SpoolFile } from './spool-file.js';
-import type { CacheStore, LinkKind, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
+import { parseTagRecord, type CacheStore, type LinkKind, type ObjectInfo, type ObjectWriter, type StoredObject, type TagRecord } from './store.js';
 
 const DIGEST = /^sha256:([a-f0-9]{64})$/;
 
@@ -197,12 +197,7 @@ export class FilesystemStore implements CacheStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
-    try {
-      const r = JSON.parse(text) as TagRecord;
-      return DIGEST.test(r.digest) && typeof r.validatedAt === 'number' && typeof r.mediaType === 'string' ? r : undefined;
-    } catch {
-      return undefined; // a damaged record is a miss
-    }
+    return parseTagRecord(text);
   }
 
   async putTag(upstream: string, repository: string, tag: string, variant: string, record: TagRecord): Promise<void> {

@@ -10,7 +10,7 @@ import { Quota } from './lru.js';
 import { SpoolFile } from './spool-file.js';
 import { StoreReader } from './registry-reader.js';
 import { RegistryRecords, objectTag } from './registry-records.js';
-import type { CacheStore, LinkKind, ObjectInfo, ObjectWriter, StoredObject, TagRecord } from './store.js';
+import { parseTagRecord, type CacheStore, type LinkKind, type ObjectInfo, type ObjectWriter, type StoredObject, type TagRecord } from './store.js';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 /** A media type, parameters allowed, no control characters (it is sent back as a Content-Type). */
@@ -386,12 +386,7 @@ export class RegistryStore implements CacheStore {
   async tag(upstream: string, repository: string, tag: string, variant: string): Promise<TagRecord | undefined> {
     const text = await this.records.get(['tag', upstream, repository, tag, variant]);
     if (text === undefined) return undefined;
-    try {
-      const r = JSON.parse(text) as TagRecord;
-      return DIGEST.test(r.digest) && typeof r.validatedAt === 'number' && typeof r.mediaType === 'string' ? r : undefined;
-    } catch {
-      return undefined; // a damaged record is a miss
-    }
+    return parseTagRecord(text);
   }
 
   async putTag(upstream: string, repository: string, tag: string, variant: string, record: TagRecord): Promise<void> {

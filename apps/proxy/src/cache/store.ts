@@ -45,6 +45,26 @@ export interface TagRecord {
   readonly etag?: string;
 }
 
+/**
+ * A tag record as a store gives it back, or undefined for anything damaged (a damaged record is
+ * a miss). The ETag is sent upstream as If-None-Match, so it must be one header value of visible
+ * characters: a record that could end a header line or carry another is refused here.
+ */
+export function parseTagRecord(text: string): TagRecord | undefined {
+  let r: unknown;
+  try {
+    r = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof r !== 'object' || r === null) return undefined;
+  const { digest, mediaType, validatedAt, etag } = r as Record<string, unknown>;
+  if (typeof digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(digest)) return undefined;
+  if (typeof mediaType !== 'string' || typeof validatedAt !== 'number' || !Number.isFinite(validatedAt)) return undefined;
+  if (etag !== undefined && (typeof etag !== 'string' || !/^[\x21-\x7e]{1,1024}$/.test(etag))) return undefined;
+  return { digest, mediaType, validatedAt, ...(etag !== undefined ? { etag } : {}) };
+}
+
 /** One object in a listing. */
 export interface ObjectInfo {
   readonly digest: string;
