@@ -19,11 +19,11 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import http from 'node:http';
+import { children, cpu, cpuSplit, freePort, imageEnv, root, waitHttp } from './common.mjs';
 
 const MIB = 1024 * 1024;
 const BLOB_MIB = Number(process.env.BENCH_BLOB_MIB ?? 512);
@@ -36,47 +36,13 @@ const HERD = Number(process.env.BENCH_HERD ?? 100);
 // `tokens` (the token endpoint's own throughput) is tools/bench/tokens.mjs, which `npm run bench`
 // runs next: with only that named, this file has nothing to do.
 if (!['blob', 'head', 'rss', 'push', 'token', 'cache'].some((s) => ONLY.has(s))) process.exit(0);
-const root = join(import.meta.dirname, '../..');
 const dir = mkdtempSync(join(tmpdir(), 'rp-bench-'));
-const children = [];
 // The proxy runs with the environment its image sets (apps/proxy/Dockerfile's ENV), unless
 // BENCH_PROXY_ENV=none: then as a bare `node main.js`.
-const imageEnv = Object.fromEntries([...readFileSync(join(root, 'apps/proxy/Dockerfile'), 'utf8').matchAll(/^ENV (.+)$/gm)].flatMap((m) => m[1].split(/\s+/).map((kv) => kv.split('='))));
 const proxyEnv = process.env.BENCH_PROXY_ENV === 'none' ? process.env : { ...process.env, ...imageEnv };
 
-const port = async () => {
-  const s = createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const p = s.address().port;
-  await new Promise((r) => s.close(r));
-  return p;
-};
-const start = (cmd, args, log, env = process.env) => {
-  const fd = openSync(join(dir, log), 'a');
-  const c = spawn(cmd, args, { stdio: ['ignore', fd, fd], env });
-  children.push(c);
-  return c;
-};
-const waitHttp = async (url, ok = (s) => s < 500) => {
-  for (let i = 0; i < 200; i++) {
-    try {
-      if (ok((await fetch(url)).status)) return;
-    } catch {}
-    await sleep(50);
-  }
-  throw new Error(`not up: ${url}`);
-};
-/** utime and stime of a process in seconds, and its minor page faults so far. */
-const cpuSplit = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return [Number(x[11]) / 100, Number(x[12]) / 100, Number(x[7])];
-};
-/** utime + stime of a process in seconds. */
-const cpu = (pid) => {
-  const [user, sys] = cpuSplit(pid);
-  return user + sys;
-};
+const { start, stop: cleanup } = children(dir);
+const port = freePort;
 const status = (pid, key) =>
   Number(
     /(\d+) kB/.exec(
@@ -85,11 +51,6 @@ const status = (pid, key) =>
         .find((l) => l.startsWith(key)) ?? '',
     )?.[1] ?? 0,
   ) / 1024;
-const cleanup = async () => {
-  for (const c of children) c.kill('SIGTERM');
-  await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)));
-};
-process.on('SIGINT', () => cleanup().then(() => process.exit(130)));
 
 try {
   // --- the registry, no auth (nginx and direct clients reach it the same way the proxy does)

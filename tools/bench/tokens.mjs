@@ -13,13 +13,12 @@
 // (info, the default: the audit line is written, to a file), BENCH_NODE_ARGS, BENCH_KEEP,
 // BENCH_ONLY (runs when unset or when it names `tokens`), BENCH_SCENARIOS (names to run, e.g.
 // `refresh,healthz`), BENCH_BASELINE (another build's apps/proxy/dist/main.js, measured beside this one).
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import http from 'node:http';
+import { children, cpu, freePort, imageEnv, root, waitHttp } from './common.mjs';
 
 if (process.env.BENCH_ONLY && !process.env.BENCH_ONLY.split(',').includes('tokens')) process.exit(0);
 
@@ -28,46 +27,12 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 2);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
 const COST = process.env.BENCH_BCRYPT_COST;
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
-const root = join(import.meta.dirname, '../..');
 const dir = mkdtempSync(join(tmpdir(), 'rp-tokbench-'));
-const children = [];
-const imageEnv = Object.fromEntries([...readFileSync(join(root, 'apps/proxy/Dockerfile'), 'utf8').matchAll(/^ENV (.+)$/gm)].flatMap((m) => m[1].split(/\s+/).map((kv) => kv.split('='))));
 const proxyEnv = process.env.BENCH_PROXY_ENV === 'none' ? process.env : { ...process.env, ...imageEnv };
 
-const port = async () => {
-  const s = createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const p = s.address().port;
-  await new Promise((r) => s.close(r));
-  return p;
-};
-const start = (cmd, args, log, env = process.env) => {
-  const fd = openSync(join(dir, log), 'a');
-  const c = spawn(cmd, args, { stdio: ['ignore', fd, fd], env });
-  children.push(c);
-  return c;
-};
-const waitHttp = async (url) => {
-  // Up to a minute: a loaded machine starts the proxy slowly.
-  for (let i = 0; i < 1200; i++) {
-    try {
-      if ((await fetch(url)).status === 200) return;
-    } catch {}
-    await sleep(50);
-  }
-  throw new Error(`not up: ${url}`);
-};
-/** utime + stime of a process (all its threads: the bcrypt workers count) in seconds. */
-const cpu = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(x[11]) + Number(x[12])) / 100;
-};
-const cleanup = async () => {
-  for (const c of children) c.kill('SIGTERM');
-  await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)));
-};
-process.on('SIGINT', () => cleanup().then(() => process.exit(130)));
+const { start, stop: cleanup } = children(dir);
+const port = freePort;
+const ready = (url) => waitHttp(url, (s) => s === 200);
 
 /**
  * CLIENTS keep-alive connections in a closed loop for `seconds`: each sends its next request
@@ -146,7 +111,7 @@ http {
   );
   start('nginx', ['-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], 'nginx.log');
   const ng = `http://127.0.0.1:${ngPort}`;
-  await waitHttp(`${ng}/`);
+  await ready(`${ng}/`);
   const ngMaster = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8'));
   const ngWorker = Number(
     execFileSync('pgrep', ['-P', String(ngMaster)])
@@ -179,7 +144,7 @@ upstreams: [{name: local, url: "http://127.0.0.1:9"}]
   const nodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : [];
   const proxy = start(process.execPath, [...nodeArgs, join(root, 'apps/proxy/dist/main.js'), '--config', join(dir, 'proxy.yaml')], 'proxy.log', proxyEnv);
   const px = `http://127.0.0.1:${pxPort}`;
-  await waitHttp(`${px}/healthz`);
+  await ready(`${px}/healthz`);
   // BENCH_BASELINE=<another build's apps/proxy/dist/main.js>: that build, same configuration,
   // measured right after this one in each pass (an A/B under the same load).
   let baseline;
@@ -188,7 +153,7 @@ upstreams: [{name: local, url: "http://127.0.0.1:9"}]
     writeFileSync(join(dir, 'baseline.yaml'), readFileSync(join(dir, 'proxy.yaml'), 'utf8').replace(`port: ${pxPort}`, `port: ${bPort}`));
     const proc = start(process.execPath, [...nodeArgs, process.env.BENCH_BASELINE, '--config', join(dir, 'baseline.yaml')], 'baseline.log', proxyEnv);
     baseline = { url: `http://127.0.0.1:${bPort}`, pid: proc.pid };
-    await waitHttp(`${baseline.url}/healthz`);
+    await ready(`${baseline.url}/healthz`);
   }
 
   const basic = `Basic ${Buffer.from('bench:bench-pw').toString('base64')}`;
