@@ -75,8 +75,8 @@ describe('FilesystemStore', () => {
     expect(await s.link('up', 'team/app', 'blob', d)).toBe('');
     expect(await s.link('up', 'team/other', 'blob', d)).toBeUndefined();
     expect(await s.link('other', 'team/app', 'blob', d)).toBeUndefined();
-    await s.putTag('up', 'team/app', 'v1', 'any', { digest: d, mediaType: 'x', validatedAt: 5 });
-    expect(await s.tag('up', 'team/app', 'v1', 'any')).toEqual({ digest: d, mediaType: 'x', validatedAt: 5 });
+    await s.putTag('up', 'team/app', 'v1', 'any', { digest: d, mediaType: 'application/vnd.oci.image.index.v1+json', validatedAt: 5 });
+    expect(await s.tag('up', 'team/app', 'v1', 'any')).toEqual({ digest: d, mediaType: 'application/vnd.oci.image.index.v1+json', validatedAt: 5 });
   });
 
   it('indexes what the directory already holds when it opens (a restart, or a volume shared with replicas)', async () => {

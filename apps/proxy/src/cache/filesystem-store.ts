@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { sweepAbandoned } from './abandoned.js';
 import { Quota } from './lru.js';
 import { fileHandle, SpoolFile } from './spool-file.js';
-import { parseTagRecord, type CacheStore, type LinkKind, type ObjectInfo, type ObjectWriter, type StoredObject, type TagRecord } from './store.js';
+import { isMediaType, parseTagRecord, type CacheStore, type LinkKind, type ObjectInfo, type ObjectWriter, type StoredObject, type TagRecord } from './store.js';
 
 const DIGEST = /^sha256:([a-f0-9]{64})$/;
 
@@ -175,12 +175,15 @@ export class FilesystemStore implements CacheStore {
   }
 
   async link(upstream: string, repository: string, kind: LinkKind, digest: string): Promise<string | undefined> {
+    let found: string;
     try {
-      return await readFile(this.linkPath(upstream, repository, kind, digest), 'utf8');
+      found = await readFile(this.linkPath(upstream, repository, kind, digest), 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
+    // A manifest link's value becomes a Content-Type: a damaged file is a miss, not a header.
+    return kind === 'blob' || isMediaType(found) ? found : undefined;
   }
 
   async addLink(upstream: string, repository: string, kind: LinkKind, digest: string, mediaType = ''): Promise<void> {

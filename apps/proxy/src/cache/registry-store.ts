@@ -10,11 +10,10 @@ import { Quota } from './lru.js';
 import { SpoolFile } from './spool-file.js';
 import { StoreReader } from './registry-reader.js';
 import { RegistryRecords, objectTag } from './registry-records.js';
-import { parseTagRecord, type CacheStore, type LinkKind, type ObjectInfo, type ObjectWriter, type StoredObject, type TagRecord } from './store.js';
+import { isMediaType, parseTagRecord, type CacheStore, type LinkKind, type ObjectInfo, type ObjectWriter, type StoredObject, type TagRecord } from './store.js';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 /** A media type, parameters allowed, no control characters (it is sent back as a Content-Type). */
-const MEDIA_TYPE = /^[\w.+-]+\/[\w.+-]+(?:\s*;[^\x00-\x1f\x7f]*)?$/;
 /** Links this process has read or written, kept so that each is asked of the store once; beyond this many the oldest are forgotten (and read again). */
 const MAX_KNOWN_LINKS = 100_000;
 /** Evictions in flight at once (each a record GET and DELETE, then a blob DELETE). */
@@ -371,7 +370,7 @@ export class RegistryStore implements CacheStore {
     if (mem !== undefined) return mem;
     const found = await this.records.get(key);
     // A manifest link's value becomes a Content-Type: anything but a media type is not ours.
-    if (found === undefined || (kind === 'manifest' ? !MEDIA_TYPE.test(found) : found !== '')) return undefined;
+    if (found === undefined || (kind === 'manifest' ? !isMediaType(found) : found !== '')) return undefined;
     remember(this.links, key.join('\u0000'), found);
     return found;
   }

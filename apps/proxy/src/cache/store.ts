@@ -45,10 +45,16 @@ export interface TagRecord {
   readonly etag?: string;
 }
 
+/** A media type as it may go out as a Content-Type (type/subtype, parameters without control characters). */
+export function isMediaType(s: string): boolean {
+  return s.length <= 1024 && /^[\w.+-]+\/[\w.+-]+(?:\s*;[^\x00-\x1f\x7f]*)?$/.test(s);
+}
+
 /**
  * A tag record as a store gives it back, or undefined for anything damaged (a damaged record is
  * a miss). The ETag is sent upstream as If-None-Match, so it must be one header value of visible
- * characters: a record that could end a header line or carry another is refused here.
+ * characters, and the media type goes to clients as a Content-Type: a record that could end a
+ * header line or carry another is refused here.
  */
 export function parseTagRecord(text: string): TagRecord | undefined {
   let r: unknown;
@@ -60,7 +66,7 @@ export function parseTagRecord(text: string): TagRecord | undefined {
   if (typeof r !== 'object' || r === null) return undefined;
   const { digest, mediaType, validatedAt, etag } = r as Record<string, unknown>;
   if (typeof digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(digest)) return undefined;
-  if (typeof mediaType !== 'string' || typeof validatedAt !== 'number' || !Number.isFinite(validatedAt)) return undefined;
+  if (typeof mediaType !== 'string' || !isMediaType(mediaType) || typeof validatedAt !== 'number' || !Number.isFinite(validatedAt)) return undefined;
   if (etag !== undefined && (typeof etag !== 'string' || !/^[\x21-\x7e]{1,1024}$/.test(etag))) return undefined;
   return { digest, mediaType, validatedAt, ...(etag !== undefined ? { etag } : {}) };
 }

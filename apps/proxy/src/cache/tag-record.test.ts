@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FilesystemStore } from './filesystem-store.js';
-import { parseTagRecord } from './store.js';
+import { isMediaType, parseTagRecord } from './store.js';
 
 const digest = `sha256:${'a'.repeat(64)}`;
 const good = { digest, mediaType: 'application/vnd.oci.image.index.v1+json', validatedAt: 1_700_000_000_000, etag: `"${digest}"` };
@@ -24,6 +24,8 @@ describe('parseTagRecord: what a store gives back for a tag, or a miss', () => {
     ['a sha512 digest', JSON.stringify({ ...good, digest: `sha512:${'a'.repeat(128)}` })],
     ['an upper-case digest', JSON.stringify({ ...good, digest: digest.toUpperCase() })],
     ['a media type that is not a string', JSON.stringify({ ...good, mediaType: 7 })],
+    ['a media type that ends the Content-Type line and adds a header', JSON.stringify({ ...good, mediaType: 'application/json\r\nSet-Cookie: a=b' })],
+    ['a media type that is not type/subtype', JSON.stringify({ ...good, mediaType: 'manifest' })],
     ['a time that is a string', JSON.stringify({ ...good, validatedAt: '1700000000000' })],
     ['a time that is not finite', '{"digest":"' + digest + '","mediaType":"x","validatedAt":1e999}'],
     ['an ETag that is a number', JSON.stringify({ ...good, etag: 7 })],
@@ -52,5 +54,30 @@ describe('a damaged tag record in a store', () => {
     await store.putTag('hub', 'library/alpine', 'latest', 'v', good);
     expect(await store.tag('hub', 'library/alpine', 'latest', 'v')).toEqual(good);
     await store.close();
+  });
+});
+
+describe('isMediaType: what may go to a client as a Content-Type', () => {
+  it.each(['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json', 'application/json; charset=utf-8'])('takes %s', (t) => {
+    expect(isMediaType(t)).toBe(true);
+  });
+  it.each(['', 'json', 'application/json\r\nX: y', 'application/json; a=\n', 'application/json\u0000', `application/${'x'.repeat(1100)}`])('refuses %j', (t) => {
+    expect(isMediaType(t)).toBe(false);
+  });
+
+  it('(regression) a damaged manifest link file of the filesystem store is a miss, not a Content-Type with a header in it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rp-link-'));
+    try {
+      const store = await FilesystemStore.open(dir, 1 << 30);
+      await store.addLink('hub', 'library/alpine', 'manifest', digest, 'application/json\r\nSet-Cookie: a=b');
+      expect(await store.link('hub', 'library/alpine', 'manifest', digest)).toBeUndefined();
+      await store.addLink('hub', 'library/alpine', 'manifest', digest, good.mediaType);
+      expect(await store.link('hub', 'library/alpine', 'manifest', digest)).toBe(good.mediaType);
+      await store.addLink('hub', 'library/alpine', 'blob', digest);
+      expect(await store.link('hub', 'library/alpine', 'blob', digest)).toBe('');
+      await store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
