@@ -65,6 +65,12 @@ export class Metrics {
     labelNames: ['store'] as const,
     registers: [this.registry],
   });
+  readonly cacheFills = new Gauge({
+    name: 'registry_proxy_cache_fills',
+    help: 'Blob fills running: being downloaded and verified, or stored (for a registry store: uploaded, after its clients have every byte)',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
   readonly cacheStoreBytes = new Gauge({
     name: 'registry_proxy_cache_store_bytes',
     help: 'Bytes held by a cache store, as this process counts them',

@@ -19,6 +19,7 @@ import { getGlobalDispatcher } from 'undici';
 import { MT, Pusher, requireCommands, sampleImage, startRegistry, waitFor, type TestRegistry } from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 import { ALICE_PW as PW, registryStoreProxyConfig } from './support/registry-store-proxy.js';
+import { fillsSettled, metric as metricOf } from './support/metrics.js';
 
 jest.setTimeout(120_000);
 const STORE_REPO = 'cache/objects';
@@ -32,7 +33,13 @@ const rejections: unknown[] = [];
 const onRejection = (err: unknown) => rejections.push(err);
 
 /** What the fault injector does to the next requests. */
-const fault: { mode: 'pass' | '503' | 'garbage'; blobGet?: number | undefined; killAfterPutBytes?: { digest: string; bytes: number } | undefined; killed: boolean } = { mode: 'pass', killed: false };
+const fault: {
+  mode: 'pass' | '503' | 'garbage';
+  blobGet?: number | undefined;
+  killAfterPutBytes?: { digest: string; bytes: number } | undefined;
+  holdPut?: { digest: string; until: Promise<void> } | undefined;
+  killed: boolean;
+} = { mode: 'pass', killed: false };
 /** Bytes of object GETs the store answered, and how many GETs, by digest. */
 const readBytes = new Map<string, number>();
 const readGets = new Map<string, number>();
@@ -74,6 +81,13 @@ function startFront(target: string): Promise<string> {
       pipeline(ur, res, () => undefined);
     });
     up.on('error', () => res.destroy());
+    const hold = fault.holdPut;
+    if (hold && req.method === 'PUT' && (req.url ?? '').includes(`digest=${encodeURIComponent(hold.digest)}`)) {
+      // The upload's bytes wait here (the proxy's PUT stalls on backpressure) until let go.
+      req.pause();
+      void hold.until.then(() => req.pipe(up));
+      return;
+    }
     const kill = fault.killAfterPutBytes;
     if (kill && req.method === 'PUT' && (req.url ?? '').includes(`digest=${encodeURIComponent(kill.digest)}`)) {
       let sent = 0;
@@ -98,10 +112,15 @@ async function blobIn(repo: string, size: number): Promise<{ digest: string; dat
   return { digest, data };
 }
 
-/** A pull through the proxy, which must end (whole or not) within 30 s: no hang. */
-async function pull(digest: string): Promise<{ status: number; digest: string; length: number }> {
+/**
+ * A pull through the proxy, which must end (whole or not) within 30 s: no hang; then the end of
+ * the fill it started (the upload to the store goes on after the client's last byte), unless
+ * `settle` is false.
+ */
+async function pull(digest: string, settle = true): Promise<{ status: number; digest: string; length: number }> {
   const r = await fetch(`${proxy.url}/v2/team/app/blobs/${digest}`, { headers: { authorization: `Bearer ${bearer}` }, signal: AbortSignal.timeout(30_000) });
   const body = Buffer.from(await r.arrayBuffer());
+  if (settle) await fillsSettled(proxy);
   return { status: r.status, digest: sha(body), length: body.length };
 }
 
@@ -121,14 +140,7 @@ async function inStore(digest: string): Promise<{ status: number; digest?: strin
   return { status: 200, digest: sha(body), length: body.length };
 }
 
-async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await proxy.metrics.registry.metrics();
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)))
-    .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
-}
+const metric = (name: string, labels: Record<string, string> = {}) => metricOf(proxy, name, labels);
 
 beforeAll(async () => {
   await requireCommands('docker-registry', 'htpasswd');
@@ -153,6 +165,26 @@ afterAll(async () => {
 });
 
 describe('registry store faults (real docker-registry as the store, killed and lying)', () => {
+  // First: the faults below pause this store's fills for 30 s.
+  it("a cold pull's client gets its last byte while the object's upload to the store is still held; the store has the object once the upload is let go", async () => {
+    const blob = await blobIn('team/app', 3 << 20);
+    let letGo: () => void = () => undefined;
+    fault.holdPut = { digest: blob.digest, until: new Promise<void>((r) => (letGo = r)) };
+    try {
+      // The whole blob, verified, while its upload cannot have ended (its PUT is held).
+      expect(await pull(blob.digest, false)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length });
+      expect(await metric('registry_proxy_cache_fills')).toBe(1);
+      expect(await inStore(blob.digest)).toEqual({ status: 404 });
+      // A second client meanwhile is served from the spool: the fill is still this process's.
+      expect(await pull(blob.digest, false)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length });
+    } finally {
+      letGo();
+      fault.holdPut = undefined;
+    }
+    await fillsSettled(proxy);
+    expect(await inStore(blob.digest)).toEqual({ status: 200, digest: blob.digest, length: blob.data.length });
+  });
+
   it('the store registry SIGKILLed mid-upload: the pull succeeds, the failure is warned and counted, and the restarted store holds nothing of it', async () => {
     const blob = await blobIn('team/app', 32 << 20);
     const failedBefore = await metric('registry_proxy_cache_errors_total', { reason: 'store' });

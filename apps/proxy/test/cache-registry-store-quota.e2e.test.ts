@@ -14,6 +14,7 @@ import { getGlobalDispatcher } from 'undici';
 import { Pusher, requireCommands, startRegistry, waitFor, type TestRegistry } from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 import { ALICE_PW as PW, registryStoreProxyConfig } from './support/registry-store-proxy.js';
+import { fillsSettled, metric } from './support/metrics.js';
 
 jest.setTimeout(120_000);
 const REPO = 'cache/objects';
@@ -43,23 +44,18 @@ async function token(p: TestProxy, repo: string): Promise<string> {
   const r = await fetch(`${p.url}/token?service=registry-proxy&scope=repository:${repo}:pull`, { headers: { authorization: basic('alice', PW) } });
   return ((await r.json()) as { token: string }).token;
 }
+/** A pull, and then the end of the fill it started (its upload to the store goes on after the client's last byte). */
 async function pull(p: TestProxy, repo: string, digest: string): Promise<{ status: number; digest: string }> {
   const r = await fetch(`${p.url}/v2/${repo}/blobs/${digest}`, { headers: { authorization: `Bearer ${await token(p, repo)}` } });
-  return { status: r.status, digest: sha(Buffer.from(await r.arrayBuffer())) };
+  const got = { status: r.status, digest: sha(Buffer.from(await r.arrayBuffer())) };
+  await fillsSettled(p);
+  return got;
 }
 /** What the store registry itself says: the object's blob and its record manifest (200 or 404 each). */
 async function inStore(digest: string): Promise<[number, number]> {
   const blob = await fetch(`${store.url}/v2/${REPO}/blobs/${digest}`, { method: 'HEAD', headers: storeAuth });
   const rec = await fetch(`${store.url}/v2/${REPO}/manifests/rp-o-${digest.slice(7)}`, { method: 'HEAD', headers: { ...storeAuth, accept: 'application/vnd.oci.image.manifest.v1+json' } });
   return [blob.status, rec.status];
-}
-async function metric(p: TestProxy, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await p.metrics.registry.metrics();
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)))
-    .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
 }
 const KEPT: [number, number] = [200, 200];
 const GONE: [number, number] = [404, 404];

@@ -136,6 +136,7 @@ export class BlobCache extends CacheBase {
       }
       const f = new Fill(digest, size, writer, up.body, (n) => r.metrics.cacheBytes.inc({ upstream: this.client.name, source: 'upstream' }, n));
       fill = f;
+      r.metrics.cacheFills.inc({ upstream: this.client.name });
       void f.done
         .then(
           () => {
@@ -151,6 +152,7 @@ export class BlobCache extends CacheBase {
           },
         )
         .finally(() => {
+          r.metrics.cacheFills.dec({ upstream: this.client.name });
           this.core.fills.delete(digest);
           void lease.release();
         });

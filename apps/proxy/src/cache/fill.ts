@@ -77,6 +77,14 @@ export class Fill {
     return this.writer.openReader();
   }
 
+  /** The whole object is verified: every reader may have every byte. */
+  private finish(): void {
+    this.size = this.written;
+    this.finished = true;
+    this.listener = undefined;
+    this.wake();
+  }
+
   private wake(): void {
     const w = this.waiters;
     this.waiters = [];
@@ -184,15 +192,18 @@ export class Fill {
       if (this.size !== undefined && this.written !== this.size) throw new FillError('upstream', `upstream sent ${this.written} of ${this.size} bytes`);
       const got = `sha256:${hash.digest('hex')}`;
       if (got !== this.digest) throw new FillError('digest', `upstream sent bytes with digest ${got} for ${this.digest}`);
+      // Verified and whole in the spool file. Where the commit is an upload of the whole object
+      // (the registry store), readers may send the last byte now rather than wait for it: a
+      // commit that fails after this costs only the store its copy (readers keep reading their
+      // open handles), and `done` still waits for it. Elsewhere (a rename) the object is stored
+      // before its last byte goes out.
+      if (this.writer.uploadsOnCommit) this.finish();
       try {
         this.stamp = await this.writer.commit();
       } catch (cause) {
         throw new FillError('store', `cache store commit failed: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { cause });
       }
-      this.size = this.written;
-      this.finished = true;
-      this.listener = undefined;
-      this.wake();
+      if (!this.finished) this.finish();
     } catch (err) {
       this.listener = undefined;
       body.destroy();

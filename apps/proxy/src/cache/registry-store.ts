@@ -237,6 +237,7 @@ export class RegistryStore implements CacheStore {
       write: (chunk) => spool.write(chunk),
       writev: (chunks) => spool.writev(chunks),
       openReader: () => spool.openReader(),
+      uploadsOnCommit: true,
       commit: async () => {
         await spool.close();
         const size = (await stat(tmp)).size;

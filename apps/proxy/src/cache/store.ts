@@ -29,6 +29,8 @@ export interface ObjectWriter {
   openReader(): Promise<ObjectHandle>;
   /** Publishes the object under its digest (the caller has verified it); resolves to its stamp. */
   commit(): Promise<string>;
+  /** True where commit sends the whole object elsewhere (an upload): readers need not wait for it. */
+  readonly uploadsOnCommit?: boolean;
   /** Removes whatever was written. */
   abort(): Promise<void>;
 }
