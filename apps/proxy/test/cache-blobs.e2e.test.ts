@@ -14,6 +14,7 @@ import { freePort, waitFor } from '@registry-proxy/testing';
 import { getGlobalDispatcher } from 'undici';
 import { digestOf, startBlobUpstream, type BlobUpstream } from './support/blob-upstream.js';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { metric as metricOf } from './support/metrics.js';
 
 jest.setTimeout(60_000);
 const PW = 'cache-pw-5e1f';
@@ -91,14 +92,7 @@ const openStoreFiles = () =>
       }
     })
     .filter((p) => p.startsWith(store));
-async function metric(name: string, labels: Record<string, string>): Promise<number> {
-  const text = await proxy.metrics.registry.metrics();
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)))
-    .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
-}
+const metric = (name: string, labels: Record<string, string> = {}) => metricOf(proxy, name, labels);
 
 describe('blobs through the cache', () => {
   it('fills on the first pull and serves the next from the store, without asking the upstream again', async () => {

@@ -33,6 +33,7 @@ import {
   type TestRegistry,
 } from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { metric as metricOf } from './support/metrics.js';
 
 jest.setTimeout(300_000);
 const USER = { username: 'up', password: 'up-pw-71c3' };
@@ -110,14 +111,7 @@ async function pull(engine: 'docker' | 'ctr', ref: string): Promise<{ code: numb
   return { code: r.code, stderr: r.stderr, digest: r.code === 0 ? digest : undefined };
 }
 
-async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await proxy.metrics.registry.metrics();
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  return text
-    .split('\n')
-    .filter((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && want.every((w) => l.includes(w)))
-    .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
-}
+const metric = (name: string, labels: Record<string, string> = {}) => metricOf(proxy, name, labels);
 
 const engines = ['docker', 'ctr'] as const;
 

@@ -12,6 +12,7 @@ import bcrypt from 'bcryptjs';
 import { getGlobalDispatcher } from 'undici';
 import { Pusher, requireCommands, run, sampleImage, startDaemon, startRegistry, waitFor, type Daemon, type Image, type TestRegistry } from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
+import { metric as metricOf } from './support/metrics.js';
 
 jest.setTimeout(180_000);
 const USER = { username: 'up', password: 'up-pw-4d2a' };
@@ -66,14 +67,7 @@ function expectImage(dir: string, image: Image): void {
   expect(readFileSync(join(dir, 'manifest.json')).equals(image.manifest)).toBe(true);
   for (const b of image.blobs) expect(readFileSync(join(dir, b.digest.slice(7))).equals(b.data)).toBe(true);
 }
-async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await proxy.metrics.registry.metrics();
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  return text
-    .split('\n')
-    .filter((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && want.every((w) => l.includes(w)))
-    .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
-}
+const metric = (name: string, labels: Record<string, string> = {}) => metricOf(proxy, name, labels);
 const upstreamWith = (status: string) => metric('registry_proxy_upstream_response_seconds_count', { status });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

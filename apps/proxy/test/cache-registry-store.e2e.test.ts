@@ -13,6 +13,7 @@ import { getGlobalDispatcher } from 'undici';
 import { Pusher, requireCommands, startRegistry, waitFor, type TestRegistry } from '@registry-proxy/testing';
 import { startTestProxy, type TestProxy } from './support/proxy.js';
 import { ALICE_PW as PW, registryStoreProxyConfig } from './support/registry-store-proxy.js';
+import { metric as metricOf } from './support/metrics.js';
 
 jest.setTimeout(120_000);
 let upstream: TestRegistry;
@@ -45,14 +46,7 @@ async function inStore(digest: string): Promise<number | string> {
   const r = await fetch(`${store.url}/v2/cache/objects/blobs/${digest}`, { method: 'HEAD', headers: { authorization: basic('store', 'store-pw') } });
   return r.status === 200 ? Number(r.headers.get('content-length')) : r.status;
 }
-async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await proxy.metrics.registry.metrics();
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)))
-    .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
-}
+const metric = (name: string, labels: Record<string, string> = {}) => metricOf(proxy, name, labels);
 
 beforeAll(async () => {
   await requireCommands('docker-registry', 'htpasswd');

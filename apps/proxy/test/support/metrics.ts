@@ -12,7 +12,7 @@ export async function metric(p: WithMetrics, name: string, labels: Record<string
   const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
   return text
     .split('\n')
-    .filter((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)))
+    .filter((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && want.every((w) => l.includes(w)))
     .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
 }
 
