@@ -2,6 +2,7 @@ import { connect as netConnect, isIP, type NetConnectOpts, type Socket } from 'n
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { ResponseBody } from './body.js';
 import { BIG_READ, releaseChunk, takeBig } from './buffer-pool.js';
+import type { CancelSignal } from './cancel.js';
 import { NoResponseError } from './errors.js';
 import { ProtocolError, type ResponseHead } from './head.js';
 import { proxyAddress, proxyAuthorization } from './outbound-proxy.js';
@@ -54,7 +55,7 @@ export class Connection {
   private broken: Error | undefined;
   private headersTimer: NodeJS.Timeout | undefined;
   private abortListener: (() => void) | undefined;
-  private signal: AbortSignal | undefined;
+  private signal: CancelSignal | undefined;
   /** Stops a request body still being sent (true if it was unfinished); set while one is. */
   private bodyPump: (() => boolean) | undefined;
   private aborted = false;

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { ResponseBody } from './body.js';
+import type { CancelSignal } from './cancel.js';
 import { Connection } from './connection.js';
 import { NoResponseError } from './errors.js';
 import { proxyFor, tunnel, type OutboundProxy } from './outbound-proxy.js';
@@ -19,7 +20,8 @@ export interface Http1Request {
    * request that carries one always gets a fresh connection and is never retried.
    */
   readonly body?: Buffer | Readable | undefined;
-  readonly signal?: AbortSignal | undefined;
+  /** An AbortSignal, or a cheaper {@link CancelSignal}. */
+  readonly signal?: CancelSignal | undefined;
   /**
    * Connect to this IP address instead of resolving the URL's host again: the redirect layer
    * resolves and vets a destination once and the connection goes exactly there (no second DNS
