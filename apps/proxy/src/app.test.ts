@@ -4,7 +4,7 @@
  * and blob redirects to storage (S3, GCS, Artifact Registry's relative Locations).
  */
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
@@ -26,6 +26,7 @@ let movingCount = 0;
 let holdMoving = false;
 const held: Array<() => void> = [];
 const HUGE = Buffer.alloc(5 << 20, 'x');
+const silent: IncomingMessage[] = [];
 
 beforeAll(async () => {
   storage = createServer((req, res) => {
@@ -64,6 +65,8 @@ beforeAll(async () => {
     } else if (url.pathname === '/v2/ns/huge/manifests/v1') {
       // Larger than registries accept (4 MiB), slow enough that two requests overlap.
       setTimeout(() => res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': HUGE.length }).end(HUGE), 100);
+    } else if (url.pathname === '/v2/ns/silent/manifests/v1') {
+      silent.push(req); // never answered: the proxy must let go when its client does
     } else if (url.pathname === `/v2/ns/app/blobs/${DIGEST}`) {
       res.writeHead(307, { location: `${storageUrl}/bucket/blob?signature=xyz` }).end();
     } else if (url.pathname === `/v2/ns/rel/blobs/${DIGEST}`) {
@@ -193,6 +196,26 @@ describe('identical manifest requests at once', () => {
       expect(a.status).toBe(200);
       expect(Buffer.from(await a.arrayBuffer()).equals(HUGE)).toBe(true);
     }
+  });
+});
+
+describe('a client that leaves before the upstream answers', () => {
+  it('takes the upstream request with it, long before the headers timeout', async () => {
+    const p = await proxyFor(upstreamUrl, 'follow', 'upstream-token', {
+      upstreams: [{ name: 'up', prefix: 'x', namespace: 'ns', url: upstreamUrl, coalesce: false, credentials: { type: 'bearer', token: 'upstream-token' } }],
+    });
+    const t = await tokenFor(p.url, 'x/silent');
+    const before = silent.length;
+    const client = request(`${p.url}/v2/x/silent/manifests/v1`, { method: 'HEAD', agent: false, headers: { authorization: `Bearer ${t}` } });
+    client.on('error', () => undefined);
+    client.end();
+    while (silent.length === before) await new Promise((r) => setTimeout(r, 5));
+    const up = silent[silent.length - 1] as IncomingMessage;
+    const cut = new Promise<number>((r) => up.socket.once('close', () => r(Date.now())));
+    const left = Date.now();
+    client.destroy();
+    // The upstream's headers timeout is 30 s: a proxy that kept waiting would take that long.
+    expect((await cut) - left).toBeLessThan(2_000);
   });
 });
 

@@ -1,13 +1,21 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PlainLines } from './logging.js';
 import type { Metrics } from './metrics.js';
 import type { RequestNotes } from './call.js';
 
-/** The request id: the client's X-Request-Id (its first 64 characters), else a new UUID. */
+/** This process's part of the ids it makes: 48 random bits, so that the ids of replicas and restarts do not meet. */
+const ID_PREFIX = randomBytes(6).toString('hex');
+let idCount = 0;
+
+/**
+ * The request id: the client's X-Request-Id (its first 64 characters), else this process's
+ * prefix and a count (`3f9a0c12e4b7-1a`), unique within the process. A count, not a random UUID:
+ * this runs for every request, and a UUID cost about 3,200 instructions against 700 (callgrind).
+ */
 export function requestId(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
-  return (typeof given === 'string' && given.slice(0, 64)) || randomUUID();
+  return (typeof given === 'string' && given.slice(0, 64)) || `${ID_PREFIX}-${(++idCount).toString(36)}`;
 }
 
 /**

@@ -28,6 +28,7 @@ export { type RetryPolicy } from './upstream/retry.js';
 export { UpstreamClient, type UpstreamClientOptions, type UpstreamRequest, type UpstreamResponse } from './upstream/client.js';
 export { BodyTooLargeError, ResponseBody } from './upstream/body.js';
 export { type HttpMethod } from './upstream/http1.js';
+export { Cancel, type CancelSignal } from './upstream/cancel.js';
 export { disposableChunks } from './upstream/request-writer.js';
 export { type OutboundProxy, outboundProxyFromEnv } from './upstream/outbound-proxy.js';
 export { Refreshing } from './providers/refresh.js';

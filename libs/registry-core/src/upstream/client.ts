@@ -1,4 +1,5 @@
 import { parseChallenges, type Challenge } from '../challenge.js';
+import type { CancelSignal } from './cancel.js';
 import { CredentialError, credentialKey, type UpstreamCredentialProvider, type UpstreamCredentials } from '../credentials.js';
 import type { ResponseBody } from './body.js';
 import { vetRedirect, type Lookup } from './destination.js';
@@ -49,7 +50,8 @@ export interface UpstreamRequest {
   readonly body?: Buffer | Readable | undefined;
   /** Token scopes separated by spaces, e.g. `repository:library/alpine:pull`. */
   readonly scope?: string;
-  readonly signal?: AbortSignal | undefined;
+  /** An AbortSignal, or a cheaper {@link CancelSignal} (./cancel.ts). */
+  readonly signal?: CancelSignal | undefined;
 }
 
 /** The upstream's answer; the caller must consume or destroy `body`. */
@@ -175,7 +177,7 @@ export class UpstreamClient {
   }
 
   /** Asks `/v2/` which authorization the upstream wants, as clients do before a push. */
-  private async learnMode(signal?: AbortSignal): Promise<void> {
+  private async learnMode(signal?: CancelSignal): Promise<void> {
     const res = await this.send({ method: 'GET', path: '/v2/', signal }, undefined, false);
     await res.body.dump();
     this.mode = res.statusCode === 401 ? this.modeFrom(res.headers) : { scheme: 'none' };
@@ -197,7 +199,7 @@ export class UpstreamClient {
     return { scheme: 'none' };
   }
 
-  private async authorization(creds: UpstreamCredentials, key: string, scope: string | undefined, signal?: AbortSignal): Promise<string | undefined> {
+  private async authorization(creds: UpstreamCredentials, key: string, scope: string | undefined, signal?: CancelSignal): Promise<string | undefined> {
     if (creds.kind === 'bearer') return `Bearer ${creds.token}`;
     const mode = this.mode;
     if (!mode || mode.scheme === 'none') return undefined;
@@ -206,7 +208,7 @@ export class UpstreamClient {
     return `Bearer ${token}`;
   }
 
-  private async fetchToken(mode: Extract<AuthMode, { scheme: 'bearer' }>, creds: UpstreamCredentials, scope: string | undefined, signal?: AbortSignal): Promise<CachedToken> {
+  private async fetchToken(mode: Extract<AuthMode, { scheme: 'bearer' }>, creds: UpstreamCredentials, scope: string | undefined, signal?: CancelSignal): Promise<CachedToken> {
     const url = new URL(mode.realm);
     if (mode.service !== undefined) url.searchParams.set('service', mode.service);
     for (const s of scope?.split(' ') ?? []) if (s) url.searchParams.append('scope', s);

@@ -2,6 +2,7 @@ import { connect as netConnect, isIP, type NetConnectOpts, type Socket } from 'n
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { ResponseBody } from './body.js';
 import { BIG_READ, releaseChunk, takeBig } from './buffer-pool.js';
+import type { CancelSignal } from './cancel.js';
 import { NoResponseError } from './errors.js';
 import { ProtocolError, type ResponseHead } from './head.js';
 import { proxyAddress, proxyAuthorization } from './outbound-proxy.js';
@@ -52,14 +53,24 @@ export class Connection {
   private more = true;
   /** Why the body failed while the head's packet was being read. */
   private broken: Error | undefined;
+  /**
+   * The response-headers deadline: one timer for the connection's life, refreshed per request
+   * (a setTimeout and clearTimeout per request cost six times a refresh), which acts only while
+   * a head is awaited. It never outlives the socket, whose close clears it.
+   */
   private headersTimer: NodeJS.Timeout | undefined;
+  private headersMs = 0;
+  private awaitingHead = false;
   private abortListener: (() => void) | undefined;
-  private signal: AbortSignal | undefined;
+  private signal: CancelSignal | undefined;
   /** Stops a request body still being sent (true if it was unfinished); set while one is. */
   private bodyPump: (() => boolean) | undefined;
   private aborted = false;
-  /** Set by the pool while the connection waits in it; cleared when it is taken for a request. */
+  /** The pool's idle timer, kept for the connection's life and refreshed each time it goes back (http1.ts). */
   idleTimer: NodeJS.Timeout | undefined;
+  idleMs = 0;
+  /** Set by the pool while the connection waits in it; cleared when it is taken for a request. */
+  pooled = false;
   /** Set by the pool: called once per exchange when the connection is free again (or dead). */
   onRelease: (reusable: boolean) => void = () => undefined;
   keepAliveHintMs: number | undefined;
@@ -146,7 +157,6 @@ export class Connection {
       this.gotBytes = false;
       this.broken = undefined;
       this.reader.begin(req.method);
-      this.headersTimer = setTimeout(() => this.socket.destroy(timeoutError('upstream sent no response headers in time')), req.headersTimeoutMs);
       if (req.signal) {
         this.signal = req.signal;
         this.abortListener = () => {
@@ -158,15 +168,16 @@ export class Connection {
       this.socket.resume();
       const body = req.body;
       if (body === undefined) {
+        this.armHeadersTimer(req.headersTimeoutMs);
         this.socket.write(`${text}\r\n`, 'latin1');
       } else if (Buffer.isBuffer(body)) {
+        this.armHeadersTimer(req.headersTimeoutMs);
         if (!/\ncontent-length:/i.test(text)) text += `content-length: ${body.length}\r\n`;
         this.socket.write(`${text}\r\n`, 'latin1');
         this.socket.write(body);
       } else {
         // The upstream may take long to answer a large upload: the headers timer starts once the
         // body is sent, and until then the socket's idle timeout watches the transfer.
-        clearTimeout(this.headersTimer);
         this.socket.setTimeout(req.bodyIdleTimeoutMs);
         const chunked = !/\ncontent-length:/i.test(text);
         if (chunked) text += 'transfer-encoding: chunked\r\n';
@@ -176,10 +187,24 @@ export class Connection {
           // this is never reached after it.
           this.bodyPump = undefined;
           this.socket.setTimeout(0);
-          this.headersTimer = setTimeout(() => this.socket.destroy(timeoutError('upstream sent no response headers in time')), req.headersTimeoutMs);
+          this.armHeadersTimer(req.headersTimeoutMs);
         });
       }
     });
+  }
+
+  /** Starts the headers deadline of a request: `ms` from now, the socket is cut unless its head has come. */
+  private armHeadersTimer(ms: number): void {
+    this.awaitingHead = true;
+    if (this.headersTimer !== undefined && this.headersMs === ms) {
+      this.headersTimer.refresh();
+      return;
+    }
+    clearTimeout(this.headersTimer);
+    this.headersMs = ms;
+    this.headersTimer = setTimeout(() => {
+      if (this.awaitingHead) this.socket.destroy(timeoutError('upstream sent no response headers in time'));
+    }, ms);
   }
 
   private onData(chunk: Buffer): void {
@@ -208,7 +233,7 @@ export class Connection {
   private onHead(head: ResponseHead, rest: Buffer): void {
     const pending = this.pending as Pending;
     this.keepAliveHintMs = head.keepAliveHintMs;
-    clearTimeout(this.headersTimer);
+    this.awaitingHead = false;
     if (this.bodyPump) {
       if (this.bodyPump()) this.reusable = false; // the upstream answered before the body was all sent
       this.bodyPump = undefined;
@@ -291,7 +316,7 @@ export class Connection {
     const body = this.body;
     this.body = undefined;
     this.reader.end();
-    this.socket.setTimeout(0);
+    if (this.socket.timeout) this.socket.setTimeout(0);
     this.detachSignal();
     if (body) {
       body.complete = true;
@@ -308,7 +333,9 @@ export class Connection {
   }
 
   private fail(err: Error): void {
+    this.awaitingHead = false;
     clearTimeout(this.headersTimer);
+    this.headersTimer = undefined;
     this.bodyPump?.();
     this.bodyPump = undefined;
     this.detachSignal();

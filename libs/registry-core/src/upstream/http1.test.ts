@@ -131,6 +131,36 @@ describe('Http1Transport', () => {
     expect(s.connections()).toBe(1);
   });
 
+  it('closes a connection idle for the idle timeout each time it goes back, though that timer ran out while it was in use', async () => {
+    let n = 0;
+    const s = await http((_q, res) => {
+      n++;
+      // The second answer takes longer than the idle timeout.
+      setTimeout(() => res.end('ok'), n === 2 ? 250 : 0);
+    });
+    const t = transport({ idleTimeoutMs: 100 });
+    expect(await (await t.request(req(`${s.url}/a`))).body.text()).toBe('ok');
+    expect(await (await t.request(req(`${s.url}/b`))).body.text()).toBe('ok');
+    expect(s.connections()).toBe(1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await (await t.request(req(`${s.url}/c`))).body.text()).toBe('ok');
+    expect(s.connections()).toBe(2);
+  });
+
+  it('gives every request on a kept-alive connection its headers timeout, also after that timer ran out while idle', async () => {
+    let n = 0;
+    const url = await raw((_h, s) => {
+      if (++n < 3) s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'); // the third gets no answer
+    });
+    const t = transport();
+    expect(await (await t.request(req(`${url}/`, { headersTimeoutMs: 100 }))).body.text()).toBe('ok');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await (await t.request(req(`${url}/`, { headersTimeoutMs: 100 }))).body.text()).toBe('ok');
+    const started = Date.now();
+    await expect(t.request(req(`${url}/`, { headersTimeoutMs: 100 }))).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(Date.now() - started).toBeLessThan(1_500);
+  });
+
   it('does not count a slow reader against the upstream idle timeout', async () => {
     const data = randomBytes(24 << 20);
     const s = await http((_q, res) => {

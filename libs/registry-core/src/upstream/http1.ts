@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { ResponseBody } from './body.js';
+import type { CancelSignal } from './cancel.js';
 import { Connection } from './connection.js';
 import { NoResponseError } from './errors.js';
 import { proxyFor, tunnel, type OutboundProxy } from './outbound-proxy.js';
@@ -19,7 +20,8 @@ export interface Http1Request {
    * request that carries one always gets a fresh connection and is never retried.
    */
   readonly body?: Buffer | Readable | undefined;
-  readonly signal?: AbortSignal | undefined;
+  /** An AbortSignal, or a cheaper {@link CancelSignal}. */
+  readonly signal?: CancelSignal | undefined;
   /**
    * Connect to this IP address instead of resolving the URL's host again: the redirect layer
    * resolves and vets a destination once and the connection goes exactly there (no second DNS
@@ -95,8 +97,9 @@ export class Http1Transport {
     while (list && list.length > 0) {
       const c = list.pop() as Connection;
       // Regression: the idle timer used to survive the take, and cut transfers that were still
-      // running when it fired.
-      clearTimeout(c.idleTimer);
+      // running when it fired. It still runs (refreshing it on the next release is cheaper than
+      // a new one), but acts only on a pooled connection.
+      c.pooled = false;
       if (!c.socket.destroyed) return c;
     }
     return undefined;
@@ -136,9 +139,16 @@ export class Http1Transport {
           return;
         }
         const keep = Math.min(this.opts.idleTimeoutMs ?? 30_000, conn.keepAliveHintMs !== undefined ? Math.max(0, conn.keepAliveHintMs - 1000) : Infinity);
-        clearTimeout(conn.idleTimer);
-        conn.idleTimer = setTimeout(() => conn.socket.destroy(), keep);
-        conn.idleTimer.unref();
+        conn.pooled = true;
+        if (conn.idleTimer !== undefined && conn.idleMs === keep) conn.idleTimer.refresh();
+        else {
+          clearTimeout(conn.idleTimer);
+          conn.idleMs = keep;
+          conn.idleTimer = setTimeout(() => {
+            if (conn.pooled) conn.socket.destroy();
+          }, keep);
+          conn.idleTimer.unref();
+        }
         // An idle socket reads, so a server's close is noticed, and so is any byte nobody asked
         // for: the connection then closes (connection.ts) instead of answering the next request.
         conn.socket.resume();

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { followSignal, type CancelSignal } from './cancel.js';
 import { NoResponseError, UpstreamUnavailableError } from './errors.js';
 import { ProtocolError } from './head.js';
 
@@ -65,7 +66,7 @@ export async function withRetry<R extends { statusCode: number }>(
   upstream: string,
   policy: RetryPolicy,
   method: string,
-  signal: AbortSignal | undefined,
+  signal: CancelSignal | undefined,
   attempt: () => Promise<R>,
   discard: (r: R) => Promise<void>,
 ): Promise<R> {
@@ -74,7 +75,7 @@ export async function withRetry<R extends { statusCode: number }>(
   let again = false;
   let lastError: UpstreamUnavailableError | undefined;
   for (let n = 1; n <= attempts; n++) {
-    if (n > 1 && !again) await sleep(backoff(policy, n), undefined, { signal });
+    if (n > 1 && !again) await pause(backoff(policy, n), signal);
     again = false;
     if (signal?.aborted) throw classify(upstream, signal.reason);
     let res: R;
@@ -99,4 +100,15 @@ export async function withRetry<R extends { statusCode: number }>(
     return res;
   }
   throw lastError ?? new UpstreamUnavailableError(upstream, 'connection', 'no attempt made');
+}
+
+/** The backoff before another attempt, cut short (rejecting as timers/promises does) when `signal` fires. */
+async function pause(ms: number, signal: CancelSignal | undefined): Promise<void> {
+  if (signal === undefined) return sleep(ms);
+  const follower = followSignal(signal);
+  try {
+    await sleep(ms, undefined, { signal: follower.signal });
+  } finally {
+    follower.detach();
+  }
 }
