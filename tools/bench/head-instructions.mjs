@@ -27,28 +27,19 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, imageEnv, root } from './common.mjs';
 
-const root = join(import.meta.dirname, '../..');
 const builds = process.argv.length > 2 ? process.argv.slice(2).map((p) => resolve(p)) : [join(root, 'apps/proxy/dist/main.js')];
 const N = Number(process.env.TI_N ?? 2000);
 const WARMUP = Number(process.env.TI_WARMUP ?? 8000);
 const CLIENTS = Number(process.env.TI_CLIENTS ?? 50);
 const PASSES = Number(process.env.TI_PASSES ?? 3);
 const dir = mkdtempSync(join(tmpdir(), 'rp-headinstr-'));
-const imageEnv = Object.fromEntries([...readFileSync(join(root, 'apps/proxy/Dockerfile'), 'utf8').matchAll(/^ENV (.+)$/gm)].flatMap((m) => m[1].split(/\s+/).map((kv) => kv.split('='))));
 const children = [];
 
-const freePort = async () => {
-  const s = createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const p = s.address().port;
-  await new Promise((r) => s.close(r));
-  return p;
-};
 const waitHttp = async (url, ok, child) => {
   for (let i = 0; ; i++) {
     try {

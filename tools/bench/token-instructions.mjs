@@ -15,12 +15,11 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, imageEnv, root } from './common.mjs';
 
-const root = join(import.meta.dirname, '../..');
 const builds = process.argv.length > 2 ? process.argv.slice(2).map((p) => resolve(p)) : [join(root, 'apps/proxy/dist/main.js')];
 const N = Number(process.env.TI_N ?? 2000);
 const WARMUP = Number(process.env.TI_WARMUP ?? 1000);
@@ -28,15 +27,6 @@ const CLIENTS = Number(process.env.TI_CLIENTS ?? 50);
 const PASSES = Number(process.env.TI_PASSES ?? 2);
 const SCENARIOS = (process.env.TI_SCENARIOS ?? 'get,password,refresh').split(',');
 const dir = mkdtempSync(join(tmpdir(), 'rp-tokinstr-'));
-const imageEnv = Object.fromEntries([...readFileSync(join(root, 'apps/proxy/Dockerfile'), 'utf8').matchAll(/^ENV (.+)$/gm)].flatMap((m) => m[1].split(/\s+/).map((kv) => kv.split('='))));
-
-const freePort = async () => {
-  const s = createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const p = s.address().port;
-  await new Promise((r) => s.close(r));
-  return p;
-};
 
 writeFileSync(join(dir, 'htpasswd'), execFileSync('htpasswd', ['-nbB', 'bench', 'bench-pw']));
 const basic = `Basic ${Buffer.from('bench:bench-pw').toString('base64')}`;
