@@ -1,6 +1,9 @@
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { symbols, type Logger } from 'pino';
-import { createLogger, PlainLines, REDACT_PATHS, type LineFields } from './logging.js';
+import { destination, symbols, type DestinationStream, type Logger } from 'pino';
+import { createLogger, PlainLines, REDACT_PATHS, stdoutLines, type LineFields } from './logging.js';
 
 /** A logger at `level` whose lines are kept, parsed, without `time` (which differs between two writes). */
 function capture(level = 'info') {
@@ -99,5 +102,29 @@ describe('logging', () => {
     // Every top-level key a path starts with is one LineFields refuses (the type's list is complete).
     const firsts = new Set(REDACT_PATHS.map((p) => p.split('.')[0]).filter((k) => k !== '*'));
     expect([...firsts].sort()).toEqual(['access_token', 'authorization', 'headers', 'password', 'refresh_token', 'token']);
+  });
+
+  it("stdoutLines writes the bytes that pino's default output writes, in order, multi-byte text included", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rp-lines-'));
+    try {
+      const write = async (make: (fd: number) => DestinationStream, name: string) => {
+        const fd = openSync(join(dir, name), 'w');
+        const out = make(fd);
+        const lines = new PlainLines(createLogger('info', out));
+        // Many lines at once, so most are queued behind a write in flight and written in batches.
+        for (let i = 0; i < 2000; i++) lines.info({ ...auditLine, subject: `ålice-${i}-\u{1F433}`, requested: [`repository:tëam/app${i}:pull`] }, 'token request');
+        // Written asynchronously: wait for the last line.
+        for (let t = 0; readFileSync(join(dir, name), 'utf8').split('\n').length < 2001 && t < 500; t++) await new Promise((r) => setTimeout(r, 10));
+        closeSync(fd);
+        return readFileSync(join(dir, name), 'utf8').replace(/"time":\d+,/g, '');
+      };
+      const ours = await write((fd) => stdoutLines(fd), 'ours');
+      const pinos = await write((fd) => destination({ dest: fd, sync: false }), 'pino');
+      expect(ours.split('\n')).toHaveLength(2001);
+      expect(ours).toContain('"subject":"ålice-1999-\u{1F433}"');
+      expect(ours).toBe(pinos);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

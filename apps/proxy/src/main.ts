@@ -5,7 +5,7 @@ import { ProxyError } from '@registry-proxy/registry-core';
 import { DEFAULT_CONFIG_YAML } from './config/default.js';
 import { loadConfigFile, parseConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { createLogger } from './logging.js';
+import { createLogger, stdoutLines } from './logging.js';
 import { createRuntime } from './runtime.js';
 import { startProxy } from './server.js';
 import { revokeSubject, StateRevocations } from './state/revocations.js';
@@ -39,7 +39,7 @@ async function main(): Promise<number> {
   }
   if (opts.revokeSubject !== undefined) return revoke(config, opts.revokeSubject);
   // With --check-config, stdout carries only the verdict; warnings go to stderr.
-  const logger = opts.checkConfig ? createLogger('warn', destination(2)) : createLogger(config.log.level);
+  const logger = opts.checkConfig ? createLogger('warn', destination(2)) : createLogger(config.log.level, stdoutLines());
   if (!file) logger.warn('no configuration file: using the embedded default (Docker Hub, user demo/demo, pull only); see --print-default-config');
   // glibc reads this before any JavaScript runs, so it can only be a hint here (docs/benchmarks.md).
   if (!opts.checkConfig && process.platform === 'linux' && process.env['MALLOC_TRIM_THRESHOLD_'] === undefined) {

@@ -10,10 +10,15 @@ let server: Server;
 let port: number;
 beforeAll(async () => {
   server = createServer((req, res) => {
-    readBody(req, 1024, 'too large', { totalMs: 600, idleMs: 200 }).then(
-      (b) => res.end(`got ${b.length}`),
-      (err: unknown) => (err instanceof RegistryError ? sendError(req, res, err, false) : res.destroy()),
-    );
+    const read = () =>
+      readBody(req, 1024, 'too large', { totalMs: 600, idleMs: 200 }).then(
+        (b) => res.end(`got ${b.length} ${b.toString('latin1')}`),
+        (err: unknown) => (err instanceof RegistryError ? sendError(req, res, err, false) : res.destroy()),
+      );
+    // At once, while the parser is still at the head; or a turn later, as the token route reads
+    // (after its rate limit), when a body that came with the head has been parsed whole.
+    if (req.url === '/later') queueMicrotask(read);
+    else read();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as AddressInfo).port;
@@ -53,9 +58,35 @@ describe('readBody deadlines', () => {
     expect(r.text).toContain('not complete within');
   });
 
+  // The head and the whole body in one write, read at once or a turn later (as the token route
+  // reads it, after its rate limit), when the parser has it all.
+  it('a body that came with its head is read whole, sized or chunked, and the connection goes on', async () => {
+    const bodies = {
+      sized: 'Content-Length: 7\r\n\r\nabcdefg',
+      chunked: 'Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n',
+      empty: 'Content-Length: 0\r\n\r\n',
+    };
+    const heads = Object.values(bodies).flatMap((b) => ['/', '/later'].map((path) => `POST ${path} HTTP/1.1\r\nHost: x\r\n${b}`));
+    // All six on one connection in one write: each must be read to its end for the next to be served.
+    const r = await send(heads.join('') + 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', [], 1000);
+    expect([...r.text.matchAll(/\r\n\r\n(got [^\r]*?)(?=HTTP\/1\.1|$)/g)].map((m) => m[1])).toEqual(['got 7 abcdefg', 'got 7 abcdefg', 'got 7 abcdefg', 'got 7 abcdefg', 'got 0 ', 'got 0 ', 'got 0 ']);
+  });
+
+  it('a chunked body over the limit that came whole with its head: 413', async () => {
+    for (const path of ['/', '/later']) {
+      const r = await send(`POST ${path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n${'a'.repeat(1024)}\r\n1\r\nb\r\n0\r\n\r\n`, [], 1000);
+      expect([path, r.text]).toEqual([path, expect.stringMatching(/^HTTP\/1\.1 413 [^]*too large/)]);
+    }
+  });
+
+  it('a body still coming when read a turn later is waited for', async () => {
+    const r = await send('POST /later HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nab', ['cde'], 50);
+    expect(r.text).toMatch(/got 5 abcde$/);
+  });
+
   it('a body that arrives in time is read whole', async () => {
     const r = await send('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n', ['ab', 'cde'], 50);
-    expect(r.text).toMatch(/got 5$/);
+    expect(r.text).toMatch(/got 5 abcde$/);
   });
 });
 

@@ -21,6 +21,18 @@ export function readBody(req: IncomingMessage, limit: number, message: string, d
   const tooLarge = () => new RegistryError('BODY_TOO_LARGE', { message });
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge());
+  // Mostly the whole body came in the packet with the head (a token form, a small manifest):
+  // by the time the route reads it, the parser has buffered all of it (`complete`, or the
+  // declared length; the end of the message follows in the same parse) and nobody has read any.
+  // Then there is nothing to wait for and no deadline to keep: it is taken as it is, and the
+  // request is left flowing, as the listeners below leave it, so that its end is read.
+  // Anything else (still arriving, over the limit, already read from) takes the general path.
+  const buffered = req.readableLength;
+  if ((req.complete || buffered === declared) && buffered <= limit && req.readableFlowing === null && !req.readableEnded) {
+    const body = (req.read() as Buffer | null) ?? Buffer.alloc(0);
+    req.resume();
+    return Promise.resolve(body);
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
