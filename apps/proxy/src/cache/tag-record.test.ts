@@ -10,7 +10,7 @@ const good = { digest, mediaType: 'application/vnd.oci.image.index.v1+json', val
 describe('parseTagRecord: what a store gives back for a tag, or a miss', () => {
   it('takes a good record, with or without an ETag, and keeps nothing else it carries', () => {
     expect(parseTagRecord(JSON.stringify(good))).toEqual(good);
-    const { etag: _etag, ...noEtag } = good;
+    const noEtag = { digest: good.digest, mediaType: good.mediaType, validatedAt: good.validatedAt };
     expect(parseTagRecord(JSON.stringify(noEtag))).toEqual(noEtag);
     expect(parseTagRecord(JSON.stringify({ ...good, extra: 'x'.repeat(100) }))).toEqual(good);
   });
