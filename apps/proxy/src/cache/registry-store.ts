@@ -8,6 +8,7 @@ import { ObjectTooLargeError } from './filesystem-store.js';
 import { sweepAbandoned } from './abandoned.js';
 import { Quota } from './lru.js';
 import { SpoolFile } from './spool-file.js';
+import { uploadBlob } from './registry-upload.js';
 import { StoreReader } from './registry-reader.js';
 import { RegistryRecords, objectTag } from './registry-records.js';
 import { isMediaType, parseTagRecord, type CacheStore, type LinkKind, type ObjectInfo, type ObjectWriter, type StoredObject, type TagRecord } from './store.js';
@@ -274,27 +275,8 @@ export class RegistryStore implements CacheStore {
     };
   }
 
-  /** A monolithic upload (POST, then PUT ?digest= with the whole body); a failure cancels the session. */
-  private async upload(digest: string, body: () => Buffer | Readable, size: number): Promise<void> {
-    const start = await this.req('POST', `/v2/${this.opts.repository}/blobs/uploads/`, { headers: { 'content-length': '0' } });
-    await start.body.dump();
-    const location = start.headers['location'];
-    if (start.statusCode !== 202 || typeof location !== 'string') throw new Error(`store registry answered ${start.statusCode} to an upload start`);
-    const at = new URL(location, this.opts.client.origin);
-    if (at.origin !== new URL(this.opts.client.origin).origin) throw new Error('store registry sent an upload Location on another host');
-    at.searchParams.set('digest', digest);
-    const path = `${at.pathname}${at.search}`;
-    try {
-      const put = await this.req('PUT', path, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body: body() });
-      await put.body.dump();
-      if (put.statusCode !== 201) throw new Error(`store registry answered ${put.statusCode} to the upload`);
-    } catch (err) {
-      const cancel = new URL(location, this.opts.client.origin);
-      await this.req('DELETE', `${cancel.pathname}${cancel.search}`)
-        .then((d) => d.body.dump())
-        .catch(() => undefined);
-      throw err;
-    }
+  private upload(digest: string, body: () => Buffer | Readable, size: number): Promise<void> {
+    return uploadBlob((m, p, e) => this.req(m, p, e), this.opts.client.origin, this.opts.repository, digest, body, size);
   }
 
   /** Evicts until `bytes` more fit (the victims are chosen now), and reserves them, so that fills starting meanwhile make room for themselves too. */
